@@ -1,0 +1,132 @@
+"""The ``obs-sync`` command line: parsing, output and exit codes only; no business logic.
+
+Exit codes: 0 success; 1 a VDN failed, was incomplete or guarded (or a check failed);
+2 configuration or usage error. Heavy modules are imported inside the commands that
+need them so every command starts quickly.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, NoReturn
+
+import click
+
+from obs_sync.config import Config, ConfigError, load_config
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    click.echo(f"obs-sync: {message}", err=True)
+    sys.exit(code)
+
+
+def get_config(ctx: click.Context) -> Config:
+    obj: dict[str, Any] = ctx.ensure_object(dict)
+    if "config" not in obj:
+        try:
+            obj["config"] = load_config(obj.get("config_path"))
+        except ConfigError as error:
+            fail(f"configuration error: {error}", EXIT_USAGE)
+    config: Config = obj["config"]
+    return config
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="Configuration file (default: $OBS_SYNC_CONFIG, else ./config.yaml).",
+)
+@click.version_option(package_name="obs-sync")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """Keep a PostgreSQL copy, with history, of CC-iSales OBS result codes."""
+    ctx.ensure_object(dict)["config_path"] = config_path
+
+
+@main.command()
+@click.option("--vdn", "vdn_id", type=click.IntRange(1, 9999), required=True, help="VDN id.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.pass_context
+def fetch(ctx: click.Context, vdn_id: int, fmt: str) -> None:
+    """Print one VDN's result codes as fetched from iSales (nothing is stored)."""
+    raise NotImplementedError
+
+
+@main.command()
+@click.pass_context
+def simulator(ctx: click.Context) -> None:
+    """Serve the bundled iSales simulator (for demos, tests and benchmarks)."""
+    raise NotImplementedError
+
+
+@main.command()
+@click.option("--vdn", "vdn_ids", type=click.IntRange(1, 9999), multiple=True,
+              help="Sync only this VDN (repeatable); default: every configured VDN.")
+@click.option("--dry-run", is_flag=True, help="Fetch and report what would change; write nothing.")
+@click.option("--no-migrate", is_flag=True, help="Do not apply pending database migrations.")
+@click.pass_context
+def sync(ctx: click.Context, vdn_ids: tuple[int, ...], dry_run: bool, no_migrate: bool) -> None:
+    """Sync once and exit (0 all succeeded, 1 a VDN failed/incomplete/guarded, 2 usage)."""
+    raise NotImplementedError
+
+
+@main.group()
+def db() -> None:
+    """Database schema management."""
+
+
+@db.command()
+@click.option("--revision", default="head", show_default=True)
+@click.pass_context
+def upgrade(ctx: click.Context, revision: str) -> None:
+    """Apply migrations up to REVISION."""
+    raise NotImplementedError
+
+
+@db.command()
+@click.option("--revision", default="-1", show_default=True)
+@click.pass_context
+def downgrade(ctx: click.Context, revision: str) -> None:
+    """Revert migrations down to REVISION."""
+    raise NotImplementedError
+
+
+@db.command("grant-reader")
+@click.argument("role")
+@click.pass_context
+def grant_reader(ctx: click.Context, role: str) -> None:
+    """Grant ROLE read-only access (SELECT) to the BI tables."""
+    raise NotImplementedError
+
+
+@main.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run the scheduling daemon (metrics and /healthz on metrics.port)."""
+    raise NotImplementedError
+
+
+@main.command()
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Check the configuration, the database and one signed iSales request."""
+    raise NotImplementedError
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.pass_context
+def status(ctx: click.Context, fmt: str) -> None:
+    """Show recent runs and each VDN's freshness and failures."""
+    raise NotImplementedError
+
+
+@main.command()
+@click.pass_context
+def demo(ctx: click.Context) -> None:
+    """Run a self-contained demo: simulator + embedded PostgreSQL + two syncs."""
+    raise NotImplementedError

@@ -1,0 +1,283 @@
+"""Configuration: YAML with ``${VAR}`` / ``${VAR:-default}`` from the environment, validated up front.
+
+Every problem is reported as ``dotted.key[index]: what is wrong`` so the operator knows
+what to fix. Secrets are :class:`pydantic.SecretStr` and never printed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_CONFIG_PATH = Path("config.yaml")
+CONFIG_ENV = "OBS_SYNC_CONFIG"
+VDN_MIN, VDN_MAX = 1, 9999
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key and the fix."""
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand_env(value: Any, env: Mapping[str, str], path: str) -> Any:
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env and (env[name] != "" or default is None):
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"{path}: environment variable {name} is not set "
+                f"(export it, or write ${{{name}:-default}})"
+            )
+
+        return _ENV_REF.sub(substitute, value)
+    if isinstance(value, dict):
+        return {k: _expand_env(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, env, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _vdn_range(item: Any) -> tuple[int, int]:
+    """One ``vdn_ids`` entry: an int or an inclusive ``"a-b"`` range."""
+    if isinstance(item, bool):
+        raise ValueError(f"{item!r} is not a VDN id (use an integer or a range like \"100-120\")")
+    if isinstance(item, int):
+        low = high = item
+    elif isinstance(item, str) and re.fullmatch(r"\s*\d+\s*(-\s*\d+\s*)?", item):
+        bounds = [int(p) for p in item.split("-")]
+        low, high = bounds[0], bounds[-1]
+        if low > high:
+            raise ValueError(f"range {item!r} is reversed (write \"{high}-{low}\")")
+    else:
+        raise ValueError(f"{item!r} is not a VDN id (use an integer or a range like \"100-120\")")
+    for value in (low, high):
+        if not VDN_MIN <= value <= VDN_MAX:
+            raise ValueError(f"{value} is outside {VDN_MIN}..{VDN_MAX}")
+    return low, high
+
+
+VdnRange = Annotated[tuple[int, int], BeforeValidator(_vdn_range)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SigningConfig(_Section):
+    signed_headers: tuple[str, ...] = ("content-type", "host")
+    timestamp_precision: Literal["seconds", "milliseconds"] = "seconds"
+
+    @field_validator("signed_headers")
+    @classmethod
+    def _headers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        names = tuple(sorted({v.strip().lower() for v in value}))
+        if not names or "" in names:
+            raise ValueError("list at least one header name, e.g. [content-type, host]")
+        return names
+
+
+class ISalesConfig(_Section):
+    base_url: str
+    access_key: str = Field(min_length=1)
+    secret_key: SecretStr
+    vdn_ids: tuple[VdnRange, ...] = Field(min_length=1)
+    page_size: int = Field(50, ge=1, le=50)
+    timeout_seconds: float = Field(10, gt=0)
+    verify_tls: bool | str = True
+    max_concurrency: int = Field(4, ge=1, le=256)
+    max_requests_per_second: float = Field(20, ge=0)
+    locale: str | None = None
+    signing: SigningConfig = SigningConfig()
+    # Retry policy for transient failures (connection errors, timeouts, 429, 5xx, non-JSON).
+    max_retries: int = Field(5, ge=0, le=20)
+    backoff_initial_seconds: float = Field(0.5, ge=0)
+    backoff_max_seconds: float = Field(30, ge=0)
+    # Safety cap on pages per VDN, so a misbehaving server cannot loop us forever.
+    max_pages: int = Field(2000, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL (e.g. https://10.0.0.5:18443)")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("is empty (set it, e.g. secret_key: ${ISALES_SECRET_KEY})")
+        return value
+
+    @field_validator("verify_tls")
+    @classmethod
+    def _verify(cls, value: bool | str) -> bool | str:
+        if isinstance(value, str):
+            if value.strip().lower() in ("true", "false"):
+                return value.strip().lower() == "true"
+            if not Path(value).is_file():
+                raise ValueError(f"CA bundle {value!r} does not exist (true, false or a file path)")
+        return value
+
+    @property
+    def vdn_list(self) -> list[int]:
+        """The configured VDN ids, ranges expanded, sorted, without duplicates."""
+        return sorted({v for low, high in self.vdn_ids for v in range(low, high + 1)})
+
+
+class DatabaseConfig(_Section):
+    url: SecretStr = SecretStr("")  # may carry a password
+    schema_: str = Field("obs_sync", alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value().strip()
+        if text and not re.match(r"^postgresql(\+psycopg)?://", text):
+            raise ValueError(
+                "must be a PostgreSQL URL like postgresql+psycopg://user:pass@host:5432/db "
+                "(or empty for the embedded PostgreSQL)"
+            )
+        if text.startswith("postgresql://"):
+            text = "postgresql+psycopg://" + text[len("postgresql://") :]
+        return SecretStr(text)
+
+
+class ScheduleConfig(_Section):
+    interval_minutes: float | None = Field(None, gt=0)
+    cron: str | None = None
+    jitter_seconds: int = Field(0, ge=0)
+    run_at_start: bool = True
+    misfire_grace_seconds: int = Field(300, ge=1)
+    run_deadline_seconds: float | None = Field(None, gt=0)  # default: 0.9 x the interval
+    shutdown_timeout_seconds: float = Field(30, gt=0)
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> ScheduleConfig:
+        if self.interval_minutes is not None and self.cron:
+            raise ValueError("set interval_minutes or cron, not both")
+        if self.interval_minutes is None and not self.cron:
+            object.__setattr__(self, "interval_minutes", 60.0)
+        if self.cron and len(self.cron.split()) != 5:
+            raise ValueError(f"cron {self.cron!r} must have 5 fields, e.g. \"*/30 * * * *\"")
+        return self
+
+
+class SyncConfig(_Section):
+    max_delete_fraction: float = Field(0.5, ge=0, le=1)
+
+
+class MetricsConfig(_Section):
+    host: str = "0.0.0.0"
+    port: int = Field(9464, ge=0, le=65535)  # 0 turns the HTTP endpoint off
+    max_failing_minutes: float = Field(180, gt=0)  # /healthz: a VDN failing longer is unhealthy
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class Config(_Section):
+    isales: ISalesConfig
+    database: DatabaseConfig = DatabaseConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    sync: SyncConfig = SyncConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif str(part).startswith(("function-", "tagged-union", "union")):
+            continue
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One line per problem, ``key: message``; never the offending value of a secret."""
+    lines = []
+    for item in error.errors(include_input=False, include_url=False):
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling against config.example.yaml)"
+        elif item["type"] == "missing":
+            message = "is required"
+        lines.append(f"{_location(tuple(item['loc']))}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError("the configuration must be a YAML mapping with an 'isales' section")
+    expanded = _expand_env(data, os.environ if env is None else env, "")
+    try:
+        return Config.model_validate(expanded)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error)) from None
+
+
+def resolve_config_path(path: str | os.PathLike[str] | None) -> Path:
+    if path:
+        return Path(path)
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    return DEFAULT_CONFIG_PATH
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load ``--config PATH``, else ``$OBS_SYNC_CONFIG``, else ``./config.yaml``."""
+    resolved = resolve_config_path(path)
+    try:
+        text = resolved.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{resolved}: no such configuration file (pass --config PATH, set {CONFIG_ENV}, "
+            "or copy config.example.yaml to config.yaml)"
+        ) from None
+    except OSError as error:
+        raise ConfigError(f"{resolved}: cannot read: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{resolved}:{where}: invalid YAML") from None
+    try:
+        return parse_config(data)
+    except ConfigError as error:
+        raise ConfigError(f"{resolved}: {error}") from None
