@@ -1,4 +1,6 @@
-"""Configuration: YAML with ``${VAR}`` / ``${VAR:-default}`` from the environment, validated up front.
+"""Configuration: YAML with ``${VAR}`` / ``${VAR:-default}`` from the environment.
+
+Validated up front.
 
 Every problem is reported as ``dotted.key[index]: what is wrong`` so the operator knows
 what to fix. Secrets are :class:`pydantic.SecretStr` and never printed.

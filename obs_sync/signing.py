@@ -52,9 +52,8 @@ def signed_header_names(names: Iterable[str]) -> str:
 
 def canonical_headers(headers: Mapping[str, str]) -> str:
     """``headers`` maps lowercased names to values, exactly the signed set."""
-    return "\n".join(
-        sorted(f"{normalize(name.lower())}:{normalize(value.strip())}" for name, value in headers.items())
-    )
+    lines = (f"{normalize(name.lower())}:{normalize(value.strip())}" for name, value in headers.items())
+    return "\n".join(sorted(lines))
 
 
 def canonical_request(
