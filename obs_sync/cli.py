@@ -64,8 +64,13 @@ def simulator(ctx: click.Context) -> None:
 
 
 @main.command()
-@click.option("--vdn", "vdn_ids", type=click.IntRange(1, 9999), multiple=True,
-              help="Sync only this VDN (repeatable); default: every configured VDN.")
+@click.option(
+    "--vdn",
+    "vdn_ids",
+    type=click.IntRange(1, 9999),
+    multiple=True,
+    help="Sync only this VDN (repeatable); default: every configured VDN.",
+)
 @click.option("--dry-run", is_flag=True, help="Fetch and report what would change; write nothing.")
 @click.option("--no-migrate", is_flag=True, help="Do not apply pending database migrations.")
 @click.pass_context

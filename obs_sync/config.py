@@ -63,16 +63,16 @@ def _expand_env(value: Any, env: Mapping[str, str], path: str) -> Any:
 def _vdn_range(item: Any) -> tuple[int, int]:
     """One ``vdn_ids`` entry: an int or an inclusive ``"a-b"`` range."""
     if isinstance(item, bool):
-        raise ValueError(f"{item!r} is not a VDN id (use an integer or a range like \"100-120\")")
+        raise ValueError(f'{item!r} is not a VDN id (use an integer or a range like "100-120")')
     if isinstance(item, int):
         low = high = item
     elif isinstance(item, str) and re.fullmatch(r"\s*\d+\s*(-\s*\d+\s*)?", item):
         bounds = [int(p) for p in item.split("-")]
         low, high = bounds[0], bounds[-1]
         if low > high:
-            raise ValueError(f"range {item!r} is reversed (write \"{high}-{low}\")")
+            raise ValueError(f'range {item!r} is reversed (write "{high}-{low}")')
     else:
-        raise ValueError(f"{item!r} is not a VDN id (use an integer or a range like \"100-120\")")
+        raise ValueError(f'{item!r} is not a VDN id (use an integer or a range like "100-120")')
     for value in (low, high):
         if not VDN_MIN <= value <= VDN_MAX:
             raise ValueError(f"{value} is outside {VDN_MIN}..{VDN_MAX}")
@@ -185,7 +185,7 @@ class ScheduleConfig(_Section):
         if self.interval_minutes is None and not self.cron:
             object.__setattr__(self, "interval_minutes", 60.0)
         if self.cron and len(self.cron.split()) != 5:
-            raise ValueError(f"cron {self.cron!r} must have 5 fields, e.g. \"*/30 * * * *\"")
+            raise ValueError(f'cron {self.cron!r} must have 5 fields, e.g. "*/30 * * * *"')
         return self
 
 

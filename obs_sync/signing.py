@@ -52,7 +52,7 @@ def signed_header_names(names: Iterable[str]) -> str:
 
 def canonical_headers(headers: Mapping[str, str]) -> str:
     """``headers`` maps lowercased names to values, exactly the signed set."""
-    lines = (f"{normalize(name.lower())}:{normalize(value.strip())}" for name, value in headers.items())
+    lines = (f"{normalize(k.lower())}:{normalize(v.strip())}" for k, v in headers.items())
     return "\n".join(sorted(lines))
 
 
