@@ -53,7 +53,39 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 @click.pass_context
 def fetch(ctx: click.Context, vdn_id: int, fmt: str) -> None:
     """Print one VDN's result codes as fetched from iSales (nothing is stored)."""
-    raise NotImplementedError
+    config = get_config(ctx)
+    import json
+
+    from obs_sync.isales import ISalesClient, ISalesError
+
+    try:
+        with ISalesClient(config.isales) as client:
+            snapshot = client.fetch_snapshot(vdn_id)
+    except ConfigError as error:
+        fail(f"configuration error: {error}", EXIT_USAGE)
+    except ISalesError as error:
+        fail(str(error))
+    codes = snapshot.codes
+    if fmt == "json":
+        lines = [
+            json.dumps({"obs_code": code, "obs_code_desc": desc}, ensure_ascii=False)
+            for code, desc in codes.items()
+        ]
+    else:
+        width = max([len("OBS_CODE"), *(len(code) for code in codes)])
+        lines = [f"{'OBS_CODE':<{width}}  DESCRIPTION"]
+        lines += [f"{code:<{width}}  {desc}" for code, desc in codes.items()]
+    if lines:
+        click.echo("\n".join(lines))
+    stats = snapshot.stats
+    state = "complete" if snapshot.complete else f"INCOMPLETE: {snapshot.incomplete_reason}"
+    click.echo(
+        f"VDN {vdn_id}: {len(codes)} codes (totalCount {stats.total_count}), "
+        f"{stats.pages} pages, {stats.requests} requests ({stats.retries} retries, "
+        f"{stats.restarts} restarts) in {stats.seconds:.2f}s; {state}",
+        err=True,
+    )
+    sys.exit(EXIT_OK if snapshot.complete else EXIT_FAILED)
 
 
 @main.command()

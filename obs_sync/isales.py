@@ -1,0 +1,627 @@
+"""Signed CC-iSales client: one VDN's complete, verified snapshot of OBS result codes.
+
+API: ``shared/spec/isales-query-obs-result-code.md``; signing: ``c2-signing.md``.
+
+The client pages ``queryOBSResultCode`` until the codes fetched reach ``totalCount``,
+checks the vendor result codes on every page, retries only what is transient (with
+bounded exponential backoff and jitter), and says whether the snapshot is complete:
+only a complete snapshot may delete stored rows. It is shared by the sync's worker
+threads: one process-wide rate limiter, one connection pool.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any
+
+import requests
+import tenacity
+from requests.adapters import HTTPAdapter
+
+from obs_sync import __version__, logcontext
+from obs_sync.config import VDN_MAX, VDN_MIN, ConfigError, ISalesConfig
+from obs_sync.ratelimit import RateLimiter
+from obs_sync.signing import C2Auth
+from obs_sync.snapshot import FetchStats, Snapshot
+
+log = logging.getLogger(__name__)
+
+SUCCESS = "0200000"
+CONTENT_TYPE = "application/json; charset=UTF-8"
+PATH_TEMPLATE = "/rest/isales/v1/openapi/campaigns/{vdn_id}/queryOBSResultCode"
+MAX_PAGE_SIZE = 50
+
+# The vendor's failure codes (resultCode / returnCode). All of them are parameter errors:
+# repeating the same request cannot help, so none is retried.
+FAILURE_CODES: dict[str, str] = {
+    "0200001": "parameter error",
+    "02000001": "parameter value is empty",
+    "02000002": "parameter contains illegal characters",
+    "02000003": "parameter longer than allowed",
+    "02000004": "parameter shorter than allowed",
+    "02000005": "parameter length outside the allowed range",
+    "02000006": "parameter value has the wrong type",
+    "02000007": "parameter value out of range",
+    "02000008": "parameter conversion failed, check the request",
+    "02000009": "invalid parameter combination",
+    "02000010": "hour and minute must be given together",
+    "02000011": "more parameters than allowed",
+}
+UNKNOWN_FAILURE = "unknown failure code (not in the vendor's table)"
+
+# Outcomes reported to ``on_request`` (one event per HTTP attempt).
+OUTCOMES = frozenset(
+    {"ok", "http_error", "timeout", "connection_error", "non_json", "auth_error", "vendor_error"}
+)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ISalesError(Exception):
+    """A fetch failed; the message is one clear line naming the VDN and what to check."""
+
+    def __init__(self, message: str, *, vdn_id: int | None = None, retryable: bool = False):
+        if vdn_id is not None:
+            message = f"VDN {vdn_id}: {message}"
+        super().__init__(message)
+        self.vdn_id = vdn_id
+        self.retryable = retryable  # a later run may succeed (the client already retried)
+
+
+class AuthenticationError(ISalesError):
+    """HTTP 401: the server rejected the signature. Never retried."""
+
+
+class VendorError(ISalesError):
+    """The body carried a failure resultCode/returnCode."""
+
+    def __init__(self, code: str, desc: str, *, vdn_id: int | None = None):
+        self.code = code
+        self.meaning = FAILURE_CODES.get(code, UNKNOWN_FAILURE)
+        self.desc = desc
+        super().__init__(
+            f"iSales failure code {code} ({self.meaning}): {desc or '(no resultDesc)'}",
+            vdn_id=vdn_id,
+            retryable=code not in FAILURE_CODES,
+        )
+
+
+class DataError(ISalesError):
+    """The server's data cannot be trusted: malformed body, bad or conflicting codes."""
+
+
+class HTTPStatusError(ISalesError):
+    """An HTTP status that retrying cannot fix (4xx other than 401/429, redirects)."""
+
+    def __init__(self, status: int, message: str, *, vdn_id: int | None = None):
+        self.status = status
+        super().__init__(message, vdn_id=vdn_id)
+
+
+class TransportError(ISalesError):
+    """Transient failures (connection, timeout, 429, 5xx, non-JSON) outlasted the retries."""
+
+    def __init__(self, message: str, *, vdn_id: int | None = None, attempts: int = 0):
+        self.attempts = attempts
+        super().__init__(message, vdn_id=vdn_id, retryable=True)
+
+
+class _Transient(Exception):
+    """One attempt failed in a way that another attempt may fix (internal)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class RequestEvent:
+    """One HTTP attempt, for metrics: ``outcome`` is one of :data:`OUTCOMES`."""
+
+    vdn_id: int
+    outcome: str
+    status: int | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Page:
+    """One validated page of ``queryOBSResultCode``."""
+
+    vdn_id: int
+    page_num: int
+    page_size: int
+    total_count: int
+    codes: tuple[tuple[str, str], ...]  # (obsCode, obsCodeDesc) in the server's order
+    result_desc: str = ""
+
+
+class _Counters:
+    """Mutable per-fetch counters (one fetch runs in one thread)."""
+
+    __slots__ = ("pages", "requests", "restarts", "retries")
+
+    def __init__(self) -> None:
+        self.pages = 0
+        self.requests = 0
+        self.retries = 0
+        self.restarts = 0
+
+
+@dataclass
+class _Pass:
+    """What one walk through a VDN's pages produced."""
+
+    codes: dict[str, str]
+    total: int | None = None
+    rows: int = 0
+    drift: tuple[int, int] | None = None  # first (old, new) totalCount change seen
+    cap_hit: bool = False
+    empty_page: int | None = None  # the page that came back empty early
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+def _snippet(content: bytes, limit: int = 120) -> str:
+    text = content[: limit * 4].decode("utf-8", "replace")
+    text = " ".join(text.split())
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
+def _parse_page(vdn_id: int, page_num: int, page_size: int, body: Any) -> Page:
+    """Validate one decoded body; raise VendorError / DataError naming the VDN and the code."""
+    where = f"page {page_num}"
+    if not isinstance(body, dict):
+        raise DataError(
+            f"{where}: response body is a JSON {type(body).__name__}, not an object",
+            vdn_id=vdn_id,
+        )
+    result_code = body.get("resultCode")
+    return_code = body.get("returnCode")
+    if result_code != SUCCESS or return_code != SUCCESS:
+        field, code = (
+            ("resultCode", result_code) if result_code != SUCCESS else ("returnCode", return_code)
+        )
+        if code is None:
+            raise DataError(f"{where}: response has no {field}", vdn_id=vdn_id)
+        desc = body.get("resultDesc") if field == "resultCode" else body.get("returnDesc")
+        desc = desc or body.get("resultDesc") or body.get("returnDesc") or ""
+        raise VendorError(str(code), str(desc), vdn_id=vdn_id)
+    total = body.get("totalCount")
+    if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+        raise DataError(
+            f"{where}: totalCount is {total!r}, expected a non-negative integer", vdn_id=vdn_id
+        )
+    raw = body.get("obsCodes")
+    # A server may omit an empty list (e.g. a VDN with no codes); completeness is still
+    # judged against totalCount, so treating it as empty never hides missing codes.
+    if raw is None:
+        raw = []
+    if not isinstance(raw, list):
+        raise DataError(
+            f"{where}: obsCodes is a {type(raw).__name__}, expected a list", vdn_id=vdn_id
+        )
+    codes: list[tuple[str, str]] = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise DataError(f"{where}: obsCodes[{index}] is not an object", vdn_id=vdn_id)
+        code = item.get("obsCode")
+        if not isinstance(code, str) or not code.strip():
+            what = "missing" if code is None else f"{code!r} (blank or not a string)"
+            raise DataError(f"{where}: obsCodes[{index}].obsCode is {what}", vdn_id=vdn_id)
+        desc = item.get("obsCodeDesc")
+        if not isinstance(desc, str):
+            raise DataError(
+                f"{where}: obsCode {code!r} has obsCodeDesc {desc!r}, expected a string",
+                vdn_id=vdn_id,
+            )
+        codes.append((code, desc))
+    result_desc = body.get("resultDesc")
+    return Page(
+        vdn_id=vdn_id,
+        page_num=page_num,
+        page_size=page_size,
+        total_count=total,
+        codes=tuple(codes),
+        result_desc=result_desc if isinstance(result_desc, str) else "",
+    )
+
+
+def _merge(vdn_id: int, codes: dict[str, str], page: Page) -> None:
+    """Add a page's codes; an exact repeat is harmless, a conflicting one is a data error."""
+    for code, desc in page.codes:
+        seen = codes.setdefault(code, desc)
+        if seen != desc:
+            raise DataError(
+                f"obsCode {code!r} appears twice with different descriptions "
+                f"({seen!r} and {desc!r}, page {page.page_num})",
+                vdn_id=vdn_id,
+            )
+
+
+def _is_certificate_problem(error: Exception) -> bool:
+    text = str(error).lower()
+    return "certificate" in text or "hostname" in text or "wrong version number" in text
+
+
+# --------------------------------------------------------------------------- client
+
+
+class ISalesClient:
+    """Fetches VDN snapshots; safe to share between up to ``max_concurrency`` threads."""
+
+    def __init__(
+        self,
+        config: ISalesConfig,
+        *,
+        on_request: Callable[[RequestEvent], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._on_request = on_request
+        self._timeout = config.timeout_seconds
+        self._page_size = config.page_size
+        self._auth = C2Auth(
+            config.access_key,
+            config.secret_key.get_secret_value(),
+            config.signing.signed_headers,
+            config.signing.timestamp_precision,
+        )
+        self._headers = {
+            "User-Agent": f"obs-sync/{__version__}",
+            "Accept": "application/json",
+            "Accept-Encoding": "gzip, deflate",
+            "Content-Type": CONTENT_TYPE,
+        }
+        if config.locale:
+            self._headers["locale"] = config.locale
+        sendable = {name.lower() for name in self._headers} | {"host", "content-length"}
+        missing = [h for h in config.signing.signed_headers if h not in sendable]
+        if missing:
+            raise ConfigError(
+                f"isales.signing.signed_headers: {', '.join(missing)} is never sent "
+                f"(sign a subset of: {', '.join(sorted(sendable))}; "
+                "locale only when isales.locale is set)"
+            )
+
+        verify: bool | str = config.verify_tls
+        if verify is False:
+            # One warning per client, not one per request (urllib3 would warn on each).
+            import urllib3
+
+            warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+            log.warning(
+                "isales.verify_tls is false: the server's TLS certificate is NOT verified "
+                "(set it to the CA bundle path instead)"
+            )
+        # Environment proxies / CA bundle are resolved once here rather than per request
+        # (requests does that lookup on every call when trust_env is on).
+        probe = requests.Session()
+        env = probe.merge_environment_settings(config.base_url, {}, None, verify, None)
+        probe.close()
+        env_verify = env["verify"]
+        self._verify: bool | str = verify if env_verify is None else env_verify
+        self._proxies: dict[str, str] = dict(env["proxies"])
+
+        pool = max(config.max_concurrency, 1) + 1
+        self._adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool, max_retries=0)
+        self._limiter = RateLimiter(config.max_requests_per_second)
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._sessions_lock = threading.Lock()
+        self._closed = False
+
+        self._retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(config.max_retries + 1),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception_type(_Transient),
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        self._backoff = tenacity.wait_exponential_jitter(
+            initial=config.backoff_initial_seconds,
+            max=config.backoff_max_seconds,
+            jitter=config.backoff_initial_seconds,
+        )
+
+    def __repr__(self) -> str:
+        return f"ISalesClient(base_url={self.config.base_url!r})"
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> ISalesClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._closed = True
+        with self._sessions_lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+        self._adapter.close()
+
+    def _session(self) -> requests.Session:
+        # One Session per thread (Session state is not documented as thread-safe), all
+        # sharing one adapter, hence one keep-alive connection pool.
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            if self._closed:
+                raise ISalesError("the iSales client is closed")
+            session = requests.Session()
+            session.trust_env = False
+            session.headers.clear()
+            session.headers.update(self._headers)
+            session.auth = self._auth
+            session.verify = self._verify
+            session.proxies.update(self._proxies)
+            session.mount("https://", self._adapter)
+            session.mount("http://", self._adapter)
+            with self._sessions_lock:
+                self._sessions.append(session)
+            self._local.session = session
+        return session
+
+    # ----------------------------------------------------------------- public API
+
+    def fetch_page(self, vdn_id: int, page_num: int, page_size: int) -> Page:
+        """Fetch and validate one page (with retries). Used by ``check`` and the paging loop."""
+        if not VDN_MIN <= vdn_id <= VDN_MAX:
+            raise ValueError(f"vdn_id {vdn_id} is outside {VDN_MIN}..{VDN_MAX}")
+        if page_num < 1:
+            raise ValueError(f"page_num {page_num} must be >= 1")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size {page_size} is outside 1..{MAX_PAGE_SIZE}")
+        return self._fetch_page(vdn_id, page_num, page_size, _Counters())
+
+    def fetch_snapshot(self, vdn_id: int) -> Snapshot:
+        """Every page of one VDN, verified; ``complete`` says whether deletions are safe."""
+        if not VDN_MIN <= vdn_id <= VDN_MAX:
+            raise ValueError(f"vdn_id {vdn_id} is outside {VDN_MIN}..{VDN_MAX}")
+        started = time.perf_counter()
+        counters = _Counters()
+        with logcontext.bind(vdn=vdn_id):
+            walk = self._walk(vdn_id, counters, stop_on_drift=True)
+            if walk.drift is not None:
+                old, new = walk.drift
+                log.info(
+                    "VDN %s: totalCount changed while paging (%s -> %s); restarting once",
+                    vdn_id,
+                    old,
+                    new,
+                )
+                counters.restarts += 1
+                walk = self._walk(vdn_id, counters, stop_on_drift=False)
+            reason = self._incomplete_reason(walk)
+            if reason is not None:
+                log.warning("VDN %s: incomplete snapshot: %s", vdn_id, reason)
+        stats = FetchStats(
+            pages=counters.pages,
+            requests=counters.requests,
+            retries=counters.retries,
+            restarts=counters.restarts,
+            total_count=walk.total,
+            seconds=time.perf_counter() - started,
+        )
+        return Snapshot(
+            vdn_id=vdn_id,
+            codes=walk.codes,
+            complete=reason is None,
+            stats=stats,
+            incomplete_reason=reason,
+        )
+
+    # ----------------------------------------------------------------- paging
+
+    def _walk(self, vdn_id: int, counters: _Counters, *, stop_on_drift: bool) -> _Pass:
+        walk = _Pass(codes={})
+        max_pages = self.config.max_pages
+        page_num = 0
+        while True:
+            if page_num >= max_pages:
+                walk.cap_hit = True
+                return walk
+            page_num += 1
+            page = self._fetch_page(vdn_id, page_num, self._page_size, counters)
+            counters.pages += 1
+            if walk.total is None:
+                walk.total = page.total_count
+            elif page.total_count != walk.total:
+                if walk.drift is None:
+                    walk.drift = (walk.total, page.total_count)
+                walk.total = page.total_count
+                if stop_on_drift:
+                    return walk
+            if not page.codes:
+                if walk.rows < walk.total:
+                    walk.empty_page = page_num
+                return walk
+            _merge(vdn_id, walk.codes, page)
+            walk.rows += len(page.codes)
+            if walk.rows >= walk.total:
+                return walk
+
+    @staticmethod
+    def _incomplete_reason(walk: _Pass) -> str | None:
+        fetched, total = len(walk.codes), walk.total
+        if walk.drift is not None:
+            old, new = walk.drift
+            return f"totalCount changed while paging ({old} -> {new}), again after a restart"
+        if walk.cap_hit:
+            return (
+                f"stopped at isales.max_pages with {fetched} of {total} codes fetched "
+                "(raise isales.max_pages)"
+            )
+        if walk.empty_page is not None:
+            return f"page {walk.empty_page} was empty after {fetched} of {total} codes"
+        if fetched != total:
+            return f"fetched {fetched} distinct codes but totalCount is {total}"
+        return None
+
+    # ----------------------------------------------------------------- one page
+
+    def _url(self, vdn_id: int, page_num: int, page_size: int) -> str:
+        path = PATH_TEMPLATE.format(vdn_id=vdn_id)
+        return f"{self.config.base_url}{path}?pageSize={page_size}&pageNum={page_num}"
+
+    def _fetch_page(self, vdn_id: int, page_num: int, page_size: int, counters: _Counters) -> Page:
+        url = self._url(vdn_id, page_num, page_size)
+        before = counters.requests
+        try:
+            page: Page = self._retrying(self._attempt, vdn_id, page_num, page_size, url, counters)
+            return page
+        except _Transient as last:
+            attempts = counters.requests - before
+            raise TransportError(
+                f"GET {url} failed after {attempts} attempt{'s' * (attempts != 1)}: {last}",
+                vdn_id=vdn_id,
+                attempts=attempts,
+            ) from None
+        finally:
+            counters.retries += max(0, counters.requests - before - 1)
+
+    def _emit(self, vdn_id: int, outcome: str, status: int | None, started: float) -> None:
+        if self._on_request is None:
+            return
+        try:
+            self._on_request(RequestEvent(vdn_id, outcome, status, time.perf_counter() - started))
+        except Exception:  # a broken metrics hook must not break fetching
+            log.exception("on_request hook failed")
+
+    def _attempt(
+        self, vdn_id: int, page_num: int, page_size: int, url: str, counters: _Counters
+    ) -> Page:
+        session = self._session()
+        self._limiter.acquire()
+        counters.requests += 1
+        started = time.perf_counter()
+        try:
+            response = session.get(url, timeout=self._timeout, allow_redirects=False)
+        except requests.exceptions.SSLError as error:
+            self._emit(vdn_id, "connection_error", None, started)
+            if _is_certificate_problem(error):
+                raise ISalesError(
+                    f"TLS verification failed for {url}; set isales.verify_tls to the "
+                    f"server's CA bundle path ({type(error).__name__})",
+                    vdn_id=vdn_id,
+                ) from None
+            raise _Transient(f"TLS error: {error}") from None
+        except requests.exceptions.Timeout:
+            self._emit(vdn_id, "timeout", None, started)
+            raise _Transient(f"no response within {self._timeout:g}s") from None
+        except (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+        ) as error:
+            self._emit(vdn_id, "connection_error", None, started)
+            raise _Transient(f"connection error: {type(error).__name__}") from None
+        except requests.exceptions.RequestException as error:
+            self._emit(vdn_id, "connection_error", None, started)
+            raise ISalesError(f"GET {url} failed: {error}", vdn_id=vdn_id) from None
+
+        status = response.status_code
+        if status == 200:
+            try:
+                body = json.loads(response.content)
+            except ValueError:
+                self._emit(vdn_id, "non_json", status, started)
+                kind = response.headers.get("Content-Type", "no Content-Type")
+                raise _Transient(
+                    f"HTTP 200 body is not JSON ({kind}): {_snippet(response.content)}"
+                ) from None
+            try:
+                page = _parse_page(vdn_id, page_num, page_size, body)
+            except ISalesError:
+                self._emit(vdn_id, "vendor_error", status, started)
+                raise
+            self._emit(vdn_id, "ok", status, started)
+            return page
+
+        if status == 401:
+            self._emit(vdn_id, "auth_error", status, started)
+            raise AuthenticationError(
+                f"HTTP 401 from {url}: the server rejected the signature; check "
+                "isales.access_key/secret_key, isales.signing.signed_headers and the host "
+                "clock (not retried)",
+                vdn_id=vdn_id,
+            )
+        self._emit(vdn_id, "http_error", status, started)
+        if status == 429 or status >= 500:
+            raise _Transient(
+                f"HTTP {status}", parse_retry_after(response.headers.get("Retry-After"))
+            )
+        if 300 <= status < 400:
+            location = response.headers.get("Location", "no Location")
+            raise HTTPStatusError(
+                status,
+                f"HTTP {status} redirect from {url} to {location}; set isales.base_url "
+                "to the server's real address",
+                vdn_id=vdn_id,
+            )
+        raise HTTPStatusError(
+            status,
+            f"HTTP {status} from {url} (not retried): {_snippet(response.content) or 'no body'}",
+            vdn_id=vdn_id,
+        )
+
+    # ----------------------------------------------------------------- retry policy
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, _Transient) and error.retry_after is not None:
+            return min(error.retry_after, self.config.backoff_max_seconds)
+        return float(self._backoff(state))
+
+    def _before_sleep(self, state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        delay = state.next_action.sleep if state.next_action else 0.0
+        vdn_id, page_num = state.args[0], state.args[1]
+        log.warning(
+            "VDN %s page %s: %s; retry %d of %d in %.2fs",
+            vdn_id,
+            page_num,
+            error,
+            state.attempt_number,
+            self.config.max_retries,
+            delay,
+        )
