@@ -103,7 +103,9 @@ class ISalesConfig(_Section):
     base_url: str
     access_key: str = Field(min_length=1)
     secret_key: SecretStr
-    vdn_ids: tuple[VdnRange, ...] = Field(min_length=1)
+    # No min_length here: pydantic would check it after dropping invalid items and add a
+    # misleading "at least 1 item" error next to the real one; _vdn_ids checks instead.
+    vdn_ids: tuple[VdnRange, ...]
     page_size: int = Field(50, ge=1, le=50)
     timeout_seconds: float = Field(10, gt=0)
     verify_tls: bool | str = True
@@ -124,6 +126,19 @@ class ISalesConfig(_Section):
         value = value.strip().rstrip("/")
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError(f"{value!r} is not an http(s) URL (e.g. https://10.0.0.5:18443)")
+        return value
+
+    @field_validator("vdn_ids", mode="before")
+    @classmethod
+    def _vdn_ids_list(cls, value: Any) -> Any:
+        # A lone id or range (vdn_ids: 5) means a one-item list.
+        return [value] if isinstance(value, (int, str)) else value
+
+    @field_validator("vdn_ids")
+    @classmethod
+    def _vdn_ids(cls, value: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+        if not value:
+            raise ValueError('list at least one VDN id, e.g. [1, 2, "100-120"]')
         return value
 
     @field_validator("secret_key")
@@ -239,6 +254,8 @@ def format_validation_error(error: ValidationError) -> str:
             message = "unknown key (check its spelling against config.example.yaml)"
         elif item["type"] == "missing":
             message = "is required"
+        elif item["type"] == "string_type":
+            message += " (quote the value in YAML)"
         lines.append(f"{_location(tuple(item['loc']))}: {message}")
     return "\n".join(lines)
 
