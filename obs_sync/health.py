@@ -1,0 +1,163 @@
+"""Daemon health: a pure verdict over what the recent runs did, plus a thread-safe tracker.
+
+Rules (documented in docs/operations.md):
+
+* ``ok`` while the last run finished before its staleness deadline (``due``: 2 x the
+  interval after that finish, or for cron the second fire time after it; see
+  :mod:`obs_sync.scheduler`) and no VDN has been failing for longer than
+  ``metrics.max_failing_minutes``;
+* ``starting`` (still healthy) before the first run has finished, as long as the
+  deadline computed from the daemon's start has not passed;
+* otherwise ``unhealthy`` with a short reason.
+
+A VDN is *failing* from its first ``failed``, ``incomplete`` or ``guarded`` result until its
+next ``succeeded`` one; ``skipped`` (shutdown, run deadline, another replica holding the
+VDN's lock) neither starts nor ends a streak. A run that could not start at all (database
+down) counts as a failure of every configured VDN.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+FAILING_STATUSES = frozenset({"failed", "incomplete", "guarded"})
+HealthStatus = Literal["ok", "starting", "unhealthy"]
+
+
+@dataclass(frozen=True)
+class Health:
+    status: HealthStatus
+    reason: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "unhealthy"
+
+    @property
+    def http_status(self) -> int:
+        return 200 if self.ok else 503
+
+    def to_json(self) -> bytes:
+        return json.dumps({"status": self.status, "reason": self.reason}).encode()
+
+
+@dataclass
+class Failure:
+    since: datetime  # first failure of the current streak
+    count: int  # consecutive failing results
+    error: str | None  # the latest error
+
+
+@dataclass
+class HealthState:
+    started_at: datetime
+    last_finished_at: datetime | None = None
+    failing: dict[int, Failure] = field(default_factory=dict)
+
+
+def _minutes(delta: timedelta) -> str:
+    minutes = delta.total_seconds() / 60
+    return f"{minutes:.0f} min" if minutes >= 1 else f"{delta.total_seconds():.0f} s"
+
+
+def evaluate(
+    state: HealthState,
+    now: datetime,
+    *,
+    due: Callable[[datetime], datetime],
+    max_failing: timedelta,
+) -> Health:
+    """The verdict for ``state`` at ``now``.
+
+    ``due(t)`` is when a run is overdue if the last one finished (or the daemon started)
+    at ``t``.
+    """
+    if state.last_finished_at is None:
+        deadline = due(state.started_at)
+        if now > deadline:
+            started = f"{state.started_at:%Y-%m-%dT%H:%M:%S%z}"
+            return Health("unhealthy", f"no run has finished since the daemon started {started}")
+    else:
+        deadline = due(state.last_finished_at)
+        if now > deadline:
+            return Health(
+                "unhealthy",
+                f"last run finished {_minutes(now - state.last_finished_at)} ago "
+                f"(overdue since {deadline:%Y-%m-%dT%H:%M:%S%z})",
+            )
+    too_long = sorted(
+        (vdn, failure)
+        for vdn, failure in state.failing.items()
+        if now - failure.since > max_failing
+    )
+    if too_long:
+        vdn, failure = min(too_long, key=lambda item: item[1].since)
+        others = f" (and {len(too_long) - 1} more VDNs)" if len(too_long) > 1 else ""
+        error = f": {failure.error}" if failure.error else ""
+        return Health(
+            "unhealthy", f"VDN {vdn} failing for {_minutes(now - failure.since)}{others}{error}"
+        )
+    if state.last_finished_at is None:
+        return Health("starting", "waiting for the first run to finish")
+    if state.failing:
+        return Health(
+            "ok", f"{len(state.failing)} VDNs failing, for less than {_minutes(max_failing)}"
+        )
+    return Health("ok", "")
+
+
+class HealthTracker:
+    """Collects run outcomes from the scheduler thread; answers /healthz from HTTP threads."""
+
+    def __init__(
+        self,
+        *,
+        started_at: datetime,
+        due: Callable[[datetime], datetime],
+        max_failing: timedelta,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._state = HealthState(started_at=started_at)
+        self._due = due
+        self._max_failing = max_failing
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def record_vdn(self, vdn_id: int, status: str, error: str | None, at: datetime) -> None:
+        with self._lock:
+            if status == "succeeded":
+                self._state.failing.pop(vdn_id, None)
+            elif status in FAILING_STATUSES:
+                current = self._state.failing.get(vdn_id)
+                if current is None:
+                    self._state.failing[vdn_id] = Failure(since=at, count=1, error=error)
+                else:
+                    current.count += 1
+                    current.error = error or current.error
+
+    def record_run_error(self, vdn_ids: Iterable[int], error: str, at: datetime) -> None:
+        """A run that could not sync anything (e.g. the database is down)."""
+        for vdn_id in vdn_ids:
+            self.record_vdn(vdn_id, "failed", error, at)
+        self.record_run_finished(at)
+
+    def record_run_finished(self, at: datetime) -> None:
+        with self._lock:
+            self._state.last_finished_at = at
+
+    def failing(self) -> dict[int, Failure]:
+        with self._lock:
+            return {
+                vdn: Failure(f.since, f.count, f.error) for vdn, f in self._state.failing.items()
+            }
+
+    def check(self) -> Health:
+        with self._lock:
+            return evaluate(
+                self._state, self._clock(), due=self._due, max_failing=self._max_failing
+            )

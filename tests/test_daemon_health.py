@@ -1,0 +1,162 @@
+"""Health verdicts as a pure function of run history, and the schedule-derived deadlines."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from obs_sync.config import ScheduleConfig
+from obs_sync.health import Failure, HealthState, HealthTracker, evaluate
+from obs_sync.scheduler import ScheduleError, Timing, _crontab_days, make_trigger
+
+T0 = datetime(2024, 5, 6, 9, 0, tzinfo=timezone.utc)  # a Monday
+HOUR = timedelta(hours=1)
+MAX_FAILING = timedelta(minutes=30)
+
+
+def every_hour(since: datetime) -> datetime:
+    return since + 2 * HOUR
+
+
+def verdict(state: HealthState, now: datetime) -> tuple[str, str]:
+    health = evaluate(state, now, due=every_hour, max_failing=MAX_FAILING)
+    return health.status, health.reason
+
+
+def test_starting_until_the_first_deadline() -> None:
+    state = HealthState(started_at=T0)
+    assert verdict(state, T0 + timedelta(minutes=5))[0] == "starting"
+    status, reason = verdict(state, T0 + 2 * HOUR + timedelta(seconds=1))
+    assert status == "unhealthy"
+    assert "no run has finished" in reason
+
+
+def test_ok_while_last_run_recent_then_overdue() -> None:
+    state = HealthState(started_at=T0, last_finished_at=T0 + HOUR)
+    assert verdict(state, T0 + 2 * HOUR) == ("ok", "")
+    assert verdict(state, T0 + 3 * HOUR) == ("ok", "")
+    status, reason = verdict(state, T0 + 3 * HOUR + timedelta(seconds=1))
+    assert status == "unhealthy"
+    assert "last run finished 120 min ago" in reason
+
+
+def test_failing_vdn_tolerated_until_max_failing() -> None:
+    since = T0 + timedelta(minutes=10)
+    state = HealthState(
+        started_at=T0,
+        last_finished_at=T0 + timedelta(minutes=40),
+        failing={7: Failure(since=since, count=3, error="VDN 7: HTTP 503")},
+    )
+    status, reason = verdict(state, since + MAX_FAILING)
+    assert status == "ok"
+    assert "1 VDNs failing" in reason
+    status, reason = verdict(state, since + MAX_FAILING + timedelta(seconds=1))
+    assert status == "unhealthy"
+    assert reason.startswith("VDN 7 failing for 30 min")
+    assert "HTTP 503" in reason
+
+
+def test_names_the_longest_failing_vdn() -> None:
+    state = HealthState(
+        started_at=T0,
+        last_finished_at=T0 + HOUR,
+        failing={
+            3: Failure(since=T0 + timedelta(minutes=20), count=1, error=None),
+            2: Failure(since=T0, count=1, error=None),
+        },
+    )
+    status, reason = verdict(state, T0 + HOUR)
+    assert status == "unhealthy"
+    assert reason.startswith("VDN 2 failing for 60 min (and 1 more VDNs)")
+
+
+def test_tracker_streaks() -> None:
+    now = [T0]
+    tracker = HealthTracker(
+        started_at=T0, due=every_hour, max_failing=MAX_FAILING, clock=lambda: now[0]
+    )
+    tracker.record_vdn(1, "failed", "boom", T0)
+    tracker.record_vdn(1, "skipped", None, T0 + timedelta(minutes=10))  # neutral
+    tracker.record_vdn(1, "incomplete", "short", T0 + timedelta(minutes=20))
+    tracker.record_vdn(2, "guarded", "mass deletion", T0 + timedelta(minutes=20))
+    failing = tracker.failing()
+    assert failing[1].since == T0 and failing[1].count == 2 and failing[1].error == "short"
+    assert 2 in failing
+    tracker.record_vdn(1, "succeeded", None, T0 + timedelta(minutes=30))
+    assert set(tracker.failing()) == {2}
+    tracker.record_run_finished(T0 + timedelta(minutes=31))
+    now[0] = T0 + timedelta(minutes=45)
+    assert tracker.check().ok
+    now[0] = T0 + timedelta(minutes=51)
+    assert tracker.check().status == "unhealthy"
+
+
+def test_tracker_run_error_marks_every_vdn() -> None:
+    tracker = HealthTracker(
+        started_at=T0, due=every_hour, max_failing=MAX_FAILING, clock=lambda: T0
+    )
+    tracker.record_run_error([1, 2, 3], "OperationalError: connection refused", T0)
+    assert set(tracker.failing()) == {1, 2, 3}
+    assert tracker.check().status == "ok"  # a finished (failed) run, failing < max
+
+
+def test_health_json_body() -> None:
+    state = HealthState(started_at=T0)
+    health = evaluate(state, T0 + 3 * HOUR, due=every_hour, max_failing=MAX_FAILING)
+    assert health.http_status == 503
+    assert health.to_json().startswith(b'{"status": "unhealthy", "reason": ')
+
+
+# --------------------------------------------------------------------------- schedule timing
+
+
+def test_interval_timing() -> None:
+    schedule = ScheduleConfig(interval_minutes=10, jitter_seconds=5)
+    timing = Timing(schedule, make_trigger(schedule))
+    assert timing.run_deadline_seconds(T0) == pytest.approx(540)
+    assert timing.due(T0) == T0 + timedelta(minutes=20, seconds=5)
+    explicit = ScheduleConfig(interval_minutes=10, run_deadline_seconds=42)
+    assert Timing(explicit, make_trigger(explicit)).run_deadline_seconds(T0) == 42
+
+
+def test_cron_timing_regular() -> None:
+    schedule = ScheduleConfig(cron="*/15 * * * *")
+    timing = Timing(schedule, make_trigger(schedule, tz=timezone.utc))
+    assert timing.run_deadline_seconds(T0) == pytest.approx(0.9 * 15 * 60)
+    # Finished at 09:01: the fires at 09:15 and 09:30; overdue after the second.
+    assert timing.due(T0 + timedelta(minutes=1)) == T0 + timedelta(minutes=30)
+
+
+def test_cron_weekdays_use_crontab_numbering() -> None:
+    # "1-5" is Monday to Friday in crontab (APScheduler 3 alone would read Tuesday-Saturday).
+    schedule = ScheduleConfig(cron="0 9 * * 1-5")
+    timing = Timing(schedule, make_trigger(schedule, tz=timezone.utc))
+    friday = T0 + timedelta(days=4, minutes=5)
+    assert friday.strftime("%a") == "Fri"
+    # The weekend is not "overdue": next fires Monday and Tuesday 09:00.
+    assert timing.due(friday) == T0 + timedelta(days=8)
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        ("*", "*"),
+        ("0", "sun"),
+        ("7", "sun"),
+        ("1-5", "mon,tue,wed,thu,fri"),
+        ("0,6", "sun,sat"),
+        ("*/2", "sun,tue,thu,sat"),
+        ("5-7", "sun,fri,sat"),
+        ("mon-fri", "mon-fri"),
+    ],
+)
+def test_crontab_days(field: str, expected: str) -> None:
+    assert _crontab_days(field) == expected
+
+
+def test_bad_cron_is_a_schedule_error() -> None:
+    with pytest.raises(ScheduleError, match=r"schedule\.cron"):
+        make_trigger(ScheduleConfig(cron="61 * * * *"))
+    with pytest.raises(ScheduleError, match="0-7"):
+        make_trigger(ScheduleConfig(cron="0 9 * * 9"))

@@ -1,0 +1,195 @@
+"""Logging formats, secret redaction, metrics and the /metrics + /healthz endpoint."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import pytest
+from pydantic import SecretStr
+
+from obs_sync.config import LoggingConfig, parse_config
+from obs_sync.health import Health
+from obs_sync.logcontext import bind
+from obs_sync.observability import Metrics, MetricsServer, config_secrets, setup_logging
+
+SECRET = "s3cr3t-Key/with+chars\"'"
+
+
+@pytest.fixture
+def capture() -> Iterator[tuple[io.StringIO, list[str]]]:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved_level, saved_handlers = root.level, list(root.handlers)
+    yield stream, [SECRET]
+    for handler in list(root.handlers):
+        if handler not in saved_handlers:
+            root.removeHandler(handler)
+    root.setLevel(saved_level)
+
+
+def test_text_lines_carry_run_and_vdn(capture: tuple[io.StringIO, list[str]]) -> None:
+    stream, secrets = capture
+    setup_logging(LoggingConfig(format="text"), secrets=secrets, stream=stream)
+    log = logging.getLogger("obs_sync.test")
+    log.info("outside")
+    with bind(run=42):
+        log.info("in run")
+        with bind(vdn=7):
+            log.warning("in vdn %d", 7, extra={"pages": 3})
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3
+    assert "run=" not in lines[0] and lines[0].endswith("outside")
+    assert " INFO    run=42 in run" in lines[1]
+    assert " WARNING run=42 vdn=7 in vdn 7 pages=3" in lines[2]
+    assert lines[2][:4].isdigit() and "T" in lines[2].split()[0]
+
+
+def test_json_lines(capture: tuple[io.StringIO, list[str]]) -> None:
+    stream, secrets = capture
+    setup_logging(LoggingConfig(format="json", level="DEBUG"), secrets=secrets, stream=stream)
+    log = logging.getLogger("obs_sync.test")
+    with bind(run=5, vdn=9):
+        log.debug("fetched %s", "page", extra={"page_num": 2})
+        try:
+            raise RuntimeError("kaput")
+        except RuntimeError:
+            log.exception("failed")
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert len(records) == 2
+    first, second = records
+    assert first["level"] == "DEBUG" and first["logger"] == "obs_sync.test"
+    assert first["message"] == "fetched page"
+    assert first["run_id"] == 5 and first["vdn_id"] == 9 and first["page_num"] == 2
+    assert first["ts"].endswith("Z")
+    assert "RuntimeError: kaput" in second["exc"]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_secrets_are_masked_everywhere(capture: tuple[io.StringIO, list[str]], fmt: str) -> None:
+    stream, secrets = capture
+    setup_logging(LoggingConfig(format=fmt), secrets=secrets, stream=stream)  # type: ignore[arg-type]
+    log = logging.getLogger("obs_sync.test")
+    log.error("message %s", SECRET, extra={"detail": f"x{SECRET}y"})
+    try:
+        raise ValueError(f"bad key {SECRET}")
+    except ValueError:
+        log.exception("with traceback")
+    output = stream.getvalue()
+    assert SECRET not in output
+    assert json.dumps(SECRET)[1:-1] not in output
+    assert "***" in output
+
+
+def test_config_secrets() -> None:
+    config = parse_config(
+        {
+            "isales": {
+                "base_url": "http://127.0.0.1:1",
+                "access_key": "ak",
+                "secret_key": "the-secret",
+                "vdn_ids": [1],
+            },
+            "database": {"url": "postgresql://u:p%40ss@localhost/db"},
+        },
+        env={},
+    )
+    secrets = config_secrets(config)
+    assert "the-secret" in secrets
+    assert "p%40ss" in secrets or "p@ss" in secrets
+    assert isinstance(config.isales.secret_key, SecretStr)
+
+
+@dataclass
+class _Vdn:
+    vdn_id: int
+    status: str
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    restored: int = 0
+
+
+@dataclass
+class _Event:
+    vdn_id: int
+    outcome: str
+    status: int | None
+    seconds: float
+
+
+def _get(url: str) -> tuple[int, bytes, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read(), response.headers["Content-Type"]
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(), error.headers["Content-Type"]
+
+
+def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """``{sorted label pairs: value}`` of the samples called ``name`` in exposition ``text``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                found[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+def test_metrics_and_healthz_endpoint() -> None:
+    metrics = Metrics()
+    verdict = [Health("starting", "waiting for the first run to finish")]
+    server = MetricsServer("127.0.0.1", 0, metrics=metrics, health=lambda: verdict[0]).start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        status, body, ctype = _get(base + "/healthz")
+        assert status == 200 and ctype == "application/json"
+        assert json.loads(body) == {
+            "status": "starting",
+            "reason": "waiting for the first run to finish",
+        }
+
+        now = datetime(2024, 1, 1, tzinfo=timezone.utc)
+        metrics.on_request(_Event(1, "ok", 200, 0.02))
+        metrics.on_request(_Event(1, "http_error", 503, 0.5))
+        metrics.on_vdn(_Vdn(1, "succeeded", inserted=3, updated=1), now)
+        metrics.on_vdn(_Vdn(2, "failed"), now)
+        metrics.on_run("failed", 12.5, now)
+        status, body, ctype = _get(base + "/metrics")
+        assert status == 200 and ctype.startswith("text/plain")
+        text = body.decode()
+        assert 'obs_sync_runs_total{status="failed"} 1.0' in text
+        assert 'obs_sync_vdn_results_total{status="succeeded"} 1.0' in text
+        assert 'obs_sync_vdn_results_total{status="failed"} 1.0' in text
+        assert 'obs_sync_codes_changed_total{kind="inserted"} 3.0' in text
+        assert 'obs_sync_codes_changed_total{kind="updated"} 1.0' in text
+        last_success = samples(text, "obs_sync_vdn_last_success_timestamp_seconds")
+        assert last_success == {(("vdn", "1"),): now.timestamp()}
+        assert "obs_sync_vdns_failing 1.0" in text
+        assert 'obs_sync_http_request_duration_seconds_count{outcome="http_error"} 1.0' in text
+        assert "obs_sync_run_duration_seconds_count 1.0" in text
+        assert samples(text, "obs_sync_last_run_finish_timestamp_seconds") == {(): now.timestamp()}
+        assert "obs_sync_last_run_success_timestamp_seconds 0.0" in text
+        assert "obs_sync_healthy 1.0" in text
+
+        verdict[0] = Health("unhealthy", "VDN 2 failing for 5 min")
+        status, body, _ = _get(base + "/healthz")
+        assert status == 503
+        assert json.loads(body)["status"] == "unhealthy"
+        assert "obs_sync_healthy 0.0" in _get(base + "/metrics")[1].decode()
+        assert _get(base + "/nope")[0] == 404
+    finally:
+        server.stop()
+
+
+def test_two_metrics_instances_do_not_collide() -> None:
+    Metrics()
+    Metrics()  # a second registry in the same process must not raise "Duplicated timeseries"
