@@ -14,6 +14,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import random
 import threading
 import time
 import warnings
@@ -350,11 +351,6 @@ class ISalesClient:
             before_sleep=self._before_sleep,
             reraise=True,
         )
-        self._backoff = tenacity.wait_exponential_jitter(
-            initial=config.backoff_initial_seconds,
-            max=config.backoff_max_seconds,
-            jitter=config.backoff_initial_seconds,
-        )
 
     def __repr__(self) -> str:
         return f"ISalesClient(base_url={self.config.base_url!r})"
@@ -610,7 +606,11 @@ class ISalesClient:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, _Transient) and error.retry_after is not None:
             return min(error.retry_after, self.config.backoff_max_seconds)
-        return float(self._backoff(state))
+        # Exponential from backoff_initial_seconds, plus up to that much jitter so that
+        # parallel VDNs do not retry in lockstep; never above backoff_max_seconds.
+        initial = self.config.backoff_initial_seconds
+        exponential: float = initial * 2.0 ** min(state.attempt_number - 1, 32)
+        return min(exponential + random.uniform(0, initial), self.config.backoff_max_seconds)
 
     def _before_sleep(self, state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
