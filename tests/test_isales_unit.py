@@ -1,0 +1,196 @@
+"""Pure parts of the iSales client: body validation, Retry-After, the rate limiter."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+
+from obs_sync.isales import (
+    FAILURE_CODES,
+    SUCCESS,
+    DataError,
+    Page,
+    VendorError,
+    _merge,
+    _parse_page,
+    parse_retry_after,
+)
+from obs_sync.ratelimit import RateLimiter
+
+
+def body(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "resultCode": SUCCESS,
+        "returnCode": SUCCESS,
+        "resultDesc": "query queryOBSResultCode Success!",
+        "returnDesc": "query queryOBSResultCode Success!",
+        "totalCount": 2,
+        "obsCodes": [
+            {"obsCodeDesc": "The switch is busy.", "obsCode": "00605"},
+            {"obsCodeDesc": "The call is rejected.", "obsCode": "00604"},
+        ],
+    }
+    data.update(overrides)
+    return data
+
+
+def test_parse_a_good_page_keeps_server_order_and_string_codes() -> None:
+    page = _parse_page(3, 1, 50, body())
+    assert page == Page(
+        vdn_id=3,
+        page_num=1,
+        page_size=50,
+        total_count=2,
+        codes=(("00605", "The switch is busy."), ("00604", "The call is rejected.")),
+        result_desc="query queryOBSResultCode Success!",
+    )
+
+
+def test_missing_or_null_obs_codes_is_an_empty_page() -> None:
+    del_codes = body(totalCount=0)
+    del del_codes["obsCodes"]
+    assert _parse_page(1, 1, 50, del_codes).codes == ()
+    assert _parse_page(1, 1, 50, body(obsCodes=None, totalCount=0)).codes == ()
+
+
+@pytest.mark.parametrize("code", sorted(FAILURE_CODES))
+def test_every_vendor_failure_code_has_its_meaning(code: str) -> None:
+    with pytest.raises(VendorError) as info:
+        _parse_page(4, 1, 50, body(resultCode=code, returnCode=code, resultDesc="pageSize bad"))
+    error = info.value
+    assert (error.code, error.meaning, error.desc) == (code, FAILURE_CODES[code], "pageSize bad")
+    assert str(error) == f"VDN 4: iSales failure code {code} ({FAILURE_CODES[code]}): pageSize bad"
+    assert error.vdn_id == 4
+    assert not error.retryable
+
+
+def test_codes_compare_as_exact_strings() -> None:
+    # 7 vs 8 digits, and a number instead of a string: none of them is success.
+    for code in ("02000000", "200000", 200000, " 0200000"):
+        with pytest.raises((VendorError, DataError)):
+            _parse_page(1, 1, 50, body(resultCode=code))
+
+
+def test_return_code_is_checked_too() -> None:
+    with pytest.raises(VendorError) as info:
+        _parse_page(1, 1, 50, body(returnCode="0200001", returnDesc="bad pageNum"))
+    assert info.value.code == "0200001"
+    assert info.value.desc == "bad pageNum"
+
+
+def test_unknown_failure_code_is_reported_as_unknown() -> None:
+    with pytest.raises(VendorError) as info:
+        _parse_page(1, 1, 50, body(resultCode="0299999", resultDesc="internal"))
+    assert "unknown failure code" in str(info.value)
+    assert info.value.retryable
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([1, 2], "response body is a JSON list, not an object"),
+        ("oops", "response body is a JSON str, not an object"),
+        (body(resultCode=None), "response has no resultCode"),
+        (body(returnCode=None), "response has no returnCode"),
+        (body(totalCount="2"), "totalCount is '2', expected a non-negative integer"),
+        (body(totalCount=True), "totalCount is True"),
+        (body(totalCount=-1), "totalCount is -1"),
+        (body(totalCount=None), "totalCount is None"),
+        (body(obsCodes={"a": 1}), "obsCodes is a dict, expected a list"),
+        (body(obsCodes=["00603"]), "obsCodes[0] is not an object"),
+        (body(obsCodes=[{"obsCodeDesc": "x"}]), "obsCodes[0].obsCode is missing"),
+        (body(obsCodes=[{"obsCode": "  ", "obsCodeDesc": "x"}]), "obsCodes[0].obsCode is '  '"),
+        (body(obsCodes=[{"obsCode": 603, "obsCodeDesc": "x"}]), "obsCodes[0].obsCode is 603"),
+        (body(obsCodes=[{"obsCode": "00603"}]), "obsCode '00603' has obsCodeDesc None"),
+        (
+            body(obsCodes=[{"obsCode": "00603", "obsCodeDesc": 5}]),
+            "obsCode '00603' has obsCodeDesc 5",
+        ),
+    ],
+)
+def test_malformed_bodies_are_data_errors_naming_vdn_and_code(data: Any, message: str) -> None:
+    with pytest.raises(DataError) as info:
+        _parse_page(9, 2, 50, data)
+    assert str(info.value).startswith("VDN 9: page 2: ")
+    assert message in str(info.value)
+    assert not info.value.retryable
+
+
+def test_merge_deduplicates_and_rejects_conflicts() -> None:
+    codes: dict[str, str] = {}
+    _merge(1, codes, _parse_page(1, 1, 50, body()))
+    _merge(1, codes, _parse_page(1, 2, 50, body()))  # exact repeat: harmless
+    assert list(codes) == ["00605", "00604"]
+    clash = body(obsCodes=[{"obsCode": "00604", "obsCodeDesc": "Something else."}])
+    with pytest.raises(DataError) as info:
+        _merge(1, codes, _parse_page(1, 3, 50, clash))
+    assert "VDN 1: obsCode '00604' appears twice with different descriptions" in str(info.value)
+
+
+# ----------------------------------------------------------------------------- Retry-After
+
+
+def test_retry_after_seconds_and_dates() -> None:
+    now = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("") is None
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after(" 0.5 ") == 0.5
+    assert parse_retry_after("-4") == 0.0
+    later = format_datetime(now + timedelta(seconds=7), usegmt=True)
+    assert parse_retry_after(later, now) == pytest.approx(7.0)
+    earlier = format_datetime(now - timedelta(seconds=7), usegmt=True)
+    assert parse_retry_after(earlier, now) == 0.0
+    assert parse_retry_after("soon", now) is None
+
+
+# ----------------------------------------------------------------------------- rate limiter
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+        self.lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self.lock:
+            self.slept.append(seconds)
+
+
+def test_limiter_paces_requests() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(4, clock=clock, sleep=clock.sleep)
+    waits = [limiter.acquire() for _ in range(5)]
+    assert waits == pytest.approx([0, 0.25, 0.5, 0.75, 1.0])
+    clock.now += 10  # idle time earns no burst credit beyond one request
+    assert limiter.acquire() == 0
+    assert limiter.acquire() == pytest.approx(0.25)
+
+
+def test_limiter_unlimited_never_waits() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(0, clock=clock, sleep=clock.sleep)
+    assert all(limiter.acquire() == 0 for _ in range(100))
+    assert clock.slept == []
+
+
+def test_limiter_is_shared_fairly_between_threads() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
+    threads = [
+        threading.Thread(target=lambda: [limiter.acquire() for _ in range(25)]) for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    # 100 slots 0.1 s apart: every slot handed out exactly once, none twice.
+    assert sorted(round(s, 6) for s in clock.slept) == [round(0.1 * i, 6) for i in range(1, 100)]
