@@ -187,7 +187,7 @@ def test_job_exception_is_survived_and_health_follows() -> None:
         wait_for(lambda: daemon.server is not None)
         # max_failing_minutes is 0.06 s: a failure that lasts that long is unhealthy.
         wait_for(lambda: _healthz(daemon)[0] == 503)
-        status, body = _healthz(daemon)
+        _, body = _healthz(daemon)
         assert body["status"] == "unhealthy"
         assert "Connection refused" in body["reason"]
         mode["fail"] = False
