@@ -144,14 +144,33 @@ def grant_reader(ctx: click.Context, role: str) -> None:
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run the scheduling daemon (metrics and /healthz on metrics.port)."""
-    raise NotImplementedError
+    config = get_config(ctx)
+    from obs_sync.observability import setup_logging_for
+    from obs_sync.scheduler import run_daemon
+
+    setup_logging_for(config)
+    sys.exit(run_daemon(config))
 
 
 @main.command()
 @click.pass_context
 def check(ctx: click.Context) -> None:
     """Check the configuration, the database and one signed iSales request."""
-    raise NotImplementedError
+    from pathlib import Path
+
+    from obs_sync.config import resolve_config_path
+
+    config = get_config(ctx)
+    from obs_sync.checks import format_result, run_checks
+    from obs_sync.observability import setup_logging_for
+
+    setup_logging_for(config)
+    path = Path(resolve_config_path(ctx.obj.get("config_path")))
+    results = run_checks(config, path, on_result=lambda r: click.echo(format_result(r)))
+    failed = [r.name for r in results if not r.ok]
+    if failed:
+        fail(f"{len(failed)} check(s) failed: {', '.join(failed)}")
+    click.echo("all checks passed")
 
 
 @main.command()

@@ -1,0 +1,212 @@
+"""``obs-sync check``: is this configuration ready to sync? Each check passes or says what to fix.
+
+Checks, in order: the configuration (already parsed by the CLI, so it passes here), the
+database (connect, server version, schema state) and one signed iSales request
+(``pageSize=1`` for the first configured VDN). A failed check carries a one-line fix for
+the kind of failure seen (401, TLS, refused connection, timeout, vendor failure code,
+database authentication, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from obs_sync.config import Config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+
+def _one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def check_config(config: Config, path: Path | None) -> CheckResult:
+    vdns = config.isales.vdn_list
+    shown = f"{vdns[0]}..{vdns[-1]}" if len(vdns) > 1 else str(vdns[0])
+    where = f"{path}: " if path else ""
+    database = "configured URL" if config.database.url.get_secret_value() else "embedded"
+    return CheckResult(
+        "config",
+        True,
+        f"{where}{len(vdns)} VDNs ({shown}), iSales {config.isales.base_url}, "
+        f"database {database}, schema {config.database.schema_}",
+    )
+
+
+def _database_fix(message: str, embedded: bool) -> str:
+    text = message.lower()
+    if "password authentication failed" in text or "authentication failed" in text:
+        return "check the user name and password in database.url (or the server's pg_hba.conf)"
+    if "role" in text and "does not exist" in text:
+        return (
+            "the user in database.url does not exist: create it (CREATE ROLE ... LOGIN) "
+            "or fix the URL"
+        )
+    if "database" in text and "does not exist" in text:
+        return "create the database (createdb NAME) or fix its name at the end of database.url"
+    if "no pg_hba.conf entry" in text:
+        return "allow this host in the server's pg_hba.conf, or connect with sslmode=require"
+    if "could not translate host name" in text or "name or service not known" in text:
+        return "the host in database.url does not resolve: fix the host name"
+    if "connection refused" in text or "timeout" in text or "timed out" in text:
+        return (
+            "nothing answers at the host:port in database.url: start PostgreSQL, fix the "
+            "port, or open the firewall"
+        )
+    if embedded:
+        return (
+            "the embedded PostgreSQL did not start: install it (pip install "
+            "'obs-sync[embedded]') or set database.url to a PostgreSQL server"
+        )
+    return "check database.url and that the PostgreSQL server accepts connections from this host"
+
+
+def check_database(config: Config) -> CheckResult:
+    embedded = not config.database.url.get_secret_value()
+    try:
+        from sqlalchemy import text
+
+        from obs_sync.sync import make_engine
+
+        engine = make_engine(config)
+        try:
+            with engine.connect() as connection:
+                version = connection.execute(text("SHOW server_version")).scalar_one()
+                schema = config.database.schema_
+                revision = None
+                has_table = connection.execute(
+                    text("SELECT to_regclass(:name) IS NOT NULL"),
+                    {"name": f"{schema}.alembic_version"},
+                ).scalar_one()
+                if has_table:
+                    revision = connection.execute(
+                        text(f'SELECT version_num FROM "{schema}".alembic_version')
+                    ).scalar()
+            url = engine.url
+            where = f"{url.host or 'local socket'}:{url.port or 5432}/{url.database}"
+        finally:
+            engine.dispose()
+    except Exception as error:
+        message = _one_line(error)
+        return CheckResult("database", False, message, _database_fix(message, embedded))
+    state = (
+        f"schema {schema} at migration {revision}"
+        if revision
+        else f"schema {schema} not created yet (the first sync creates it)"
+    )
+    kind = "embedded PostgreSQL" if embedded else "PostgreSQL"
+    return CheckResult("database", True, f"{kind} {version} at {where}; {state}")
+
+
+def _isales_fix(error: BaseException, base_url: str) -> str:
+    from obs_sync.isales import AuthenticationError, DataError, HTTPStatusError, VendorError
+
+    text = str(error)
+    lowered = text.lower()
+    scheme = urlsplit(base_url).scheme
+    if isinstance(error, AuthenticationError):
+        return (
+            "the server rejected the signature: check isales.access_key and "
+            "isales.secret_key (the pair issued for this API), isales.signing.signed_headers "
+            "and the host clock (run NTP; the signature carries a timestamp)"
+        )
+    if "tls" in lowered or "ssl" in lowered or "certificate" in lowered:
+        return (
+            "TLS failed: set isales.verify_tls to the path of the CA bundle that signed the "
+            "server's certificate (false only for a lab server); check http vs https in "
+            "isales.base_url"
+        )
+    if isinstance(error, VendorError):
+        return (
+            f"iSales answered with failure code {error.code} ({error.meaning}): check that "
+            "the VDN id exists on this server (isales.vdn_ids) and isales.page_size"
+        )
+    if isinstance(error, HTTPStatusError):
+        if error.status == 404:
+            return (
+                "HTTP 404: isales.base_url must be only scheme://host:port of the iSales "
+                "server (no path), and the API must be enabled there"
+            )
+        if error.status == 403:
+            return "HTTP 403: the access key lacks permission for queryOBSResultCode"
+        return f"HTTP {error.status}: check isales.base_url points at the iSales server"
+    if isinstance(error, DataError):
+        return (
+            "the server answered but not as the API describes: is isales.base_url the "
+            "iSales server?"
+        )
+    if "no response within" in lowered or "timeout" in lowered:
+        return (
+            "no answer in time: check isales.base_url and the firewall, or raise "
+            "isales.timeout_seconds for a slow server"
+        )
+    if "connection" in lowered or "refused" in lowered:
+        return (
+            f"cannot connect: check the host and port in isales.base_url ({scheme}), that "
+            "the server is running, and that a firewall allows this host to reach it"
+        )
+    if "http 5" in lowered or "http 429" in lowered or "not json" in lowered:
+        return "the server is failing or overloaded: try again later, or ask its operators"
+    return "see docs/operations.md (errors) for this message"
+
+
+def check_isales(config: Config) -> CheckResult:
+    from obs_sync.isales import ISalesClient
+
+    vdn = config.isales.vdn_list[0]
+    # One quick attempt: check should answer in seconds, not after the sync's full backoff.
+    quick = config.isales.model_copy(
+        update={"max_retries": min(config.isales.max_retries, 1), "backoff_max_seconds": 1.0}
+    )
+    try:
+        with ISalesClient(quick) as client:
+            page = client.fetch_page(vdn, 1, 1)
+    except Exception as error:
+        return CheckResult(
+            "isales", False, _one_line(error), _isales_fix(error, config.isales.base_url)
+        )
+    sample = f", e.g. {page.codes[0][0]} = {page.codes[0][1]!r}" if page.codes else ""
+    return CheckResult(
+        "isales",
+        True,
+        f"signed request for VDN {vdn} accepted: totalCount {page.total_count}{sample}",
+    )
+
+
+def run_checks(
+    config: Config,
+    path: Path | None = None,
+    *,
+    on_result: Callable[[CheckResult], None] | None = None,
+) -> list[CheckResult]:
+    results: list[CheckResult] = []
+    for check in (
+        lambda: check_config(config, path),
+        lambda: check_database(config),
+        lambda: check_isales(config),
+    ):
+        result = check()
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return results
+
+
+def format_result(result: CheckResult) -> str:
+    line = f"{'PASS' if result.ok else 'FAIL'}  {result.name:<9} {result.detail}"
+    if result.fix:
+        line += f"\n      {'':<9} fix: {result.fix}"
+    return line
