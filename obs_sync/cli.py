@@ -137,7 +137,25 @@ def downgrade(ctx: click.Context, revision: str) -> None:
 @click.pass_context
 def grant_reader(ctx: click.Context, role: str) -> None:
     """Grant ROLE read-only access (SELECT) to the BI tables."""
-    raise NotImplementedError
+    config = get_config(ctx)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from obs_sync.grants import GrantError, grant_reader
+    from obs_sync.sync import make_engine
+
+    engine = make_engine(config)
+    try:
+        statements = grant_reader(engine, config.database.schema_, role)
+    except GrantError as error:
+        fail(str(error))
+    except SQLAlchemyError as error:
+        cause = getattr(error, "orig", None) or error
+        fail(f"database error: {str(cause).strip().splitlines()[0]}")
+    finally:
+        engine.dispose()
+    for statement in statements:
+        click.echo(f"{statement};")
+    click.echo(f"{role} can now SELECT from the BI tables in schema {config.database.schema_}")
 
 
 @main.command()

@@ -1,0 +1,77 @@
+"""``obs-sync db grant-reader ROLE``: read-only access to the BI tables for a BI tool's role."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+BI_TABLES = ("result_code", "result_code_history", "sync_run", "sync_run_vdn")
+
+
+class GrantError(Exception):
+    """The grant cannot be made; the message says what to do."""
+
+
+def validate_role(role: str) -> str:
+    if not role or len(role.encode()) > 63:
+        raise GrantError(f"role name {role!r} must be 1 to 63 bytes long")
+    if "\x00" in role:
+        raise GrantError("role name must not contain a NUL character")
+    return role
+
+
+def grant_reader(engine: Engine, schema: str, role: str) -> list[str]:
+    """Grant ``role`` USAGE on ``schema`` and SELECT on the BI tables, now and in future.
+
+    Returns the statements executed (one transaction). The role must exist already: we
+    never create roles (that means choosing a password, which is the DBA's business).
+    """
+    from sqlalchemy import text
+
+    validate_role(role)
+    quote = engine.dialect.identifier_preparer.quote_identifier
+    statements: list[str] = []
+    with engine.begin() as connection:
+        found = connection.execute(
+            text("SELECT rolname FROM pg_roles WHERE rolname = :role"), {"role": role}
+        ).scalar()
+        if found is None:
+            folded = connection.execute(
+                text("SELECT rolname FROM pg_roles WHERE rolname = lower(:role)"), {"role": role}
+            ).scalar()
+            hint = (
+                f" (did you mean {folded!r}? unquoted names are folded to lower case)"
+                if folded
+                else ""
+            )
+            raise GrantError(
+                f"role {role!r} does not exist{hint}; create it first, e.g. "
+                f"CREATE ROLE {quote(role)} LOGIN PASSWORD '...';"
+            )
+        missing = [
+            table
+            for table in BI_TABLES
+            if connection.execute(
+                text("SELECT to_regclass(:name)"), {"name": f"{quote(schema)}.{quote(table)}"}
+            ).scalar()
+            is None
+        ]
+        if missing:
+            raise GrantError(
+                f"tables {', '.join(missing)} do not exist in schema {schema!r} yet; "
+                "run `obs-sync db upgrade` (or a first sync) first"
+            )
+        tables = ", ".join(f"{quote(schema)}.{quote(table)}" for table in BI_TABLES)
+        statements = [
+            f"GRANT USAGE ON SCHEMA {quote(schema)} TO {quote(role)}",
+            f"GRANT SELECT ON {tables} TO {quote(role)}",
+            # Tables a later migration adds to the schema become readable too (for tables
+            # created by the role running this command, which is the one running migrations).
+            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {quote(schema)} GRANT SELECT ON TABLES "
+            f"TO {quote(role)}",
+        ]
+        for statement in statements:
+            connection.execute(text(statement))
+    return statements
