@@ -1,0 +1,545 @@
+"""The simulator's HTTP server: the iSales URL plus the ``/_sim/`` control API.
+
+``GET /rest/isales/v1/openapi/campaigns/{vdnId}/queryOBSResultCode?pageSize=&pageNum=``
+is answered like the vendor does (see docs/simulator.md for every choice made where the
+vendor says nothing). Threads per connection, HTTP/1.1 keep-alive, each response written
+with a single send and TCP_NODELAY (no Nagle/delayed-ACK stalls), per-request work O(page).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import socket
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from obs_sync.signing import host_header
+from obs_sync.simulator import auth, control
+from obs_sync.simulator.data import (
+    DEFAULT_LOCALE,
+    PageSource,
+    SimulatorData,
+    code_fragment,
+    normalize_locale,
+)
+from obs_sync.simulator.faults import PAGE_KINDS, Fault, FaultSet
+from obs_sync.simulator.stats import DROPPED, RequestRecord, SimulatorStats
+
+logger = logging.getLogger("obs_sync.simulator")
+
+DEMO_ACCESS_KEY = "demo-access-key"
+DEMO_SECRET_KEY = "demo-secret-key"
+DEFAULT_SIGNED_HEADERS = ("content-type", "host")
+DEFAULT_MAX_SKEW_SECONDS = 900.0
+API_PATH = re.compile(r"^/rest/isales/v1/openapi/campaigns/([^/]*)/queryOBSResultCode$")
+JSON_TYPE = "application/json;charset=UTF-8"
+SUCCESS = "0200000"
+SUCCESS_DESC = "query queryOBSResultCode Success!"
+PAGE_SIZE_MAX = 50
+INT32_MAX = 2**31 - 1
+MAX_BODY = 10 * 1024 * 1024
+
+# The vendor's failure codes (shared/spec/isales-query-obs-result-code.md).
+FAILURE_MEANINGS: dict[str, str] = {
+    "0200001": "parameter error",
+    "02000001": "parameter value is empty",
+    "02000002": "parameter contains illegal characters",
+    "02000003": "parameter longer than allowed",
+    "02000004": "parameter shorter than allowed",
+    "02000005": "parameter length outside the allowed range",
+    "02000006": "parameter value has the wrong type",
+    "02000007": "parameter value out of range",
+    "02000008": "parameter conversion failed, check the request",
+    "02000009": "invalid parameter combination",
+    "02000010": "hour and minute must be given together",
+    "02000011": "more parameters than allowed",
+}
+
+_NON_JSON_BODY = (
+    b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
+    b"<body><h1>Bad Gateway</h1><p>The upstream server is unavailable.</p></body></html>"
+)
+
+
+class ParamError(Exception):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+def _int_param(name: str, text: str | None, low: int, high: int) -> int:
+    if text is None or text == "":
+        raise ParamError("02000001", f"{name} is empty")
+    if not re.fullmatch(r"-?[0-9]+", text):
+        raise ParamError("02000006", f"{name} {text!r} is not an integer")
+    if len(text) > 12:  # far beyond any range; also keeps int() cheap
+        raise ParamError("02000007", f"{name} {text} is out of range {low}..{high}")
+    value = int(text)
+    if not low <= value <= high:
+        raise ParamError("02000007", f"{name} {value} is out of range {low}..{high}")
+    return value
+
+
+def parse_params(vdn_segment: str, raw_query: str) -> tuple[int, int, int]:
+    """(vdnId, pageSize, pageNum) or :class:`ParamError` with the vendor's code."""
+    vdn_id = _int_param("vdnId", unquote(vdn_segment), 1, 9999)
+    params: dict[str, str] = {}
+    for name, value in parse_qsl(raw_query, keep_blank_values=True):
+        if name in params:
+            raise ParamError("0200001", f"{name} is given more than once")
+        params[name] = value
+    unknown = sorted(set(params) - {"pageSize", "pageNum"})
+    if unknown:
+        raise ParamError("02000011", f"unknown parameter(s): {', '.join(unknown)}")
+    page_size = _int_param("pageSize", params.get("pageSize"), 1, PAGE_SIZE_MAX)
+    page_num = _int_param("pageNum", params.get("pageNum"), 1, INT32_MAX)
+    return vdn_id, page_size, page_num
+
+
+def failure_body(code: str, desc: str) -> bytes:
+    return json.dumps(
+        {"returnCode": code, "resultCode": code, "resultDesc": desc, "returnDesc": desc},
+        ensure_ascii=False,
+    ).encode()
+
+
+def success_body(fragments: Iterable[str], total: int) -> bytes:
+    # Vendor example's key order; fragments are pre-encoded, so this is O(page).
+    return (
+        '{"obsCodes":['
+        + ",".join(fragments)
+        + f'],"returnCode":"{SUCCESS}","resultCode":"{SUCCESS}","resultDesc":"{SUCCESS_DESC}",'
+        + f'"totalCount":{total},"returnDesc":"{SUCCESS_DESC}"}}'
+    ).encode()
+
+
+def _is_json_content_type(value: str | None) -> bool:
+    """``application/json`` with charset UTF-8 or none; case and spaces are lenient."""
+    if value is None:
+        return False
+    media, _, rest = value.partition(";")
+    if media.strip().lower() != "application/json":
+        return False
+    for param in rest.split(";"):
+        key, _, val = param.partition("=")
+        if key.strip().lower() == "charset" and val.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
+            return False
+    return True
+
+
+@dataclass
+class _Outcome:
+    status: int = 200
+    vdn_id: int | None = None
+    page_num: int | None = None
+    page_size: int | None = None
+    result_code: str | None = None
+    fault: str | None = None
+    codes: int = 0
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+    simulator: Simulator
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, (OSError, ssl.SSLError)):
+            return  # clients going away, TLS handshakes failing: not our bug
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "iSalesSimulator/1.0"
+    sys_version = ""
+    disable_nagle_algorithm = True
+    timeout = 120  # idle keep-alive connections are closed after this
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.simulator._track(self.connection, add=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except OSError:
+            pass
+        finally:
+            self.server.simulator._track(self.connection, add=False)
+
+    def handle(self) -> None:
+        if isinstance(self.connection, ssl.SSLSocket):
+            try:
+                self.connection.do_handshake()  # in this thread, not the accept loop
+            except (OSError, ssl.SSLError):
+                self.close_connection = True
+                return
+        super().handle()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.simulator.log_requests:
+            logger.info("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_GET
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = JSON_TYPE,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        reason = self.responses.get(status, ("Unknown",))[0]
+        lines = [
+            f"HTTP/1.1 {status} {reason}",
+            f"Server: {self.server_version}",
+            f"Date: {self.date_time_string()}",
+            f"Content-Type: {content_type}",
+            f"Content-Length: {len(body)}",
+        ]
+        lines.extend(f"{name}: {value}" for name, value in headers)
+        if self.close_connection:
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if self.command == "HEAD":
+            body = b""
+        self.wfile.write(head + body)  # one send
+        if self.server.simulator.log_requests:
+            self.log_request(status, len(body))
+
+    def _send_json(self, status: int, payload: Any) -> None:
+        self._send(status, json.dumps(payload, ensure_ascii=False).encode())
+
+    def _read_body(self) -> bytes | None:
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            self._send_json(411, {"error": "send a Content-Length, not chunked encoding"})
+            return None
+        length_text = self.headers.get("Content-Length", "0") or "0"
+        try:
+            length = int(length_text)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY:
+            self.close_connection = True
+            self._send_json(400, {"error": f"bad Content-Length {length_text!r}"})
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _dispatch(self) -> None:
+        target = self.path
+        if target.startswith(("http://", "https://")):
+            parts = urlsplit(target)
+            path, query = parts.path, parts.query
+        else:
+            path, _, query = target.partition("?")
+        body = self._read_body()
+        if body is None:
+            return
+        if path == "/_sim" or path.startswith("/_sim/"):
+            status, payload = control.handle(self.server.simulator, self.command, path, query, body)
+            self._send_json(status, payload)
+            return
+        match = API_PATH.match(path)
+        if match is None:
+            self._send_json(404, {"error": f"no such resource: {path}"})
+            return
+        self._serve_api(match.group(1), path, query, body)
+
+    # -- the iSales API ---------------------------------------------------------------
+
+    def _serve_api(self, vdn_segment: str, path: str, query: str, body: bytes) -> None:
+        sim = self.server.simulator
+        sim.stats.begin()
+        outcome = _Outcome()
+        try:
+            self._api(sim, outcome, vdn_segment, path, query, body)
+        finally:
+            sim.stats.end(
+                RequestRecord(
+                    at=time.monotonic(),
+                    vdn_id=outcome.vdn_id,
+                    page_num=outcome.page_num,
+                    page_size=outcome.page_size,
+                    status=outcome.status,
+                    result_code=outcome.result_code,
+                    locale=self.headers.get("locale"),
+                    host=self.headers.get("Host"),
+                    fault=outcome.fault,
+                ),
+                outcome.codes,
+            )
+
+    def _api(
+        self, sim: Simulator, out: _Outcome, vdn_segment: str, path: str, query: str, body: bytes
+    ) -> None:
+        if self.command != "GET":
+            out.status = 405
+            self._send(405, b'{"error":"use GET"}', headers=[("Allow", "GET")])
+            return
+        reason = auth.verify(
+            method=self.command,
+            raw_path=path,
+            raw_query=query,
+            header=self.headers.get,
+            credentials=sim._credentials,
+            required_headers=sim.required_signed_headers,
+            max_skew_seconds=sim.max_clock_skew_seconds,
+            now=time.time(),
+            body=body.decode("utf-8", "replace"),
+        )
+        if reason is not None:
+            out.status = 401
+            self._send_json(401, {"error": "Unauthorized", "reason": reason})
+            return
+        if not _is_json_content_type(self.headers.get("Content-Type")):
+            out.status = 415
+            self._send_json(
+                415,
+                {"error": "Content-Type must be application/json; charset=UTF-8"},
+            )
+            return
+        try:
+            vdn_id, page_size, page_num = parse_params(vdn_segment, query)
+        except ParamError as error:
+            out.result_code = error.code
+            self._send(200, failure_body(error.code, error.detail))
+            return
+        out.vdn_id, out.page_size, out.page_num = vdn_id, page_size, page_num
+
+        source = sim.data.page_source(vdn_id, normalize_locale(self.headers.get("locale")))
+        start = (page_num - 1) * page_size
+        fragments = source.fragments[start : start + page_size]
+        fault = sim.faults.take(
+            vdn_id, page_num, lambda f: bool(fragments) or f.kind not in PAGE_KINDS
+        )
+        if sim.latency_seconds > 0:
+            sim._sleep(sim.latency_seconds)
+        if fault is not None:
+            out.fault = fault.kind
+            if self._apply_terminal_fault(sim, fault, out):
+                return
+        total = source.total
+        items = list(fragments)
+        if fault is not None:
+            total, items = _modify_page(fault, source, start, page_size, total, items)
+        out.result_code = SUCCESS
+        out.codes = len(items)
+        self._send(200, success_body(items, total))
+
+    def _apply_terminal_fault(self, sim: Simulator, fault: Fault, out: _Outcome) -> bool:
+        """Apply ``fault``; True when it produced the whole response."""
+        if fault.kind == "slow":
+            sim._sleep(fault.delay_seconds)
+            return False
+        if fault.kind == "drop_connection":
+            out.status = DROPPED
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return True
+        if fault.kind == "http_status":
+            out.status = fault.status
+            headers: list[tuple[str, str]] = []
+            if fault.retry_after is not None:
+                value = fault.retry_after
+                text = str(int(value)) if value == int(value) else str(value)
+                headers.append(("Retry-After", text))
+            reason = self.responses.get(fault.status, ("Error",))[0]
+            payload = json.dumps({"error": reason, "injected": True}).encode()
+            self._send(fault.status, payload, headers=headers)
+            return True
+        if fault.kind == "non_json":
+            self._send(200, _NON_JSON_BODY, content_type="text/html;charset=UTF-8")
+            return True
+        if fault.kind == "result_code":
+            desc = fault.desc if fault.desc is not None else FAILURE_MEANINGS.get(fault.code, "")
+            out.result_code = fault.code
+            self._send(200, failure_body(fault.code, desc))
+            return True
+        return False
+
+
+def _modify_page(
+    fault: Fault, source: PageSource, start: int, page_size: int, total: int, items: list[str]
+) -> tuple[int, list[str]]:
+    if fault.kind == "total_drift":
+        return total + fault.delta, items
+    if fault.kind == "empty_page":
+        return total, []
+    code, desc = source.items[start]  # page kinds are only taken for non-empty pages
+    if fault.kind == "duplicate_code":
+        other = fault.desc if fault.desc is not None else f"{desc} (duplicate)"
+        return total, [*items, code_fragment(code, other)]
+    if fault.kind == "bad_code":
+        if fault.variant == "missing":
+            broken = code_fragment(None, desc, omit_code=True)
+        elif fault.variant == "null":
+            broken = code_fragment(None, desc)
+        elif fault.variant == "number":
+            broken = code_fragment(int(code) if code.isdigit() else 0, desc)
+        else:
+            broken = code_fragment("  ", desc)
+        return total, [broken, *items[1:]]
+    return total, items
+
+
+class Simulator:
+    """The bundled CC-iSales stand-in. ``start()``/``stop()`` or use as a context manager.
+
+    ``signed_headers``: the header names every request must sign (default content-type
+    and host; ``()`` requires none beyond what the client chooses).
+    ``max_clock_skew_seconds``: None disables the timestamp window.
+    """
+
+    def __init__(
+        self,
+        data: SimulatorData | None = None,
+        *,
+        access_key: str = DEMO_ACCESS_KEY,
+        secret_key: str = DEMO_SECRET_KEY,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: tuple[str, str] | None = None,
+        latency_seconds: float = 0.0,
+        signed_headers: Iterable[str] | None = None,
+        max_clock_skew_seconds: float | None = DEFAULT_MAX_SKEW_SECONDS,
+        credentials: Mapping[str, str] | None = None,
+        log_requests: bool = False,
+    ) -> None:
+        self.data = data if data is not None else SimulatorData.generate()
+        self.access_key = access_key
+        self._credentials: dict[str, str] = {access_key: secret_key, **(credentials or {})}
+        self.host = host
+        self._requested_port = port
+        self.tls = tls
+        self.latency_seconds = latency_seconds
+        names = DEFAULT_SIGNED_HEADERS if signed_headers is None else signed_headers
+        self.required_signed_headers = frozenset(n.strip().lower() for n in names)
+        self.max_clock_skew_seconds = max_clock_skew_seconds
+        self.log_requests = log_requests
+        self.faults = FaultSet()
+        self.stats = SimulatorStats()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def __repr__(self) -> str:  # never the secret
+        where = self.url if self._server else "not started"
+        return f"Simulator({where}, access_key={self.access_key!r})"
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the simulator is not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:41234`` (``https`` with TLS)."""
+        scheme = "https" if self.tls else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+    @property
+    def host_header(self) -> str:
+        return host_header(self.url)
+
+    def api_url(self, vdn_id: int | str) -> str:
+        return f"{self.url}/rest/isales/v1/openapi/campaigns/{vdn_id}/queryOBSResultCode"
+
+    def start(self) -> Simulator:
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        server_class = _Server
+        if ":" in self.host:
+
+            class _Server6(_Server):
+                address_family = socket.AF_INET6
+
+            server_class = _Server6
+        server = server_class((self.host, self._requested_port), _Handler)
+        server.simulator = self
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.tls[0], self.tls[1])
+            # Handshake in the connection's thread so one slow client cannot block accept().
+            server.socket = context.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"isales-simulator-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        server.server_close()
+        with self._connections_lock:
+            connections = list(self._connections)
+            self._connections.clear()
+        for connection in connections:  # wake handler threads parked on keep-alive reads
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _track(self, connection: socket.socket, *, add: bool) -> None:
+        with self._connections_lock:
+            if add:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
+
+    def _sleep(self, seconds: float) -> None:
+        self._stopping.wait(seconds)
+
+
+__all__ = ["DEFAULT_LOCALE", "Simulator"]
