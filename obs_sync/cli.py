@@ -89,10 +89,111 @@ def fetch(ctx: click.Context, vdn_id: int, fmt: str) -> None:
 
 
 @main.command()
-@click.pass_context
-def simulator(ctx: click.Context) -> None:
-    """Serve the bundled iSales simulator (for demos, tests and benchmarks)."""
-    raise NotImplementedError
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=18443, show_default=True)
+@click.option(
+    "--vdns",
+    type=click.IntRange(0, 9999),
+    default=10,
+    show_default=True,
+    help="Generate VDNs 1..N.",
+)
+@click.option(
+    "--codes",
+    type=click.IntRange(0, 90000),
+    default=120,
+    show_default=True,
+    help="Codes per generated VDN.",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of generated data.")
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(dir_okay=False, exists=True),
+    help='JSON/YAML {"<vdn>": {"<obsCode>": "<desc>"}} instead of generated data.',
+)
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), help="PEM certificate.")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), help="PEM private key.")
+@click.option(
+    "--latency-ms",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="Added to every iSales request.",
+)
+@click.option(
+    "--max-clock-skew",
+    type=click.FloatRange(min=0),
+    default=900,
+    show_default=True,
+    help="Seconds a signature timestamp may be off (0: no check).",
+)
+@click.option(
+    "--signed-headers",
+    default="content-type,host",
+    show_default=True,
+    help="Headers every request must sign (comma-separated; empty: none).",
+)
+@click.option("--log-requests", is_flag=True, help="Log every request to stderr.")
+def simulator(
+    host: str,
+    port: int,
+    vdns: int,
+    codes: int,
+    seed: int,
+    data_path: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    latency_ms: float,
+    max_clock_skew: float,
+    signed_headers: str,
+    log_requests: bool,
+) -> None:
+    """Serve the bundled iSales simulator (for demos, tests and benchmarks).
+
+    Credentials come from ISALES_ACCESS_KEY / ISALES_SECRET_KEY (never from arguments);
+    without them the demo pair demo-access-key / demo-secret-key is used. Runs until
+    SIGINT/SIGTERM; the control API is under /_sim/ (docs/simulator.md).
+    """
+    import os
+
+    from obs_sync.simulator import DEMO_ACCESS_KEY, DEMO_SECRET_KEY, DataError, SimulatorData
+    from obs_sync.simulator.run import serve
+
+    if (tls_cert is None) != (tls_key is None):
+        fail("give both --tls-cert and --tls-key, or neither", EXIT_USAGE)
+    access_key = os.environ.get("ISALES_ACCESS_KEY", "")
+    secret_key = os.environ.get("ISALES_SECRET_KEY", "")
+    if not access_key or not secret_key:
+        click.echo(
+            "obs-sync: warning: ISALES_ACCESS_KEY/ISALES_SECRET_KEY not both set; "
+            f"using the demo pair (access key {DEMO_ACCESS_KEY!r})",
+            err=True,
+        )
+        access_key, secret_key = DEMO_ACCESS_KEY, DEMO_SECRET_KEY
+    try:
+        data = (
+            SimulatorData.from_file(data_path)
+            if data_path
+            else SimulatorData.generate(range(1, vdns + 1), codes, seed)
+        )
+    except DataError as error:
+        fail(f"--data: {error}", EXIT_USAGE)
+    try:
+        serve(
+            data,
+            access_key=access_key,
+            secret_key=secret_key,
+            host=host,
+            port=port,
+            tls=(tls_cert, tls_key) if tls_cert and tls_key else None,
+            latency_seconds=latency_ms / 1000,
+            max_clock_skew_seconds=max_clock_skew or None,
+            signed_headers=[h for h in signed_headers.replace(";", ",").split(",") if h.strip()],
+            log_requests=log_requests,
+        )
+    except OSError as error:
+        fail(f"cannot serve on {host}:{port}: {error.strerror or error}")
 
 
 @main.command()
