@@ -1,0 +1,95 @@
+"""``obs-sync check``: each check passes or names the fix, against the real simulator."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from obs_sync.checks import CheckResult, check_config, check_isales, format_result
+from obs_sync.config import Config, parse_config
+from obs_sync.simulator import Simulator, SimulatorData
+
+ACCESS, SECRET = "check-ak", "check-secret-value"
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Simulator]:
+    data = SimulatorData.generate(vdn_ids=range(3, 5), codes_per_vdn=5, seed=3)
+    with Simulator(data, access_key=ACCESS, secret_key=SECRET) as server:
+        yield server
+
+
+def config_for(base_url: str, **isales: Any) -> Config:
+    return parse_config(
+        {
+            "isales": {
+                "base_url": base_url,
+                "access_key": ACCESS,
+                "secret_key": SECRET,
+                "vdn_ids": ["3-4"],
+                "max_retries": 0,
+                "timeout_seconds": 5,
+                **isales,
+            },
+            "database": {"url": "postgresql://u:dbpass@127.0.0.1:5432/x"},
+        },
+        env={},
+    )
+
+
+def test_config_check_summarises() -> None:
+    result = check_config(config_for("http://127.0.0.1:1"), None)
+    assert result.ok
+    assert "2 VDNs (3..4)" in result.detail
+    assert "database configured URL" in result.detail
+    assert "dbpass" not in result.detail
+
+
+def test_isales_passes(sim: Simulator) -> None:
+    before = sim.stats.by_vdn[3]
+    result = check_isales(config_for(sim.url))
+    assert result.ok, result
+    assert "VDN 3" in result.detail and "totalCount 5" in result.detail
+    assert sim.stats.by_vdn[3] == before + 1  # exactly one signed request
+
+
+def test_wrong_secret_points_at_keys_and_clock(sim: Simulator) -> None:
+    before = sim.stats.auth_failures
+    result = check_isales(config_for(sim.url, secret_key="not-the-secret"))
+    assert sim.stats.auth_failures == before + 1
+    assert not result.ok
+    assert "401" in result.detail
+    assert result.fix is not None
+    assert "secret_key" in result.fix and "clock" in result.fix
+    assert "not-the-secret" not in result.detail + result.fix
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_connection_refused_points_at_base_url() -> None:
+    result = check_isales(config_for(f"http://127.0.0.1:{_closed_port()}"))
+    assert not result.ok
+    assert result.fix is not None and "isales.base_url" in result.fix
+    assert "firewall" in result.fix
+
+
+def test_tls_against_plain_http_points_at_tls(sim: Simulator) -> None:
+    result = check_isales(config_for(sim.url.replace("http://", "https://")))
+    assert not result.ok
+    assert result.fix is not None and "TLS" in result.fix
+
+
+def test_format_result() -> None:
+    passed = format_result(CheckResult("database", True, "PostgreSQL 16"))
+    assert passed.startswith("PASS  database")
+    failed = format_result(CheckResult("isales", False, "HTTP 401", "check the keys"))
+    lines = failed.splitlines()
+    assert lines[0].startswith("FAIL  isales") and "HTTP 401" in lines[0]
+    assert lines[1].strip() == "fix: check the keys"
