@@ -15,7 +15,6 @@ import email.utils
 import json
 import logging
 import random
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from typing import Any
 import requests
 import tenacity
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 
 from obs_sync import __version__, logcontext
 from obs_sync.config import VDN_MAX, VDN_MIN, ConfigError, ISalesConfig
@@ -328,20 +328,25 @@ class ISalesClient:
                 "(set it to the CA bundle path instead)"
             )
         # Environment proxies / CA bundle are resolved once here rather than per request
-        # (requests does that lookup on every call when trust_env is on).
+        # (a Session does that lookup on every call).
         probe = requests.Session()
         env = probe.merge_environment_settings(config.base_url, {}, None, verify, None)
         probe.close()
         env_verify = env["verify"]
         self._verify: bool | str = verify if env_verify is None else env_verify
         self._proxies: dict[str, str] = dict(env["proxies"])
+        # Normalise the base URL once the way requests would (IDNA host, quoting), so each
+        # request can skip URL preparation.
+        base = requests.PreparedRequest()
+        base.prepare_url(config.base_url + "/", None)
+        self._base_url = (base.url or config.base_url).rstrip("/")
 
+        # Hot path: prepared requests go straight to one shared adapter (a thread-safe
+        # urllib3 pool sized for max_concurrency). A Session would add per-request header,
+        # cookie and environment merging that this stateless, signed API does not need.
         pool = max(config.max_concurrency, 1) + 1
         self._adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool, max_retries=0)
         self._limiter = RateLimiter(config.max_requests_per_second)
-        self._local = threading.local()
-        self._sessions: list[requests.Session] = []
-        self._sessions_lock = threading.Lock()
         self._closed = False
 
         self._retrying = tenacity.Retrying(
@@ -370,32 +375,29 @@ class ISalesClient:
 
     def close(self) -> None:
         self._closed = True
-        with self._sessions_lock:
-            sessions, self._sessions = self._sessions, []
-        for session in sessions:
-            session.close()
         self._adapter.close()
 
-    def _session(self) -> requests.Session:
-        # One Session per thread (Session state is not documented as thread-safe), all
-        # sharing one adapter, hence one keep-alive connection pool.
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            if self._closed:
-                raise ISalesError("the iSales client is closed")
-            session = requests.Session()
-            session.trust_env = False
-            session.headers.clear()
-            session.headers.update(self._headers)
-            session.auth = self._auth
-            session.verify = self._verify
-            session.proxies.update(self._proxies)
-            session.mount("https://", self._adapter)
-            session.mount("http://", self._adapter)
-            with self._sessions_lock:
-                self._sessions.append(session)
-            self._local.session = session
-        return session
+    def _send(self, url: str) -> requests.Response:
+        if self._closed:
+            raise ISalesError("the iSales client is closed")
+        request = requests.PreparedRequest()
+        request.method = "GET"
+        request.url = url
+        request.headers = CaseInsensitiveDict(self._headers)
+        request.body = None
+        request.hooks = {"response": []}
+        self._auth(request)
+        response = self._adapter.send(
+            request,
+            timeout=self._timeout,
+            verify=self._verify,
+            proxies=self._proxies,
+        )
+        try:
+            _ = response.content  # read it all: the connection goes back to the pool
+        finally:
+            response.close()
+        return response
 
     # ----------------------------------------------------------------- public API
 
@@ -497,7 +499,7 @@ class ISalesClient:
 
     def _url(self, vdn_id: int, page_num: int, page_size: int) -> str:
         path = PATH_TEMPLATE.format(vdn_id=vdn_id)
-        return f"{self.config.base_url}{path}?pageSize={page_size}&pageNum={page_num}"
+        return f"{self._base_url}{path}?pageSize={page_size}&pageNum={page_num}"
 
     def _fetch_page(self, vdn_id: int, page_num: int, page_size: int, counters: _Counters) -> Page:
         url = self._url(vdn_id, page_num, page_size)
@@ -526,12 +528,11 @@ class ISalesClient:
     def _attempt(
         self, vdn_id: int, page_num: int, page_size: int, url: str, counters: _Counters
     ) -> Page:
-        session = self._session()
         self._limiter.acquire()
         counters.requests += 1
         started = time.perf_counter()
         try:
-            response = session.get(url, timeout=self._timeout, allow_redirects=False)
+            response = self._send(url)
         except requests.exceptions.SSLError as error:
             self._emit(vdn_id, "connection_error", None, started)
             if _is_certificate_problem(error):
