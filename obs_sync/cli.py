@@ -304,4 +304,10 @@ def status(ctx: click.Context, fmt: str) -> None:
 @click.pass_context
 def demo(ctx: click.Context) -> None:
     """Run a self-contained demo: simulator + embedded PostgreSQL + two syncs."""
-    raise NotImplementedError
+    from obs_sync.config import LoggingConfig
+    from obs_sync.demo import DEMO_SECRET_KEY, run_demo
+    from obs_sync.observability import setup_logging
+
+    # No configuration needed: the demo builds its own. Only warnings reach the log.
+    setup_logging(LoggingConfig(level="WARNING"), secrets=[DEMO_SECRET_KEY])
+    sys.exit(run_demo(click.echo))
