@@ -10,11 +10,12 @@ little memory.
 from __future__ import annotations
 
 import json
+import json.encoder
 import random
 import threading
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ VDN_MIN, VDN_MAX = 1, 9999
 Description = str | Mapping[str, str]
 
 _CACHE_SIZE = 4096
+_encode_string: Callable[[str], str] = json.encoder.encode_basestring
 
 # (zh_CN, en_US) phrases for generated descriptions; the first ones are the vendor's own.
 _PHRASES: tuple[tuple[str, str], ...] = (
@@ -71,6 +73,9 @@ class PageSource:
 
 def code_fragment(code: Any, desc: Any, *, omit_code: bool = False) -> str:
     """One ``obsCodes`` element as JSON (the vendor example puts obsCodeDesc first)."""
+    if isinstance(code, str) and isinstance(desc, str) and not omit_code:
+        # The hot path (every code, every data version): ~10x faster than json.dumps.
+        return f'{{"obsCodeDesc":{_encode_string(desc)},"obsCode":{_encode_string(code)}}}'
     obj: dict[str, Any] = {"obsCodeDesc": desc}
     if not omit_code:
         obj["obsCode"] = code
@@ -197,10 +202,10 @@ class SimulatorData:
         rng = random.Random(f"obs-sync-sim/{self._gen_seed}/{vdn_id}")
         span = max(4 * self._gen_count, 2400)
         numbers = rng.sample(range(600, 600 + span), self._gen_count)
+        phrases = rng.choices(_PHRASES, k=self._gen_count)
         codes: dict[str, Description] = {}
-        for number in numbers:
+        for number, (zh, en) in zip(numbers, phrases, strict=True):
             code = f"{number:05d}"
-            zh, en = rng.choice(_PHRASES)
             codes[code] = {"zh_CN": f"{zh}（{code}）", "en_US": f"{en} ({code})"}
         return codes
 
@@ -227,10 +232,9 @@ class SimulatorData:
                 self._cache.move_to_end(key)
                 return source
             raw = self._raw(vdn_id)
-            items = tuple(
-                (code, pick(desc, locale))
-                for code, desc in sorted(raw.items(), key=lambda i: server_order_key(vdn_id, i[0]))
-            )
+            base = zlib.crc32(f"{vdn_id}:".encode())  # == server_order_key, incrementally
+            ordered = sorted(raw.items(), key=lambda i: zlib.crc32(i[0].encode(), base))
+            items = tuple((code, pick(desc, locale)) for code, desc in ordered)
             source = PageSource(
                 vdn_id=vdn_id,
                 version=self._versions.get(vdn_id, 0),

@@ -234,11 +234,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(payload, ensure_ascii=False).encode())
 
     def _read_body(self) -> bytes | None:
-        if self.headers.get("Transfer-Encoding"):
+        if self._h.get("transfer-encoding"):
             self.close_connection = True
             self._send_json(411, {"error": "send a Content-Length, not chunked encoding"})
             return None
-        length_text = self.headers.get("Content-Length", "0") or "0"
+        length_text = self._h.get("content-length", "0") or "0"
         try:
             length = int(length_text)
         except ValueError:
@@ -256,6 +256,10 @@ class _Handler(BaseHTTPRequestHandler):
             path, query = parts.path, parts.query
         else:
             path, _, query = target.partition("?")
+        # Lower-cased once (first occurrence wins): email.Message.get is a linear scan.
+        self._h: dict[str, str] = {}
+        for name, value in self.headers.items():
+            self._h.setdefault(name.lower(), value)
         body = self._read_body()
         if body is None:
             return
@@ -286,8 +290,8 @@ class _Handler(BaseHTTPRequestHandler):
                     page_size=outcome.page_size,
                     status=outcome.status,
                     result_code=outcome.result_code,
-                    locale=self.headers.get("locale"),
-                    host=self.headers.get("Host"),
+                    locale=self._h.get("locale"),
+                    host=self._h.get("host"),
                     fault=outcome.fault,
                 ),
                 outcome.codes,
@@ -304,7 +308,7 @@ class _Handler(BaseHTTPRequestHandler):
             method=self.command,
             raw_path=path,
             raw_query=query,
-            header=self.headers.get,
+            header=self._h.get,
             credentials=sim._credentials,
             required_headers=sim.required_signed_headers,
             max_skew_seconds=sim.max_clock_skew_seconds,
@@ -315,7 +319,7 @@ class _Handler(BaseHTTPRequestHandler):
             out.status = 401
             self._send_json(401, {"error": "Unauthorized", "reason": reason})
             return
-        if not _is_json_content_type(self.headers.get("Content-Type")):
+        if not _is_json_content_type(self._h.get("content-type")):
             out.status = 415
             self._send_json(
                 415,
@@ -330,7 +334,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         out.vdn_id, out.page_size, out.page_num = vdn_id, page_size, page_num
 
-        source = sim.data.page_source(vdn_id, normalize_locale(self.headers.get("locale")))
+        source = sim.data.page_source(vdn_id, normalize_locale(self._h.get("locale")))
         start = (page_num - 1) * page_size
         fragments = source.fragments[start : start + page_size]
         fault = sim.faults.take(
