@@ -297,7 +297,23 @@ def check(ctx: click.Context) -> None:
 @click.pass_context
 def status(ctx: click.Context, fmt: str) -> None:
     """Show recent runs and each VDN's freshness and failures."""
-    raise NotImplementedError
+    config = get_config(ctx)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from obs_sync.status import StatusError, format_json, format_table, read_status
+    from obs_sync.sync import make_engine
+
+    engine = make_engine(config)
+    try:
+        report = read_status(engine, config.database.schema_, config.isales.vdn_list)
+    except StatusError as error:
+        fail(str(error))
+    except SQLAlchemyError as error:
+        cause = getattr(error, "orig", None) or error
+        fail(f"database error: {str(cause).strip().splitlines()[0]}")
+    finally:
+        engine.dispose()
+    click.echo(format_json(report) if fmt == "json" else format_table(report))
 
 
 @main.command()
