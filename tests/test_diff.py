@@ -595,3 +595,9 @@ def test_find_unstorable_flags_exactly_nul_and_surrogates(fetched: dict[str, str
 
     expected = sum(bad(c) for c in fetched) + sum(bad(d) for d in fetched.values())
     assert len(find_unstorable(fetched)) == expected
+
+
+def test_surrogate_halves_in_separate_values_do_not_pair_up() -> None:
+    # Halves of one emoji split across two descriptions stay two unpaired surrogates.
+    problems = find_unstorable({"a": "\ud83d", "b": "\ude00"})
+    assert len(problems) == 2 and "U+D83D" in problems[0] and "U+DE00" in problems[1]
