@@ -539,6 +539,7 @@ class Simulator:
         with self._connections_lock:
             if add:
                 self._connections.add(connection)
+                self.stats.connection_opened()
             else:
                 self._connections.discard(connection)
 

@@ -40,6 +40,7 @@ class SimulatorStats:
     def reset(self) -> None:
         with self._lock:
             self.requests = 0
+            self.connections = 0  # TCP connections accepted (keep-alive: few)
             self.by_vdn: Counter[int] = Counter()
             self.by_status: Counter[int] = Counter()
             self.by_result_code: Counter[str] = Counter()
@@ -51,6 +52,10 @@ class SimulatorStats:
             self.max_in_flight = 0
             self.started_at = time.monotonic()
             self.recent: deque[RequestRecord] = deque(maxlen=self._history)
+
+    def connection_opened(self) -> None:
+        with self._lock:
+            self.connections += 1
 
     def begin(self) -> None:
         with self._lock:
@@ -79,6 +84,7 @@ class SimulatorStats:
         with self._lock:
             return {
                 "requests": self.requests,
+                "connections": self.connections,
                 "by_vdn": {str(k): v for k, v in sorted(self.by_vdn.items())},
                 "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
                 "by_result_code": dict(self.by_result_code),
