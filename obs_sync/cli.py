@@ -57,6 +57,9 @@ def fetch(ctx: click.Context, vdn_id: int, fmt: str) -> None:
     import json
 
     from obs_sync.isales import ISalesClient, ISalesError
+    from obs_sync.observability import setup_logging_for
+
+    setup_logging_for(config)  # retries and incomplete-snapshot warnings go to stderr
 
     try:
         with ISalesClient(config.isales) as client:
