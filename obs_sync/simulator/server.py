@@ -226,6 +226,7 @@ class _Handler(BaseHTTPRequestHandler):
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         if self.command == "HEAD":
             body = b""
+        self._record()
         self.wfile.write(head + body)  # one send
         if self.server.simulator.log_requests:
             self.log_request(status, len(body))
@@ -278,24 +279,32 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve_api(self, vdn_segment: str, path: str, query: str, body: bytes) -> None:
         sim = self.server.simulator
         sim.stats.begin()
-        outcome = _Outcome()
+        self._outcome: _Outcome | None = _Outcome()
         try:
-            self._api(sim, outcome, vdn_segment, path, query, body)
+            self._api(sim, self._outcome, vdn_segment, path, query, body)
         finally:
-            sim.stats.end(
-                RequestRecord(
-                    at=time.monotonic(),
-                    vdn_id=outcome.vdn_id,
-                    page_num=outcome.page_num,
-                    page_size=outcome.page_size,
-                    status=outcome.status,
-                    result_code=outcome.result_code,
-                    locale=self._h.get("locale"),
-                    host=self._h.get("host"),
-                    fault=outcome.fault,
-                ),
-                outcome.codes,
-            )
+            self._record()
+
+    def _record(self) -> None:
+        """Count the request BEFORE its response leaves, so a client that got the
+        response always sees it in the stats."""
+        outcome, self._outcome = getattr(self, "_outcome", None), None
+        if outcome is None:
+            return
+        self.server.simulator.stats.end(
+            RequestRecord(
+                at=time.monotonic(),
+                vdn_id=outcome.vdn_id,
+                page_num=outcome.page_num,
+                page_size=outcome.page_size,
+                status=outcome.status,
+                result_code=outcome.result_code,
+                locale=self._h.get("locale"),
+                host=self._h.get("host"),
+                fault=outcome.fault,
+            ),
+            outcome.codes,
+        )
 
     def _api(
         self, sim: Simulator, out: _Outcome, vdn_segment: str, path: str, query: str, body: bytes
@@ -362,6 +371,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind == "drop_connection":
             out.status = DROPPED
             self.close_connection = True
+            self._record()
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return True
