@@ -268,8 +268,12 @@ def run(ctx: click.Context) -> None:
     """Run the scheduling daemon (metrics and /healthz on metrics.port)."""
     config = get_config(ctx)
     from obs_sync.observability import setup_logging_for
-    from obs_sync.scheduler import run_daemon
+    from obs_sync.scheduler import ScheduleError, make_trigger, run_daemon
 
+    try:
+        make_trigger(config.schedule)
+    except ScheduleError as error:
+        fail(f"configuration error: {error}", EXIT_USAGE)
     setup_logging_for(config)
     sys.exit(run_daemon(config))
 
