@@ -198,3 +198,18 @@ def test_job_exception_is_survived_and_health_follows() -> None:
         thread.join(timeout=30)
     assert code == [0]
     assert len(job.calls) >= 2
+
+
+def test_run_rejects_a_bad_cron_with_exit_2(tmp_path: Any) -> None:
+    from click.testing import CliRunner
+
+    from obs_sync.cli import main
+
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "isales: {base_url: 'http://127.0.0.1:9', access_key: ak, secret_key: sk, vdn_ids: [1]}\n"
+        "schedule: {cron: '0 25 * * *'}\n"
+    )
+    result = CliRunner().invoke(main, ["--config", str(path), "run"])
+    assert result.exit_code == 2
+    assert "schedule.cron" in result.output
