@@ -15,6 +15,7 @@ import email.utils
 import json
 import logging
 import random
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -273,9 +274,20 @@ def _merge(vdn_id: int, codes: dict[str, str], page: Page) -> None:
             )
 
 
-def _is_certificate_problem(error: Exception) -> bool:
-    text = str(error).lower()
-    return "certificate" in text or "hostname" in text or "wrong version number" in text
+def _tls_config_problem(error: Exception, url: str) -> str | None:
+    """A TLS failure that retrying cannot fix (certificate, protocol), as a hint; else None."""
+    text = str(error)
+    lowered = text.lower()
+    if "certificate" in lowered or "hostname" in lowered:
+        detail = re.search(r"certificate verify failed: ([^'\"(\]]+)", text)
+        reason = detail.group(1).strip() if detail else "certificate not trusted"
+        return (
+            f"TLS verification failed for {url}: {reason}; set isales.verify_tls to the "
+            "path of the CA bundle that signed the server's certificate"
+        )
+    if "wrong version number" in lowered or "record layer failure" in lowered:
+        return f"TLS handshake failed for {url}: is it really HTTPS? check isales.base_url"
+    return None
 
 
 # --------------------------------------------------------------------------- client
@@ -535,13 +547,10 @@ class ISalesClient:
             response = self._send(url)
         except requests.exceptions.SSLError as error:
             self._emit(vdn_id, "connection_error", None, started)
-            if _is_certificate_problem(error):
-                raise ISalesError(
-                    f"TLS verification failed for {url}; set isales.verify_tls to the "
-                    f"server's CA bundle path ({type(error).__name__})",
-                    vdn_id=vdn_id,
-                ) from None
-            raise _Transient(f"TLS error: {error}") from None
+            problem = _tls_config_problem(error, url)
+            if problem is not None:
+                raise ISalesError(problem, vdn_id=vdn_id) from None
+            raise _Transient(f"TLS error: {type(error).__name__}") from None
         except requests.exceptions.Timeout:
             self._emit(vdn_id, "timeout", None, started)
             raise _Transient(f"no response within {self._timeout:g}s") from None

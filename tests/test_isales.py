@@ -218,7 +218,8 @@ def test_transient_fault_is_retried_and_recovered(
     server: Simulator, events: Events, fault: Fault, outcome: str
 ) -> None:
     server.faults.add(Fault(**{**fault.__dict__, "page_num": 2, "times": 2}))
-    config = make_config(server.url, timeout_seconds=0.5)
+    # Only the slow-response case needs a short timeout; the others keep a safe one.
+    config = make_config(server.url, timeout_seconds=0.5 if fault.kind == "slow" else 5)
     with ISalesClient(config, on_request=events) as isales:
         snapshot = isales.fetch_snapshot(1)
     assert snapshot.complete and len(snapshot.codes) == CODES
@@ -400,6 +401,18 @@ def test_tls_verified_by_default(tls_server: Simulator) -> None:
     assert len(events.items) == 1  # a certificate problem is not retried
 
 
+def test_https_to_a_plain_http_port_is_a_clear_config_error(server: Simulator) -> None:
+    events = Events()
+    url = server.url.replace("http://", "https://")
+    with (
+        ISalesClient(make_config(url), on_request=events) as isales,
+        pytest.raises(ISalesError) as info,
+    ):
+        isales.fetch_snapshot(1)
+    assert "is it really HTTPS? check isales.base_url" in str(info.value)
+    assert len(events.items) == 1
+
+
 def test_verify_tls_false_warns_once(
     tls_server: Simulator, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -444,20 +457,22 @@ def test_rate_limit_is_global_across_threads(server: Simulator) -> None:
 
 
 def test_concurrent_vdns_share_one_client_and_reuse_connections(
-    server: Simulator, data: SimulatorData, events: Events
+    data: SimulatorData, events: Events
 ) -> None:
-    config = make_config(server.url, max_concurrency=4, page_size=10)
-    with ISalesClient(config, on_request=events) as isales, ThreadPoolExecutor(4) as pool:
-        snapshots = list(pool.map(isales.fetch_snapshot, [1, 2, 3, 4, 5, 6] * 2))
-        opened = sum(
-            p.num_connections for p in isales._adapter.poolmanager.pools._container.values()
-        )
-    assert [s.vdn_id for s in snapshots] == [1, 2, 3, 4, 5, 6] * 2
-    for snapshot in snapshots:
-        assert snapshot.complete and dict(snapshot.codes) == data.codes(snapshot.vdn_id)
-    assert served(server, 12 * 12) == 12 * 12 == len(events.items)
-    assert server.stats.max_in_flight >= 2  # really concurrent
-    assert opened <= 5  # 144 requests over a handful of keep-alive connections
+    # A little server latency makes the threads' requests overlap for sure.
+    with Simulator(data, access_key=AK, secret_key=SK, latency_seconds=0.01) as server:
+        config = make_config(server.url, max_concurrency=4, page_size=20)
+        vdns = [1, 2, 3, 4, 5, 6] * 2
+        with ISalesClient(config, on_request=events) as isales, ThreadPoolExecutor(4) as pool:
+            snapshots = list(pool.map(isales.fetch_snapshot, vdns))
+            pools = isales._adapter.poolmanager.pools
+            opened = sum(p.num_connections for p in pools._container.values())
+        assert [s.vdn_id for s in snapshots] == vdns
+        for snapshot in snapshots:
+            assert snapshot.complete and dict(snapshot.codes) == data.codes(snapshot.vdn_id)
+        assert served(server, 12 * 6) == 12 * 6 == len(events.items)
+        assert 2 <= server.stats.max_in_flight <= 4  # concurrent, within max_concurrency
+    assert opened <= 5  # 72 requests over a handful of keep-alive connections
 
 
 def test_on_request_hook_failure_does_not_break_fetching(server: Simulator) -> None:
