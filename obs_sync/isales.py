@@ -11,7 +11,6 @@ threads: one process-wide rate limiter, one connection pool.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import random
@@ -188,6 +187,8 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         return max(0.0, float(value))
     except ValueError:
         pass
+    import email.utils  # rare path: keep it off the import-time budget
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
