@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import threading
 import time
@@ -11,6 +12,8 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import pytest
 
 from obs_sync.config import Config, parse_config
 from obs_sync.scheduler import Daemon
@@ -213,3 +216,61 @@ def test_run_rejects_a_bad_cron_with_exit_2(tmp_path: Any) -> None:
     result = CliRunner().invoke(main, ["--config", str(path), "run"])
     assert result.exit_code == 2
     assert "schedule.cron" in result.output
+
+
+_CHILD = """
+import sys, threading, time
+from obs_sync.config import parse_config
+from obs_sync.observability import setup_logging_for
+from obs_sync.scheduler import run_daemon
+
+class Run:
+    status = "succeeded"
+    vdns = []
+    run_id = 1
+
+def job(*, stop, deadline, on_vdn, on_request):
+    print("job started", flush=True)
+    stop.wait(timeout=float(sys.argv[1]))  # a run that honours the stop event (or not)
+    time.sleep(float(sys.argv[2]))
+    return Run()
+
+config = parse_config({
+    "isales": {"base_url": "http://127.0.0.1:9", "access_key": "ak", "secret_key": "sk",
+               "vdn_ids": [1]},
+    "schedule": {"interval_minutes": 60, "shutdown_timeout_seconds": 1},
+    "metrics": {"port": 0},
+}, env={})
+setup_logging_for(config)
+run_daemon(config, job=job)
+"""
+
+
+@pytest.mark.parametrize(
+    ("stop_wait", "after_stop", "expected"),
+    [(60, 0, 0), (0, 60, 1)],  # honours the stop event / overruns shutdown_timeout_seconds
+)
+def test_signal_in_a_real_process(stop_wait: float, after_stop: float, expected: int) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(stop_wait), str(after_stop)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "job started"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == expected, err
+    assert "SIGTERM received: stopping" in err
+    if expected:
+        assert "did not finish within schedule.shutdown_timeout_seconds" in err
+    else:
+        assert "stopped cleanly" in err
