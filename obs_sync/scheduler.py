@@ -185,8 +185,9 @@ class Job(Protocol):
 class SyncJob:
     """:func:`~obs_sync.sync.run_sync` with one engine (connection pool) for the daemon's life.
 
-    Migrations are applied by the first run that reaches the database; later runs skip
-    that step (so a database that is down at start delays, not prevents, them).
+    Pending migrations are applied by the first run that reaches the database (the one at
+    start, with ``run_at_start``); later runs skip that step, so a database that is down at
+    start delays migrations rather than preventing them.
     """
 
     def __init__(self, config: Config) -> None:
@@ -195,16 +196,15 @@ class SyncJob:
         self.migrated = False
 
     def prepare(self) -> None:
-        """Create the engine and apply pending migrations (once, at daemon start)."""
+        """Create the engine (starting the embedded PostgreSQL if configured) and connect once."""
+        from sqlalchemy import text
+
         from obs_sync.sync import make_engine
 
         if self.engine is None:
             self.engine = make_engine(self.config)
-        if not self.migrated:
-            from obs_sync import store
-
-            store.migrate(self.engine, self.config.database.schema_)
-            self.migrated = True
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
 
     def __call__(
         self,
@@ -386,9 +386,9 @@ class Daemon:
         if prepare is not None:
             try:
                 prepare()
-                log.info("database ready (migrations applied)")
+                log.info("database reachable")
             except Exception as error:
-                log.error("database not ready at start: %s (runs will retry)", _one_line(error))
+                log.error("database not reachable at start: %s (runs will retry)", _one_line(error))
 
         schedule = self.config.schedule
         scheduler = BackgroundScheduler(
