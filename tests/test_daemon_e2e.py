@@ -34,6 +34,7 @@ import yaml
 
 from obs_sync.simulator import Fault, Simulator, SimulatorData
 
+pytest.importorskip("obs_sync.sync")
 pytestmark = pytest.mark.slow
 
 ACCESS = "e2e-access"
