@@ -193,11 +193,12 @@ def run_checks(
     on_result: Callable[[CheckResult], None] | None = None,
 ) -> list[CheckResult]:
     results: list[CheckResult] = []
-    for check in (
+    checks: list[Callable[[], CheckResult]] = [
         lambda: check_config(config, path),
         lambda: check_database(config),
         lambda: check_isales(config),
-    ):
+    ]
+    for check in checks:
         result = check()
         results.append(result)
         if on_result is not None:
