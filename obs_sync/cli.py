@@ -212,7 +212,10 @@ def simulator(
 @click.pass_context
 def sync(ctx: click.Context, vdn_ids: tuple[int, ...], dry_run: bool, no_migrate: bool) -> None:
     """Sync once and exit (0 all succeeded, 1 a VDN failed/incomplete/guarded, 2 usage)."""
-    raise NotImplementedError
+    config = get_config(ctx)
+    from obs_sync.sync_command import run_sync_command
+
+    sys.exit(run_sync_command(config, vdn_ids, dry_run=dry_run, migrate=not no_migrate))
 
 
 @main.group()
@@ -225,15 +228,19 @@ def db() -> None:
 @click.pass_context
 def upgrade(ctx: click.Context, revision: str) -> None:
     """Apply migrations up to REVISION."""
-    raise NotImplementedError
+    from obs_sync.sync_command import run_migration_command
+
+    sys.exit(run_migration_command(get_config(ctx), "upgrade", revision))
 
 
 @db.command()
 @click.option("--revision", default="-1", show_default=True)
 @click.pass_context
 def downgrade(ctx: click.Context, revision: str) -> None:
-    """Revert migrations down to REVISION."""
-    raise NotImplementedError
+    """Revert migrations down to REVISION ("base" drops every obs-sync table)."""
+    from obs_sync.sync_command import run_migration_command
+
+    sys.exit(run_migration_command(get_config(ctx), "downgrade", revision))
 
 
 @db.command("grant-reader")

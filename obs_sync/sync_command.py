@@ -1,0 +1,174 @@
+"""What ``obs-sync sync`` and ``obs-sync db upgrade|downgrade`` print, and their exit codes.
+
+Kept out of cli.py so the click layer stays a thin parser; this module only formats and
+maps errors to exit codes (0 ok, 1 a VDN or the database failed, 2 configuration/usage).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from obs_sync.config import Config
+    from obs_sync.sync import RunResult, VdnResult
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+ERROR_WIDTH = 100
+
+
+def _say(message: str) -> None:
+    click.echo(f"obs-sync: {message}", err=True)
+
+
+def _one_line(error: BaseException) -> str:
+    cause = getattr(error, "orig", None) or error
+    text = str(cause).strip()
+    return text.splitlines()[0] if text else type(cause).__name__
+
+
+def _counts(vdn: VdnResult) -> list[str]:
+    return [
+        f"+{vdn.inserted}",
+        f"~{vdn.updated}",
+        f"-{vdn.deleted}",
+        f"^{vdn.restored}",
+        f"={vdn.unchanged}",
+    ]
+
+
+def format_summary(result: RunResult) -> str:
+    """The per-VDN table and a totals line."""
+    header = ["VDN", "STATUS", "NEW", "CHANGED", "DELETED", "RESTORED", "UNCHANGED", "PAGES"]
+    rows: list[list[str]] = []
+    for vdn in result.vdns:
+        error = (vdn.error or "").replace("\n", " ")
+        if len(error) > ERROR_WIDTH:
+            error = error[: ERROR_WIDTH - 3] + "..."
+        rows.append([str(vdn.vdn_id), vdn.status, *_counts(vdn), str(vdn.pages), error])
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+    lines = [
+        "  ".join(
+            cell.ljust(width) for cell, width in zip([*row], [*widths, 0], strict=False)
+        ).rstrip()
+        for row in [[*header, "ERROR"], *rows]
+    ]
+    statuses: dict[str, int] = {}
+    for vdn in result.vdns:
+        statuses[vdn.status] = statuses.get(vdn.status, 0) + 1
+    by_status = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
+    seconds = (result.finished_at - result.started_at).total_seconds()
+    what = "dry run (nothing written)" if result.dry_run else f"run {result.run_id}"
+    verb = "would be" if result.dry_run else ""
+    totals = (
+        f"{what}: {result.status}; {len(result.vdns)} VDNs ({by_status or 'none'}); "
+        f"{verb + ' ' if verb else ''}+{result.total('inserted')} new, "
+        f"~{result.total('updated')} changed, -{result.total('deleted')} deleted, "
+        f"^{result.total('restored')} restored, ={result.total('unchanged')} unchanged; "
+        f"{result.total('requests')} requests in {seconds:.2f}s"
+    )
+    return "\n".join([*lines, totals])
+
+
+def run_sync_command(
+    config: Config, vdn_ids: Sequence[int], *, dry_run: bool, migrate: bool
+) -> int:
+    from obs_sync.config import ConfigError
+    from obs_sync.observability import setup_logging_for
+
+    configured = set(config.isales.vdn_list)
+    unknown = [vdn for vdn in vdn_ids if vdn not in configured]
+    if unknown:
+        _say(
+            f"--vdn {', '.join(map(str, unknown))}: not in isales.vdn_ids; add it to the "
+            "configuration to sync it (only configured VDNs are kept fresh)"
+        )
+        return EXIT_USAGE
+    setup_logging_for(config)
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from obs_sync.embedded import EmbeddedError
+    from obs_sync.migrate import MigrationError
+    from obs_sync.sync import run_sync
+
+    total = len(vdn_ids) if vdn_ids else len(configured)
+    progress: Any = None
+    lock = threading.Lock()
+    if sys.stderr.isatty():
+        progress = click.progressbar(length=total, label="syncing", file=sys.stderr)
+        progress.__enter__()
+
+    def advance(_: VdnResult) -> None:
+        with lock:
+            progress.update(1)
+
+    try:
+        result = run_sync(
+            config,
+            vdn_ids=list(vdn_ids) or None,
+            dry_run=dry_run,
+            migrate=migrate,
+            on_vdn=advance if progress is not None else None,
+        )
+    except (ConfigError, EmbeddedError) as error:
+        _say(f"configuration error: {error}")
+        return EXIT_USAGE
+    except MigrationError as error:
+        _say(str(error))
+        return EXIT_FAILED
+    except SQLAlchemyError as error:
+        _say(f"database error: {_one_line(error)} (check database.url and that the server is up)")
+        return EXIT_FAILED
+    finally:
+        if progress is not None:
+            progress.__exit__(None, None, None)
+    for note in result.notes:
+        _say(note)
+    click.echo(format_summary(result))
+    return result.exit_code
+
+
+def run_migration_command(config: Config, action: str, revision: str) -> int:
+    from obs_sync.observability import setup_logging_for
+
+    setup_logging_for(config)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from obs_sync import migrate
+    from obs_sync.embedded import EmbeddedError
+    from obs_sync.sync import make_engine
+
+    schema = config.database.schema_
+    try:
+        engine = make_engine(config)
+    except EmbeddedError as error:
+        _say(f"configuration error: {error}")
+        return EXIT_USAGE
+    try:
+        if action == "upgrade":
+            before, after = migrate.upgrade(engine, schema, revision)
+        else:
+            before, after = migrate.downgrade(engine, schema, revision)
+    except migrate.MigrationError as error:
+        _say(str(error))
+        return EXIT_FAILED
+    except SQLAlchemyError as error:
+        _say(f"database error: {_one_line(error)}")
+        return EXIT_FAILED
+    except Exception as error:  # Alembic's CommandError: unknown revision and the like
+        if type(error).__name__ != "CommandError":
+            raise
+        _say(f"{action} {revision}: {error}")
+        return EXIT_USAGE
+    finally:
+        engine.dispose()
+    if before == after:
+        click.echo(f"schema {schema}: already at {after or 'base (no tables)'}")
+    else:
+        click.echo(f"schema {schema}: {action}d from {before or 'base'} to {after or 'base'}")
+    return EXIT_OK
