@@ -1,0 +1,187 @@
+"""Migrations: head detection without Alembic, round trips, locking, the commands, env.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+
+from obs_sync import migrate
+from obs_sync.cli import main
+from obs_sync.simulator import Simulator
+from tests.fixtures_db import write_config
+
+SCHEMA = "obs_sync_mig"
+TABLES = {"result_code", "result_code_history", "sync_run", "sync_run_vdn"}
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tables(engine: Engine, schema: str = SCHEMA) -> set[str]:
+    with engine.connect() as connection:
+        return set(
+            connection.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = :s"), {"s": schema}
+            ).scalars()
+        )
+
+
+def revision(engine: Engine, schema: str = SCHEMA) -> str | None:
+    with engine.connect() as connection:
+        return migrate.current_revision(connection, schema)
+
+
+def test_head_from_file_names_matches_alembic() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(migrate.migrations_dir()))
+    script = ScriptDirectory.from_config(config)
+    assert script.get_heads() == [migrate.head_revision()]  # linear history, one head
+    ordered = [rev.revision for rev in reversed(list(script.walk_revisions()))]
+    assert tuple(ordered) == migrate.known_revisions()
+
+
+def test_fast_path_does_not_import_alembic(db_engine: Engine) -> None:
+    migrate.upgrade(db_engine, SCHEMA)
+    code = (
+        "import sys\n"
+        "from sqlalchemy import create_engine\n"
+        "from obs_sync import migrate\n"
+        f"engine = create_engine({str(db_engine.url.render_as_string(False))!r})\n"
+        f"assert migrate.ensure_current(engine, {SCHEMA!r}, migrate=True) is None\n"
+        "assert 'alembic' not in sys.modules, 'alembic imported on the fast path'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_upgrade_downgrade_upgrade_round_trip(db_engine: Engine) -> None:
+    assert migrate.upgrade(db_engine, SCHEMA) == (None, migrate.head_revision())
+    assert tables(db_engine) == TABLES | {"alembic_version"}
+    assert migrate.upgrade(db_engine, SCHEMA) == (migrate.head_revision(),) * 2
+    assert migrate.downgrade(db_engine, SCHEMA, "base") == (migrate.head_revision(), None)
+    assert tables(db_engine) == {"alembic_version"}  # every obs-sync table dropped
+    assert migrate.downgrade(db_engine, SCHEMA, "base") == (None, None)
+    migrate.upgrade(db_engine, SCHEMA)
+    assert tables(db_engine) == TABLES | {"alembic_version"}
+    assert revision(db_engine) == migrate.head_revision()
+
+
+def test_constraints_are_enforced_by_the_database(db_engine: Engine) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    migrate.upgrade(db_engine, SCHEMA)
+    s = SCHEMA
+    with db_engine.begin() as connection:
+        run = connection.execute(
+            text(
+                f"INSERT INTO {s}.sync_run (started_at, status, trigger) "
+                "VALUES (now(), 'running', 't') RETURNING id"
+            )
+        ).scalar_one()
+        connection.execute(
+            text(
+                f"INSERT INTO {s}.result_code_history (vdn_id, obs_code, obs_code_desc, "
+                f"valid_from, sync_run_id) VALUES (1, 'a', 'x', now(), {run})"
+            )
+        )
+    bad = [
+        # a second open version of the same code
+        f"INSERT INTO {s}.result_code_history (vdn_id, obs_code, obs_code_desc, valid_from, "
+        f"sync_run_id) VALUES (1, 'a', 'y', now() + interval '1 s', {run})",
+        # valid_to not after valid_from
+        f"INSERT INTO {s}.result_code_history (vdn_id, obs_code, obs_code_desc, valid_from, "
+        f"valid_to, sync_run_id, closed_by_sync_run_id) VALUES (1, 'b', 'y', now(), now(), "
+        f"{run}, {run})",
+        f"INSERT INTO {s}.sync_run (started_at, status, trigger) VALUES (now(), 'bogus', 't')",
+        f"INSERT INTO {s}.sync_run_vdn (sync_run_id, vdn_id, status, started_at, finished_at) "
+        f"VALUES ({run}, 1, 'bogus', now(), now())",
+    ]
+    for statement in bad:
+        with pytest.raises(IntegrityError), db_engine.begin() as connection:
+            connection.execute(text(statement))
+
+
+def test_concurrent_upgrades_are_serialized(database_url: str) -> None:
+    engines = [create_engine(database_url) for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def up(engine: Engine) -> None:
+        try:
+            migrate.ensure_current(engine, SCHEMA, migrate=True)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=up, args=(engine,)) for engine in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert revision(engines[0]) == migrate.head_revision()
+    for engine in engines:
+        engine.dispose()
+
+
+def test_no_migrate_on_a_behind_schema_names_the_command(db_engine: Engine) -> None:
+    with pytest.raises(migrate.MigrationError, match="obs-sync db upgrade"):
+        migrate.ensure_current(db_engine, SCHEMA, migrate=False)
+    with db_engine.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {SCHEMA}"))
+        connection.execute(text(f"CREATE TABLE {SCHEMA}.alembic_version (version_num text)"))
+        connection.execute(text(f"INSERT INTO {SCHEMA}.alembic_version VALUES ('9999')"))
+    with pytest.raises(migrate.MigrationError, match="does not know"):
+        migrate.ensure_current(db_engine, SCHEMA, migrate=True)
+
+
+def test_db_commands(
+    tmp_path: Path, simulator: Simulator, database_url: str, db_engine: Engine
+) -> None:
+    path = write_config(tmp_path / "c.yaml", simulator, database_url, schema=SCHEMA)
+    runner = CliRunner()
+    result = runner.invoke(main, ["--config", path, "db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert f"upgraded from base to {migrate.head_revision()}" in result.output
+    result = runner.invoke(main, ["--config", path, "db", "upgrade"])
+    assert "already at" in result.output and result.exit_code == 0
+    result = runner.invoke(main, ["--config", path, "db", "downgrade"])
+    assert result.exit_code == 0 and tables(db_engine) == {"alembic_version"}
+    result = runner.invoke(main, ["--config", path, "db", "upgrade", "--revision", "nope"])
+    assert result.exit_code == 2 and "nope" in result.output
+
+
+def test_alembic_command_line_reads_obs_sync_config(
+    tmp_path: Path, simulator: Simulator, database_url: str, db_engine: Engine
+) -> None:
+    """`alembic -c migrations/alembic.ini -x config=...` from another directory."""
+    path = write_config(tmp_path / "c.yaml", simulator, database_url, schema=SCHEMA)
+    alembic = [sys.executable, "-m", "alembic", "-c", str(REPO / "migrations" / "alembic.ini")]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    offline = subprocess.run(
+        [*alembic, "-x", f"config={path}", "upgrade", "head", "--sql"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert offline.returncode == 0, offline.stderr
+    assert f'CREATE TABLE "{SCHEMA}".result_code_history (' in offline.stdout
+    assert tables(db_engine) == set()  # --sql only prints
+    online = subprocess.run(
+        [*alembic, "-x", f"config={path}", "upgrade", "head"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert online.returncode == 0, online.stderr
+    assert revision(db_engine) == migrate.head_revision()
