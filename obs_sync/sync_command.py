@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from obs_sync.sync import RunResult, VdnResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-ERROR_WIDTH = 100
 
 
 def _say(message: str) -> None:
@@ -46,9 +45,7 @@ def format_summary(result: RunResult) -> str:
     header = ["VDN", "STATUS", "NEW", "CHANGED", "DELETED", "RESTORED", "UNCHANGED", "PAGES"]
     rows: list[list[str]] = []
     for vdn in result.vdns:
-        error = (vdn.error or "").replace("\n", " ")
-        if len(error) > ERROR_WIDTH:
-            error = error[: ERROR_WIDTH - 3] + "..."
+        error = (vdn.error or "").replace("\n", " ")  # last column: shown whole
         rows.append([str(vdn.vdn_id), vdn.status, *_counts(vdn), str(vdn.pages), error])
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
     lines = [

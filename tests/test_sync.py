@@ -220,7 +220,8 @@ def test_no_change_resync_writes_nothing_and_is_set_based(
     assert row_versions(engine) == before  # no row of result_code/history rewritten
     writes = [s for s in statements if "result_code" in s and not s.lstrip().startswith("SELECT")]
     assert writes == []
-    # Per VDN: lock + read + its run record; per run: a few (start, schema check, abandon check, finish, unlock).
+    # Per VDN: lock + read + its run record. Per run: schema check (2), start (2), abandon
+    # check, finish, unlock.
     per_vdn = [s for s in statements if "pg_try_advisory_xact_lock" in s]
     assert len(per_vdn) == 5
     assert len(statements) <= 3 * 5 + 8, statements
