@@ -119,7 +119,9 @@ DROP TABLE {s}.sync_run;
 
 def _run(script: str) -> None:
     context = op.get_context()
-    quoted = context.dialect.identifier_preparer.quote_identifier(context.version_table_schema)
+    schema = context.version_table_schema
+    assert schema, "obs-sync always sets the schema (migrations/env.py)"
+    quoted = context.dialect.identifier_preparer.quote_identifier(schema)
     for statement in script.format(s=quoted).split(";\n"):
         if statement.strip():
             op.execute(statement)
