@@ -20,6 +20,7 @@ process or host wrote them. docs/semantics.md states the rules; docs/bi.md the t
 from __future__ import annotations
 
 import logging
+import threading
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -57,6 +58,24 @@ ABANDONED_ERROR = (
     "connection); VDNs without a sync_run_vdn row were not applied"
 )
 _MICROSECOND = timedelta(microseconds=1)
+RECORD_BATCH = 500
+# sync_run_vdn columns written per VDN (the parameter name "vdn" is VdnResult.vdn_id).
+_RECORD_COLUMNS = (
+    ("vdn", "integer"),
+    ("status", "text"),
+    ("started_at", "timestamptz"),
+    ("finished_at", "timestamptz"),
+    ("pages", "integer"),
+    ("requests", "integer"),
+    ("total_count", "integer"),
+    ("inserted", "integer"),
+    ("updated", "integer"),
+    ("deleted", "integer"),
+    ("restored", "integer"),
+    ("unchanged", "integer"),
+    ("withheld", "integer"),
+    ("error", "text"),
+)
 _INT4 = 2**31 - 1
 
 
@@ -230,17 +249,13 @@ class Store:
             "sync_run_id) SELECT :vdn, c, d, :ts, :run "
             "FROM unnest(CAST(:codes AS text[]), CAST(:descs AS text[])) AS u(c, d)"
         )
-        self._record_vdn_sql = sql(
+        # sync_run_vdn rows, one or many per statement (parallel arrays, one per column).
+        self._record_sql = sql(
             "INSERT INTO {s}.sync_run_vdn (sync_run_id, vdn_id, status, started_at, finished_at, "
             "pages, requests, total_count, inserted, updated, deleted, restored, unchanged, "
-            "withheld, error) VALUES (:run, :vdn, :status, :started_at, clock_timestamp(), "
-            ":pages, :requests, :total_count, :inserted, :updated, :deleted, :restored, "
-            ":unchanged, :withheld, :error) RETURNING finished_at"
-        )
-        self._record_many_sql = sql(
-            "INSERT INTO {s}.sync_run_vdn (sync_run_id, vdn_id, status, started_at, finished_at, "
-            "error) SELECT :run, v, :status, :started_at, clock_timestamp(), :error "
-            "FROM unnest(CAST(:vdns AS integer[])) AS u(v)"
+            "withheld, error) SELECT :run, * FROM unnest("
+            + ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _RECORD_COLUMNS)
+            + ")"
         )
         self._start_run_sql = sql(
             "INSERT INTO {s}.sync_run (started_at, status, trigger, hostname, pid, "
@@ -265,6 +280,17 @@ class Store:
             "WHERE id = :run RETURNING finished_at"
         )
         self._tables_exist_sql = sql("SELECT to_regclass('{s}.result_code') IS NOT NULL")
+        # Records of VDNs that wrote no data are batched (one INSERT per RECORD_BATCH VDNs):
+        # nothing to keep consistent with, and a no-change VDN then costs one round trip.
+        self._pending: list[VdnResult] = []
+        self._pending_lock = threading.Lock()
+        # Database clock minus this host's, measured when the run starts, so VDN records
+        # carry database time like everything else without asking the server each time.
+        self.clock_offset = timedelta(0)
+
+    def now(self) -> datetime:
+        """The database clock, estimated from this host's."""
+        return datetime.now(timezone.utc) + self.clock_offset
 
     # -------------------------------------------------------------------------- runs
 
@@ -280,6 +306,7 @@ class Store:
                 self._start_run_sql,
                 {"trigger": trigger, "hostname": hostname, "pid": pid, "version": version},
             ).one()
+            self.clock_offset = started_at - datetime.now(timezone.utc)
             connection.execute(
                 text("SELECT pg_advisory_lock(:cls, :key)"),
                 {"cls": self.run_lock, "key": run_id % _INT4},
@@ -313,21 +340,9 @@ class Store:
         """Record VDNs never started (batched), close the run row, release its lock."""
         connection = handle.connection
         try:
-            groups: dict[tuple[str, str | None, datetime], list[int]] = {}
             for result in unrecorded:
-                key = (result.status, result.error, result.started_at)
-                groups.setdefault(key, []).append(result.vdn_id)
-            for (vdn_status, vdn_error, started_at), vdns in groups.items():
-                connection.execute(
-                    self._record_many_sql,
-                    {
-                        "run": handle.run_id,
-                        "vdns": vdns,
-                        "status": vdn_status,
-                        "started_at": started_at,
-                        "error": vdn_error,
-                    },
-                )
+                self.record_later(handle.run_id, result)
+            self.flush_records(handle.run_id, connection)
             counts = {
                 name: sum(1 for r in results if r.status == name)
                 for name in ("succeeded", "failed", "incomplete", "guarded", "skipped")
@@ -363,39 +378,50 @@ class Store:
             return bool(connection.execute(self._tables_exist_sql).scalar())
 
     def read_codes(self, vdn_id: int) -> dict[str, StoredCode]:
-        """The VDN's stored codes (present and deleted), without locking (dry runs)."""
-        with self.engine.connect() as connection:
+        """The VDN's stored codes (present and deleted), unlocked, in one round trip."""
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             return {
                 code: StoredCode(code, desc, deleted)
-                for code, desc, deleted, _ in connection.execute(self._read_sql, {"vdn": vdn_id})
+                for code, desc, deleted, _ in conn.execute(self._read_sql, {"vdn": vdn_id})
             }
 
-    def record_vdn(self, run_id: int, result: VdnResult) -> VdnResult:
-        """Write the ``sync_run_vdn`` row of a VDN that changed nothing (failed, skipped)."""
-        with self.engine.begin() as connection:
-            return self._record(connection, run_id, result)
+    def record_later(self, run_id: int, result: VdnResult) -> VdnResult:
+        """Queue the ``sync_run_vdn`` row of a VDN that wrote no data; flushed in batches."""
+        if result.finished_at is None:
+            result = replace(result, finished_at=self.now())
+        with self._pending_lock:
+            self._pending.append(result)
+            full = len(self._pending) >= RECORD_BATCH
+        if full:
+            try:
+                self.flush_records(run_id)
+            except Exception:  # kept queued: the run's finish tries again
+                log.warning("cannot write run records yet (will retry)", exc_info=True)
+        return result
 
-    def _record(self, connection: Connection, run_id: int, result: VdnResult) -> VdnResult:
-        finished_at = connection.execute(
-            self._record_vdn_sql,
-            {
-                "run": run_id,
-                "vdn": result.vdn_id,
-                "status": result.status,
-                "started_at": result.started_at,
-                "pages": result.pages,
-                "requests": result.requests,
-                "total_count": result.total_count,
-                "inserted": result.inserted,
-                "updated": result.updated,
-                "deleted": result.deleted,
-                "restored": result.restored,
-                "unchanged": result.unchanged,
-                "withheld": result.withheld,
-                "error": result.error,
-            },
-        ).scalar_one()
-        return replace(result, finished_at=finished_at)
+    def flush_records(self, run_id: int, connection: Connection | None = None) -> None:
+        with self._pending_lock:
+            batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            if connection is None:
+                with self.engine.begin() as own:
+                    self._insert_records(own, run_id, batch)
+            else:
+                self._insert_records(connection, run_id, batch)
+        except BaseException:
+            with self._pending_lock:
+                self._pending[:0] = batch
+            raise
+
+    def _insert_records(
+        self, connection: Connection, run_id: int, results: Sequence[VdnResult]
+    ) -> None:
+        params: dict[str, Any] = {"run": run_id}
+        for name, _ in _RECORD_COLUMNS:
+            params[name] = [getattr(r, "vdn_id" if name == "vdn" else name) for r in results]
+        connection.execute(self._record_sql, params)
 
     def apply_vdn(
         self,
@@ -412,15 +438,29 @@ class Store:
         ``fetched`` carries the fetch statistics; the returned result has the status,
         counts and finish time. A value PostgreSQL cannot store, or a database error,
         makes the VDN ``failed`` with its rows untouched.
+
+        Fast path: an unlocked read first. When it shows nothing to write (the common
+        re-sync), the VDN is done: no lock, no transaction, its record batched. Otherwise
+        the VDN is re-read and applied under its lock.
         """
         problems = find_unstorable(codes)
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             return self._failed(run_id, fetched, f"data error: {problems[0]}{more}")
+        incomplete_reason = None if complete else (incomplete_reason or "reason unknown")
         for attempt in (1, 2):
             try:
+                stored = self.read_codes(fetched.vdn_id)
+                changes = compute_changes(
+                    stored, codes, complete=complete, max_delete_fraction=max_delete_fraction
+                )
+                if changes.is_empty:
+                    result = outcome(
+                        fetched, stored, changes, incomplete_reason, max_delete_fraction
+                    )
+                    return self.record_later(run_id, result)
                 with self.engine.begin() as connection:
-                    return self._apply(
+                    applied = self._apply(
                         connection,
                         run_id,
                         fetched,
@@ -429,6 +469,9 @@ class Store:
                         incomplete_reason=incomplete_reason,
                         max_delete_fraction=max_delete_fraction,
                     )
+                if applied.skip_reason == "locked":
+                    return self.record_later(run_id, applied)
+                return applied
             except DBAPIError as error:
                 # A pooled connection found dead (database restarted): once more, fresh.
                 if error.connection_invalidated and attempt == 1:
@@ -439,7 +482,7 @@ class Store:
         raise AssertionError("unreachable")
 
     def _failed(self, run_id: int, fetched: VdnResult, error: str) -> VdnResult:
-        return self.record_vdn(run_id, replace(fetched, status="failed", error=error))
+        return self.record_later(run_id, replace(fetched, status="failed", error=error))
 
     def _apply(
         self,
@@ -455,8 +498,7 @@ class Store:
         vdn = fetched.vdn_id
         got, now = connection.execute(self._lock_sql, {"cls": self.vdn_lock, "vdn": vdn}).one()
         if not got:
-            skipped = replace(fetched, status="skipped", error=LOCKED_ERROR, skip_reason="locked")
-            return self._record(connection, run_id, skipped)
+            return replace(fetched, status="skipped", error=LOCKED_ERROR, skip_reason="locked")
         stored: dict[str, StoredCode] = {}
         latest: datetime = now
         for code, desc, deleted, changed_at in connection.execute(self._read_sql, {"vdn": vdn}):
@@ -468,34 +510,11 @@ class Store:
         )
         if not changes.is_empty:
             self._write(connection, run_id, vdn, changes, latest)
-        status: VdnStatus = "succeeded"
-        error = None
-        if not complete:
-            status, error = (
-                "incomplete",
-                f"incomplete snapshot, nothing deleted: {incomplete_reason}",
-            )
-        elif changes.guarded:
-            status = "guarded"
-            present = sum(1 for row in stored.values() if not row.deleted)
-            error = (
-                f"mass-deletion guard: {len(changes.withheld_deletes)} of {present} present "
-                f"codes are missing from a complete snapshot, more than sync.max_delete_fraction "
-                f"= {max_delete_fraction}; deletions withheld (inserts/updates applied). If the "
-                "deletion is real, run once with a higher sync.max_delete_fraction"
-            )
-        result = replace(
-            fetched,
-            status=status,
-            error=error,
-            inserted=len(changes.inserts),
-            updated=len(changes.updates),
-            deleted=len(changes.deletes),
-            restored=len(changes.restores),
-            unchanged=changes.unchanged,
-            withheld=len(changes.withheld_deletes),
-        )
-        return self._record(connection, run_id, result)
+        result = outcome(fetched, stored, changes, incomplete_reason, max_delete_fraction)
+        result = replace(result, finished_at=self.now())
+        # In the VDN's transaction: its changes and its record commit together.
+        self._insert_records(connection, run_id, [result])
+        return result
 
     def _write(
         self, connection: Connection, run_id: int, vdn: int, changes: Changes, ts: datetime
@@ -539,6 +558,40 @@ class Store:
                 descs=[d for _, d in opened],
                 run=run_id,
             )
+
+
+def outcome(
+    fetched: VdnResult,
+    stored: Mapping[str, StoredCode],
+    changes: Changes,
+    incomplete_reason: str | None,
+    max_delete_fraction: float,
+) -> VdnResult:
+    """The VDN's status, counts and error once ``changes`` are applied (or would be)."""
+    status: VdnStatus = "succeeded"
+    error = None
+    if incomplete_reason is not None:
+        status, error = "incomplete", f"incomplete snapshot, nothing deleted: {incomplete_reason}"
+    elif changes.guarded:
+        status = "guarded"
+        present = sum(1 for row in stored.values() if not row.deleted)
+        error = (
+            f"mass-deletion guard: {len(changes.withheld_deletes)} of {present} present codes "
+            f"are missing from a complete snapshot, more than sync.max_delete_fraction = "
+            f"{max_delete_fraction}; deletions withheld (inserts/updates applied). If the "
+            "deletion is real, run once with a higher sync.max_delete_fraction"
+        )
+    return replace(
+        fetched,
+        status=status,
+        error=error,
+        inserted=len(changes.inserts),
+        updated=len(changes.updates),
+        deleted=len(changes.deletes),
+        restored=len(changes.restores),
+        unchanged=changes.unchanged,
+        withheld=len(changes.withheld_deletes),
+    )
 
 
 def _db_message(error: DBAPIError) -> str:

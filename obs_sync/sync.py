@@ -185,7 +185,7 @@ class _Run:
     def sync_vdn(self, vdn_id: int) -> VdnResult:
         from obs_sync.isales import ISalesError
 
-        started = VdnResult(vdn_id, "failed", started_at=datetime.now(timezone.utc))
+        started = VdnResult(vdn_id, "failed", started_at=self.store.now())
         try:
             snapshot = self.client.fetch_snapshot(vdn_id)
         except ISalesError as error:
@@ -214,57 +214,28 @@ class _Run:
             return replace(fetched, status="failed", error=f"database error: {_short(error, 0)}")
 
     def record_failure(self, result: VdnResult, error: str) -> VdnResult:
-        failed = replace(result, status="failed", error=error)
-        if self.dry_run or self.run_id is None:
-            return replace(failed, finished_at=datetime.now(timezone.utc))
-        try:
-            return self.store.record_vdn(self.run_id, failed)
-        except Exception:
-            log.exception("cannot record VDN %d", result.vdn_id)
-            return failed
+        failed = replace(result, status="failed", error=error, finished_at=self.store.now())
+        if not self.dry_run and self.run_id is not None:
+            self.store.record_later(self.run_id, failed)
+        return failed
 
     def dry_apply(self, fetched: VdnResult, snapshot: Snapshot) -> VdnResult:
         """What :meth:`Store.apply_vdn` would do, from an unlocked read; writes nothing."""
         from obs_sync.diff import compute_changes, find_unstorable
+        from obs_sync.store import outcome
 
-        complete = snapshot.complete
         now = datetime.now(timezone.utc)
         problems = find_unstorable(snapshot.codes)
         if problems:
-            return replace(
-                fetched, status="failed", error=f"data error: {problems[0]}", finished_at=now
-            )
+            error = f"data error: {problems[0]}"
+            return replace(fetched, status="failed", error=error, finished_at=now)
+        fraction = self.config.sync.max_delete_fraction
         stored = self.store.read_codes(fetched.vdn_id) if self.store_has_tables else {}
         changes = compute_changes(
-            stored,
-            snapshot.codes,
-            complete=complete,
-            max_delete_fraction=self.config.sync.max_delete_fraction,
+            stored, snapshot.codes, complete=snapshot.complete, max_delete_fraction=fraction
         )
-        status: VdnStatus = "succeeded"
-        error = None
-        if not complete:
-            status, error = (
-                "incomplete",
-                f"incomplete snapshot, nothing deleted: {snapshot.incomplete_reason}",
-            )
-        elif changes.guarded:
-            status, error = (
-                "guarded",
-                (f"mass-deletion guard would withhold {len(changes.withheld_deletes)} deletions"),
-            )
-        return replace(
-            fetched,
-            status=status,
-            error=error,
-            finished_at=now,
-            inserted=len(changes.inserts),
-            updated=len(changes.updates),
-            deleted=len(changes.deletes),
-            restored=len(changes.restores),
-            unchanged=changes.unchanged,
-            withheld=len(changes.withheld_deletes),
-        )
+        reason = None if snapshot.complete else (snapshot.incomplete_reason or "reason unknown")
+        return replace(outcome(fetched, stored, changes, reason, fraction), finished_at=now)
 
 
 def run_sync(

@@ -220,11 +220,12 @@ def test_no_change_resync_writes_nothing_and_is_set_based(
     assert row_versions(engine) == before  # no row of result_code/history rewritten
     writes = [s for s in statements if "result_code" in s and not s.lstrip().startswith("SELECT")]
     assert writes == []
-    # Per VDN: lock + read + its run record. Per run: schema check (2), start (2), abandon
-    # check, finish, unlock.
-    per_vdn = [s for s in statements if "pg_try_advisory_xact_lock" in s]
-    assert len(per_vdn) == 5
-    assert len(statements) <= 3 * 5 + 8, statements
+    # Per VDN: one unlocked read, nothing else (its record is batched). Per run: schema
+    # check (2), start (insert + liveness lock), abandon check, records, finish, unlock.
+    reads = [s for s in statements if s.lstrip().startswith("SELECT obs_code")]
+    assert len(reads) == 5
+    assert not any("pg_try_advisory_xact_lock" in s for s in statements)
+    assert len(statements) <= 5 + 8, statements
 
 
 def test_statements_per_changed_vdn_do_not_grow_with_codes(
@@ -416,8 +417,12 @@ def test_stop_mid_run_finishes_vdns_in_flight(
     assert_history_invariants(engine)
 
 
-def test_vdn_held_by_another_process_is_skipped(config: Config, engine: Engine):
+def test_vdn_held_by_another_process_is_skipped(
+    config: Config, engine: Engine, simulator: Simulator
+):
     sync(config, engine)
+    for vdn in SIM_VDNS:
+        simulator.data.set_code(vdn, "NEW", "needs the lock to be written")
     with engine.connect() as holder:
         holder.execute(text("SELECT pg_advisory_xact_lock(:c, 2)"), {"c": lock_class(S, "vdn")})
         result = sync(config, engine)
