@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
@@ -42,6 +42,20 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 
 from obs_sync.diff import Changes, StoredCode, compute_changes, find_unstorable
+from obs_sync.results import LOCKED_ERROR, RunStatus, VdnResult, VdnStatus
+
+__all__ = [
+    "BI_TABLES",
+    "LOCKED_ERROR",
+    "RunHandle",
+    "RunStatus",
+    "Store",
+    "StoreError",
+    "VdnResult",
+    "VdnStatus",
+    "lock_class",
+    "outcome",
+]
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -49,10 +63,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-VdnStatus = Literal["succeeded", "failed", "incomplete", "skipped", "guarded"]
-RunStatus = Literal["running", "succeeded", "failed", "stopped", "abandoned"]
-
-LOCKED_ERROR = "another obs-sync process is syncing this VDN right now; left to it"
 ABANDONED_ERROR = (
     "the process running it ended before finishing (killed, crashed, or lost its database "
     "connection); VDNs without a sync_run_vdn row were not applied"
@@ -150,37 +160,6 @@ result_code_history = Table(
 )
 
 BI_TABLES = (result_code, result_code_history, sync_run, sync_run_vdn)
-
-
-# ------------------------------------------------------------------------------ results
-
-
-@dataclass(frozen=True)
-class VdnResult:
-    """One VDN of one run: what was fetched and what was applied (a ``sync_run_vdn`` row)."""
-
-    vdn_id: int
-    status: VdnStatus
-    started_at: datetime
-    finished_at: datetime | None = None
-    inserted: int = 0
-    updated: int = 0
-    deleted: int = 0
-    restored: int = 0
-    unchanged: int = 0
-    withheld: int = 0  # deletions withheld by the mass-deletion guard
-    pages: int = 0
-    requests: int = 0
-    total_count: int | None = None
-    error: str | None = None
-    # Why a VDN was skipped: "locked" (another process had it: not a failure), "stopped"
-    # (stop requested) or "deadline" (run deadline passed); None otherwise.
-    skip_reason: Literal["locked", "stopped", "deadline"] | None = None
-
-    @property
-    def ok(self) -> bool:
-        """Counts as success for the exit code: succeeded, or left to another process."""
-        return self.status == "succeeded" or self.skip_reason == "locked"
 
 
 class StoreError(Exception):

@@ -4,6 +4,11 @@ The only module that knows both the iSales client and the store exist. Workers p
 ids one at a time, so memory is bounded by the VDNs in flight (``isales.max_concurrency``),
 not by the data set: each worker fetches a VDN, applies it in its own transaction, and
 drops it before taking the next.
+
+Start-up is overlapped: the workers start fetching at once while another thread imports
+SQLAlchemy, connects, checks (or applies) migrations and opens the run record; a worker
+waits for that only when it has a snapshot to apply. Importing and connecting cost about
+as much as a small sync's fetching, so a one-shot ``obs-sync sync`` hides most of it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal
 
 from obs_sync import __version__, logcontext
-from obs_sync.store import LOCKED_ERROR, RunStatus, VdnResult, VdnStatus
+from obs_sync.results import LOCKED_ERROR, RunStatus, VdnResult, VdnStatus
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -27,7 +32,7 @@ if TYPE_CHECKING:
     from obs_sync.config import Config
     from obs_sync.isales import ISalesClient, RequestEvent
     from obs_sync.snapshot import Snapshot
-    from obs_sync.store import Store
+    from obs_sync.store import RunHandle, Store
 
 __all__ = [
     "LOCKED_ERROR",
@@ -126,6 +131,74 @@ def _log_result(result: VdnResult, dry_run: bool) -> None:
         log.info("VDN %d skipped: %s", result.vdn_id, result.error)
 
 
+class _Aborted(Exception):
+    """Database preparation failed: workers stop; run_sync re-raises the cause."""
+
+
+class _Prepared:
+    """The database side of a run, made ready in the background (see the module doc)."""
+
+    def __init__(
+        self, config: Config, engine: Engine | None, *, dry_run: bool, migrate: bool, trigger: str
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.own_engine = engine is None
+        self.dry_run = dry_run
+        self.migrate = migrate
+        self.trigger = trigger
+        self.store: Store | None = None
+        self.handle: RunHandle | None = None
+        self.has_tables = True
+        self.notes: list[str] = []
+        self.error: BaseException | None = None
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._prepare, name="obs-sync-db", daemon=True)
+
+    def _prepare(self) -> None:
+        try:
+            from obs_sync.store import Store
+
+            if self.engine is None:
+                self.engine = make_engine(self.config)
+            schema = self.config.database.schema_
+            store = Store(self.engine, schema)
+            if self.dry_run:
+                self.has_tables = store.tables_exist()
+                if not self.has_tables:
+                    self.notes.append(
+                        f"schema {schema} has no obs-sync tables yet: compared against an "
+                        "empty store"
+                    )
+            else:
+                from obs_sync.migrate import ensure_current, head_revision
+
+                previous = ensure_current(self.engine, schema, migrate=self.migrate)
+                if previous is not None:
+                    log.info("migrated schema %s from %s to %s", schema, previous, head_revision())
+                self.handle = store.start_run(
+                    trigger=self.trigger,
+                    hostname=socket.gethostname(),
+                    pid=os.getpid(),
+                    version=__version__,
+                )
+            self.store = store
+        except BaseException as error:
+            self.error = error
+        finally:
+            self.ready.set()
+
+    def wait(self) -> Store:
+        self.ready.wait()
+        if self.store is None:
+            raise _Aborted
+        return self.store
+
+    @property
+    def run_id(self) -> int | None:
+        return self.handle.run_id if self.handle is not None else None
+
+
 class _Run:
     """The state one run's workers share."""
 
@@ -133,9 +206,8 @@ class _Run:
         self,
         config: Config,
         client: ISalesClient,
-        store: Store,
+        prepared: _Prepared,
         *,
-        run_id: int | None,
         vdn_ids: Sequence[int],
         dry_run: bool,
         stop: threading.Event | None,
@@ -144,8 +216,7 @@ class _Run:
     ) -> None:
         self.config = config
         self.client = client
-        self.store = store
-        self.run_id = run_id
+        self.prepared = prepared
         self.dry_run = dry_run
         self.stop = stop
         self.deadline = deadline
@@ -153,11 +224,11 @@ class _Run:
         self.pending: Iterator[int] = iter(vdn_ids)
         self.lock = threading.Lock()
         self.results: dict[int, VdnResult] = {}
-        self.store_has_tables = True
+        self.aborted = False
 
     def next_vdn(self) -> int | None:
         with self.lock:
-            if self.stopping() is not None:
+            if self.aborted or self.stopping() is not None:
                 return None
             return next(self.pending, None)
 
@@ -169,57 +240,84 @@ class _Run:
         return None
 
     def worker(self) -> None:
-        with logcontext.bind(run=self.run_id if self.run_id is not None else "dry-run"):
+        try:
             while (vdn_id := self.next_vdn()) is not None:
                 with logcontext.bind(vdn=vdn_id):
                     result = self.sync_vdn(vdn_id)
-                    with self.lock:
-                        self.results[vdn_id] = result
+                with self.lock:
+                    self.results[vdn_id] = result
+                with logcontext.bind(run=self.run_label(), vdn=vdn_id):
                     _log_result(result, self.dry_run)
-                    if self.on_vdn is not None:
-                        try:
-                            self.on_vdn(result)
-                        except Exception:
-                            log.exception("on_vdn callback failed (ignored)")
+                if self.on_vdn is not None:
+                    try:
+                        self.on_vdn(result)
+                    except Exception:
+                        log.exception("on_vdn callback failed (ignored)")
+        except _Aborted:
+            with self.lock:
+                self.aborted = True
+
+    def run_label(self) -> int | str | None:
+        if self.dry_run:
+            return "dry-run"
+        return self.prepared.run_id
 
     def sync_vdn(self, vdn_id: int) -> VdnResult:
         from obs_sync.isales import ISalesError
 
-        started = VdnResult(vdn_id, "failed", started_at=self.store.now())
-        try:
-            snapshot = self.client.fetch_snapshot(vdn_id)
-        except ISalesError as error:
-            return self.record_failure(started, _short(error, vdn_id))
-        except Exception as error:  # a bug must not take the other VDNs down
-            log.exception("unexpected error fetching VDN %d", vdn_id)
-            return self.record_failure(started, f"internal error: {_short(error, vdn_id)}")
+        started = VdnResult(vdn_id, "failed", started_at=datetime.now(timezone.utc))
+        with logcontext.bind(run=self.run_label()):
+            try:
+                snapshot = self.client.fetch_snapshot(vdn_id)
+            except ISalesError as error:
+                return self.record_failure(started, _short(error, vdn_id))
+            except Exception as error:  # a bug must not take the other VDNs down
+                log.exception("unexpected error fetching VDN %d", vdn_id)
+                return self.record_failure(started, f"internal error: {_short(error, vdn_id)}")
+        store = self.prepared.wait()
         stats = snapshot.stats
         fetched = replace(
-            started, pages=stats.pages, requests=stats.requests, total_count=stats.total_count
+            started,
+            started_at=started.started_at + store.clock_offset,
+            pages=stats.pages,
+            requests=stats.requests,
+            total_count=stats.total_count,
         )
         if self.dry_run:
-            return self.dry_apply(fetched, snapshot)
-        assert self.run_id is not None
-        try:
-            return self.store.apply_vdn(
-                self.run_id,
-                fetched,
-                snapshot.codes,
-                complete=snapshot.complete,
-                incomplete_reason=snapshot.incomplete_reason,
-                max_delete_fraction=self.config.sync.max_delete_fraction,
-            )
-        except Exception as error:  # the database is unreachable even for the record
-            log.exception("cannot record VDN %d", vdn_id)
-            return replace(fetched, status="failed", error=f"database error: {_short(error, 0)}")
+            return self.dry_apply(store, fetched, snapshot)
+        run_id = self.prepared.run_id
+        assert run_id is not None
+        with logcontext.bind(run=run_id):
+            try:
+                return store.apply_vdn(
+                    run_id,
+                    fetched,
+                    snapshot.codes,
+                    complete=snapshot.complete,
+                    incomplete_reason=snapshot.incomplete_reason,
+                    max_delete_fraction=self.config.sync.max_delete_fraction,
+                )
+            except Exception as error:  # the database is unreachable even for the record
+                log.exception("cannot record VDN %d", vdn_id)
+                return replace(
+                    fetched, status="failed", error=f"database error: {_short(error, 0)}"
+                )
 
     def record_failure(self, result: VdnResult, error: str) -> VdnResult:
-        failed = replace(result, status="failed", error=error, finished_at=self.store.now())
-        if not self.dry_run and self.run_id is not None:
-            self.store.record_later(self.run_id, failed)
+        store = self.prepared.wait()
+        failed = replace(
+            result,
+            status="failed",
+            error=error,
+            started_at=result.started_at + store.clock_offset,
+            finished_at=store.now(),
+        )
+        run_id = self.prepared.run_id
+        if not self.dry_run and run_id is not None:
+            store.record_later(run_id, failed)
         return failed
 
-    def dry_apply(self, fetched: VdnResult, snapshot: Snapshot) -> VdnResult:
+    def dry_apply(self, store: Store, fetched: VdnResult, snapshot: Snapshot) -> VdnResult:
         """What :meth:`Store.apply_vdn` would do, from an unlocked read; writes nothing."""
         from obs_sync.diff import compute_changes, find_unstorable
         from obs_sync.store import outcome
@@ -230,7 +328,7 @@ class _Run:
             error = f"data error: {problems[0]}"
             return replace(fetched, status="failed", error=error, finished_at=now)
         fraction = self.config.sync.max_delete_fraction
-        stored = self.store.read_codes(fetched.vdn_id) if self.store_has_tables else {}
+        stored = store.read_codes(fetched.vdn_id) if self.prepared.has_tables else {}
         changes = compute_changes(
             stored, snapshot.codes, complete=snapshot.complete, max_delete_fraction=fraction
         )
@@ -257,107 +355,88 @@ def run_sync(
     SQLAlchemy errors when the database cannot be reached at all (nothing was recorded).
     Per-VDN problems never raise: they are in the returned results and run records.
     ``stop`` set / ``deadline`` (a ``time.monotonic()`` value) passed: no new VDN starts;
-    the ones not started are recorded as skipped.
+    the ones not started are recorded as skipped. With ``engine`` given, it is used and
+    left open (the daemon keeps one for its life); otherwise one is made and disposed.
     """
     from obs_sync.isales import ISalesClient
-    from obs_sync.store import Store
 
     vdns = list(dict.fromkeys(vdn_ids)) if vdn_ids is not None else config.isales.vdn_list
-    schema = config.database.schema_
-    own_engine = engine is None
-    engine = make_engine(config) if engine is None else engine
-    notes: list[str] = []
+    prepared = _Prepared(config, engine, dry_run=dry_run, migrate=migrate, trigger=trigger)
+    started_at = datetime.now(timezone.utc)
+    prepared.thread.start()
     try:
-        store = Store(engine, schema)
-        handle = None
-        if dry_run:
-            started_at = datetime.now(timezone.utc)
-            has_tables = store.tables_exist()
-            if not has_tables:
-                notes.append(
-                    f"schema {schema} has no obs-sync tables yet: compared against an empty store"
-                )
-        else:
-            from obs_sync.migrate import ensure_current
-
-            previous = ensure_current(engine, schema, migrate=migrate)
-            if previous is not None:
-                from obs_sync.migrate import head_revision
-
-                log.info("migrated schema %s from %s to %s", schema, previous, head_revision())
-            handle = store.start_run(
-                trigger=trigger, hostname=socket.gethostname(), pid=os.getpid(), version=__version__
+        with ISalesClient(config.isales, on_request=on_request) as client:
+            run = _Run(
+                config,
+                client,
+                prepared,
+                vdn_ids=vdns,
+                dry_run=dry_run,
+                stop=stop,
+                deadline=deadline,
+                on_vdn=on_vdn,
             )
-            started_at = handle.started_at
-        run_id = handle.run_id if handle is not None else None
-        try:
-            with ISalesClient(config.isales, on_request=on_request) as client:
-                run = _Run(
-                    config,
-                    client,
-                    store,
-                    run_id=run_id,
-                    vdn_ids=vdns,
-                    dry_run=dry_run,
-                    stop=stop,
-                    deadline=deadline,
-                    on_vdn=on_vdn,
-                )
-                run.store_has_tables = not dry_run or has_tables
-                workers = min(config.isales.max_concurrency, max(len(vdns), 1))
-                threads = [
-                    threading.Thread(target=run.worker, name=f"obs-sync-vdn-{i}", daemon=True)
-                    for i in range(workers)
-                ]
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    thread.join()
-            # VDNs never started (stop or deadline), in order; recorded in one batch.
-            reason = run.stopping() or "stopped"
-            now = datetime.now(timezone.utc)
-            unstarted = [
-                VdnResult(
-                    vdn,
-                    "skipped",
-                    started_at=now,
-                    finished_at=now,
-                    error=DEADLINE_ERROR if reason == "deadline" else STOPPED_ERROR,
-                    skip_reason=reason,
-                )
-                for vdn in vdns
-                if vdn not in run.results
+            workers = min(config.isales.max_concurrency, max(len(vdns), 1))
+            threads = [
+                threading.Thread(target=run.worker, name=f"obs-sync-vdn-{i}", daemon=True)
+                for i in range(workers)
             ]
-            if unstarted:
-                log.warning("%d VDN(s) not started: %s", len(unstarted), unstarted[0].error)
-                if on_vdn is not None:
-                    for result in unstarted:
-                        on_vdn(result)
-            position = {vdn: index for index, vdn in enumerate(vdns)}
-            ordered = sorted([*run.results.values(), *unstarted], key=lambda r: position[r.vdn_id])
-            status = _run_status(ordered)
-        except BaseException:
-            if handle is not None:
-                # Close the run as failed if we still can; otherwise the next run marks it
-                # abandoned (its liveness lock is gone with the connection).
-                try:
-                    store.finish_run(handle, "failed", [], error="run aborted by an error")
-                except Exception:
-                    handle.connection.close()
-            raise
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        store = prepared.wait()  # raises _Aborted when preparation failed
+        handle = prepared.handle
+        # VDNs never started (stop or deadline), in order; recorded in one batch.
+        reason = run.stopping() or "stopped"
+        now = store.now()
+        unstarted = [
+            VdnResult(
+                vdn,
+                "skipped",
+                started_at=now,
+                finished_at=now,
+                error=DEADLINE_ERROR if reason == "deadline" else STOPPED_ERROR,
+                skip_reason=reason,
+            )
+            for vdn in vdns
+            if vdn not in run.results
+        ]
+        if unstarted:
+            log.warning("%d VDN(s) not started: %s", len(unstarted), unstarted[0].error)
+            if on_vdn is not None:
+                for result in unstarted:
+                    on_vdn(result)
+        position = {vdn: index for index, vdn in enumerate(vdns)}
+        ordered = sorted([*run.results.values(), *unstarted], key=lambda r: position[r.vdn_id])
+        status = _run_status(ordered)
         if handle is not None:
+            started_at = handle.started_at
             finished_at = store.finish_run(handle, status, ordered, unrecorded=unstarted)
         else:
             finished_at = datetime.now(timezone.utc)
         return RunResult(
-            run_id=run_id,
+            run_id=prepared.run_id,
             status=status,
             vdns=ordered,
             started_at=started_at,
             finished_at=finished_at,
             dry_run=dry_run,
-            notes=notes,
+            notes=prepared.notes,
         )
+    except _Aborted:
+        assert prepared.error is not None
+        raise prepared.error from None
     finally:
-        if own_engine:
-            engine.dispose()
+        prepared.ready.wait()
+        handle = prepared.handle
+        if handle is not None and not handle.connection.closed and prepared.store is not None:
+            # Interrupted between start_run and finish_run (an exception, KeyboardInterrupt):
+            # close the run as failed if we still can; otherwise the next run marks it
+            # abandoned (its liveness lock goes with the connection).
+            try:
+                prepared.store.finish_run(handle, "failed", [], error="run aborted by an error")
+            except Exception:
+                handle.connection.close()
+        if prepared.own_engine and prepared.engine is not None:
+            prepared.engine.dispose()

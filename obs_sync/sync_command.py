@@ -87,8 +87,7 @@ def run_sync_command(
         return EXIT_USAGE
     setup_logging_for(config)
 
-    from sqlalchemy.exc import SQLAlchemyError
-
+    # Not sqlalchemy: run_sync imports it in the background while the fetching starts.
     from obs_sync.embedded import EmbeddedError
     from obs_sync.migrate import MigrationError
     from obs_sync.sync import run_sync
@@ -118,7 +117,11 @@ def run_sync_command(
     except MigrationError as error:
         _say(str(error))
         return EXIT_FAILED
-    except SQLAlchemyError as error:
+    except Exception as error:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if not isinstance(error, SQLAlchemyError):
+            raise
         _say(f"database error: {_one_line(error)} (check database.url and that the server is up)")
         return EXIT_FAILED
     finally:
