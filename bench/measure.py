@@ -239,6 +239,26 @@ class BenchDatabase:
         self.name = name
         self.url = sqlalchemy_url(admin_url, name)  # for obs-sync (may carry a password)
         self._conn: psycopg.Connection[Any] | None = None
+        self._guard: psycopg.Connection[Any] | None = None
+
+    def claim(self) -> None:
+        """Hold a server-wide advisory lock for the whole run: two harnesses at once would
+        drop each other's database (and skew each other's timings)."""
+        self._guard = psycopg.connect(libpq_url(self.admin_url), autocommit=True)
+        row = self._guard.execute(
+            "SELECT pg_try_advisory_lock(hashtext('obs-sync bench'), hashtext(%s))", [self.name]
+        ).fetchone()
+        if not (row and row[0]):
+            self._guard.close()
+            raise SystemExit(
+                f"another benchmark is using database {self.name} on this server right now; "
+                "wait for it to finish"
+            )
+
+    def release(self) -> None:
+        if self._guard is not None:
+            self._guard.close()  # ends the session, and the lock with it
+            self._guard = None
 
     def recreate(self) -> None:
         self.close()

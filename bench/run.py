@@ -164,6 +164,8 @@ class ScenarioRun:
             ISALES_SECRET_KEY=SECRET_KEY,
             OBS_SYNC_BENCH_URL=database.url,
         )
+        # As installed for production: bytecode caches are used (see compile_bytecode).
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.config_path = workdir / f"config-{scenario.name}.yaml"
         self.change_round = 0
         self.sim: SimulatorProcess | None = None
@@ -583,6 +585,23 @@ def check_floor_signer() -> None:
             raise SystemExit("bench/floor_httpclient.py: its signer disagrees with obs_sync")
 
 
+def compile_bytecode() -> None:
+    """Write obs-sync's (and the bench's) bytecode caches, as ``pip install`` does.
+
+    An editable checkout run with PYTHONDONTWRITEBYTECODE=1 would otherwise recompile
+    every obs_sync module from source in every measured process.
+    """
+    import importlib.util
+    import subprocess
+
+    spec = importlib.util.find_spec("obs_sync")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", *locations, str(BENCH)], env=env, check=True
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="obs-sync benchmark (issue 5)",
@@ -616,11 +635,13 @@ def main(argv: list[str] | None = None) -> int:
     names = list(SCENARIOS) if "all" in chosen else list(dict.fromkeys(chosen))
 
     check_floor_signer()
+    compile_bytecode()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     RESULTS.mkdir(parents=True, exist_ok=True)
     workdir = RESULTS / stamp
-    workdir.mkdir()
+    workdir.mkdir(exist_ok=True)
     database = BenchDatabase(args.database_url)
+    database.claim()
     database.recreate()
     results: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -651,6 +672,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep_database:
             database.drop()
         database.close()
+        database.release()
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     json_path.write_text(json.dumps(results, indent=2), encoding="utf-8")
     table = markdown(results, reproduce)
