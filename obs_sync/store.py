@@ -1,13 +1,15 @@
 """The PostgreSQL store: tables, one transaction per VDN, advisory locks, run records.
 
-Knows SQL, not HTTP. Each VDN is applied in one transaction with a fixed, small number of
+Knows SQL, not HTTP. A VDN starts with one unlocked SELECT of its stored codes; when the
+diff is empty (the usual re-sync) that is all, and its ``sync_run_vdn`` row is batched with
+others. Otherwise it is applied in one transaction with a fixed, small number of
 statements whatever its code count (set-based SQL over ``unnest`` arrays):
 
 1. ``pg_try_advisory_xact_lock`` on the VDN, and the database clock;
 2. one SELECT of the VDN's stored codes;
-3. only when something changed: insert new codes, update changed/restored ones, mark
-   deleted ones, close the superseded versions, open the new ones (one statement each,
-   only those needed);
+3. only when something changed: close the superseded versions, mark deleted codes,
+   insert new codes with their first version, update changed/restored codes with their
+   new version (one statement each, only those needed);
 4. the ``sync_run_vdn`` record, in the same transaction (so a killed process leaves either
    the VDN's changes with their record, or neither).
 
@@ -202,17 +204,25 @@ class Store:
             "SELECT obs_code, obs_code_desc, deleted_at IS NOT NULL, "
             "greatest(updated_at, deleted_at) FROM {s}.result_code WHERE vdn_id = :vdn"
         )
+        # Each statement that gives codes a description also opens their new version, from
+        # its own RETURNING rows. Versions are closed first (_close_versions_sql): at most
+        # one open version per code is enforced at every row.
         self._insert_codes_sql = sql(
-            "INSERT INTO {s}.result_code (vdn_id, obs_code, obs_code_desc, first_seen_at, "
-            "updated_at) SELECT :vdn, c, d, :ts, :ts "
-            "FROM unnest(CAST(:codes AS text[]), CAST(:descs AS text[])) AS u(c, d)"
+            "WITH new AS (INSERT INTO {s}.result_code (vdn_id, obs_code, obs_code_desc, "
+            "first_seen_at, updated_at) SELECT :vdn, c, d, :ts, :ts "
+            "FROM unnest(CAST(:codes AS text[]), CAST(:descs AS text[])) AS u(c, d) "
+            "RETURNING obs_code, obs_code_desc) "
+            "INSERT INTO {s}.result_code_history (vdn_id, obs_code, obs_code_desc, valid_from, "
+            "sync_run_id) SELECT :vdn, obs_code, obs_code_desc, :ts, :run FROM new"
         )
         # Changed and restored codes: new description, present again, new version instant.
         self._update_codes_sql = sql(
-            "UPDATE {s}.result_code AS r SET obs_code_desc = u.d, updated_at = :ts, "
-            "deleted_at = NULL "
+            "WITH changed AS (UPDATE {s}.result_code AS r SET obs_code_desc = u.d, "
+            "updated_at = :ts, deleted_at = NULL "
             "FROM unnest(CAST(:codes AS text[]), CAST(:descs AS text[])) AS u(c, d) "
-            "WHERE r.vdn_id = :vdn AND r.obs_code = u.c"
+            "WHERE r.vdn_id = :vdn AND r.obs_code = u.c RETURNING r.obs_code, r.obs_code_desc) "
+            "INSERT INTO {s}.result_code_history (vdn_id, obs_code, obs_code_desc, valid_from, "
+            "sync_run_id) SELECT :vdn, obs_code, obs_code_desc, :ts, :run FROM changed"
         )
         self._delete_codes_sql = sql(
             "UPDATE {s}.result_code SET deleted_at = :ts "
@@ -222,11 +232,6 @@ class Store:
         self._close_versions_sql = sql(
             "UPDATE {s}.result_code_history SET valid_to = :ts, closed_by_sync_run_id = :run "
             "WHERE vdn_id = :vdn AND obs_code = ANY(CAST(:codes AS text[])) AND valid_to IS NULL"
-        )
-        self._open_versions_sql = sql(
-            "INSERT INTO {s}.result_code_history (vdn_id, obs_code, obs_code_desc, valid_from, "
-            "sync_run_id) SELECT :vdn, c, d, :ts, :run "
-            "FROM unnest(CAST(:codes AS text[]), CAST(:descs AS text[])) AS u(c, d)"
         )
         # sync_run_vdn rows, one or many per statement (parallel arrays, one per column).
         self._record_sql = sql(
@@ -508,12 +513,18 @@ class Store:
                     f"expected {expected}; nothing applied for this VDN"
                 )
 
+        closed = [c for c, _, _ in changes.updates] + list(changes.deletes)
+        if closed:
+            run(self._close_versions_sql, len(closed), codes=closed, run=run_id)
+        if changes.deletes:
+            run(self._delete_codes_sql, len(changes.deletes), codes=list(changes.deletes))
         if changes.inserts:
             run(
                 self._insert_codes_sql,
                 len(changes.inserts),
                 codes=[c for c, _ in changes.inserts],
                 descs=[d for _, d in changes.inserts],
+                run=run_id,
             )
         rewritten = [(c, new) for c, _, new in changes.updates] + list(changes.restores)
         if rewritten:
@@ -522,19 +533,6 @@ class Store:
                 len(rewritten),
                 codes=[c for c, _ in rewritten],
                 descs=[d for _, d in rewritten],
-            )
-        if changes.deletes:
-            run(self._delete_codes_sql, len(changes.deletes), codes=list(changes.deletes))
-        closed = [c for c, _, _ in changes.updates] + list(changes.deletes)
-        if closed:
-            run(self._close_versions_sql, len(closed), codes=closed, run=run_id)
-        opened = list(changes.inserts) + rewritten
-        if opened:
-            run(
-                self._open_versions_sql,
-                len(opened),
-                codes=[c for c, _ in opened],
-                descs=[d for _, d in opened],
                 run=run_id,
             )
 
