@@ -297,11 +297,14 @@ class _Run:
                     incomplete_reason=snapshot.incomplete_reason,
                     max_delete_fraction=self.config.sync.max_delete_fraction,
                 )
-            except Exception as error:  # the database is unreachable even for the record
-                log.exception("cannot record VDN %d", vdn_id)
-                return replace(
-                    fetched, status="failed", error=f"database error: {_short(error, 0)}"
+            except Exception as error:  # e.g. the database is unreachable even for the record
+                log.exception("cannot apply VDN %d", vdn_id)
+                kind = (
+                    "database error"
+                    if type(error).__module__.startswith("sqlalchemy")
+                    else ("internal error")
                 )
+                return replace(fetched, status="failed", error=f"{kind}: {_short(error, 0)}")
 
     def record_failure(self, result: VdnResult, error: str) -> VdnResult:
         store = self.prepared.wait()
