@@ -206,6 +206,7 @@ class ScenarioRun:
             "in_process_seconds": report["seconds"],
             "command_seconds": round(result.wall_seconds, 4),
             "max_rss_mb": round(result.max_rss_kb / 1024, 1),
+            "cpu_seconds": round(result.user_seconds + result.system_seconds, 3),
             "requests": sim["requests"],
             "connections": sim["connections"],
             "codes": report["codes"],
@@ -334,6 +335,7 @@ class ScenarioRun:
             log(f"{name} [{rep + 1}/{self.repeat}]: run_sync {inproc['in_process_seconds']:.2f}s")
             runs.append(
                 {
+                    "load_average": list(os.getloadavg()),
                     "floors": floors,
                     "command": {**command, **prepared},
                     "inproc": {**inproc, **prepared_inproc},
@@ -497,6 +499,12 @@ def fmt_rows(rows: Mapping[str, Mapping[str, int]], table: str) -> str:
     return "/".join(f"{counts[k]:,}" for k in ("ins", "upd", "del"))
 
 
+def rows_cpu(step: Mapping[str, Any]) -> str:
+    last = step["runs"][-1]
+    floor = last["floors"]["requests"].get("cpu_seconds")
+    return f"{last['command']['cpu_seconds']:.2f} ({floor:.2f})" if floor is not None else "-"
+
+
 def markdown(results: Mapping[str, Any], command: str) -> str:
     lines = ["### Timings (median of the repetitions; seconds)", ""]
     lines.append(
@@ -523,9 +531,9 @@ def markdown(results: Mapping[str, Any], command: str) -> str:
     lines.append(
         "| scenario | step | requests obs-sync / floors | result_code ins/upd/del "
         "| result_code_history ins/upd/del | sync_run ins/upd/del | sync_run_vdn ins/upd/del "
-        "| peak RSS obs-sync MB (requests floor) |"
+        "| peak RSS obs-sync MB (requests floor) | CPU s obs-sync (requests floor) |"
     )
-    lines.append("|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     for scenario in results["scenarios"]:
         for step in scenario["steps"].values():
             rows = step["rows"]["command"]
@@ -535,7 +543,8 @@ def markdown(results: Mapping[str, Any], command: str) -> str:
                 f"{req['requests_floor']:,} / {req['httpclient_floor']:,} "
                 f"| {fmt_rows(rows, 'result_code')} | {fmt_rows(rows, 'result_code_history')} "
                 f"| {fmt_rows(rows, 'sync_run')} | {fmt_rows(rows, 'sync_run_vdn')} "
-                f"| {step['peak_rss_mb']:.0f} ({step['median']['requests_floor_rss_mb']:.0f}) |"
+                f"| {step['peak_rss_mb']:.0f} ({step['median']['requests_floor_rss_mb']:.0f}) "
+                f"| {rows_cpu(step)} |"
             )
     for scenario in results["scenarios"]:
         startup = scenario.get("startup")
