@@ -233,7 +233,8 @@ class DaemonProcess:
         return total
 
     def log_text(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def terminate(self, timeout: float = 60) -> int:
