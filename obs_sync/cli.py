@@ -205,7 +205,7 @@ def simulator(
     "vdn_ids",
     type=click.IntRange(1, 9999),
     multiple=True,
-    help="Sync only this VDN (repeatable); default: every configured VDN.",
+    help="Sync only this VDN, one of isales.vdn_ids (repeatable); default: all of them.",
 )
 @click.option("--dry-run", is_flag=True, help="Fetch and report what would change; write nothing.")
 @click.option("--no-migrate", is_flag=True, help="Do not apply pending database migrations.")

@@ -199,7 +199,10 @@ def _reset_schema(engine: Engine) -> None:
 def _display_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
-    return make_url(url).render_as_string(hide_password=True).replace("+psycopg", "")
+    parsed = make_url(url)
+    # Mask a real password; the embedded server has none, and its URL must stay copy-pasteable.
+    shown = parsed.render_as_string(hide_password=bool(parsed.password))
+    return shown.replace("+psycopg", "", 1)
 
 
 def run_demo(echo: Callable[[str], None] = print) -> int:
