@@ -200,7 +200,13 @@ class Store:
             return text(statement.format(s=s))
 
         self._lock_sql = sql("SELECT pg_try_advisory_xact_lock(:cls, :vdn), clock_timestamp()")
+        # The unlocked read of the no-change path needs no timestamps; the locked one
+        # also reads the latest change instant, so the VDN's new instant is later.
         self._read_sql = sql(
+            "SELECT obs_code, obs_code_desc, deleted_at IS NOT NULL "
+            "FROM {s}.result_code WHERE vdn_id = :vdn"
+        )
+        self._read_locked_sql = sql(
             "SELECT obs_code, obs_code_desc, deleted_at IS NOT NULL, "
             "greatest(updated_at, deleted_at) FROM {s}.result_code WHERE vdn_id = :vdn"
         )
@@ -364,10 +370,8 @@ class Store:
     def read_codes(self, vdn_id: int) -> dict[str, StoredCode]:
         """The VDN's stored codes (present and deleted), unlocked, in one round trip."""
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            return {
-                code: StoredCode(code, desc, deleted)
-                for code, desc, deleted, _ in conn.execute(self._read_sql, {"vdn": vdn_id})
-            }
+            rows = conn.execute(self._read_sql, {"vdn": vdn_id}).all()
+        return {code: StoredCode(code, desc, deleted) for code, desc, deleted in rows}
 
     def record_later(self, run_id: int, result: VdnResult) -> VdnResult:
         """Queue the ``sync_run_vdn`` row of a VDN that wrote no data; flushed in batches."""
@@ -485,7 +489,8 @@ class Store:
             return replace(fetched, status="skipped", error=LOCKED_ERROR, skip_reason="locked")
         stored: dict[str, StoredCode] = {}
         latest: datetime = now
-        for code, desc, deleted, changed_at in connection.execute(self._read_sql, {"vdn": vdn}):
+        rows = connection.execute(self._read_locked_sql, {"vdn": vdn}).all()
+        for code, desc, deleted, changed_at in rows:
             stored[code] = StoredCode(code, desc, deleted)
             if changed_at >= latest:
                 latest = changed_at + _MICROSECOND

@@ -1,9 +1,11 @@
 """One sync run: fan out the VDNs (bounded), fetch -> diff -> apply each, record the run.
 
 The only module that knows both the iSales client and the store exist. Workers pull VDN
-ids one at a time, so memory is bounded by the VDNs in flight (``isales.max_concurrency``),
-not by the data set: each worker fetches a VDN, applies it in its own transaction, and
-drops it before taking the next.
+ids one at a time, so memory is bounded by the VDNs in flight, not by the data set: each
+worker fetches a VDN, applies it in its own transaction, and drops it before taking the
+next. There are ``2 x isales.max_concurrency`` workers and ``max_concurrency`` fetch slots:
+while some workers write, the others keep every slot fetching, and the server never sees
+more than ``max_concurrency`` requests at once.
 
 Start-up is overlapped: the workers start fetching at once while another thread imports
 SQLAlchemy, connects, checks (or applies) migrations and opens the run record; a worker
@@ -83,7 +85,7 @@ def make_engine(config: Config) -> Engine:
     """An engine whose pool serves every worker plus the run's own connection."""
     from sqlalchemy import create_engine
 
-    workers = config.isales.max_concurrency
+    workers = worker_count(config)
     return create_engine(
         database_url(config),
         pool_size=workers + 1,
@@ -91,6 +93,15 @@ def make_engine(config: Config) -> Engine:
         pool_recycle=1800,
         connect_args={"application_name": "obs-sync", "connect_timeout": 10},
     )
+
+
+def worker_count(config: Config) -> int:
+    """Threads per run: twice the fetch slots, so one VDN is written while others fetch.
+
+    Fetching is behind a semaphore of ``isales.max_concurrency``: the server never sees
+    more requests at once, and at most this many snapshots are in memory.
+    """
+    return 2 * config.isales.max_concurrency
 
 
 def _run_status(results: Sequence[VdnResult]) -> RunStatus:
@@ -225,6 +236,9 @@ class _Run:
         self.lock = threading.Lock()
         self.results: dict[int, VdnResult] = {}
         self.aborted = False
+        # Fetch slots: the server never sees more than max_concurrency requests at once,
+        # while the other workers write the VDNs they fetched.
+        self.fetching = threading.BoundedSemaphore(config.isales.max_concurrency)
 
     def next_vdn(self) -> int | None:
         with self.lock:
@@ -241,9 +255,17 @@ class _Run:
 
     def worker(self) -> None:
         try:
-            while (vdn_id := self.next_vdn()) is not None:
+            while True:
+                # A VDN is taken only when a fetch slot is free, so VDNs start in order
+                # and a stop request leaves the ones not fetched yet unstarted.
+                with self.fetching:
+                    vdn_id = self.next_vdn()
+                    if vdn_id is None:
+                        return
+                    with logcontext.bind(vdn=vdn_id):
+                        started, fetched = self.fetch(vdn_id)
                 with logcontext.bind(vdn=vdn_id):
-                    result = self.sync_vdn(vdn_id)
+                    result = self.apply(started, fetched)
                 with self.lock:
                     self.results[vdn_id] = result
                 with logcontext.bind(run=self.run_label(), vdn=vdn_id):
@@ -262,18 +284,24 @@ class _Run:
             return "dry-run"
         return self.prepared.run_id
 
-    def sync_vdn(self, vdn_id: int) -> VdnResult:
+    def fetch(self, vdn_id: int) -> tuple[VdnResult, Snapshot | str]:
+        """The VDN's snapshot, or why it could not be fetched."""
         from obs_sync.isales import ISalesError
 
         started = VdnResult(vdn_id, "failed", started_at=datetime.now(timezone.utc))
         with logcontext.bind(run=self.run_label()):
             try:
-                snapshot = self.client.fetch_snapshot(vdn_id)
+                return started, self.client.fetch_snapshot(vdn_id)
             except ISalesError as error:
-                return self.record_failure(started, _short(error, vdn_id))
+                return started, _short(error, vdn_id)
             except Exception as error:  # a bug must not take the other VDNs down
                 log.exception("unexpected error fetching VDN %d", vdn_id)
-                return self.record_failure(started, f"internal error: {_short(error, vdn_id)}")
+                return started, f"internal error: {_short(error, vdn_id)}"
+
+    def apply(self, started: VdnResult, snapshot: Snapshot | str) -> VdnResult:
+        if isinstance(snapshot, str):
+            return self.record_failure(started, snapshot)
+        vdn_id = started.vdn_id
         store = self.prepared.wait()
         stats = snapshot.stats
         fetched = replace(
@@ -379,7 +407,7 @@ def run_sync(
                 deadline=deadline,
                 on_vdn=on_vdn,
             )
-            workers = min(config.isales.max_concurrency, max(len(vdns), 1))
+            workers = min(worker_count(config), max(len(vdns), 1))
             threads = [
                 threading.Thread(target=run.worker, name=f"obs-sync-vdn-{i}", daemon=True)
                 for i in range(workers)

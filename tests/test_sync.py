@@ -412,8 +412,11 @@ def test_stop_mid_run_finishes_vdns_in_flight(
     stop = threading.Event()
     result = sync(config, engine, stop=stop, on_vdn=lambda vdn: stop.set())
     statuses = [v.status for v in result.vdns]
-    assert statuses == ["succeeded"] + ["skipped"] * 4
-    assert present_codes(engine).keys() == {1}
+    # In flight when the stop came: VDN 1 (being written), and at most the one VDN the
+    # other worker took into the free fetch slot (2 x max_concurrency workers).
+    done = statuses.count("succeeded")
+    assert done in (1, 2) and statuses == ["succeeded"] * done + ["skipped"] * (5 - done)
+    assert present_codes(engine).keys() == set(range(1, done + 1))
     assert_history_invariants(engine)
 
 
