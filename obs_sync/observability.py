@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from obs_sync.logcontext import ContextFilter
 
@@ -45,7 +45,8 @@ def config_secrets(config: Config) -> list[str]:
     if url:
         password = urlsplit(url).password
         if password:
-            secrets.append(password)
+            # As written in the URL and as decoded (a driver error could show either).
+            secrets += [password, unquote(password)]
     return [s for s in secrets if s]
 
 
@@ -136,7 +137,7 @@ def setup_logging(
     handler.setFormatter(
         JsonFormatter(secret_list) if config.format == "json" else TextFormatter(secret_list)
     )
-    handler.addFilter(ContextFilter())
+    handler.addFilter(ContextFilter(handler))
     handler.set_name("obs-sync")
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == "obs-sync"]:

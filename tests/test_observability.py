@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from obs_sync.config import LoggingConfig, parse_config
 from obs_sync.health import Health
-from obs_sync.logcontext import bind
+from obs_sync.logcontext import PendingRun, bind
 from obs_sync.observability import Metrics, MetricsServer, config_secrets, setup_logging
 
 SECRET = "s3cr3t-Key/with+chars\"'"
@@ -71,6 +71,42 @@ def test_json_lines(capture: tuple[io.StringIO, list[str]]) -> None:
     assert "RuntimeError: kaput" in second["exc"]
 
 
+def test_lines_of_a_pending_run_wait_for_its_id(capture: tuple[io.StringIO, list[str]]) -> None:
+    stream, secrets = capture
+    setup_logging(LoggingConfig(format="json"), secrets=secrets, stream=stream)
+    log = logging.getLogger("obs_sync.test")
+    pending = PendingRun()
+    with bind(run=pending, vdn=3):
+        log.warning("before the run record exists")
+    log.info("not part of the run")
+    assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == [
+        "not part of the run"
+    ]
+    pending.resolve(17)
+    with bind(run=pending, vdn=4):
+        log.warning("after")
+    pending.resolve(99)  # idempotent: the first id stays
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(r["message"], r["run_id"], r["vdn_id"]) for r in records] == [
+        ("not part of the run", None, None),
+        ("before the run record exists", 17, 3),
+        ("after", 17, 4),
+    ]
+
+
+def test_a_run_that_never_gets_an_id_loses_no_line(
+    capture: tuple[io.StringIO, list[str]],
+) -> None:
+    stream, secrets = capture
+    setup_logging(LoggingConfig(format="text"), secrets=secrets, stream=stream)
+    pending = PendingRun()
+    with bind(run=pending):
+        logging.getLogger("obs_sync.test").error("database unreachable")
+    pending.resolve(None)
+    (line,) = stream.getvalue().splitlines()
+    assert line.endswith("ERROR   database unreachable")
+
+
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_secrets_are_masked_everywhere(capture: tuple[io.StringIO, list[str]], fmt: str) -> None:
     stream, secrets = capture
@@ -102,7 +138,7 @@ def test_config_secrets() -> None:
     )
     secrets = config_secrets(config)
     assert "the-secret" in secrets
-    assert "p%40ss" in secrets or "p@ss" in secrets
+    assert "p%40ss" in secrets and "p@ss" in secrets
     assert isinstance(config.isales.secret_key, SecretStr)
 
 
