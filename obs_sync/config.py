@@ -206,6 +206,8 @@ class ScheduleConfig(_Section):
 
 class SyncConfig(_Section):
     max_delete_fraction: float = Field(0.5, ge=0, le=1)
+    # sync_run_vdn rows older than this are pruned after each run (0 keeps them forever).
+    keep_run_records_days: float = Field(90, ge=0)
 
 
 class MetricsConfig(_Section):
