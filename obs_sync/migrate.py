@@ -13,9 +13,10 @@ from __future__ import annotations
 import re
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import psycopg
     from sqlalchemy.engine import Connection, Engine
 
 # pg_advisory_xact_lock(MIGRATE_LOCK_CLASS, MIGRATE_LOCK_ID): one key for every obs-sync
@@ -81,6 +82,18 @@ def current_revision(connection: Connection, schema: str) -> str | None:
     return revision
 
 
+def revision_of(connection: psycopg.Connection[Any], schema: str) -> str | None:
+    """:func:`current_revision` on a plain psycopg connection (the sync's, no SQLAlchemy)."""
+    quoted = '"' + schema.replace('"', '""') + '"'
+    row = connection.execute(
+        "SELECT to_regclass(%s) IS NOT NULL", (f"{quoted}.alembic_version",)
+    ).fetchone()
+    if not (row and row[0]):
+        return None
+    row = connection.execute(f"SELECT version_num FROM {quoted}.alembic_version").fetchone()
+    return str(row[0]) if row else None
+
+
 def lock_and_create_schema(connection: Connection, schema: str) -> None:
     """Serialize migrations (lock held until the transaction ends) and create the schema."""
     from sqlalchemy import text
@@ -128,18 +141,15 @@ def downgrade(engine: Engine, schema: str, revision: str = "-1") -> tuple[str | 
     return before, after
 
 
-def ensure_current(engine: Engine, schema: str, *, migrate: bool) -> str | None:
-    """Make sure the schema is at the head revision before a sync writes to it.
+def needs_upgrade(current: str | None, schema: str, *, migrate: bool) -> bool:
+    """Whether a schema at ``current`` must be upgraded before a sync writes to it.
 
-    Returns the revision the schema was at when it had to be upgraded, else None. With
-    ``migrate=False`` a schema that is behind is an error naming the command to run.
+    Raises :class:`MigrationError` when it cannot be used: a revision this code does not
+    know, or behind with ``migrate=False`` (the message names the command to run).
     """
-    with engine.connect() as connection:
-        current = current_revision(connection, schema)
-        connection.rollback()
     head = head_revision()
     if current == head:
-        return None
+        return False
     if current is not None and current not in known_revisions():
         raise MigrationError(
             f"schema {schema} is at migration {current}, which this obs-sync version does not "
@@ -151,5 +161,19 @@ def ensure_current(engine: Engine, schema: str, *, migrate: bool) -> str | None:
             f"schema {schema} {state}, this obs-sync needs {head}: run `obs-sync db upgrade` "
             "(or sync without --no-migrate)"
         )
+    return True
+
+
+def ensure_current(engine: Engine, schema: str, *, migrate: bool) -> str | None:
+    """Make sure the schema is at the head revision before a sync writes to it.
+
+    Returns the revision the schema was at when it had to be upgraded, else None. With
+    ``migrate=False`` a schema that is behind is an error naming the command to run.
+    """
+    with engine.connect() as connection:
+        current = current_revision(connection, schema)
+        connection.rollback()
+    if not needs_upgrade(current, schema, migrate=migrate):
+        return None
     before, _ = upgrade(engine, schema)
     return before or "base"

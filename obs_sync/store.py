@@ -1,9 +1,14 @@
-"""The PostgreSQL store: tables, one transaction per VDN, advisory locks, run records.
+"""The PostgreSQL store: one transaction per VDN, advisory locks, run records.
 
-Knows SQL, not HTTP. A VDN starts with one unlocked SELECT of its stored codes; when the
-diff is empty (the usual re-sync) that is all, and its ``sync_run_vdn`` row is batched with
-others. Otherwise it is applied in one transaction with a fixed, small number of
-statements whatever its code count (set-based SQL over ``unnest`` arrays):
+Knows SQL, not HTTP. Plain SQL on psycopg connections, from its own small pool (a one-shot
+``obs-sync sync``, which then never imports SQLAlchemy) or from a SQLAlchemy engine's pool
+(the daemon, tests); the tables as SQLAlchemy metadata are in :mod:`obs_sync.tables`, and
+migrations (Alembic) in :mod:`obs_sync.migrate`.
+
+A VDN starts with one unlocked SELECT of its stored codes; when the diff is empty (the
+usual re-sync) that is all, and its ``sync_run_vdn`` row is batched with others. Otherwise
+it is applied in one transaction with a fixed, small number of statements whatever its
+code count (set-based SQL over ``unnest`` arrays):
 
 1. ``pg_try_advisory_xact_lock`` on the VDN, and the database clock;
 2. one SELECT of the VDN's stored codes;
@@ -22,46 +27,44 @@ process or host wrote them. docs/semantics.md states the rules; docs/bi.md the t
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    DateTime,
-    ForeignKey,
-    Integer,
-    MetaData,
-    Table,
-    Text,
-    text,
-)
-from sqlalchemy.exc import DBAPIError
+import psycopg
+from psycopg.pq import TransactionStatus
 
+from obs_sync.config import ConfigError
 from obs_sync.diff import Changes, StoredCode, compute_changes, find_unstorable
 from obs_sync.results import LOCKED_ERROR, RunStatus, VdnResult, VdnStatus
 
 __all__ = [
-    "BI_TABLES",
     "LOCKED_ERROR",
+    "EnginePool",
+    "Lease",
+    "OwnPool",
+    "Pool",
     "RunHandle",
     "RunStatus",
     "Store",
     "StoreError",
+    "URLError",
     "VdnResult",
     "VdnStatus",
+    "connect_params",
     "lock_class",
     "outcome",
+    "quote_identifier",
 ]
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection, Engine
-    from sqlalchemy.sql.elements import TextClause
+    from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -91,90 +94,211 @@ _RECORD_COLUMNS = (
 _INT4 = 2**31 - 1
 
 
-# ------------------------------------------------------------------------------ tables
-# The BI contract, as created by migrations/versions/0001_initial.py (schema-less here: the
-# configured schema is applied with schema_translate_map / qualified names).
-
-metadata = MetaData()
-TZ = DateTime(timezone=True)
-
-sync_run = Table(
-    "sync_run",
-    metadata,
-    Column("id", BigInteger, primary_key=True),
-    Column("started_at", TZ, nullable=False),
-    Column("finished_at", TZ),
-    Column("status", Text, nullable=False),
-    Column("trigger", Text, nullable=False),
-    Column("hostname", Text),
-    Column("pid", Integer),
-    Column("obs_sync_version", Text),
-    Column("dry_run", Boolean, nullable=False),
-    *(Column(name, Integer, nullable=False) for name in ("vdns", "succeeded", "failed")),
-    *(Column(name, Integer, nullable=False) for name in ("incomplete", "guarded", "skipped")),
-    *(
-        Column(name, BigInteger, nullable=False)
-        for name in ("inserted", "updated", "deleted", "restored", "unchanged")
-    ),
-    Column("error", Text),
-)
-
-sync_run_vdn = Table(
-    "sync_run_vdn",
-    metadata,
-    Column("sync_run_id", BigInteger, ForeignKey("sync_run.id"), primary_key=True),
-    Column("vdn_id", Integer, primary_key=True),
-    Column("status", Text, nullable=False),
-    Column("started_at", TZ, nullable=False),
-    Column("finished_at", TZ, nullable=False),
-    Column("pages", Integer, nullable=False),
-    Column("requests", Integer, nullable=False),
-    Column("total_count", Integer),
-    *(
-        Column(name, Integer, nullable=False)
-        for name in ("inserted", "updated", "deleted", "restored", "unchanged", "withheld")
-    ),
-    Column("error", Text),
-)
-
-result_code = Table(
-    "result_code",
-    metadata,
-    Column("vdn_id", Integer, primary_key=True),
-    Column("obs_code", Text, primary_key=True),
-    Column("obs_code_desc", Text, nullable=False),
-    Column("first_seen_at", TZ, nullable=False),
-    Column("updated_at", TZ, nullable=False),
-    Column("deleted_at", TZ),
-)
-
-result_code_history = Table(
-    "result_code_history",
-    metadata,
-    Column("id", BigInteger, primary_key=True),
-    Column("vdn_id", Integer, nullable=False),
-    Column("obs_code", Text, nullable=False),
-    Column("obs_code_desc", Text, nullable=False),
-    Column("valid_from", TZ, nullable=False),
-    Column("valid_to", TZ),
-    Column("sync_run_id", BigInteger, ForeignKey("sync_run.id"), nullable=False),
-    Column("closed_by_sync_run_id", BigInteger, ForeignKey("sync_run.id")),
-)
-
-BI_TABLES = (result_code, result_code_history, sync_run, sync_run_vdn)
-
-
 class StoreError(Exception):
     """The stored data contradicts its own invariants; the VDN is not applied."""
-
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def lock_class(schema: str, purpose: str) -> int:
     """First key of a two-key advisory lock, distinct per schema and purpose (int4 >= 0)."""
     return zlib.crc32(f"obs-sync:{schema}:{purpose}".encode()) & _INT4
+
+
+def quote_identifier(name: str) -> str:
+    """``name`` as a quoted SQL identifier (always quoted, like SQLAlchemy's)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+# ------------------------------------------------------------------------- connections
+
+# driver://user:password@host:port/database?query; every part optional after the scheme.
+_URL = re.compile(
+    r"(?P<scheme>[\w+]+)://"
+    r"(?:(?P<user>[^:/@]*)(?::(?P<password>[^@]*))?@)?"
+    r"(?:\[(?P<ipv6>[^\]]*)\]|(?P<host>[^/:?]*))"
+    r"(?::(?P<port>[^/?]*))?"
+    r"(?:/(?P<database>[^?]*))?"
+    r"(?:\?(?P<query>.*))?\Z",
+    re.DOTALL,
+)
+
+
+class URLError(ConfigError, ValueError):
+    """database.url cannot be read (the message never contains the URL: it may hold a password)."""
+
+
+def connect_params(url: str) -> dict[str, Any]:
+    """psycopg keyword arguments for a SQLAlchemy ``postgresql+psycopg://`` URL.
+
+    The same connection SQLAlchemy's psycopg dialect would open: user, password and
+    database percent-decoded; host and port; every query parameter passed on as a libpq
+    keyword (``host=/socket/dir`` of the embedded server, ``sslmode``, ...), a query
+    ``host`` taking precedence; repeated ``host=h:p`` parameters in libpq's comma-separated
+    multi-host form. The result holds the password: never log it.
+    """
+    match = _URL.match(url)
+    if match is None or match["scheme"].split("+")[0] not in ("postgresql", "postgres"):
+        raise URLError("database.url is not a postgresql+psycopg:// URL")
+    params: dict[str, Any] = {}
+    if match["user"]:
+        params["user"] = unquote(match["user"])
+    if match["password"]:  # empty: none (libpq then uses ~/.pgpass or trust)
+        params["password"] = unquote(match["password"])
+    host = match["ipv6"] or match["host"]
+    if host:
+        params["host"] = host
+    if match["port"]:
+        if not match["port"].isdigit():
+            raise URLError("database.url has a port that is not a number")
+        params["port"] = int(match["port"])
+    if match["database"]:
+        params["dbname"] = unquote(match["database"])
+    hosts: list[str] = []
+    for key, value in parse_qsl(match["query"] or ""):
+        if key == "host":
+            hosts.append(value)
+        else:
+            params[key] = value
+    if len(hosts) == 1 and "port" not in params and re.fullmatch(r"[\w.-]*:\d*", hosts[0]):
+        host, _, port = hosts[0].partition(":")
+        params["host"] = host
+        if port:
+            params["port"] = int(port)
+    elif len(hosts) == 1:
+        params["host"] = hosts[0]
+    elif hosts:
+        pairs = [
+            h.partition(":") if ":" in h and not h.startswith("/") else (h, "", "") for h in hosts
+        ]
+        params["host"] = ",".join(h for h, _, _ in pairs)
+        if any(p for _, _, p in pairs):
+            params["port"] = ",".join(p for _, _, p in pairs)
+    return params
+
+
+class Lease:
+    """One psycopg connection lent by a :class:`Pool`, in autocommit mode.
+
+    Statements commit one by one; a transaction is explicit (``connection.transaction()``).
+    """
+
+    def __init__(
+        self,
+        connection: psycopg.Connection[Any],
+        give_back: Callable[[psycopg.Connection[Any], bool], None],
+    ) -> None:
+        self.connection = connection
+        self._give_back = give_back
+        self.released = False
+
+    def release(self) -> None:
+        """Give the connection back (rolled back if needed; dropped when broken)."""
+        if self.released:
+            return
+        self.released = True
+        connection = self.connection
+        usable = not (connection.closed or connection.broken)
+        if usable and connection.info.transaction_status != TransactionStatus.IDLE:
+            try:
+                connection.rollback()
+            except psycopg.Error:
+                usable = False
+        self._give_back(connection, usable)
+
+    def discard(self) -> None:
+        """Close the connection instead of reusing it (frees its session advisory locks)."""
+        if not self.released:
+            self.released = True
+            self._give_back(self.connection, False)
+
+
+class Pool:
+    """Where the store's connections come from: :class:`OwnPool` or :class:`EnginePool`."""
+
+    def acquire(self) -> Lease:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close the idle connections (leases still out close when released)."""
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        lease = self.acquire()
+        try:
+            yield lease.connection
+        finally:
+            lease.release()
+
+
+class OwnPool(Pool):
+    """A small pool of psycopg connections, made on demand (the one-shot ``sync``)."""
+
+    def __init__(self, params: Mapping[str, Any], size: int) -> None:
+        self._params = dict(params)
+        self._size = size
+        self._idle: list[psycopg.Connection[Any]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:  # the parameters hold the password: never shown
+        return f"<OwnPool size={self._size} idle={len(self._idle)}>"
+
+    def acquire(self) -> Lease:
+        with self._lock:
+            connection = self._idle.pop() if self._idle else None
+        if connection is None:
+            connection = psycopg.connect(**self._params, autocommit=True)
+        return Lease(connection, self._give_back)
+
+    def _give_back(self, connection: psycopg.Connection[Any], usable: bool) -> None:
+        if usable:
+            with self._lock:
+                if not self._closed and len(self._idle) < self._size:
+                    self._idle.append(connection)
+                    return
+        connection.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle, self._closed = self._idle, [], True
+        for connection in idle:
+            connection.close()
+
+
+class EnginePool(Pool):
+    """The psycopg connections of a SQLAlchemy engine's pool (the daemon keeps one engine).
+
+    A lent connection is switched to autocommit and back; a broken one is invalidated, so
+    the engine replaces it. The engine's owner disposes of it.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def acquire(self) -> Lease:
+        proxy = self.engine.raw_connection()
+        connection = proxy.driver_connection
+        assert isinstance(connection, psycopg.Connection)
+        try:
+            connection.autocommit = True
+        except BaseException:
+            proxy.invalidate()
+            raise
+
+        def give_back(connection: psycopg.Connection[Any], usable: bool) -> None:
+            if usable:
+                try:
+                    connection.autocommit = False  # as SQLAlchemy left it
+                except psycopg.Error:
+                    usable = False
+            if usable:
+                proxy.close()
+            else:
+                proxy.invalidate()
+
+        return Lease(connection, give_back)
+
+
+# ------------------------------------------------------------------------------ store
 
 
 @dataclass(frozen=True)
@@ -183,93 +307,103 @@ class RunHandle:
 
     run_id: int
     started_at: datetime
-    connection: Connection
+    lease: Lease
 
 
 class Store:
     """SQL for one schema. Thread-safe: every method takes its own pooled connection."""
 
-    def __init__(self, engine: Engine, schema: str) -> None:
-        self.engine = engine
+    def __init__(self, pool: Pool | Engine, schema: str) -> None:
+        self.pool = pool if isinstance(pool, Pool) else EnginePool(pool)
         self.schema = schema
-        s = engine.dialect.identifier_preparer.quote_identifier(schema)
+        s = quote_identifier(schema)
         self.vdn_lock = lock_class(schema, "vdn")
         self.run_lock = lock_class(schema, "run")
 
-        def sql(statement: str) -> TextClause:
-            return text(statement.format(s=s))
+        def sql(statement: str) -> str:
+            return statement.format(s=s)
 
-        self._lock_sql = sql("SELECT pg_try_advisory_xact_lock(:cls, :vdn), clock_timestamp()")
-        # The unlocked read of the no-change path needs no timestamps; the locked one
-        # also reads the latest change instant, so the VDN's new instant is later.
+        self._lock_sql = sql(
+            "SELECT pg_try_advisory_xact_lock(%(cls)s::int4, %(vdn)s::int4), clock_timestamp()"
+        )
+        # The unlocked read of the no-change path needs no timestamps; the locked one also
+        # reads the latest change instant, so the VDN's new instant is later.
         self._read_sql = sql(
             "SELECT obs_code, obs_code_desc, deleted_at IS NOT NULL "
-            "FROM {s}.result_code WHERE vdn_id = :vdn"
+            "FROM {s}.result_code WHERE vdn_id = %(vdn)s::int4"
         )
         self._read_locked_sql = sql(
             "SELECT obs_code, obs_code_desc, deleted_at IS NOT NULL, "
-            "greatest(updated_at, deleted_at) FROM {s}.result_code WHERE vdn_id = :vdn"
+            "greatest(updated_at, deleted_at) FROM {s}.result_code WHERE vdn_id = %(vdn)s::int4"
         )
         # Each statement that gives codes a description also opens their new version, from
         # its own RETURNING rows. Versions are closed first (_close_versions_sql): at most
         # one open version per code is enforced at every row.
         self._insert_codes_sql = sql(
             "WITH new AS (INSERT INTO {s}.result_code (vdn_id, obs_code, obs_code_desc, "
-            "first_seen_at, updated_at) SELECT :vdn, c, d, :ts, :ts "
-            "FROM unnest(CAST(:codes AS text[]), CAST(:descs AS text[])) AS u(c, d) "
+            "first_seen_at, updated_at) SELECT %(vdn)s::int4, c, d, %(ts)s, %(ts)s "
+            "FROM unnest(%(codes)s::text[], %(descs)s::text[]) AS u(c, d) "
             "RETURNING obs_code, obs_code_desc) "
             "INSERT INTO {s}.result_code_history (vdn_id, obs_code, obs_code_desc, valid_from, "
-            "sync_run_id) SELECT :vdn, obs_code, obs_code_desc, :ts, :run FROM new"
+            "sync_run_id) SELECT %(vdn)s::int4, obs_code, obs_code_desc, %(ts)s, %(run)s::int8 "
+            "FROM new"
         )
         # Changed and restored codes: new description, present again, new version instant.
         self._update_codes_sql = sql(
             "WITH changed AS (UPDATE {s}.result_code AS r SET obs_code_desc = u.d, "
-            "updated_at = :ts, deleted_at = NULL "
-            "FROM unnest(CAST(:codes AS text[]), CAST(:descs AS text[])) AS u(c, d) "
-            "WHERE r.vdn_id = :vdn AND r.obs_code = u.c RETURNING r.obs_code, r.obs_code_desc) "
+            "updated_at = %(ts)s, deleted_at = NULL "
+            "FROM unnest(%(codes)s::text[], %(descs)s::text[]) AS u(c, d) "
+            "WHERE r.vdn_id = %(vdn)s::int4 AND r.obs_code = u.c "
+            "RETURNING r.obs_code, r.obs_code_desc) "
             "INSERT INTO {s}.result_code_history (vdn_id, obs_code, obs_code_desc, valid_from, "
-            "sync_run_id) SELECT :vdn, obs_code, obs_code_desc, :ts, :run FROM changed"
+            "sync_run_id) SELECT %(vdn)s::int4, obs_code, obs_code_desc, %(ts)s, %(run)s::int8 "
+            "FROM changed"
         )
         self._delete_codes_sql = sql(
-            "UPDATE {s}.result_code SET deleted_at = :ts "
-            "WHERE vdn_id = :vdn AND obs_code = ANY(CAST(:codes AS text[])) "
+            "UPDATE {s}.result_code SET deleted_at = %(ts)s "
+            "WHERE vdn_id = %(vdn)s::int4 AND obs_code = ANY(%(codes)s::text[]) "
             "AND deleted_at IS NULL"
         )
         self._close_versions_sql = sql(
-            "UPDATE {s}.result_code_history SET valid_to = :ts, closed_by_sync_run_id = :run "
-            "WHERE vdn_id = :vdn AND obs_code = ANY(CAST(:codes AS text[])) AND valid_to IS NULL"
+            "UPDATE {s}.result_code_history SET valid_to = %(ts)s, "
+            "closed_by_sync_run_id = %(run)s::int8 WHERE vdn_id = %(vdn)s::int4 "
+            "AND obs_code = ANY(%(codes)s::text[]) AND valid_to IS NULL"
         )
         # sync_run_vdn rows, one or many per statement (parallel arrays, one per column).
         self._record_sql = sql(
             "INSERT INTO {s}.sync_run_vdn (sync_run_id, vdn_id, status, started_at, finished_at, "
             "pages, requests, total_count, inserted, updated, deleted, restored, unchanged, "
-            "withheld, error) SELECT :run, * FROM unnest("
-            + ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _RECORD_COLUMNS)
+            "withheld, error) SELECT %(run)s::int8, * FROM unnest("
+            + ", ".join(f"%({name})s::{kind}[]" for name, kind in _RECORD_COLUMNS)
             + ")"
         )
         self._start_run_sql = sql(
             "INSERT INTO {s}.sync_run (started_at, status, trigger, hostname, pid, "
-            "obs_sync_version, dry_run) VALUES (clock_timestamp(), 'running', :trigger, "
-            ":hostname, :pid, :version, false) RETURNING id, started_at"
+            "obs_sync_version, dry_run) VALUES (clock_timestamp(), 'running', %(trigger)s, "
+            "%(hostname)s, %(pid)s::int4, %(version)s, false) RETURNING id, started_at"
         )
         # A 'running' run whose liveness lock nobody holds belongs to a dead process.
         self._abandon_sql = sql(
             "UPDATE {s}.sync_run AS r SET status = 'abandoned', "
-            "finished_at = clock_timestamp(), error = :error "
-            "WHERE r.status = 'running' AND r.id <> :me AND NOT EXISTS ("
+            "finished_at = clock_timestamp(), error = %(error)s "
+            "WHERE r.status = 'running' AND r.id <> %(me)s::int8 AND NOT EXISTS ("
             " SELECT 1 FROM pg_locks AS l WHERE l.locktype = 'advisory' AND l.granted"
             " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            " AND l.classid::bigint = :cls AND l.objid::bigint = r.id % 2147483647"
+            " AND l.classid::bigint = %(cls)s::int8 AND l.objid::bigint = r.id %% 2147483647"
             " AND l.objsubid = 2) RETURNING r.id"
         )
         self._finish_run_sql = sql(
-            "UPDATE {s}.sync_run SET finished_at = clock_timestamp(), status = :status, "
-            "vdns = :vdns, succeeded = :succeeded, failed = :failed, incomplete = :incomplete, "
-            "guarded = :guarded, skipped = :skipped, inserted = :inserted, updated = :updated, "
-            "deleted = :deleted, restored = :restored, unchanged = :unchanged, error = :error "
-            "WHERE id = :run RETURNING finished_at"
+            "UPDATE {s}.sync_run SET finished_at = clock_timestamp(), status = %(status)s, "
+            "vdns = %(vdns)s::int4, succeeded = %(succeeded)s::int4, "
+            "failed = %(failed)s::int4, incomplete = %(incomplete)s::int4, "
+            "guarded = %(guarded)s::int4, skipped = %(skipped)s::int4, "
+            "inserted = %(inserted)s::int8, updated = %(updated)s::int8, "
+            "deleted = %(deleted)s::int8, restored = %(restored)s::int8, "
+            "unchanged = %(unchanged)s::int8, error = %(error)s "
+            "WHERE id = %(run)s::int8 RETURNING finished_at"
         )
-        self._tables_exist_sql = sql("SELECT to_regclass('{s}.result_code') IS NOT NULL")
+        self._run_lock_sql = "SELECT pg_advisory_lock(%(cls)s::int4, %(key)s::int4)"
+        self._run_unlock_sql = "SELECT pg_advisory_unlock(%(cls)s::int4, %(key)s::int4)"
         # Records of VDNs that wrote no data are batched (one INSERT per RECORD_BATCH VDNs):
         # nothing to keep consistent with, and a no-change VDN then costs one round trip.
         self._pending: list[VdnResult] = []
@@ -290,25 +424,26 @@ class Store:
         The session-level lock is taken before the row is committed, so no other process can
         see the row without its lock; runs whose lock is free are marked ``abandoned``.
         """
-        connection = self.engine.connect()
+        lease = self.pool.acquire()
+        connection = lease.connection
         try:
-            run_id, started_at = connection.execute(
-                self._start_run_sql,
-                {"trigger": trigger, "hostname": hostname, "pid": pid, "version": version},
-            ).one()
-            self.clock_offset = started_at - datetime.now(timezone.utc)
-            connection.execute(
-                text("SELECT pg_advisory_lock(:cls, :key)"),
-                {"cls": self.run_lock, "key": run_id % _INT4},
-            )
-            connection.commit()
+            with connection.transaction():
+                row = connection.execute(
+                    self._start_run_sql,
+                    {"trigger": trigger, "hostname": hostname, "pid": pid, "version": version},
+                ).fetchone()
+                assert row is not None
+                run_id, started_at = row
+                self.clock_offset = started_at - datetime.now(timezone.utc)
+                connection.execute(
+                    self._run_lock_sql, {"cls": self.run_lock, "key": run_id % _INT4}
+                )
             abandoned = connection.execute(
                 self._abandon_sql,
                 {"me": run_id, "cls": self.run_lock, "error": ABANDONED_ERROR},
-            ).all()
-            connection.commit()
+            ).fetchall()
         except BaseException:
-            connection.close()  # closing the session also frees the lock
+            lease.discard()  # closing the session also frees the lock
             raise
         if abandoned:
             log.warning(
@@ -316,7 +451,7 @@ class Store:
                 len(abandoned),
                 ", ".join(str(row[0]) for row in abandoned),
             )
-        return RunHandle(int(run_id), started_at, connection)
+        return RunHandle(int(run_id), started_at, lease)
 
     def finish_run(
         self,
@@ -328,11 +463,10 @@ class Store:
         error: str | None = None,
     ) -> datetime:
         """Record VDNs never started (batched), close the run row, release its lock."""
-        connection = handle.connection
+        connection = handle.lease.connection
         try:
             for result in unrecorded:
                 self.record_later(handle.run_id, result)
-            self.flush_records(handle.run_id, connection)
             counts = {
                 name: sum(1 for r in results if r.status == name)
                 for name in ("succeeded", "failed", "incomplete", "guarded", "skipped")
@@ -341,37 +475,49 @@ class Store:
                 name: sum(getattr(r, name) for r in results)
                 for name in ("inserted", "updated", "deleted", "restored", "unchanged")
             }
-            finished_at: datetime = connection.execute(
-                self._finish_run_sql,
-                {
-                    "run": handle.run_id,
-                    "status": status,
-                    "vdns": len(results),
-                    "error": error,
-                    **counts,
-                    **sums,
-                },
-            ).scalar_one()
-            connection.execute(
-                text("SELECT pg_advisory_unlock(:cls, :key)"),
-                {"cls": self.run_lock, "key": handle.run_id % _INT4},
-            )
-            connection.commit()
-        finally:
-            connection.close()
+            with connection.transaction():
+                self.flush_records(handle.run_id, connection)
+                row = connection.execute(
+                    self._finish_run_sql,
+                    {
+                        "run": handle.run_id,
+                        "status": status,
+                        "vdns": len(results),
+                        "error": error,
+                        **counts,
+                        **sums,
+                    },
+                ).fetchone()
+                assert row is not None
+                finished_at: datetime = row[0]
+                connection.execute(
+                    self._run_unlock_sql, {"cls": self.run_lock, "key": handle.run_id % _INT4}
+                )
+        except BaseException:
+            handle.lease.discard()  # the lock goes with the session
+            raise
+        handle.lease.release()
         return finished_at
 
     # -------------------------------------------------------------------------- VDNs
 
     def tables_exist(self) -> bool:
-        with self.engine.connect() as connection:
-            return bool(connection.execute(self._tables_exist_sql).scalar())
+        with self.pool.connection() as connection:
+            row = connection.execute(
+                "SELECT to_regclass(%s) IS NOT NULL",
+                (f"{quote_identifier(self.schema)}.result_code",),
+            ).fetchone()
+        return bool(row and row[0])
+
+    def _read_rows(self, vdn_id: int) -> list[tuple[str, str, bool]]:
+        with self.pool.connection() as connection:
+            return connection.execute(self._read_sql, {"vdn": vdn_id}).fetchall()
 
     def read_codes(self, vdn_id: int) -> dict[str, StoredCode]:
         """The VDN's stored codes (present and deleted), unlocked, in one round trip."""
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            rows = conn.execute(self._read_sql, {"vdn": vdn_id}).all()
-        return {code: StoredCode(code, desc, deleted) for code, desc, deleted in rows}
+        return {
+            code: StoredCode(code, desc, deleted) for code, desc, deleted in self._read_rows(vdn_id)
+        }
 
     def record_later(self, run_id: int, result: VdnResult) -> VdnResult:
         """Queue the ``sync_run_vdn`` row of a VDN that wrote no data; flushed in batches."""
@@ -387,14 +533,14 @@ class Store:
                 log.warning("cannot write run records yet (will retry)", exc_info=True)
         return result
 
-    def flush_records(self, run_id: int, connection: Connection | None = None) -> None:
+    def flush_records(self, run_id: int, connection: psycopg.Connection[Any] | None = None) -> None:
         with self._pending_lock:
             batch, self._pending = self._pending, []
         if not batch:
             return
         try:
             if connection is None:
-                with self.engine.begin() as own:
+                with self.pool.connection() as own:  # one statement: atomic in autocommit
                     self._insert_records(own, run_id, batch)
             else:
                 self._insert_records(connection, run_id, batch)
@@ -404,7 +550,7 @@ class Store:
             raise
 
     def _insert_records(
-        self, connection: Connection, run_id: int, results: Sequence[VdnResult]
+        self, connection: psycopg.Connection[Any], run_id: int, results: Sequence[VdnResult]
     ) -> None:
         params: dict[str, Any] = {"run": run_id}
         for name, _ in _RECORD_COLUMNS:
@@ -437,8 +583,14 @@ class Store:
             return self._failed(run_id, fetched, f"data error: {problems[0]}{more}")
         incomplete_reason = None if complete else (incomplete_reason or "reason unknown")
         for attempt in (1, 2):
+            lease: Lease | None = None
             try:
-                stored = self.read_codes(fetched.vdn_id)
+                rows = self._read_rows(fetched.vdn_id)
+                if _same(rows, codes):  # the usual re-sync: no StoredCode objects, no diff
+                    changes = _no_changes(len(codes))
+                    result = outcome(fetched, {}, changes, incomplete_reason, max_delete_fraction)
+                    return self.record_later(run_id, result)
+                stored = {code: StoredCode(code, desc, deleted) for code, desc, deleted in rows}
                 changes = compute_changes(
                     stored, codes, complete=complete, max_delete_fraction=max_delete_fraction
                 )
@@ -447,9 +599,10 @@ class Store:
                         fetched, stored, changes, incomplete_reason, max_delete_fraction
                     )
                     return self.record_later(run_id, result)
-                with self.engine.begin() as connection:
+                lease = self.pool.acquire()
+                with lease.connection.transaction():
                     applied = self._apply(
-                        connection,
+                        lease.connection,
                         run_id,
                         fetched,
                         codes,
@@ -457,16 +610,26 @@ class Store:
                         incomplete_reason=incomplete_reason,
                         max_delete_fraction=max_delete_fraction,
                     )
+                lease.release()
                 if applied.skip_reason == "locked":
                     return self.record_later(run_id, applied)
                 return applied
-            except DBAPIError as error:
+            except psycopg.Error as error:
+                broken = lease is not None and (lease.connection.broken or lease.connection.closed)
+                if lease is not None:
+                    lease.release()
                 # A pooled connection found dead (database restarted): once more, fresh.
-                if error.connection_invalidated and attempt == 1:
+                if attempt == 1 and (broken or isinstance(error, psycopg.OperationalError)):
                     continue
                 return self._failed(run_id, fetched, f"database error: {_db_message(error)}")
             except StoreError as error:
+                if lease is not None:
+                    lease.release()
                 return self._failed(run_id, fetched, str(error))
+            except BaseException:
+                if lease is not None:
+                    lease.release()
+                raise
         raise AssertionError("unreachable")
 
     def _failed(self, run_id: int, fetched: VdnResult, error: str) -> VdnResult:
@@ -474,7 +637,7 @@ class Store:
 
     def _apply(
         self,
-        connection: Connection,
+        connection: psycopg.Connection[Any],
         run_id: int,
         fetched: VdnResult,
         codes: Mapping[str, str],
@@ -484,12 +647,14 @@ class Store:
         max_delete_fraction: float,
     ) -> VdnResult:
         vdn = fetched.vdn_id
-        got, now = connection.execute(self._lock_sql, {"cls": self.vdn_lock, "vdn": vdn}).one()
+        row = connection.execute(self._lock_sql, {"cls": self.vdn_lock, "vdn": vdn}).fetchone()
+        assert row is not None
+        got, now = row
         if not got:
             return replace(fetched, status="skipped", error=LOCKED_ERROR, skip_reason="locked")
         stored: dict[str, StoredCode] = {}
         latest: datetime = now
-        rows = connection.execute(self._read_locked_sql, {"vdn": vdn}).all()
+        rows = connection.execute(self._read_locked_sql, {"vdn": vdn}).fetchall()
         for code, desc, deleted, changed_at in rows:
             stored[code] = StoredCode(code, desc, deleted)
             if changed_at >= latest:
@@ -506,11 +671,16 @@ class Store:
         return result
 
     def _write(
-        self, connection: Connection, run_id: int, vdn: int, changes: Changes, ts: datetime
+        self,
+        connection: psycopg.Connection[Any],
+        run_id: int,
+        vdn: int,
+        changes: Changes,
+        ts: datetime,
     ) -> None:
         """The set-based statements for one VDN's changes; row counts are verified."""
 
-        def run(statement: TextClause, expected: int, **params: Any) -> None:
+        def run(statement: str, expected: int, **params: Any) -> None:
             count = connection.execute(statement, {"vdn": vdn, "ts": ts, **params}).rowcount
             if count != expected:
                 raise StoreError(
@@ -540,6 +710,26 @@ class Store:
                 descs=[d for _, d in rewritten],
                 run=run_id,
             )
+
+
+def _same(rows: Sequence[tuple[str, str, bool]], codes: Mapping[str, str]) -> bool:
+    """True when the stored rows are exactly the snapshot: all present, same descriptions."""
+    if len(rows) != len(codes):
+        return False
+    get = codes.get
+    return all(not deleted and get(code) == desc for code, desc, deleted in rows)
+
+
+def _no_changes(unchanged: int) -> Changes:
+    return Changes(
+        inserts=(),
+        updates=(),
+        deletes=(),
+        restores=(),
+        unchanged=unchanged,
+        guarded=False,
+        withheld_deletes=(),
+    )
 
 
 def outcome(
@@ -576,8 +766,7 @@ def outcome(
     )
 
 
-def _db_message(error: DBAPIError) -> str:
+def _db_message(error: psycopg.Error) -> str:
     """The database's own message, one line, without SQL or parameters (they may be huge)."""
-    cause = error.orig if error.orig is not None else error
-    lines = str(cause).strip().splitlines()
-    return lines[0] if lines else type(cause).__name__
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

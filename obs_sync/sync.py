@@ -7,10 +7,12 @@ next. There are ``2 x isales.max_concurrency`` workers and ``max_concurrency`` f
 while some workers write, the others keep every slot fetching, and the server never sees
 more than ``max_concurrency`` requests at once.
 
-Start-up is overlapped: the workers start fetching at once while another thread imports
-SQLAlchemy, connects, checks (or applies) migrations and opens the run record; a worker
-waits for that only when it has a snapshot to apply. Importing and connecting cost about
-as much as a small sync's fetching, so a one-shot ``obs-sync sync`` hides most of it.
+Start-up is overlapped: the workers start fetching at once while another thread connects,
+checks (or applies) migrations and opens the run record; a worker waits for that only
+when it has a snapshot to apply. A one-shot ``obs-sync sync`` talks to PostgreSQL with
+plain psycopg (its own small pool) and imports SQLAlchemy and Alembic only when a
+migration is due; with an ``engine`` (the daemon), the store borrows the engine's
+connections.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
     from obs_sync.config import Config
     from obs_sync.isales import ISalesClient, RequestEvent
     from obs_sync.snapshot import Snapshot
-    from obs_sync.store import RunHandle, Store
+    from obs_sync.store import Pool, RunHandle, Store
 
 __all__ = [
     "LOCKED_ERROR",
@@ -48,6 +50,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_CONNECT_ARGS = {"application_name": "obs-sync", "connect_timeout": 10}
 STOPPED_ERROR = "not started: stop requested"
 DEADLINE_ERROR = "not started: run deadline exceeded"
 
@@ -91,7 +94,7 @@ def make_engine(config: Config) -> Engine:
         pool_size=workers + 1,
         max_overflow=workers + 1,
         pool_recycle=1800,
-        connect_args={"application_name": "obs-sync", "connect_timeout": 10},
+        connect_args=dict(_CONNECT_ARGS),
     )
 
 
@@ -158,6 +161,7 @@ class _Prepared:
         self.dry_run = dry_run
         self.migrate = migrate
         self.trigger = trigger
+        self.pool: Pool | None = None
         self.store: Store | None = None
         self.handle: RunHandle | None = None
         self.has_tables = True
@@ -168,12 +172,16 @@ class _Prepared:
 
     def _prepare(self) -> None:
         try:
-            from obs_sync.store import Store
+            from obs_sync.store import EnginePool, OwnPool, Store, connect_params
 
-            if self.engine is None:
-                self.engine = make_engine(self.config)
+            if self.engine is not None:
+                self.pool = EnginePool(self.engine)
+            else:  # one-shot: plain psycopg, no SQLAlchemy unless a migration is due
+                params = connect_params(database_url(self.config))
+                params.update(_CONNECT_ARGS)
+                self.pool = OwnPool(params, worker_count(self.config) + 1)
             schema = self.config.database.schema_
-            store = Store(self.engine, schema)
+            store = Store(self.pool, schema)
             if self.dry_run:
                 self.has_tables = store.tables_exist()
                 if not self.has_tables:
@@ -182,11 +190,7 @@ class _Prepared:
                         "empty store"
                     )
             else:
-                from obs_sync.migrate import ensure_current, head_revision
-
-                previous = ensure_current(self.engine, schema, migrate=self.migrate)
-                if previous is not None:
-                    log.info("migrated schema %s from %s to %s", schema, previous, head_revision())
+                self._migrate(schema)
                 self.handle = store.start_run(
                     trigger=self.trigger,
                     hostname=socket.gethostname(),
@@ -198,6 +202,31 @@ class _Prepared:
             self.error = error
         finally:
             self.ready.set()
+
+    def _migrate(self, schema: str) -> None:
+        """Check the schema version with one query; only a schema behind pays for Alembic."""
+        from obs_sync import migrate
+
+        assert self.pool is not None
+        with self.pool.connection() as connection:
+            current = migrate.revision_of(connection, schema)
+        if not migrate.needs_upgrade(current, schema, migrate=self.migrate):
+            return
+        engine = self.engine
+        if engine is None:
+            from sqlalchemy import create_engine
+            from sqlalchemy.pool import NullPool
+
+            engine = create_engine(
+                database_url(self.config), poolclass=NullPool, connect_args=_CONNECT_ARGS
+            )
+        try:
+            before, after = migrate.upgrade(engine, schema)
+        finally:
+            if engine is not self.engine:
+                engine.dispose()
+        if before != after:
+            log.info("migrated schema %s from %s to %s", schema, before or "base", after)
 
     def wait(self) -> Store:
         self.ready.wait()
@@ -329,7 +358,7 @@ class _Run:
                 log.exception("cannot apply VDN %d", vdn_id)
                 kind = (
                     "database error"
-                    if type(error).__module__.startswith("sqlalchemy")
+                    if type(error).__module__.startswith(("psycopg", "sqlalchemy"))
                     else ("internal error")
                 )
                 return replace(fetched, status="failed", error=f"{kind}: {_short(error, 0)}")
@@ -383,7 +412,8 @@ def run_sync(
     """Sync ``vdn_ids`` (default: every configured VDN) once.
 
     Raises :class:`obs_sync.migrate.MigrationError` when the schema cannot be used, and
-    SQLAlchemy errors when the database cannot be reached at all (nothing was recorded).
+    psycopg (or, for a migration, SQLAlchemy) errors when the database cannot be reached
+    at all (nothing was recorded).
     Per-VDN problems never raise: they are in the returned results and run records.
     ``stop`` set / ``deadline`` (a ``time.monotonic()`` value) passed: no new VDN starts;
     the ones not started are recorded as skipped. With ``engine`` given, it is used and
@@ -461,13 +491,13 @@ def run_sync(
     finally:
         prepared.ready.wait()
         handle = prepared.handle
-        if handle is not None and not handle.connection.closed and prepared.store is not None:
+        if handle is not None and not handle.lease.released and prepared.store is not None:
             # Interrupted between start_run and finish_run (an exception, KeyboardInterrupt):
             # close the run as failed if we still can; otherwise the next run marks it
             # abandoned (its liveness lock goes with the connection).
             try:
                 prepared.store.finish_run(handle, "failed", [], error="run aborted by an error")
             except Exception:
-                handle.connection.close()
-        if prepared.own_engine and prepared.engine is not None:
-            prepared.engine.dispose()
+                handle.lease.discard()
+        if prepared.own_engine and prepared.pool is not None:
+            prepared.pool.close()

@@ -87,7 +87,7 @@ def run_sync_command(
         return EXIT_USAGE
     setup_logging_for(config)
 
-    # Not sqlalchemy: run_sync imports it in the background while the fetching starts.
+    # Not sqlalchemy: a sync needs it only for a migration (imported then, in the background).
     from obs_sync.embedded import EmbeddedError
     from obs_sync.migrate import MigrationError
     from obs_sync.sync import run_sync
@@ -118,9 +118,9 @@ def run_sync_command(
         _say(str(error))
         return EXIT_FAILED
     except Exception as error:
-        from sqlalchemy.exc import SQLAlchemyError
-
-        if not isinstance(error, SQLAlchemyError):
+        # psycopg errors (the sync's own statements) or SQLAlchemy's (a migration); checked
+        # by module so that a sync which needed no migration does not import SQLAlchemy.
+        if not type(error).__module__.startswith(("psycopg", "sqlalchemy")):
             raise
         _say(f"database error: {_one_line(error)} (check database.url and that the server is up)")
         return EXIT_FAILED

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
@@ -199,13 +200,33 @@ def test_restore_with_same_description_opens_new_version(
 
 
 def count_statements(engine: Engine) -> tuple[list[str], Callable[[], None]]:
+    """Every statement the engine's psycopg connections execute until the returned stop().
+
+    The store runs plain SQL on the connections it borrows from the engine's pool, so the
+    statements are seen at the psycopg cursor (BEGIN/COMMIT are not counted).
+    """
     seen: list[str] = []
 
-    def listener(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
+    class Counting(psycopg.Cursor[Any]):
+        def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+            seen.append(str(query))
+            return super().execute(query, *args, **kwargs)
 
-    event.listen(engine, "before_cursor_execute", listener)
-    return seen, lambda: event.remove(engine, "before_cursor_execute", listener)
+    def checkout(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.cursor_factory = Counting
+
+    def checkin(dbapi_connection: Any, *_: Any) -> None:
+        if dbapi_connection is not None:
+            dbapi_connection.cursor_factory = psycopg.Cursor
+
+    event.listen(engine, "checkout", checkout)
+    event.listen(engine, "checkin", checkin)
+
+    def stop() -> None:
+        event.remove(engine, "checkout", checkout)
+        event.remove(engine, "checkin", checkin)
+
+    return seen, stop
 
 
 def test_no_change_resync_writes_nothing_and_is_set_based(

@@ -1,0 +1,99 @@
+"""The BI contract's tables as SQLAlchemy metadata, for tools and tests.
+
+As created by migrations/versions/0001_initial.py (schema-less here: apply the configured
+schema with ``schema_translate_map`` or qualified names). The migrations are the source of
+truth; the sync itself (:mod:`obs_sync.store`) writes plain SQL on psycopg and does not
+import this module, so a one-shot ``obs-sync sync`` does not pay for SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+)
+
+__all__ = [
+    "BI_TABLES",
+    "metadata",
+    "result_code",
+    "result_code_history",
+    "sync_run",
+    "sync_run_vdn",
+]
+
+
+metadata = MetaData()
+TZ = DateTime(timezone=True)
+
+sync_run = Table(
+    "sync_run",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("started_at", TZ, nullable=False),
+    Column("finished_at", TZ),
+    Column("status", Text, nullable=False),
+    Column("trigger", Text, nullable=False),
+    Column("hostname", Text),
+    Column("pid", Integer),
+    Column("obs_sync_version", Text),
+    Column("dry_run", Boolean, nullable=False),
+    *(Column(name, Integer, nullable=False) for name in ("vdns", "succeeded", "failed")),
+    *(Column(name, Integer, nullable=False) for name in ("incomplete", "guarded", "skipped")),
+    *(
+        Column(name, BigInteger, nullable=False)
+        for name in ("inserted", "updated", "deleted", "restored", "unchanged")
+    ),
+    Column("error", Text),
+)
+
+sync_run_vdn = Table(
+    "sync_run_vdn",
+    metadata,
+    Column("sync_run_id", BigInteger, ForeignKey("sync_run.id"), primary_key=True),
+    Column("vdn_id", Integer, primary_key=True),
+    Column("status", Text, nullable=False),
+    Column("started_at", TZ, nullable=False),
+    Column("finished_at", TZ, nullable=False),
+    Column("pages", Integer, nullable=False),
+    Column("requests", Integer, nullable=False),
+    Column("total_count", Integer),
+    *(
+        Column(name, Integer, nullable=False)
+        for name in ("inserted", "updated", "deleted", "restored", "unchanged", "withheld")
+    ),
+    Column("error", Text),
+)
+
+result_code = Table(
+    "result_code",
+    metadata,
+    Column("vdn_id", Integer, primary_key=True),
+    Column("obs_code", Text, primary_key=True),
+    Column("obs_code_desc", Text, nullable=False),
+    Column("first_seen_at", TZ, nullable=False),
+    Column("updated_at", TZ, nullable=False),
+    Column("deleted_at", TZ),
+)
+
+result_code_history = Table(
+    "result_code_history",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("vdn_id", Integer, nullable=False),
+    Column("obs_code", Text, nullable=False),
+    Column("obs_code_desc", Text, nullable=False),
+    Column("valid_from", TZ, nullable=False),
+    Column("valid_to", TZ),
+    Column("sync_run_id", BigInteger, ForeignKey("sync_run.id"), nullable=False),
+    Column("closed_by_sync_run_id", BigInteger, ForeignKey("sync_run.id")),
+)
+
+BI_TABLES = (result_code, result_code_history, sync_run, sync_run_vdn)

@@ -1,0 +1,60 @@
+"""database.url (a SQLAlchemy URL) to psycopg arguments: the sync's store connects without
+SQLAlchemy, and must reach the same server, database and user SQLAlchemy would."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import create_engine
+
+from obs_sync.store import OwnPool, URLError, connect_params
+
+URLS = [
+    "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+    "postgresql+psycopg://u:p%40ss%3Aw%2Frd%25x@db.example.com:6543/obs%20data",
+    "postgresql+psycopg://u:p@ss/w:rd@db.example.com/obs",  # unencoded '/' and ':' in password
+    "postgresql+psycopg://user@/obs?host=/var/run/postgresql",
+    "postgresql+psycopg://postgres:@/obs_sync?host=/tmp/obs-sync data/pg",  # embedded server
+    "postgresql+psycopg://u:pw@h/obs?sslmode=require&application_name=bi&connect_timeout=3",
+    "postgresql+psycopg://u@[::1]:5433/obs",
+    "postgresql+psycopg://u@/obs?host=h1:5432&host=h2:5433",
+    "postgresql+psycopg://u@/obs?host=h1,h2&port=5432,5433",
+    "postgresql+psycopg://u@/obs?host=h1:5444",
+    "postgresql+psycopg:///obs",
+    "postgresql+psycopg://",
+]
+
+
+def sqlalchemy_params(url: str) -> dict[str, Any]:
+    engine = create_engine(url)
+    args, params = engine.dialect.create_connect_args(engine.url)
+    params.pop("context", None)  # SQLAlchemy's own adapters map, not a connection setting
+    assert args in ([], [""])
+    return {key: str(value) if key == "port" else value for key, value in params.items()}
+
+
+@pytest.mark.parametrize("url", URLS)
+def test_same_connection_arguments_as_sqlalchemy(url: str) -> None:
+    ours = {k: str(v) if k == "port" else v for k, v in connect_params(url).items()}
+    assert ours == sqlalchemy_params(url)
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://u:secret@h/db", "not a url secret", "postgresql+psycopg://u:secret@h:port/db"]
+)
+def test_unreadable_url_never_shows_the_password(url: str) -> None:
+    with pytest.raises(URLError) as raised:
+        connect_params(url)
+    assert "secret" not in str(raised.value)
+
+
+def test_password_not_in_pool_repr_nor_connection_errors() -> None:
+    params = connect_params("postgresql+psycopg://nobody:s3cr%21t@127.0.0.1:1/x")
+    assert params["password"] == "s3cr!t"
+    pool = OwnPool({**params, "connect_timeout": 2}, 2)
+    assert "s3cr" not in repr(pool)
+    with pytest.raises(psycopg.OperationalError) as raised:
+        pool.acquire()
+    assert "s3cr" not in str(raised.value)
