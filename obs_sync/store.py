@@ -238,24 +238,34 @@ class OwnPool(Pool):
         self._idle: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
         self._closed = False
+        # At most ``size`` connections lent at once: a caller beyond waits for one.
+        self._slots = threading.BoundedSemaphore(size)
 
     def __repr__(self) -> str:  # the parameters hold the password: never shown
         return f"<OwnPool size={self._size} idle={len(self._idle)}>"
 
     def acquire(self) -> Lease:
-        with self._lock:
-            connection = self._idle.pop() if self._idle else None
-        if connection is None:
-            connection = psycopg.connect(**self._params, autocommit=True)
+        self._slots.acquire()
+        try:
+            with self._lock:
+                connection = self._idle.pop() if self._idle else None
+            if connection is None:
+                connection = psycopg.connect(**self._params, autocommit=True)
+        except BaseException:
+            self._slots.release()
+            raise
         return Lease(connection, self._give_back)
 
     def _give_back(self, connection: psycopg.Connection[Any], usable: bool) -> None:
-        if usable:
-            with self._lock:
-                if not self._closed and len(self._idle) < self._size:
-                    self._idle.append(connection)
-                    return
-        connection.close()
+        try:
+            if usable:
+                with self._lock:
+                    if not self._closed and len(self._idle) < self._size:
+                        self._idle.append(connection)
+                        return
+            connection.close()
+        finally:
+            self._slots.release()
 
     def close(self) -> None:
         with self._lock:

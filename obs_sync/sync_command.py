@@ -6,6 +6,8 @@ maps errors to exit codes (0 ok, 1 a VDN or the database failed, 2 configuration
 
 from __future__ import annotations
 
+import atexit
+import gc
 import sys
 import threading
 from collections.abc import Sequence
@@ -86,6 +88,11 @@ def run_sync_command(
         )
         return EXIT_USAGE
     setup_logging_for(config)
+    # A one-shot command: at exit, skip the interpreter's last full garbage collections
+    # over every object of every imported module (pydantic, psycopg, requests...), about
+    # 0.05 s, a tenth of a small sync. Objects are still released; only cycles are left to
+    # the operating system, which reclaims the whole process anyway.
+    atexit.register(gc.freeze)
 
     # Not sqlalchemy: a sync needs it only for a migration (imported then, in the background).
     from obs_sync.embedded import EmbeddedError
