@@ -204,6 +204,68 @@ def _snippet(content: bytes, limit: int = 120) -> str:
     return text[:limit] + ("..." if len(text) > limit else "")
 
 
+def _vendor_code(value: Any) -> str | None:
+    """A resultCode/returnCode as text (None when absent or null); compared exactly."""
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _failure(body: dict[str, Any]) -> tuple[str, str] | None:
+    """(code, desc) when the body carries a failure resultCode/returnCode, else None.
+
+    resultCode takes precedence over returnCode; a field that is absent (or null) is not
+    a failure by itself, so a server sending only one of the two is understood.
+    """
+    for field, desc_field in (("resultCode", "resultDesc"), ("returnCode", "returnDesc")):
+        code = _vendor_code(body.get(field))
+        if code is not None and code != SUCCESS:
+            desc = body.get(desc_field) or body.get("resultDesc") or body.get("returnDesc") or ""
+            return code, str(desc)
+    return None
+
+
+def _total_count(value: Any) -> int | None:
+    """totalCount as an int: a JSON integer, an integral number, or a decimal-digit string."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and value >= 0 else None
+    if isinstance(value, str) and re.fullmatch(r"\s*[0-9]{1,18}\s*", value):
+        return int(value)
+    return None
+
+
+def _charset(content_type: str | None) -> str | None:
+    """The ``charset`` parameter of a Content-Type header, if any."""
+    for param in (content_type or "").split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"') or None
+    return None
+
+
+def _decode_json(content: bytes, content_type: str | None) -> Any:
+    """Parse a JSON body: UTF-8 (BOM or not) or UTF-16/32 as RFC 8259 allows; a body that
+    is not valid UTF-8 is decoded with the charset its Content-Type declares (GBK...).
+
+    Raises ValueError when it is not JSON in either reading.
+    """
+    try:
+        return json.loads(content)
+    except UnicodeDecodeError:
+        charset = _charset(content_type)
+        if charset is None:
+            raise
+        try:
+            text = content.decode(charset)
+        except (LookupError, UnicodeDecodeError):
+            raise ValueError(f"body is neither UTF-8 nor the declared {charset}") from None
+        return json.loads(text)
+
+
 def _parse_page(vdn_id: int, page_num: int, page_size: int, body: Any) -> Page:
     """Validate one decoded body; raise VendorError / DataError naming the VDN and the code."""
     where = f"page {page_num}"
@@ -212,21 +274,17 @@ def _parse_page(vdn_id: int, page_num: int, page_size: int, body: Any) -> Page:
             f"{where}: response body is a JSON {type(body).__name__}, not an object",
             vdn_id=vdn_id,
         )
-    result_code = body.get("resultCode")
-    return_code = body.get("returnCode")
-    if result_code != SUCCESS or return_code != SUCCESS:
-        field, code = (
-            ("resultCode", result_code) if result_code != SUCCESS else ("returnCode", return_code)
-        )
-        if code is None:
-            raise DataError(f"{where}: response has no {field}", vdn_id=vdn_id)
-        desc = body.get("resultDesc") if field == "resultCode" else body.get("returnDesc")
-        desc = desc or body.get("resultDesc") or body.get("returnDesc") or ""
-        raise VendorError(str(code), str(desc), vdn_id=vdn_id)
-    total = body.get("totalCount")
-    if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+    failure = _failure(body)
+    if failure is not None:
+        raise VendorError(failure[0], failure[1], vdn_id=vdn_id)
+    if body.get("resultCode") is None and body.get("returnCode") is None:
+        raise DataError(f"{where}: response has neither resultCode nor returnCode", vdn_id=vdn_id)
+    raw_total = body.get("totalCount")
+    total = _total_count(raw_total)
+    if total is None:
         raise DataError(
-            f"{where}: totalCount is {total!r}, expected a non-negative integer", vdn_id=vdn_id
+            f"{where}: totalCount is {raw_total!r}, expected a non-negative integer",
+            vdn_id=vdn_id,
         )
     raw = body.get("obsCodes")
     # A server may omit an empty list (e.g. a VDN with no codes); completeness is still

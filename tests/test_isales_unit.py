@@ -82,6 +82,39 @@ def test_return_code_is_checked_too() -> None:
     assert info.value.desc == "bad pageNum"
 
 
+def test_only_one_of_result_code_and_return_code_is_enough() -> None:
+    """The spec lists both; a server sending only one of them (absent or null) is understood,
+    and a failure in either still wins."""
+    for missing in ("resultCode", "returnCode"):
+        data = body()
+        del data[missing]
+        assert len(_parse_page(1, 1, 50, data).codes) == 2
+        assert len(_parse_page(1, 1, 50, body(**{missing: None})).codes) == 2
+    only_return = body(returnCode="02000007", returnDesc="pageSize 99")
+    del only_return["resultCode"]
+    with pytest.raises(VendorError) as info:
+        _parse_page(1, 1, 50, only_return)
+    assert (info.value.code, info.value.desc) == ("02000007", "pageSize 99")
+
+
+def test_result_code_takes_precedence_over_return_code() -> None:
+    both = body(resultCode="02000006", resultDesc="r", returnCode="02000007", returnDesc="x")
+    with pytest.raises(VendorError) as info:
+        _parse_page(1, 1, 50, both)
+    assert (info.value.code, info.value.desc) == ("02000006", "r")
+
+
+@pytest.mark.parametrize("total", [2, "2", " 2 ", 2.0])
+def test_total_count_as_a_number_or_a_digit_string(total: Any) -> None:
+    assert _parse_page(1, 1, 50, body(totalCount=total)).total_count == 2
+
+
+def test_unknown_fields_are_ignored() -> None:
+    data = body(serverTime=1700000000000, extra={"x": [1]})
+    data["obsCodes"][0]["obsCodeType"] = 3
+    assert _parse_page(1, 1, 50, data).codes[0] == ("00605", "The switch is busy.")
+
+
 def test_unknown_failure_code_is_reported_as_unknown() -> None:
     with pytest.raises(VendorError) as info:
         _parse_page(1, 1, 50, body(resultCode="0299999", resultDesc="internal"))
@@ -94,9 +127,14 @@ def test_unknown_failure_code_is_reported_as_unknown() -> None:
     [
         ([1, 2], "response body is a JSON list, not an object"),
         ("oops", "response body is a JSON str, not an object"),
-        (body(resultCode=None), "response has no resultCode"),
-        (body(returnCode=None), "response has no returnCode"),
-        (body(totalCount="2"), "totalCount is '2', expected a non-negative integer"),
+        (
+            body(resultCode=None, returnCode=None),
+            "response has neither resultCode nor returnCode",
+        ),
+        (body(totalCount="two"), "totalCount is 'two', expected a non-negative integer"),
+        (body(totalCount="-1"), "totalCount is '-1'"),
+        (body(totalCount="2.5"), "totalCount is '2.5'"),
+        (body(totalCount=2.5), "totalCount is 2.5"),
         (body(totalCount=True), "totalCount is True"),
         (body(totalCount=-1), "totalCount is -1"),
         (body(totalCount=None), "totalCount is None"),
