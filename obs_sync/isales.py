@@ -58,6 +58,16 @@ FAILURE_CODES: dict[str, str] = {
     "02000011": "more parameters than allowed",
 }
 UNKNOWN_FAILURE = "unknown failure code (not in the vendor's table)"
+# Fields of an error response's JSON body quoted in the error message, in this order.
+_ERROR_FIELDS = (
+    "resultCode",
+    "resultDesc",
+    "returnCode",
+    "returnDesc",
+    "error",
+    "reason",
+    "message",
+)
 
 # Outcomes reported to ``on_request`` (one event per HTTP attempt).
 OUTCOMES = frozenset(
@@ -86,12 +96,16 @@ class AuthenticationError(ISalesError):
 class VendorError(ISalesError):
     """The body carried a failure resultCode/returnCode."""
 
-    def __init__(self, code: str, desc: str, *, vdn_id: int | None = None):
+    def __init__(
+        self, code: str, desc: str, *, vdn_id: int | None = None, status: int | None = None
+    ):
         self.code = code
         self.meaning = FAILURE_CODES.get(code, UNKNOWN_FAILURE)
         self.desc = desc
+        self.status = status  # the HTTP status when not 200
+        where = f" (HTTP {status})" if status is not None and status != 200 else ""
         super().__init__(
-            f"iSales failure code {code} ({self.meaning}): {desc or '(no resultDesc)'}",
+            f"iSales failure code {code} ({self.meaning}){where}: {desc or '(no resultDesc)'}",
             vdn_id=vdn_id,
             retryable=code not in FAILURE_CODES,
         )
@@ -319,6 +333,43 @@ def _parse_page(vdn_id: int, page_num: int, page_size: int, body: Any) -> Page:
         codes=tuple(codes),
         result_desc=result_desc if isinstance(result_desc, str) else "",
     )
+
+
+def _error_detail(content: bytes, content_type: str | None) -> str:
+    """One short line from an error response: its JSON message fields, else a snippet."""
+    try:
+        body = _decode_json(content, content_type)
+    except ValueError:
+        return _snippet(content)
+    if isinstance(body, dict):
+        keys = (
+            "resultCode",
+            "resultDesc",
+            "returnCode",
+            "returnDesc",
+            "error",
+            "reason",
+            "message",
+        )
+        parts = [f"{k}={body[k]}" for k in keys if body.get(k) not in (None, "")]
+        if parts:
+            return _snippet(", ".join(parts).encode())
+    return _snippet(content)
+
+
+def _known_failure(content: bytes, content_type: str | None) -> tuple[str, str] | None:
+    """(code, desc) when an error response's JSON body carries one of the vendor's
+    (parameter) failure codes; None otherwise (not JSON, no code, an unknown code)."""
+    try:
+        body = _decode_json(content, content_type)
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    failure = _failure(body)
+    if failure is None or failure[0] not in FAILURE_CODES:
+        return None
+    return failure
 
 
 def _merge(vdn_id: int, codes: dict[str, str], page: Page) -> None:
@@ -625,14 +676,15 @@ class ISalesClient:
             raise ISalesError(f"GET {url} failed: {error}", vdn_id=vdn_id) from None
 
         status = response.status_code
-        if status == 200:
+        content_type = response.headers.get("Content-Type")
+        if 200 <= status < 300:
             try:
-                body = json.loads(response.content)
+                body = _decode_json(response.content, content_type)
             except ValueError:
                 self._emit(vdn_id, "non_json", status, started)
-                kind = response.headers.get("Content-Type", "no Content-Type")
+                kind = content_type or "no Content-Type"
                 raise _Transient(
-                    f"HTTP 200 body is not JSON ({kind}): {_snippet(response.content)}"
+                    f"HTTP {status} body is not JSON ({kind}): {_snippet(response.content)}"
                 ) from None
             try:
                 page = _parse_page(vdn_id, page_num, page_size, body)
@@ -642,18 +694,26 @@ class ISalesClient:
             self._emit(vdn_id, "ok", status, started)
             return page
 
+        detail = _error_detail(response.content, content_type)
         if status == 401:
             self._emit(vdn_id, "auth_error", status, started)
             raise AuthenticationError(
                 f"HTTP 401 from {url}: the server rejected the signature; check "
                 "isales.access_key/secret_key, isales.signing.signed_headers and the host "
-                "clock (not retried)",
+                f"clock (not retried){f'; server said: {detail}' if detail else ''}",
                 vdn_id=vdn_id,
             )
+        # A vendor parameter-error code in an error status's JSON body is as final as in a
+        # 200: repeating the same request cannot fix it, whatever the status.
+        failure = _known_failure(response.content, content_type)
+        if failure is not None:
+            self._emit(vdn_id, "vendor_error", status, started)
+            raise VendorError(failure[0], failure[1], vdn_id=vdn_id, status=status)
         self._emit(vdn_id, "http_error", status, started)
-        if status == 429 or status >= 500:
+        if status in (408, 429) or status >= 500:
+            suffix = f": {detail}" if detail else ""
             raise _Transient(
-                f"HTTP {status}", parse_retry_after(response.headers.get("Retry-After"))
+                f"HTTP {status}{suffix}", parse_retry_after(response.headers.get("Retry-After"))
             )
         if 300 <= status < 400:
             location = response.headers.get("Location", "no Location")
@@ -663,9 +723,15 @@ class ISalesClient:
                 "to the server's real address",
                 vdn_id=vdn_id,
             )
+        hint = ""
+        if status == 403:
+            hint = (
+                "; the access key may lack permission for this API, or the server rejected "
+                "the signature (check isales.access_key/secret_key and the host clock)"
+            )
         raise HTTPStatusError(
             status,
-            f"HTTP {status} from {url} (not retried): {_snippet(response.content) or 'no body'}",
+            f"HTTP {status} from {url} (not retried): {detail or 'no body'}{hint}",
             vdn_id=vdn_id,
         )
 
