@@ -182,6 +182,7 @@ class _Pass:
     """What one walk through a VDN's pages produced."""
 
     codes: dict[str, str]
+    page_size: int  # asked for; lowered when the server pages by a smaller size
     total: int | None = None
     rows: int = 0
     drift: tuple[int, int] | None = None  # first (old, new) totalCount change seen
@@ -540,7 +541,7 @@ class ISalesClient:
         started = time.perf_counter()
         counters = _Counters()
         with logcontext.bind(vdn=vdn_id):
-            walk = self._walk(vdn_id, counters, stop_on_drift=True)
+            walk = self._walk(vdn_id, counters, stop_on_drift=True, page_size=self._page_size)
             if walk.drift is not None:
                 old, new = walk.drift
                 log.info(
@@ -550,7 +551,7 @@ class ISalesClient:
                     new,
                 )
                 counters.restarts += 1
-                walk = self._walk(vdn_id, counters, stop_on_drift=False)
+                walk = self._walk(vdn_id, counters, stop_on_drift=False, page_size=walk.page_size)
             reason = self._incomplete_reason(walk)
             if reason is not None:
                 log.warning("VDN %s: incomplete snapshot: %s", vdn_id, reason)
@@ -572,8 +573,10 @@ class ISalesClient:
 
     # ----------------------------------------------------------------- paging
 
-    def _walk(self, vdn_id: int, counters: _Counters, *, stop_on_drift: bool) -> _Pass:
-        walk = _Pass(codes={})
+    def _walk(
+        self, vdn_id: int, counters: _Counters, *, stop_on_drift: bool, page_size: int
+    ) -> _Pass:
+        walk = _Pass(codes={}, page_size=page_size)
         max_pages = self.config.max_pages
         page_num = 0
         while True:
@@ -581,7 +584,7 @@ class ISalesClient:
                 walk.cap_hit = True
                 return walk
             page_num += 1
-            page = self._fetch_page(vdn_id, page_num, self._page_size, counters)
+            page = self._fetch_page(vdn_id, page_num, walk.page_size, counters)
             counters.pages += 1
             if walk.total is None:
                 walk.total = page.total_count
@@ -599,6 +602,20 @@ class ISalesClient:
             walk.rows += len(page.codes)
             if walk.rows >= walk.total:
                 return walk
+            if page_num == 1 and len(page.codes) < walk.page_size:
+                # A short first page with more codes to come: the server pages by a
+                # smaller size than asked (a cap of its own). Asking for that size from
+                # now on is right whether it offsets pages by its size or by ours; the
+                # counts still decide whether the snapshot is complete.
+                log.info(
+                    "VDN %s: the server sent %d codes for pageSize %d with %d in all; paging by %d",
+                    vdn_id,
+                    len(page.codes),
+                    walk.page_size,
+                    walk.total,
+                    len(page.codes),
+                )
+                walk.page_size = len(page.codes)
 
     @staticmethod
     def _incomplete_reason(walk: _Pass) -> str | None:
