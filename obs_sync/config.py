@@ -128,6 +128,18 @@ class ISalesConfig(_Section):
             raise ValueError(f"{value!r} is not an http(s) URL (e.g. https://10.0.0.5:18443)")
         return value
 
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str | None) -> str | None:
+        # Sent as a header: surrounding spaces would reach the server (which then falls
+        # back to zh_CN); an empty value (e.g. ${ISALES_LOCALE:-}) means no header.
+        value = value.strip() if value is not None else None
+        if not value:
+            return None
+        if not re.fullmatch(r"[A-Za-z]{2,8}([_-][A-Za-z0-9]{1,8})*", value):
+            raise ValueError(f"{value!r} is not a locale like en_US or zh_CN")
+        return value
+
     @field_validator("vdn_ids", mode="before")
     @classmethod
     def _vdn_ids_list(cls, value: Any) -> Any:

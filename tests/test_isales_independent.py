@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
+from pydantic import ValidationError
 
 from obs_sync.config import ISalesConfig
 from obs_sync.isales import AuthenticationError, ISalesClient, TransportError, VendorError
@@ -301,6 +302,20 @@ def test_signature_verifies_on_an_independent_server(
     assert first["headers"]["content-type"] == "application/json; charset=UTF-8"
     assert first["headers"]["host"] == f"127.0.0.1:{server.server_address[1]}"
     assert first["headers"]["locale"] == "en_US"
+
+
+@pytest.mark.parametrize(("locale", "sent"), [(" en_US ", "en_US"), ("", None), (None, None)])
+def test_locale_header_is_sent_trimmed_or_not_at_all(
+    server: Server, locale: str | None, sent: str | None
+) -> None:
+    assert_complete(fetch(server, locale=locale))
+    assert server.seen[0]["headers"].get("locale") == sent
+
+
+def test_a_locale_that_is_not_a_header_token_is_a_config_error(server: Server) -> None:
+    with pytest.raises(ValidationError) as info:
+        config(server, locale="en US")
+    assert "'en US' is not a locale like en_US or zh_CN" in str(info.value)
 
 
 def test_a_required_header_left_unsigned_is_a_401_with_the_servers_reason(server: Server) -> None:
