@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -124,8 +125,24 @@ class ISalesConfig(_Section):
     @classmethod
     def _base_url(cls, value: str) -> str:
         value = value.strip().rstrip("/")
+        # Errors quote the URL without any user:password part (a secret).
+        shown = repr(re.sub(r"(?<=//)[^/@]*@", "***@", value))
         if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"{value!r} is not an http(s) URL (e.g. https://10.0.0.5:18443)")
+            raise ValueError(f"{shown} is not an http(s) URL (e.g. https://10.0.0.5:18443)")
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number in 0..65535
+        except ValueError:
+            raise ValueError(f"{shown} has an invalid port (e.g. https://10.0.0.5:18443)") from None
+        if parts.query or parts.fragment or "@" in parts.netloc or " " in value:
+            raise ValueError(
+                f"{shown} must be only scheme://host:port (no user, query, fragment or spaces)"
+            )
+        if "/rest/isales" in parts.path:
+            raise ValueError(
+                f"{shown} includes the API path: give only scheme://host:port "
+                "(obs-sync appends /rest/isales/v1/openapi/...)"
+            )
         return value
 
     @field_validator("locale")

@@ -232,3 +232,33 @@ def test_limiter_is_shared_fairly_between_threads() -> None:
         thread.join(10)
     # 100 slots 0.1 s apart: every slot handed out exactly once, none twice.
     assert sorted(round(s, 6) for s in clock.slept) == [round(0.1 * i, 6) for i in range(1, 100)]
+
+
+# ----------------------------------------------------------------------------- base_url
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://h:99999", "'https://h:99999' has an invalid port"),
+        ("https://h:1?x=1", "must be only scheme://host:port"),
+        ("https://h:1/#x", "must be only scheme://host:port"),
+        ("https://user:s3cret-pw@h:1", "'https://***@h:1' must be only scheme://host:port"),
+        ("https://h:1/rest/isales/v1/openapi", "includes the API path"),
+    ],
+)
+def test_base_url_is_only_scheme_host_port(url: str, message: str) -> None:
+    from obs_sync.config import ConfigError, parse_config
+
+    isales = {"base_url": url, "access_key": "ak", "secret_key": "sk", "vdn_ids": [1]}
+    with pytest.raises(ConfigError) as info:
+        parse_config({"isales": isales})
+    assert str(info.value).startswith("isales.base_url: ")
+    assert message in str(info.value) and "s3cret" not in str(info.value)
+
+
+def test_base_url_may_carry_a_gateway_prefix() -> None:
+    from obs_sync.config import parse_config
+
+    isales = {"base_url": "https://gw:8443/cc/", "access_key": "a", "secret_key": "s", "vdn_ids": 1}
+    assert parse_config({"isales": isales}).isales.base_url == "https://gw:8443/cc"
