@@ -346,13 +346,16 @@ class Store:
             "SELECT obs_code, obs_code_desc, deleted_at IS NOT NULL, "
             "greatest(updated_at, deleted_at) FROM {s}.result_code WHERE vdn_id = %(vdn)s::int4"
         )
+        # Arrays go in binary format (%b): psycopg dumps a text[] in text format with a
+        # regular-expression escape per element, about 4x the client CPU (measured: 240 vs
+        # 60 us for 2 x 120 strings).
         # Each statement that gives codes a description also opens their new version, from
         # its own RETURNING rows. Versions are closed first (_close_versions_sql): at most
         # one open version per code is enforced at every row.
         self._insert_codes_sql = sql(
             "WITH new AS (INSERT INTO {s}.result_code (vdn_id, obs_code, obs_code_desc, "
             "first_seen_at, updated_at) SELECT %(vdn)s::int4, c, d, %(ts)s, %(ts)s "
-            "FROM unnest(%(codes)s::text[], %(descs)s::text[]) AS u(c, d) "
+            "FROM unnest(%(codes)b::text[], %(descs)b::text[]) AS u(c, d) "
             "RETURNING obs_code, obs_code_desc) "
             "INSERT INTO {s}.result_code_history (vdn_id, obs_code, obs_code_desc, valid_from, "
             "sync_run_id) SELECT %(vdn)s::int4, obs_code, obs_code_desc, %(ts)s, %(run)s::int8 "
@@ -362,7 +365,7 @@ class Store:
         self._update_codes_sql = sql(
             "WITH changed AS (UPDATE {s}.result_code AS r SET obs_code_desc = u.d, "
             "updated_at = %(ts)s, deleted_at = NULL "
-            "FROM unnest(%(codes)s::text[], %(descs)s::text[]) AS u(c, d) "
+            "FROM unnest(%(codes)b::text[], %(descs)b::text[]) AS u(c, d) "
             "WHERE r.vdn_id = %(vdn)s::int4 AND r.obs_code = u.c "
             "RETURNING r.obs_code, r.obs_code_desc) "
             "INSERT INTO {s}.result_code_history (vdn_id, obs_code, obs_code_desc, valid_from, "
@@ -371,20 +374,20 @@ class Store:
         )
         self._delete_codes_sql = sql(
             "UPDATE {s}.result_code SET deleted_at = %(ts)s "
-            "WHERE vdn_id = %(vdn)s::int4 AND obs_code = ANY(%(codes)s::text[]) "
+            "WHERE vdn_id = %(vdn)s::int4 AND obs_code = ANY(%(codes)b::text[]) "
             "AND deleted_at IS NULL"
         )
         self._close_versions_sql = sql(
             "UPDATE {s}.result_code_history SET valid_to = %(ts)s, "
             "closed_by_sync_run_id = %(run)s::int8 WHERE vdn_id = %(vdn)s::int4 "
-            "AND obs_code = ANY(%(codes)s::text[]) AND valid_to IS NULL"
+            "AND obs_code = ANY(%(codes)b::text[]) AND valid_to IS NULL"
         )
         # sync_run_vdn rows, one or many per statement (parallel arrays, one per column).
         self._record_sql = sql(
             "INSERT INTO {s}.sync_run_vdn (sync_run_id, vdn_id, status, started_at, finished_at, "
             "pages, requests, total_count, inserted, updated, deleted, restored, unchanged, "
             "withheld, error) SELECT %(run)s::int8, * FROM unnest("
-            + ", ".join(f"%({name})s::{kind}[]" for name, kind in _RECORD_COLUMNS)
+            + ", ".join(f"%({name})b::{kind}[]" for name, kind in _RECORD_COLUMNS)
             + ")"
         )
         self._start_run_sql = sql(
