@@ -92,7 +92,7 @@ def test_retries_are_logged_and_succeed(tmp_path: Path, server: Simulator) -> No
     server.faults.add(Fault(kind="http_status", status=503, page_num=1))
     result = fetch(write_config(tmp_path, server.url), "--vdn", "3", "--format", "json")
     assert result.returncode == 0, result.stderr
-    assert "HTTP 503; retry 1 of 5" in result.stderr
+    assert "HTTP 503: error=Service Unavailable; retry 1 of 5" in result.stderr
     assert "(1 retries, 0 restarts)" in result.stderr
 
 
