@@ -188,6 +188,8 @@ class _Pass:
     drift: tuple[int, int] | None = None  # first (old, new) totalCount change seen
     cap_hit: bool = False
     empty_page: int | None = None  # the page that came back empty early
+    probing: bool = False  # the next page is a check that nothing lies past the end
+    beyond: tuple[int, int] | None = None  # (page, new codes) found past totalCount
 
 
 # --------------------------------------------------------------------------- helpers
@@ -581,11 +583,22 @@ class ISalesClient:
         page_num = 0
         while True:
             if page_num >= max_pages:
-                walk.cap_hit = True
+                walk.cap_hit = not walk.probing
                 return walk
             page_num += 1
-            page = self._fetch_page(vdn_id, page_num, walk.page_size, counters)
+            if walk.probing:
+                try:
+                    page = self._fetch_page(vdn_id, page_num, walk.page_size, counters)
+                except (VendorError, DataError, HTTPStatusError) as error:
+                    # A server may refuse a pageNum past the end instead of sending an
+                    # empty list: that says nothing lies there either.
+                    log.debug("VDN %s: page %s past the end: %s", vdn_id, page_num, error)
+                    return walk
+            else:
+                page = self._fetch_page(vdn_id, page_num, walk.page_size, counters)
             counters.pages += 1
+            if walk.probing and not page.codes:
+                return walk  # nothing past the end (whatever totalCount it reports there)
             if walk.total is None:
                 walk.total = page.total_count
             elif page.total_count != walk.total:
@@ -594,6 +607,12 @@ class ISalesClient:
                 walk.total = page.total_count
                 if stop_on_drift:
                     return walk
+            if walk.probing:
+                new = sum(1 for code, _ in page.codes if code not in walk.codes)
+                _merge(vdn_id, walk.codes, page)
+                if new:  # (a server repeating its last page past the end adds nothing)
+                    walk.beyond = (page_num, new)
+                return walk
             if not page.codes:
                 if walk.rows < walk.total:
                     walk.empty_page = page_num
@@ -601,6 +620,12 @@ class ISalesClient:
             _merge(vdn_id, walk.codes, page)
             walk.rows += len(page.codes)
             if walk.rows >= walk.total:
+                # A full last page that completes the count: ask for the next one too, or
+                # a totalCount understated by whole pages (e.g. one page's count) would
+                # pass as complete. Only this case costs the extra request.
+                if len(page.codes) >= walk.page_size and len(walk.codes) == walk.total:
+                    walk.probing = True
+                    continue
                 return walk
             if page_num == 1 and len(page.codes) < walk.page_size:
                 # A short first page with more codes to come: the server pages by a
@@ -630,6 +655,9 @@ class ISalesClient:
             )
         if walk.empty_page is not None:
             return f"page {walk.empty_page} was empty after {fetched} of {total} codes"
+        if walk.beyond is not None:
+            page_num, new = walk.beyond
+            return f"page {page_num}, past totalCount {total}, had {new} more codes"
         if fetched != total:
             return f"fetched {fetched} distinct codes but totalCount is {total}"
         return None

@@ -219,6 +219,14 @@ class Handler(BaseHTTPRequestHandler):
         if not (1 <= vdn <= 9999 and page_num >= 1 and 1 <= page_size <= 50):
             return failure("02000007", "out of range")
         codes = CODES.get(vdn, [])
+        past_end = mode.get("past_end")
+        if past_end and (page_num - 1) * page_size >= len(codes) > 0:
+            if past_end == "error":
+                return failure("02000007", "pageNum out of range")
+            if past_end == "http_400":
+                return self.answer(400, {"error": "pageNum out of range"})
+            if past_end == "clamp":  # the last page again
+                page_num = (len(codes) + page_size - 1) // page_size
         rows = mode.get("rows", page_size)  # a server that ignores pageSize
         step = rows if mode.get("offset_by_rows", True) else page_size
         if mode.get("ignore_page_num"):
@@ -228,6 +236,10 @@ class Handler(BaseHTTPRequestHandler):
             {"obsCodeDesc": d, "obsCode": c} for c, d in codes[start : start + rows]
         ]
         total: Any = len(codes) + mode.get("total_offset", 0)
+        if mode.get("total_is_page_count"):  # a misreading of the spec
+            total = len(page)
+        if past_end == "zero_total" and not page:
+            total = 0
         body: dict[str, Any] = {}
         if page or mode.get("empty_list", "list") == "list":
             body["obsCodes"] = page
@@ -393,6 +405,25 @@ def test_a_server_ignoring_page_num_is_never_complete(server: Server) -> None:
     assert not snapshot.complete and len(snapshot.codes) == 50
 
 
+def test_a_total_count_of_one_page_is_never_complete(server: Server) -> None:
+    """totalCount understated by whole pages (here: each page's own count) is caught by
+    the request past the full last page."""
+    server.mode = {"total_is_page_count": True}
+    snapshot = fetch(server, 1)
+    assert not snapshot.complete
+    assert snapshot.incomplete_reason == "page 2, past totalCount 50, had 50 more codes"
+
+
+@pytest.mark.parametrize("past_end", ["error", "http_400", "clamp", "zero_total"])
+def test_any_answer_past_the_end_without_new_codes_is_the_end(
+    server: Server, past_end: str
+) -> None:
+    server.mode = {"past_end": past_end, "rows": 40}  # 120 = 3 full pages of 40
+    snapshot = fetch(server, 1, page_size=40)
+    assert_complete(snapshot)
+    assert snapshot.stats.requests == 4
+
+
 def test_a_total_count_above_the_rows_served_is_never_complete(server: Server) -> None:
     server.mode = {"total_offset": 1}
     snapshot = fetch(server, 1)
@@ -471,4 +502,6 @@ def test_fetch_command_against_the_independent_server(server: Server, tmp_path: 
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert [(r["obs_code"], r["obs_code_desc"]) for r in rows] == CODES[1]
-    assert "120 codes (totalCount 120), 6 pages" in done.stderr and "complete" in done.stderr
+    assert (
+        "120 codes (totalCount 120), 7 pages" in done.stderr
+    )  # 6 full, 1 past the end and "complete" in done.stderr
