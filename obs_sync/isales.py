@@ -360,6 +360,26 @@ def _error_detail(content: bytes, content_type: str | None) -> str:
     return _snippet(content)
 
 
+def _clock_hint(date: str | None, now: datetime | None = None) -> str:
+    """On a 401: how far the server's Date header is from this host's clock, when that is
+    more than a minute (signatures carry a timestamp the server checks); else ""."""
+    if not date:
+        return ""
+    import email.utils
+
+    try:
+        server = email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError, IndexError):
+        return ""
+    if server.tzinfo is None:
+        server = server.replace(tzinfo=timezone.utc)
+    skew = ((now or datetime.now(timezone.utc)) - server).total_seconds()
+    if abs(skew) <= 60:
+        return ""
+    direction = "ahead of" if skew > 0 else "behind"
+    return f"; this host's clock is {abs(skew):.0f}s {direction} the server's (Date header)"
+
+
 def _known_failure(content: bytes, content_type: str | None) -> tuple[str, str] | None:
     """(code, desc) when an error response's JSON body carries one of the vendor's
     (parameter) failure codes; None otherwise (not JSON, no code, an unknown code)."""
@@ -742,10 +762,11 @@ class ISalesClient:
         detail = _error_detail(response.content, content_type)
         if status == 401:
             self._emit(vdn_id, "auth_error", status, started)
+            said = f"; server said: {detail}" if detail else ""
             raise AuthenticationError(
                 f"HTTP 401 from {url}: the server rejected the signature; check "
                 "isales.access_key/secret_key, isales.signing.signed_headers and the host "
-                f"clock (not retried){f'; server said: {detail}' if detail else ''}",
+                f"clock (not retried){said}{_clock_hint(response.headers.get('Date'))}",
                 vdn_id=vdn_id,
             )
         # A vendor parameter-error code in an error status's JSON body is as final as in a

@@ -14,9 +14,11 @@ import gzip
 import hashlib
 import hmac
 import json
+import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,6 +64,7 @@ def c2_problem(
     access_key: str = AK,
     secret_key: str = SK,
     max_skew: float | None = 300,
+    clock_offset: float = 0.0,
 ) -> str:
     """Why the request's Authorization does not verify ("" when it does)."""
     parts = headers.get("authorization", "").split("/")
@@ -75,7 +78,7 @@ def c2_problem(
         moment = datetime.strptime(timestamp, layout).replace(tzinfo=timezone.utc)
     except ValueError:
         return "malformed timestamp"
-    skew = abs((datetime.now(timezone.utc) - moment).total_seconds())
+    skew = abs((datetime.now(timezone.utc) - moment).total_seconds() + clock_offset)
     if max_skew is not None and skew > max_skew:
         return "timestamp too far from the server clock"
     name_list = names.split(";")
@@ -153,6 +156,10 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        moment = time.time() if timestamp is None else timestamp
+        return super().date_time_string(moment + self.server.mode.get("clock_offset", 0.0))
+
     def answer(self, status: int, payload: Any, headers: Sequence[tuple[str, str]] = ()) -> None:
         mode = self.server.mode
         charset = mode.get("charset", "UTF-8")
@@ -190,7 +197,8 @@ class Handler(BaseHTTPRequestHandler):
             error = server.errors.pop(0) if server.errors else None
         if not (path.startswith(PREFIX) and path.endswith(SUFFIX)):
             return self.answer(404, {"error": "no such API"})
-        problem = c2_problem("GET", self.path, headers, server.required)
+        offset = mode.get("clock_offset", 0.0)
+        problem = c2_problem("GET", self.path, headers, server.required, clock_offset=offset)
         if problem:
             return self.answer(401, {"error": problem})
         if headers.get("content-type") != "application/json; charset=UTF-8":
@@ -336,6 +344,27 @@ def test_a_required_header_left_unsigned_is_a_401_with_the_servers_reason(server
         fetch(server, locale="en_US")
     assert "server said: error=a required header is not signed" in str(info.value)
     assert SK not in str(info.value) and len(server.seen) == 1
+
+
+@pytest.mark.parametrize(("offset", "direction"), [(7200, "behind"), (-900, "ahead of")])
+def test_a_401_from_clock_skew_says_how_far_off_the_clock_is(
+    server: Server, offset: float, direction: str
+) -> None:
+    server.mode = {"clock_offset": offset}
+    with pytest.raises(AuthenticationError) as info:
+        fetch(server)
+    message = str(info.value)
+    assert "server said: error=timestamp too far from the server clock" in message
+    match = re.search(r"this host's clock is (\d+)s (behind|ahead of) the server's", message)
+    assert match is not None and match.group(2) == direction
+    assert abs(int(match.group(1)) - abs(offset)) <= 5
+
+
+def test_no_clock_hint_when_the_clocks_agree(server: Server) -> None:
+    server.required = ["content-type", "host", "locale"]
+    with pytest.raises(AuthenticationError) as info:
+        fetch(server, locale="en_US")
+    assert "clock is" not in str(info.value)
 
 
 # ----------------------------------------------------------------------------- response shapes
