@@ -91,12 +91,23 @@ class SigningConfig(_Section):
     signed_headers: tuple[str, ...] = ("content-type", "host")
     timestamp_precision: Literal["seconds", "milliseconds"] = "seconds"
 
+    @field_validator("signed_headers", mode="before")
+    @classmethod
+    def _headers_text(cls, value: Any) -> Any:
+        # The spec's own form, "content-type;host" (or comma-separated), is a list too.
+        if isinstance(value, str):
+            return [name for name in re.split(r"[;,]", value) if name.strip()]
+        return value
+
     @field_validator("signed_headers")
     @classmethod
     def _headers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         names = tuple(sorted({v.strip().lower() for v in value}))
         if not names or "" in names:
             raise ValueError("list at least one header name, e.g. [content-type, host]")
+        bad = [name for name in names if not re.fullmatch(r"[a-z0-9!#$%&'*+.^_`|~-]+", name)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not an HTTP header name")
         return names
 
 

@@ -262,3 +262,28 @@ def test_base_url_may_carry_a_gateway_prefix() -> None:
 
     isales = {"base_url": "https://gw:8443/cc/", "access_key": "a", "secret_key": "s", "vdn_ids": 1}
     assert parse_config({"isales": isales}).isales.base_url == "https://gw:8443/cc"
+
+
+# ----------------------------------------------------------------------------- signed_headers
+
+
+@pytest.mark.parametrize(
+    "value", ["content-type;host", "Host, Content-Type", ["HOST", "content-type"]]
+)
+def test_signed_headers_also_in_the_specs_own_form(value: Any) -> None:
+    from obs_sync.config import parse_config
+
+    isales = {"base_url": "https://h:1", "access_key": "a", "secret_key": "s", "vdn_ids": 1}
+    config = parse_config({"isales": {**isales, "signing": {"signed_headers": value}}})
+    assert config.isales.signing.signed_headers == ("content-type", "host")
+
+
+def test_signed_headers_must_be_header_names() -> None:
+    from obs_sync.config import ConfigError, parse_config
+
+    isales = {"base_url": "https://h:1", "access_key": "a", "secret_key": "s", "vdn_ids": 1}
+    with pytest.raises(ConfigError) as info:
+        parse_config({"isales": {**isales, "signing": {"signed_headers": ["content type"]}}})
+    assert str(info.value) == (
+        "isales.signing.signed_headers: 'content type' is not an HTTP header name"
+    )
