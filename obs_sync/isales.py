@@ -7,6 +7,13 @@ checks the vendor result codes on every page, retries only what is transient (wi
 bounded exponential backoff and jitter), and says whether the snapshot is complete:
 only a complete snapshot may delete stored rows. It is shared by the sync's worker
 threads: one process-wide rate limiter, one connection pool.
+
+Lenient where the vendor page is loose and data cannot suffer: totalCount as a digit
+string, only one of resultCode/returnCode, unknown fields, a null or absent empty list,
+any 2xx, a body in a declared non-UTF-8 charset, a server paging by a smaller size than
+asked. Strict where it can: codes must be non-blank strings, a code may not change its
+description within one snapshot, and completeness is judged by counts only (a full
+last page is followed by one request past the end, which must add nothing).
 """
 
 from __future__ import annotations
