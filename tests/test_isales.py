@@ -328,6 +328,19 @@ def test_vendor_failure_code_is_clear_and_not_retried(
     assert events.outcomes == ["vendor_error"]
 
 
+@pytest.mark.parametrize("status", [400, 500])
+def test_vendor_failure_code_under_an_http_error_is_not_retried(
+    client: ISalesClient, server: Simulator, events: Events, status: int
+) -> None:
+    fault = Fault(kind="http_status", status=status, vendor_body=True, code="02000006", times=None)
+    server.faults.add(fault)
+    with pytest.raises(VendorError) as info:
+        client.fetch_snapshot(2)
+    assert (info.value.code, info.value.status) == ("02000006", status)
+    assert f"(parameter value has the wrong type) (HTTP {status})" in str(info.value)
+    assert served(server, 1) == 1 and events.outcomes == ["vendor_error"]
+
+
 def test_other_4xx_is_not_retried(client: ISalesClient, server: Simulator) -> None:
     server.faults.add(Fault(kind="http_status", status=404, times=None))
     with pytest.raises(HTTPStatusError) as info:

@@ -39,6 +39,23 @@ def test_http_status_with_retry_after_then_recovers(simulator: Simulator) -> Non
     assert simulator.stats.by_status[200] == 1
 
 
+def test_http_status_with_a_vendor_failure_body(simulator: Simulator) -> None:
+    simulator.faults.add(
+        Fault(kind="http_status", status=400, vendor_body=True, code="02000007", desc="bad")
+    )
+    response = page(simulator)
+    assert response.status_code == 400
+    assert response.json() == {
+        "returnCode": "02000007",
+        "resultCode": "02000007",
+        "resultDesc": "bad",
+        "returnDesc": "bad",
+    }
+    assert simulator.stats.recent[-1].result_code == "02000007"
+    with pytest.raises(FaultError, match="vendor_body"):
+        Fault(kind="http_status", vendor_body="yes")  # type: ignore[arg-type]
+
+
 def test_fault_filters_by_vdn_and_page(simulator: Simulator) -> None:
     simulator.faults.add(Fault(kind="http_status", status=503, vdn_id=2, page_num=2, times=None))
     assert page(simulator, vdn=1, num=2).status_code == 200

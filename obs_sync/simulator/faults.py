@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, get_args
 
 FaultKind = Literal[
-    "http_status",  # HTTP `status` (500/503/429...), Retry-After when `retry_after` is set
+    "http_status",  # HTTP `status` (500/503/429...), Retry-After when `retry_after` is set;
+    # with `vendor_body`, the body is the vendor failure body for `code`/`desc`
     "slow",  # sleep `delay_seconds`, then answer normally
     "non_json",  # HTTP 200 with an HTML body
     "result_code",  # HTTP 200, vendor failure `code` with `desc`
@@ -47,6 +48,7 @@ class Fault:
     desc: str | None = None
     delta: int = 1
     variant: BadCodeVariant = "blank"
+    vendor_body: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -65,6 +67,8 @@ class Fault:
             raise FaultError(f"delay_seconds {self.delay_seconds!r} must be >= 0")
         if not isinstance(self.code, str) or not self.code:
             raise FaultError(f'code {self.code!r} must be a non-empty string like "0200001"')
+        if not isinstance(self.vendor_body, bool):
+            raise FaultError(f"vendor_body {self.vendor_body!r} must be true or false")
         if self.variant not in _VARIANTS:
             raise FaultError(f"variant {self.variant!r} is not one of {', '.join(_VARIANTS)}")
         if self.kind == "total_drift" and self.delta == 0:

@@ -389,8 +389,13 @@ class _Handler(BaseHTTPRequestHandler):
                 value = fault.retry_after
                 text = str(int(value)) if value == int(value) else str(value)
                 headers.append(("Retry-After", text))
-            reason = self.responses.get(fault.status, ("Error",))[0]
-            payload = json.dumps({"error": reason, "injected": True}).encode()
+            if fault.vendor_body:  # a vendor failure code under an HTTP error status
+                desc = fault.desc if fault.desc is not None else FAILURE_MEANINGS.get(fault.code)
+                out.result_code = fault.code
+                payload = failure_body(fault.code, desc or "")
+            else:
+                reason = self.responses.get(fault.status, ("Error",))[0]
+                payload = json.dumps({"error": reason, "injected": True}).encode()
             self._send(fault.status, payload, headers=headers)
             return True
         if fault.kind == "non_json":
