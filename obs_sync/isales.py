@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import tenacity
@@ -418,6 +419,12 @@ def _tls_config_problem(error: Exception, url: str) -> str | None:
     """A TLS failure that retrying cannot fix (certificate, protocol), as a hint; else None."""
     text = str(error)
     lowered = text.lower()
+    if "mismatch" in lowered and "not valid for" in lowered:
+        host = urlsplit(url).hostname
+        return (
+            f"TLS verification failed for {url}: the server's certificate is not issued for "
+            f"{host!r}; put a host name the certificate names in isales.base_url"
+        )
     if "certificate" in lowered or "hostname" in lowered:
         detail = re.search(r"certificate verify failed: ([^'\"(\]]+)", text)
         reason = detail.group(1).strip() if detail else "certificate not trusted"

@@ -426,6 +426,23 @@ def test_tls_verified_by_default(tls_server: Simulator) -> None:
     assert len(events.items) == 1  # a certificate problem is not retried
 
 
+def test_tls_name_mismatch_says_to_use_the_certificates_name(
+    data: SimulatorData, ca: trustme.CA, tmp_path: Path
+) -> None:
+    bundle, pem = tmp_path / "ca.pem", tmp_path / "server.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    ca.issue_cert("isales.example").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    with (
+        Simulator(data, access_key=AK, secret_key=SK, tls=(str(pem), str(pem))) as sim,
+        ISalesClient(make_config(sim.url, verify_tls=str(bundle))) as isales,
+        pytest.raises(ISalesError) as info,
+    ):
+        isales.fetch_snapshot(1)
+    assert not isinstance(info.value, TransportError)
+    assert "certificate is not issued for '127.0.0.1'" in str(info.value)
+    assert "isales.base_url" in str(info.value)
+
+
 def test_https_to_a_plain_http_port_is_a_clear_config_error(server: Simulator) -> None:
     events = Events()
     url = server.url.replace("http://", "https://")
