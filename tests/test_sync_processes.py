@@ -169,3 +169,37 @@ def test_kill_9_mid_run_leaves_a_consistent_database(
     assert scalar(engine, "SELECT sum(updated) FROM {s}.sync_run_vdn") == 200
     assert present_codes(engine) == {vdn: sim.data.codes(vdn) for vdn in VDNS}
     assert_history_invariants(engine)
+
+
+LOADED = (
+    "import runpy, sys\n"
+    "sys.argv = ['obs-sync', *sys.argv[1:]]\n"
+    "try:\n"
+    "    runpy.run_module('obs_sync', run_name='__main__')\n"
+    "finally:\n"
+    "    heavy = ('sqlalchemy', 'alembic', 'mako')\n"
+    "    print('LOADED', sorted({m.split('.')[0] for m in sys.modules} & set(heavy)), "
+    "file=sys.stderr)\n"
+)
+
+
+def test_sync_imports_sqlalchemy_only_to_migrate(
+    tmp_path: Path, simulator: Simulator, database_url: str
+) -> None:
+    """A one-shot sync talks plain psycopg; SQLAlchemy and Alembic load only for a migration."""
+    path = write_config(tmp_path / "c.yaml", simulator, database_url, vdn_ids=[1, 2])
+
+    def loaded(*args: str) -> tuple[int, str]:
+        child = subprocess.run(
+            [sys.executable, "-c", LOADED, "--config", path, "sync", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=child_env(),
+        )
+        (line,) = [line for line in child.stderr.splitlines() if line.startswith("LOADED")]
+        return child.returncode, line
+
+    assert loaded() == (0, "LOADED ['alembic', 'mako', 'sqlalchemy']")  # creates the schema
+    assert loaded() == (0, "LOADED []")  # a re-sync
+    assert loaded("--dry-run") == (0, "LOADED []")
