@@ -123,6 +123,11 @@ def _isales_fix(error: BaseException, base_url: str) -> str:
             "isales.secret_key (the pair issued for this API), isales.signing.signed_headers "
             "and the host clock (run NTP; the signature carries a timestamp)"
         )
+    if "is not issued for" in lowered:
+        return (
+            "the certificate does not name the host in isales.base_url: use a host name the "
+            "certificate covers (not an IP address unless the certificate lists it)"
+        )
     if "tls" in lowered or "ssl" in lowered or "certificate" in lowered:
         return (
             "TLS failed: set isales.verify_tls to the path of the CA bundle that signed the "

@@ -93,3 +93,22 @@ def test_format_result() -> None:
     lines = failed.splitlines()
     assert lines[0].startswith("FAIL  isales") and "HTTP 401" in lines[0]
     assert lines[1].strip() == "fix: check the keys"
+
+
+def test_certificate_for_another_name_points_at_base_url(tmp_path: Any) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("isales.example")  # not 127.0.0.1, the host we connect to
+    cert_path, key_path, ca_path = (tmp_path / n for n in ("cert.pem", "key.pem", "ca.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    cert.private_key_pem.write_to_path(str(key_path))
+    ca.cert_pem.write_to_path(str(ca_path))
+    data = SimulatorData.generate(vdn_ids=range(3, 5), codes_per_vdn=5, seed=3)
+    with Simulator(
+        data, access_key=ACCESS, secret_key=SECRET, tls=(str(cert_path), str(key_path))
+    ) as server:
+        result = check_isales(config_for(server.url, verify_tls=str(ca_path)))
+    assert not result.ok
+    assert result.fix is not None and "isales.base_url" in result.fix
+    assert "verify_tls" not in result.fix  # the CA is right; the name is not
