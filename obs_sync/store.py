@@ -421,6 +421,8 @@ class Store:
         # nothing to keep consistent with, and a no-change VDN then costs one round trip.
         self._pending: list[VdnResult] = []
         self._pending_lock = threading.Lock()
+        # True when this run created the tables (a first sync): every VDN starts empty.
+        self.created = False
         # Database clock minus this host's, measured when the run starts, so VDN records
         # carry database time like everything else without asking the server each time.
         self.clock_offset = timedelta(0)
@@ -598,20 +600,25 @@ class Store:
         for attempt in (1, 2):
             lease: Lease | None = None
             try:
-                rows = self._read_rows(fetched.vdn_id)
-                if _same(rows, codes):  # the usual re-sync: no StoredCode objects, no diff
-                    changes = _no_changes(len(codes))
-                    result = outcome(fetched, {}, changes, incomplete_reason, max_delete_fraction)
-                    return self.record_later(run_id, result)
-                stored = {code: StoredCode(code, desc, deleted) for code, desc, deleted in rows}
-                changes = compute_changes(
-                    stored, codes, complete=complete, max_delete_fraction=max_delete_fraction
-                )
-                if changes.is_empty:
-                    result = outcome(
-                        fetched, stored, changes, incomplete_reason, max_delete_fraction
+                # On tables this run created, a VDN with codes certainly has something to
+                # write: straight to the locked path, whose read is authoritative anyway.
+                if not (self.created and codes):
+                    rows = self._read_rows(fetched.vdn_id)
+                    if _same(rows, codes):  # the usual re-sync: no StoredCode objects, no diff
+                        changes = _no_changes(len(codes))
+                        result = outcome(
+                            fetched, {}, changes, incomplete_reason, max_delete_fraction
+                        )
+                        return self.record_later(run_id, result)
+                    stored = {code: StoredCode(code, d, deleted) for code, d, deleted in rows}
+                    changes = compute_changes(
+                        stored, codes, complete=complete, max_delete_fraction=max_delete_fraction
                     )
-                    return self.record_later(run_id, result)
+                    if changes.is_empty:
+                        result = outcome(
+                            fetched, stored, changes, incomplete_reason, max_delete_fraction
+                        )
+                        return self.record_later(run_id, result)
                 lease = self.pool.acquire()
                 with lease.connection.transaction():
                     applied = self._apply(

@@ -190,7 +190,8 @@ class _Prepared:
                         "empty store"
                     )
             else:
-                self._migrate(schema)
+                # Tables this run created are empty: the store skips its no-change pre-reads.
+                store.created = self._migrate(schema)
                 self.handle = store.start_run(
                     trigger=self.trigger,
                     hostname=socket.gethostname(),
@@ -203,15 +204,18 @@ class _Prepared:
         finally:
             self.ready.set()
 
-    def _migrate(self, schema: str) -> None:
-        """Check the schema version with one query; only a schema behind pays for Alembic."""
+    def _migrate(self, schema: str) -> bool:
+        """Check the schema version with one query; only a schema behind pays for Alembic.
+
+        Returns True when this call created obs-sync's tables (the schema was at base).
+        """
         from obs_sync import migrate
 
         assert self.pool is not None
         with self.pool.connection() as connection:
             current = migrate.revision_of(connection, schema)
         if not migrate.needs_upgrade(current, schema, migrate=self.migrate):
-            return
+            return False
         engine = self.engine
         if engine is None:
             from sqlalchemy import create_engine
@@ -227,6 +231,7 @@ class _Prepared:
                 engine.dispose()
         if before != after:
             log.info("migrated schema %s from %s to %s", schema, before or "base", after)
+        return before is None and after is not None
 
     def wait(self) -> Store:
         self.ready.wait()

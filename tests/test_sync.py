@@ -249,6 +249,27 @@ def test_no_change_resync_writes_nothing_and_is_set_based(
     assert len(statements) <= 5 + 8, statements
 
 
+def test_first_sync_on_tables_it_created_skips_the_unlocked_reads(
+    config: Config, engine: Engine, simulator: Simulator
+):
+    def unlocked_reads(statements: list[str]) -> int:
+        return sum(
+            1
+            for s in statements
+            if s.lstrip().startswith("SELECT obs_code") and "greatest" not in s
+        )
+
+    statements, stop = count_statements(engine)
+    first = sync(config, engine)  # creates the tables: every VDN is known to start empty
+    stop()
+    assert first.total("inserted") == 600 and unlocked_reads(statements) == 0
+    statements, stop = count_statements(engine)
+    second = sync(config, engine)
+    stop()
+    assert second.total("unchanged") == 600 and unlocked_reads(statements) == 5
+    assert_history_invariants(engine)
+
+
 def test_statements_per_changed_vdn_do_not_grow_with_codes(
     config: Config, engine: Engine, simulator: Simulator
 ):
