@@ -28,7 +28,7 @@ WHERE ctid IN (
     SELECT v.ctid
     FROM {s}.sync_run_vdn AS v
     JOIN {s}.sync_run AS r ON r.id = v.sync_run_id
-    WHERE r.started_at < now() - make_interval(days => %(days)s)
+    WHERE r.started_at < now() - %(days)s::float8 * interval '1 day'
       AND (
         v.status <> 'succeeded'
         OR EXISTS (

@@ -29,6 +29,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from obs_sync.health import HealthTracker
+from obs_sync.logcontext import PendingRun, bind
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -179,6 +180,7 @@ class Job(Protocol):
         deadline: float,
         on_vdn: Callable[[Any], None],
         on_request: Callable[[Any], None] | None,
+        log_run: PendingRun,
     ) -> RunResultLike: ...
 
 
@@ -213,6 +215,7 @@ class SyncJob:
         deadline: float,
         on_vdn: Callable[[Any], None],
         on_request: Callable[[Any], None] | None,
+        log_run: PendingRun,
     ) -> RunResultLike:
         from obs_sync.sync import make_engine, run_sync
 
@@ -227,6 +230,7 @@ class SyncJob:
             on_request=on_request,
             stop=stop,
             deadline=deadline,
+            log_run=log_run,
         )
         self.migrated = True
         return result
@@ -290,6 +294,16 @@ class Daemon:
                 self._idle.notify_all()
 
     def _run_once(self) -> None:
+        # Every line of the run carries its id: held back until run_sync has inserted the
+        # run's row (or, if it never does, written without one).
+        run = PendingRun()
+        try:
+            with bind(run=run):
+                self._run_bound(run)
+        finally:
+            run.resolve(None)
+
+    def _run_bound(self, run: PendingRun) -> None:
         started = time.monotonic()
         deadline_seconds = self.timing.run_deadline_seconds(self.clock())
         deadline = started + deadline_seconds
@@ -308,6 +322,7 @@ class Daemon:
                 deadline=deadline,
                 on_vdn=on_vdn,
                 on_request=metrics.on_request if metrics is not None else None,
+                log_run=run,
             )
         except Exception as error:
             # Typically the database is unreachable; the next run tries again.

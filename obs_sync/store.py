@@ -548,6 +548,16 @@ class Store:
                 log.warning("cannot write run records yet (will retry)", exc_info=True)
         return result
 
+    def prune_run_records(self, keep_days: float) -> int:
+        """Delete old ``sync_run_vdn`` rows (see :mod:`obs_sync.retention`); return how many."""
+        from obs_sync.retention import prune_run_records
+
+        def execute(sql: str, params: Mapping[str, Any]) -> int:
+            with self.pool.connection() as connection:  # autocommit: each batch commits
+                return connection.execute(sql, params).rowcount
+
+        return prune_run_records(execute, self.schema, keep_days)
+
     def flush_records(self, run_id: int, connection: psycopg.Connection[Any] | None = None) -> None:
         with self._pending_lock:
             batch, self._pending = self._pending, []

@@ -153,9 +153,20 @@ class _Prepared:
     """The database side of a run, made ready in the background (see the module doc)."""
 
     def __init__(
-        self, config: Config, engine: Engine | None, *, dry_run: bool, migrate: bool, trigger: str
+        self,
+        config: Config,
+        engine: Engine | None,
+        *,
+        dry_run: bool,
+        migrate: bool,
+        trigger: str,
+        log_run: logcontext.PendingRun,
     ) -> None:
         self.config = config
+        # The run's log lines wait for its id, known once start_run has inserted the row.
+        self.log_run = log_run
+        if dry_run:
+            log_run.resolve("dry-run")
         self.engine = engine
         self.own_engine = engine is None
         self.dry_run = dry_run
@@ -171,6 +182,10 @@ class _Prepared:
         self.thread = threading.Thread(target=self._prepare, name="obs-sync-db", daemon=True)
 
     def _prepare(self) -> None:
+        with logcontext.bind(run=self.log_run):  # a thread of its own: bind again
+            self._prepare_bound()
+
+    def _prepare_bound(self) -> None:
         try:
             from obs_sync.store import EnginePool, OwnPool, Store, connect_params
 
@@ -198,6 +213,7 @@ class _Prepared:
                     pid=os.getpid(),
                     version=__version__,
                 )
+                self.log_run.resolve(self.handle.run_id)
             self.store = store
         except BaseException as error:
             self.error = error
@@ -313,10 +329,8 @@ class _Run:
             with self.lock:
                 self.aborted = True
 
-    def run_label(self) -> int | str | None:
-        if self.dry_run:
-            return "dry-run"
-        return self.prepared.run_id
+    def run_label(self) -> logcontext.PendingRun:
+        return self.prepared.log_run
 
     def fetch(self, vdn_id: int) -> tuple[VdnResult, Snapshot | str]:
         """The VDN's snapshot, or why it could not be fetched."""
@@ -401,6 +415,14 @@ class _Run:
         return replace(outcome(fetched, stored, changes, reason, fraction), finished_at=now)
 
 
+def _prune(store: Store, keep_days: float) -> None:
+    """Retention of run records; a failure here never fails the run (the next one retries)."""
+    try:
+        store.prune_run_records(keep_days)
+    except Exception as error:
+        log.warning("pruning old run records failed (the next run retries): %s", error)
+
+
 def run_sync(
     config: Config,
     *,
@@ -413,6 +435,7 @@ def run_sync(
     on_request: Callable[[RequestEvent], None] | None = None,
     stop: threading.Event | None = None,
     deadline: float | None = None,
+    log_run: logcontext.PendingRun | None = None,
 ) -> RunResult:
     """Sync ``vdn_ids`` (default: every configured VDN) once.
 
@@ -423,13 +446,35 @@ def run_sync(
     ``stop`` set / ``deadline`` (a ``time.monotonic()`` value) passed: no new VDN starts;
     the ones not started are recorded as skipped. With ``engine`` given, it is used and
     left open (the daemon keeps one for its life); otherwise one is made and disposed.
+    ``log_run``: bound by a caller that logs about the run too; resolved with the run id.
+    After the run, run records older than ``sync.keep_run_records_days`` are pruned.
     """
+    vdns = list(dict.fromkeys(vdn_ids)) if vdn_ids is not None else config.isales.vdn_list
+    pending = log_run if log_run is not None else logcontext.PendingRun()
+    prepared = _Prepared(
+        config, engine, dry_run=dry_run, migrate=migrate, trigger=trigger, log_run=pending
+    )
+    prepared.thread.start()
+    try:
+        with logcontext.bind(run=pending):
+            return _run(config, prepared, vdns, dry_run, on_vdn, on_request, stop, deadline)
+    finally:
+        pending.resolve(None)  # no-op once the run has its id; else writes the held lines
+
+
+def _run(
+    config: Config,
+    prepared: _Prepared,
+    vdns: list[int],
+    dry_run: bool,
+    on_vdn: Callable[[VdnResult], None] | None,
+    on_request: Callable[[RequestEvent], None] | None,
+    stop: threading.Event | None,
+    deadline: float | None,
+) -> RunResult:
     from obs_sync.isales import ISalesClient
 
-    vdns = list(dict.fromkeys(vdn_ids)) if vdn_ids is not None else config.isales.vdn_list
-    prepared = _Prepared(config, engine, dry_run=dry_run, migrate=migrate, trigger=trigger)
     started_at = datetime.now(timezone.utc)
-    prepared.thread.start()
     try:
         with ISalesClient(config.isales, on_request=on_request) as client:
             run = _Run(
@@ -479,6 +524,7 @@ def run_sync(
         if handle is not None:
             started_at = handle.started_at
             finished_at = store.finish_run(handle, status, ordered, unrecorded=unstarted)
+            _prune(store, config.sync.keep_run_records_days)
         else:
             finished_at = datetime.now(timezone.utc)
         return RunResult(

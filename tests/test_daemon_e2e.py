@@ -15,6 +15,7 @@ import glob
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -348,9 +349,17 @@ def test_schedules_serves_and_stops_cleanly_mid_run(pg: TempPostgres, tmp_path: 
         assert SECRET not in log and DB_PASSWORD not in log
         lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
         assert lines, log[-2000:]
-        assert any(line.get("run_id") is not None for line in lines)
         assert any(line.get("vdn_id") is not None for line in lines)
         assert any("SIGTERM" in line["message"] for line in lines)
+        # Every line of a run names it, also those logged before its row existed.
+        run_lines = [
+            line
+            for line in lines
+            if line["logger"] in ("obs_sync.sync", "obs_sync.isales", "obs_sync.store")
+            or re.match(r"run (starting|\d+ finished)", line["message"])
+        ]
+        assert any(line["message"].startswith("run starting") for line in run_lines)
+        assert [line for line in run_lines if line.get("run_id") is None] == []
 
 
 def test_survives_database_restart(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from obs_sync.config import Config, parse_config
+from obs_sync.logcontext import PendingRun
 from obs_sync.scheduler import Daemon
 
 
@@ -55,6 +56,7 @@ class FakeJob:
         deadline: float,
         on_vdn: Callable[[Any], None],
         on_request: Callable[[Any], None] | None,
+        log_run: PendingRun,
     ) -> _Run:
         with self.lock:
             self.concurrent += 1
@@ -63,6 +65,7 @@ class FakeJob:
             self.calls.append(deadline)
         try:
             run = self.script(n, stop, deadline)
+            log_run.resolve(run.run_id)  # as run_sync does once the run's row exists
             for vdn in run.vdns:
                 on_vdn(vdn)
             return run
@@ -229,7 +232,8 @@ class Run:
     vdns = []
     run_id = 1
 
-def job(*, stop, deadline, on_vdn, on_request):
+def job(*, stop, deadline, on_vdn, on_request, log_run):
+    log_run.resolve(1)
     print("job started", flush=True)
     stop.wait(timeout=float(sys.argv[1]))  # a run that honours the stop event (or not)
     time.sleep(float(sys.argv[2]))

@@ -11,7 +11,9 @@ from sqlalchemy.engine import Engine
 from obs_sync import retention
 from obs_sync.migrate import upgrade
 from obs_sync.retention import prune_run_records
-from tests.fixtures_db import TEST_SCHEMA
+from obs_sync.simulator import Simulator
+from obs_sync.sync import run_sync
+from tests.fixtures_db import TEST_SCHEMA, make_config
 
 S = TEST_SCHEMA
 
@@ -90,3 +92,17 @@ def test_zero_days_keeps_everything_and_batches_drain_a_backlog(
     assert prune_run_records(execute_on(db_engine), S, 90, max_batches=2) == 8
     assert prune_run_records(execute_on(db_engine), S, 90) == 7
     assert remaining(db_engine) == set()
+
+
+def test_every_run_prunes(simulator: Simulator, database_url: str, db_engine: Engine) -> None:
+    config = make_config(simulator, database_url, sync={"keep_run_records_days": 30})
+    first = run_sync(config, trigger="test")
+    with db_engine.begin() as connection:  # the first run happened 40 days ago
+        connection.execute(
+            text(f"UPDATE {S}.sync_run SET started_at = started_at - interval '40 days'")
+        )
+    second = run_sync(config, trigger="test")
+    assert first.exit_code == 0 and second.exit_code == 0
+    kept = remaining(db_engine)
+    assert {run for run, _, _ in kept} == {second.run_id}  # newer successes replace them
+    assert len(kept) == len(config.isales.vdn_list)

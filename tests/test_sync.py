@@ -242,11 +242,13 @@ def test_no_change_resync_writes_nothing_and_is_set_based(
     writes = [s for s in statements if "result_code" in s and not s.lstrip().startswith("SELECT")]
     assert writes == []
     # Per VDN: one unlocked read, nothing else (its record is batched). Per run: schema
-    # check (2), start (insert + liveness lock), abandon check, records, finish, unlock.
+    # check (2), start (insert + liveness lock), abandon check, records, finish, unlock,
+    # retention prune.
     reads = [s for s in statements if s.lstrip().startswith("SELECT obs_code")]
     assert len(reads) == 5
     assert not any("pg_try_advisory_xact_lock" in s for s in statements)
-    assert len(statements) <= 5 + 8, statements
+    assert len(statements) <= 5 + 9, statements
+    assert sum("DELETE FROM" in s and "sync_run_vdn" in s for s in statements) == 1
 
 
 def test_first_sync_on_tables_it_created_skips_the_unlocked_reads(
