@@ -353,16 +353,7 @@ def _error_detail(content: bytes, content_type: str | None) -> str:
     except ValueError:
         return _snippet(content)
     if isinstance(body, dict):
-        keys = (
-            "resultCode",
-            "resultDesc",
-            "returnCode",
-            "returnDesc",
-            "error",
-            "reason",
-            "message",
-        )
-        parts = [f"{k}={body[k]}" for k in keys if body.get(k) not in (None, "")]
+        parts = [f"{k}={body[k]}" for k in _ERROR_FIELDS if body.get(k) not in (None, "")]
         if parts:
             return _snippet(", ".join(parts).encode())
     return _snippet(content)
