@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -190,12 +191,23 @@ class ISalesConfig(_Section):
 
     @field_validator("verify_tls")
     @classmethod
-    def _verify(cls, value: bool | str) -> bool | str:
+    def _verify(cls, value: bool | str, info: ValidationInfo) -> bool | str:
         if isinstance(value, str):
             if value.strip().lower() in ("true", "false"):
                 return value.strip().lower() == "true"
-            if not Path(value).is_file():
-                raise ValueError(f"CA bundle {value!r} does not exist (true, false or a file path)")
+            path = Path(value).expanduser()
+            # A relative path is relative to the configuration file, not to the working
+            # directory (which differs under systemd, cron, ...).
+            base = (info.context or {}).get("base_dir")
+            if not path.is_absolute() and base is not None:
+                path = Path(base) / path
+            if not path.is_file():
+                raise ValueError(
+                    f"CA bundle {value!r} does not exist"
+                    + (f" (looked at {str(path)!r})" if str(path) != value else "")
+                    + "; use true, false or the path of a PEM file"
+                )
+            return str(path)
         return value
 
     @property
@@ -302,12 +314,15 @@ def format_validation_error(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
+def parse_config(
+    data: Any, env: Mapping[str, str] | None = None, base_dir: Path | None = None
+) -> Config:
+    """Validate a configuration mapping; relative file paths are taken from ``base_dir``."""
     if not isinstance(data, dict):
         raise ConfigError("the configuration must be a YAML mapping with an 'isales' section")
     expanded = _expand_env(data, os.environ if env is None else env, "")
     try:
-        return Config.model_validate(expanded)
+        return Config.model_validate(expanded, context={"base_dir": base_dir})
     except ValidationError as error:
         raise ConfigError(format_validation_error(error)) from None
 
@@ -339,6 +354,6 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{resolved}:{where}: invalid YAML") from None
     try:
-        return parse_config(data)
+        return parse_config(data, base_dir=resolved.absolute().parent)
     except ConfigError as error:
         raise ConfigError(f"{resolved}: {error}") from None

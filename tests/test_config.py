@@ -198,6 +198,26 @@ def test_verify_tls_accepts_an_existing_ca_file(tmp_path: Path) -> None:
     assert parse(isales=isales(verify_tls=str(ca))).isales.verify_tls == str(ca)
 
 
+def test_relative_ca_path_is_taken_from_the_config_files_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    path = etc / "config.yaml"
+    path.write_text(
+        "isales: {base_url: 'https://h:1', access_key: a, secret_key: s, vdn_ids: [1], "
+        "verify_tls: ca.pem}\n"
+    )
+    monkeypatch.chdir(tmp_path)  # elsewhere, as under systemd's WorkingDirectory
+    assert load_config(path).isales.verify_tls == str(etc / "ca.pem")
+
+    path.write_text(path.read_text().replace("ca.pem", "missing.pem"))
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert f"(looked at '{etc / 'missing.pem'}')" in str(error.value)
+
+
 def test_database_url_normalized_and_checked() -> None:
     url = f"postgresql://u:{DB_PASSWORD}@h:5432/db"
     config = parse(database={"url": url})
