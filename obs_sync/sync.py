@@ -304,47 +304,50 @@ class _Run:
         return None
 
     def worker(self) -> None:
-        try:
-            while True:
-                # A VDN is taken only when a fetch slot is free, so VDNs start in order
-                # and a stop request leaves the ones not fetched yet unstarted.
-                with self.fetching:
-                    vdn_id = self.next_vdn()
-                    if vdn_id is None:
-                        return
-                    with logcontext.bind(vdn=vdn_id):
-                        started, fetched = self.fetch(vdn_id)
-                with logcontext.bind(vdn=vdn_id):
-                    result = self.apply(started, fetched)
+        # Threads do not inherit contextvars: bind the run once for everything logged here.
+        with logcontext.bind(run=self.prepared.log_run):
+            try:
+                while (fetched := self.fetch_next()) is not None:
+                    started, snapshot = fetched
+                    with logcontext.bind(vdn=started.vdn_id):
+                        self.finish(self.apply(started, snapshot))
+            except _Aborted:
                 with self.lock:
-                    self.results[vdn_id] = result
-                with logcontext.bind(run=self.run_label(), vdn=vdn_id):
-                    _log_result(result, self.dry_run)
-                if self.on_vdn is not None:
-                    try:
-                        self.on_vdn(result)
-                    except Exception:
-                        log.exception("on_vdn callback failed (ignored)")
-        except _Aborted:
-            with self.lock:
-                self.aborted = True
+                    self.aborted = True
 
-    def run_label(self) -> logcontext.PendingRun:
-        return self.prepared.log_run
+    def fetch_next(self) -> tuple[VdnResult, Snapshot | str] | None:
+        """Fetch the next VDN, or None when none is left (or the run stops)."""
+        # A VDN is taken only when a fetch slot is free, so VDNs start in order and a stop
+        # request leaves the ones not fetched yet unstarted.
+        with self.fetching:
+            vdn_id = self.next_vdn()
+            if vdn_id is None:
+                return None
+            with logcontext.bind(vdn=vdn_id):
+                return self.fetch(vdn_id)
+
+    def finish(self, result: VdnResult) -> None:
+        with self.lock:
+            self.results[result.vdn_id] = result
+        _log_result(result, self.dry_run)
+        if self.on_vdn is not None:
+            try:
+                self.on_vdn(result)
+            except Exception:
+                log.exception("on_vdn callback failed (ignored)")
 
     def fetch(self, vdn_id: int) -> tuple[VdnResult, Snapshot | str]:
         """The VDN's snapshot, or why it could not be fetched."""
         from obs_sync.isales import ISalesError
 
         started = VdnResult(vdn_id, "failed", started_at=datetime.now(timezone.utc))
-        with logcontext.bind(run=self.run_label()):
-            try:
-                return started, self.client.fetch_snapshot(vdn_id)
-            except ISalesError as error:
-                return started, _short(error, vdn_id)
-            except Exception as error:  # a bug must not take the other VDNs down
-                log.exception("unexpected error fetching VDN %d", vdn_id)
-                return started, f"internal error: {_short(error, vdn_id)}"
+        try:
+            return started, self.client.fetch_snapshot(vdn_id)
+        except ISalesError as error:
+            return started, _short(error, vdn_id)
+        except Exception as error:  # a bug must not take the other VDNs down
+            log.exception("unexpected error fetching VDN %d", vdn_id)
+            return started, f"internal error: {_short(error, vdn_id)}"
 
     def apply(self, started: VdnResult, snapshot: Snapshot | str) -> VdnResult:
         if isinstance(snapshot, str):
@@ -363,24 +366,23 @@ class _Run:
             return self.dry_apply(store, fetched, snapshot)
         run_id = self.prepared.run_id
         assert run_id is not None
-        with logcontext.bind(run=run_id):
-            try:
-                return store.apply_vdn(
-                    run_id,
-                    fetched,
-                    snapshot.codes,
-                    complete=snapshot.complete,
-                    incomplete_reason=snapshot.incomplete_reason,
-                    max_delete_fraction=self.config.sync.max_delete_fraction,
-                )
-            except Exception as error:  # e.g. the database is unreachable even for the record
-                log.exception("cannot apply VDN %d", vdn_id)
-                kind = (
-                    "database error"
-                    if type(error).__module__.startswith(("psycopg", "sqlalchemy"))
-                    else ("internal error")
-                )
-                return replace(fetched, status="failed", error=f"{kind}: {_short(error, 0)}")
+        try:
+            return store.apply_vdn(
+                run_id,
+                fetched,
+                snapshot.codes,
+                complete=snapshot.complete,
+                incomplete_reason=snapshot.incomplete_reason,
+                max_delete_fraction=self.config.sync.max_delete_fraction,
+            )
+        except Exception as error:  # e.g. the database is unreachable even for the record
+            log.exception("cannot apply VDN %d", vdn_id)
+            kind = (
+                "database error"
+                if type(error).__module__.startswith(("psycopg", "sqlalchemy"))
+                else "internal error"
+            )
+            return replace(fetched, status="failed", error=f"{kind}: {_short(error, 0)}")
 
     def record_failure(self, result: VdnResult, error: str) -> VdnResult:
         store = self.prepared.wait()
