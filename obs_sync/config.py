@@ -231,9 +231,31 @@ class DatabaseConfig(_Section):
                 "must be a PostgreSQL URL like postgresql+psycopg://user:pass@host:5432/db "
                 "(or empty for the embedded PostgreSQL)"
             )
+        if text and not _url_parses(text):
+            # Never echo the URL or its pieces: they may hold the password.
+            raise ValueError(
+                "cannot be parsed into user, password, host and port; percent-encode special "
+                "characters in the user name and password (@ as %40, : as %3A, / as %2F, "
+                "% as %25)"
+            )
         if text.startswith("postgresql://"):
             text = "postgresql+psycopg://" + text[len("postgresql://") :]
         return SecretStr(text)
+
+
+def _url_parses(url: str) -> bool:
+    """True when every reader of the URL (libpq, SQLAlchemy, ours) splits it the same way."""
+    netloc = urlsplit(url).netloc
+    userinfo, _, hostport = netloc.rpartition("@")
+    if "@" in userinfo or re.search(r"%(?![0-9A-Fa-f]{2})", userinfo):
+        return False
+    if "," in hostport:  # several hosts: each port is checked by libpq itself
+        return True
+    try:
+        urlsplit(url).port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return False
+    return True
 
 
 class ScheduleConfig(_Section):

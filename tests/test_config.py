@@ -325,3 +325,31 @@ def test_config_path_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_config_path(None) == Path("/etc/obs-sync.yaml")
     monkeypatch.delenv(CONFIG_ENV)
     assert resolve_config_path(None) == Path("config.yaml")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://rv:p@ss:w/rd%!@127.0.0.1:5432/db",  # / ends the host part
+        "postgresql://rv:p@ss@127.0.0.1/db",  # two @
+        "postgresql://rv:p%ss@127.0.0.1/db",  # a bare %
+    ],
+)
+def test_unencoded_database_password_is_a_clear_error_that_hides_it(url: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse(database={"url": url})
+    message = str(error.value)
+    assert message.startswith("database.url: cannot be parsed")
+    assert "percent-encode" in message
+    for piece in ("p@ss", "ss:w", "rd%!", "p%ss", "127.0.0.1"):
+        assert piece not in message
+
+
+def test_encoded_and_socket_database_urls_are_accepted() -> None:
+    for url in (
+        "postgresql+psycopg://rv:p%40ss%3Aw%2Frd%25%21@127.0.0.1:5432/db",
+        "postgresql://postgres:@/obs_sync?host=/tmp/pg",
+        "postgresql://u@h1:5432,h2:5433/db",
+        "postgresql://u:pw@[::1]:5432/db",
+    ):
+        assert parse(database={"url": url}).database.url.get_secret_value()
