@@ -46,18 +46,15 @@ WHERE ctid IN (
 Execute = Callable[[str, Mapping[str, Any]], int]
 
 
-def prune_sql(schema: str) -> str:
-    """The prune statement for ``schema`` (already a safe identifier, see config)."""
-    return _PRUNE.format(s=f'"{schema}"')
-
-
 def prune_run_records(
     execute: Execute, schema: str, keep_days: float, *, max_batches: int = 4
 ) -> int:
     """Delete run records older than ``keep_days``; return how many. 0 days: keep all."""
     if keep_days <= 0:
         return 0
-    sql = prune_sql(schema)
+    from obs_sync.store import quote_identifier
+
+    sql = _PRUNE.format(s=quote_identifier(schema))
     deleted = 0
     for _ in range(max_batches):
         count = execute(sql, {"days": keep_days, "batch": BATCH_ROWS})
