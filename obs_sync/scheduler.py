@@ -46,6 +46,11 @@ class ScheduleError(ValueError):
     """The schedule section cannot be turned into a trigger; the message names the key."""
 
 
+class StartError(Exception):
+    """The daemon cannot start as configured (it would fail at every run or not serve at
+    all); the message names the setting to change. ``obs-sync run`` exits 2."""
+
+
 # --------------------------------------------------------------------------- triggers
 
 _CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -196,6 +201,14 @@ class SyncJob:
         self.config = config
         self.engine: Engine | None = None
         self.migrated = False
+        if not config.database.url.get_secret_value():
+            # Not installed never heals by itself: refuse to start rather than fail every run.
+            from obs_sync.embedded import EmbeddedError, require_installed
+
+            try:
+                require_installed()
+            except EmbeddedError as error:
+                raise StartError(str(error)) from None
 
     def prepare(self) -> None:
         """Create the engine (starting the embedded PostgreSQL if configured) and connect once."""
@@ -377,13 +390,20 @@ class Daemon:
         from obs_sync.observability import Metrics, MetricsServer
 
         self.metrics = Metrics()
-        port = self.config.metrics.port
+        host, port = self.config.metrics.host, self.config.metrics.port
         if port == 0:
             log.info("metrics endpoint disabled (metrics.port: 0)")
             return
-        self.server = MetricsServer(
-            self.config.metrics.host, port, metrics=self.metrics, health=self.health.check
-        ).start()
+        try:
+            server = MetricsServer(host, port, metrics=self.metrics, health=self.health.check)
+        except OSError as error:
+            reason = error.strerror or str(error) or type(error).__name__
+            raise StartError(
+                f"metrics.host/metrics.port: cannot listen on {host}:{port}: {reason}; set "
+                "metrics.port to a free port (0 turns the endpoint off) or metrics.host to an "
+                "address of this machine"
+            ) from None
+        self.server = server.start()
         log.info(
             "serving /metrics and /healthz on http://%s:%d",
             self.config.metrics.host,
@@ -476,10 +496,10 @@ def run_daemon(config: Config, *, job: Job | None = None, install_signals: bool 
     """``obs-sync run``: serve until SIGTERM/SIGINT; return the process exit code."""
     try:
         daemon = Daemon(config, job=job)
-    except ScheduleError as error:
-        log.error("%s", error)
+        code = daemon.serve(install_signals=install_signals)
+    except (ScheduleError, StartError) as error:
+        log.error("cannot start: %s", error)
         return EXIT_USAGE
-    code = daemon.serve(install_signals=install_signals)
     if code != EXIT_OK:
         # The run in flight is still going in a worker thread that the interpreter would
         # join at exit; only a hard exit keeps the shutdown bound.

@@ -95,9 +95,16 @@ def run_sync_command(
     atexit.register(gc.freeze)
 
     # Not sqlalchemy: a sync needs it only for a migration (imported then, in the background).
-    from obs_sync.embedded import EmbeddedError
+    from obs_sync.embedded import EmbeddedError, require_installed
     from obs_sync.migrate import MigrationError
     from obs_sync.sync import run_sync
+
+    if not config.database.url.get_secret_value():
+        try:
+            require_installed()  # before fetching anything that could not be stored
+        except EmbeddedError as error:
+            _say(f"configuration error: {error}")
+            return EXIT_USAGE
 
     total = len(vdn_ids) if vdn_ids else len(configured)
     progress: Any = None
@@ -140,7 +147,12 @@ def run_sync_command(
     return result.exit_code
 
 
-def run_migration_command(config: Config, action: str, revision: str) -> int:
+def run_migration_command(
+    config: Config, action: str, revision: str, *, assume_yes: bool = False
+) -> int:
+    """``obs-sync db upgrade|downgrade``. A downgrade that would undo a migration first
+    says what it drops and asks (``assume_yes`` skips that; off a terminal it is required).
+    """
     from obs_sync.observability import setup_logging_for
 
     setup_logging_for(config)
@@ -160,6 +172,16 @@ def run_migration_command(config: Config, action: str, revision: str) -> int:
         if action == "upgrade":
             before, after = migrate.upgrade(engine, schema, revision)
         else:
+            plan = migrate.plan_downgrade(engine, schema, revision)
+            if plan.current is not None and not assume_yes:
+                if not sys.stdin.isatty():
+                    _say(f"{plan.describe()}. Not on a terminal: add --yes to go ahead")
+                    return EXIT_USAGE
+                if not click.confirm(
+                    f"{plan.describe()}. This cannot be undone. Go ahead?", err=True
+                ):
+                    _say("nothing changed")
+                    return EXIT_FAILED
             before, after = migrate.downgrade(engine, schema, revision)
     except migrate.MigrationError as error:
         _say(str(error))
