@@ -11,6 +11,7 @@ processes starting at once migrate one after the other; the second then finds no
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,6 +140,86 @@ def downgrade(engine: Engine, schema: str, revision: str = "-1") -> tuple[str | 
         _alembic(connection, schema, "downgrade", revision)
         after = current_revision(connection, schema)
     return before, after
+
+
+@dataclass(frozen=True)
+class DowngradePlan:
+    """What ``obs-sync db downgrade`` is about to do, shown before it asks to go on."""
+
+    schema: str
+    current: str | None  # None: no obs-sync tables, nothing to do
+    target: str | None  # None: base, every obs-sync table dropped
+    reverted: tuple[str, ...]  # the migrations undone, newest first; empty if unresolved
+    rows: dict[str, int]  # each obs-sync table in the schema: its row count
+
+    def describe(self) -> str:
+        if self.current is None:
+            return f"schema {self.schema} has no obs-sync tables"
+        tables = ", ".join(f"{name} ({count:,} rows)" for name, count in self.rows.items())
+        if self.target is None and self.reverted:
+            what = f"drops every obs-sync table and its data: {tables}"
+        elif self.reverted:
+            what = (
+                f"reverts migration(s) {', '.join(self.reverted)} to {self.target}; whatever "
+                f"they added is lost (tables now: {tables})"
+            )
+        else:
+            what = f"may drop tables and data (tables now: {tables})"
+        return f"schema {self.schema}: downgrade from {self.current} {what}"
+
+
+def downgrade_target(current: str, revision: str) -> tuple[bool, str | None, tuple[str, ...]]:
+    """Resolve ``revision`` from ``current`` on the linear revision list.
+
+    Returns (resolved, target, reverted newest first); target None means base. Anything
+    not understood here is left for Alembic to accept or reject (resolved False).
+    """
+    known = known_revisions()
+    if current not in known:
+        return False, None, ()
+    position = known.index(current)
+    if revision == "base":
+        index = -1
+    elif re.fullmatch(r"-\d+", revision):
+        index = position - int(revision[1:])
+        if index < -1:
+            return False, None, ()
+    elif revision in known and known.index(revision) <= position:
+        index = known.index(revision)
+    else:
+        return False, None, ()
+    target = known[index] if index >= 0 else None
+    return True, target, tuple(reversed(known[index + 1 : position + 1]))
+
+
+def plan_downgrade(engine: Engine, schema: str, revision: str) -> DowngradePlan:
+    """Read-only: the schema's revision and what a downgrade to ``revision`` would undo."""
+    from sqlalchemy import text
+
+    from obs_sync.tables import metadata
+
+    ours = sorted(table.name for table in metadata.tables.values())
+    with engine.connect() as connection:
+        current = current_revision(connection, schema)
+        quoted = _quote(connection, schema)
+        present = connection.execute(
+            text(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = :schema AND table_name = ANY(:names) ORDER BY table_name"
+            ),
+            {"schema": schema, "names": ours},
+        ).scalars()
+        rows = {
+            name: connection.execute(
+                text(f"SELECT count(*) FROM {quoted}.{_quote(connection, name)}")
+            ).scalar_one()
+            for name in list(present)
+        }
+        connection.rollback()
+    if current is None:
+        return DowngradePlan(schema, None, None, (), rows)
+    _, target, reverted = downgrade_target(current, revision)
+    return DowngradePlan(schema, current, target, reverted, rows)
 
 
 def needs_upgrade(current: str | None, schema: str, *, migrate: bool) -> bool:

@@ -151,8 +151,23 @@ def test_db_commands(
     assert f"upgraded from base to {migrate.head_revision()}" in result.output
     result = runner.invoke(main, ["--config", path, "db", "upgrade"])
     assert "already at" in result.output and result.exit_code == 0
+    with db_engine.begin() as connection:
+        connection.execute(
+            text(
+                f"INSERT INTO {SCHEMA}.sync_run (started_at, status, trigger) "
+                "VALUES (now(), 'running', 'manual')"
+            )
+        )
+    # Not on a terminal and no --yes: says what would be lost, changes nothing.
     result = runner.invoke(main, ["--config", path, "db", "downgrade"])
+    assert result.exit_code == 2, result.output
+    assert f"schema {SCHEMA}: downgrade from {migrate.head_revision()} drops every" in result.output
+    assert "sync_run (1 rows)" in result.output and "add --yes" in result.output
+    assert tables(db_engine) == TABLES | {"alembic_version"}
+    result = runner.invoke(main, ["--config", path, "db", "downgrade", "--yes"])
     assert result.exit_code == 0 and tables(db_engine) == {"alembic_version"}
+    result = runner.invoke(main, ["--config", path, "db", "downgrade"])  # nothing left: no ask
+    assert result.exit_code == 0 and "already at base" in result.output
     result = runner.invoke(main, ["--config", path, "db", "upgrade", "--revision", "nope"])
     assert result.exit_code == 2 and "nope" in result.output
 
@@ -185,3 +200,53 @@ def test_alembic_command_line_reads_obs_sync_config(
     )
     assert online.returncode == 0, online.stderr
     assert revision(db_engine) == migrate.head_revision()
+
+
+@pytest.mark.parametrize(
+    ("revision", "expected"),
+    [
+        ("-1", (True, None, ("0001",))),
+        ("base", (True, None, ("0001",))),
+        ("0001", (True, "0001", ())),
+        ("-2", (False, None, ())),  # below base: left for Alembic to reject
+        ("head", (False, None, ())),
+        ("nope", (False, None, ())),
+    ],
+)
+def test_downgrade_target(revision: str, expected: tuple[object, ...]) -> None:
+    assert migrate.known_revisions() == ("0001",), "extend these cases with each new migration"
+    assert migrate.downgrade_target("0001", revision) == expected
+
+
+def test_downgrade_asks_on_a_terminal(
+    tmp_path: Path, simulator: Simulator, database_url: str, db_engine: Engine
+) -> None:
+    import pty
+
+    path = write_config(tmp_path / "c.yaml", simulator, database_url, schema=SCHEMA)
+    migrate.upgrade(db_engine, SCHEMA)
+
+    def downgrade(answer: str) -> tuple[int, str]:
+        controller, terminal = pty.openpty()
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "obs_sync", "--config", path, "db", "downgrade"],
+                stdin=terminal,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            os.write(controller, answer.encode() + b"\n")
+            out, err = process.communicate(timeout=60)
+        finally:
+            os.close(controller)
+            os.close(terminal)
+        return process.returncode, out + err
+
+    code, output = downgrade("n")
+    assert code == 1 and "Go ahead? [y/N]" in output and "nothing changed" in output
+    assert tables(db_engine) == TABLES | {"alembic_version"}
+    code, output = downgrade("y")
+    assert code == 0, output
+    assert f"downgraded from {migrate.head_revision()} to base" in output
+    assert tables(db_engine) == {"alembic_version"}
