@@ -37,7 +37,19 @@ def check_config(config: Config, path: Path | None) -> CheckResult:
     vdns = config.isales.vdn_list
     shown = f"{vdns[0]}..{vdns[-1]}" if len(vdns) > 1 else str(vdns[0])
     where = f"{path}: " if path else ""
-    database = "configured URL" if config.database.url.get_secret_value() else "embedded"
+    from obs_sync.scheduler import ScheduleError, make_trigger
+
+    try:
+        make_trigger(config.schedule)  # what `obs-sync run` would refuse at start
+    except ScheduleError as error:
+        return CheckResult(
+            "config",
+            False,
+            f"{where}{error}",
+            'a 5-field crontab "minute hour day month weekday", e.g. "*/30 * * * *", '
+            "or schedule.interval_minutes instead",
+        )
+    database = "database.url" if config.database.url.get_secret_value() else "embedded PostgreSQL"
     return CheckResult(
         "config",
         True,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from obs_sync.config import Config, ConfigError, load_config
+from obs_sync.config import Config, ConfigError, load_config, resolve_config_path
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -62,12 +62,27 @@ def main(ctx: click.Context, config_path: str | None) -> None:
     ctx.ensure_object(dict)["config_path"] = config_path
 
 
+def plural(count: int, word: str, words: str | None = None) -> str:
+    return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
 @main.command()
-@click.option("--vdn", "vdn_id", type=click.IntRange(1, 9999), required=True, help="VDN id.")
+@click.option(
+    "--vdn",
+    "vdn_ids",
+    type=click.IntRange(1, 9999),
+    required=True,
+    multiple=True,
+    help="VDN id (one; any id, configured or not).",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @click.pass_context
-def fetch(ctx: click.Context, vdn_id: int, fmt: str) -> None:
+def fetch(ctx: click.Context, vdn_ids: tuple[int, ...], fmt: str) -> None:
     """Print one VDN's result codes as fetched from iSales (nothing is stored)."""
+    if len(vdn_ids) > 1:
+        # Silently keeping the last of several would answer another question than asked.
+        fail(f"--vdn given {len(vdn_ids)} times: fetch prints one VDN per call", EXIT_USAGE)
+    vdn_id = vdn_ids[0]
     config = get_config(ctx)
     import json
 
@@ -98,9 +113,10 @@ def fetch(ctx: click.Context, vdn_id: int, fmt: str) -> None:
     stats = snapshot.stats
     state = "complete" if snapshot.complete else f"INCOMPLETE: {snapshot.incomplete_reason}"
     click.echo(
-        f"VDN {vdn_id}: {len(codes)} codes (totalCount {stats.total_count}), "
-        f"{stats.pages} pages, {stats.requests} requests ({stats.retries} retries, "
-        f"{stats.restarts} restarts) in {stats.seconds:.2f}s; {state}",
+        f"VDN {vdn_id}: {plural(len(codes), 'code')} (totalCount {stats.total_count}), "
+        f"{plural(stats.pages, 'page')}, {plural(stats.requests, 'request')} "
+        f"({plural(stats.retries, 'retry', 'retries')}, {plural(stats.restarts, 'restart')}) "
+        f"in {stats.seconds:.2f}s; {state}",
         err=True,
     )
     sys.exit(EXIT_OK if snapshot.complete else EXIT_FAILED)
@@ -224,10 +240,25 @@ def simulator(
 )
 @click.option("--dry-run", is_flag=True, help="Fetch and report what would change; write nothing.")
 @click.option("--no-migrate", is_flag=True, help="Do not apply pending database migrations.")
+@click.option(
+    "--max-delete-fraction",
+    type=click.FloatRange(0, 1),
+    help="sync.max_delete_fraction for this run only, e.g. 1 to accept a real mass "
+    "deletion that guarded a VDN (best with --vdn).",
+)
 @click.pass_context
-def sync(ctx: click.Context, vdn_ids: tuple[int, ...], dry_run: bool, no_migrate: bool) -> None:
+def sync(
+    ctx: click.Context,
+    vdn_ids: tuple[int, ...],
+    dry_run: bool,
+    no_migrate: bool,
+    max_delete_fraction: float | None,
+) -> None:
     """Sync once and exit (0 all succeeded, 1 a VDN failed/incomplete/guarded, 2 usage)."""
     config = get_config(ctx)
+    if max_delete_fraction is not None:
+        guard = config.sync.model_copy(update={"max_delete_fraction": max_delete_fraction})
+        config = config.model_copy(update={"sync": guard})
     from obs_sync.sync_command import run_sync_command
 
     sys.exit(run_sync_command(config, vdn_ids, dry_run=dry_run, migrate=not no_migrate))
@@ -323,7 +354,8 @@ def run(ctx: click.Context) -> None:
     try:
         make_trigger(config.schedule)
     except ScheduleError as error:
-        fail(f"configuration error: {error}", EXIT_USAGE)
+        path = resolve_config_path(ctx.obj.get("config_path"))
+        fail(f"configuration error: {path}: {error}", EXIT_USAGE)
     setup_logging_for(config)
     sys.exit(run_daemon(config))
 
@@ -333,8 +365,6 @@ def run(ctx: click.Context) -> None:
 def check(ctx: click.Context) -> None:
     """Check the configuration, the database and one signed iSales request."""
     from pathlib import Path
-
-    from obs_sync.config import resolve_config_path
 
     config = get_config(ctx)
     from obs_sync.checks import format_result, run_checks

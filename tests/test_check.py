@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,8 +45,27 @@ def test_config_check_summarises() -> None:
     result = check_config(config_for("http://127.0.0.1:1"), None)
     assert result.ok
     assert "2 VDNs (3..4)" in result.detail
-    assert "database configured URL" in result.detail
+    assert "database database.url," in result.detail
     assert "dbpass" not in result.detail
+
+
+def test_config_check_fails_a_bad_cron_like_run_would(tmp_path: Path) -> None:
+    config = parse_config(
+        {
+            "isales": {
+                "base_url": "http://127.0.0.1:1",
+                "access_key": "a",
+                "secret_key": "s",
+                "vdn_ids": [1],
+            },
+            "schedule": {"cron": "0 25 * * *"},
+        },
+        env={},
+    )
+    result = check_config(config, tmp_path / "config.yaml")
+    assert not result.ok
+    assert result.detail.startswith(f"{tmp_path / 'config.yaml'}: schedule.cron '0 25 * * *'")
+    assert result.fix and "*/30 * * * *" in result.fix
 
 
 def test_isales_passes(sim: Simulator) -> None:

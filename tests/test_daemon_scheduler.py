@@ -218,7 +218,7 @@ def test_run_rejects_a_bad_cron_with_exit_2(tmp_path: Any) -> None:
     )
     result = CliRunner().invoke(main, ["--config", str(path), "run"])
     assert result.exit_code == 2
-    assert "schedule.cron" in result.output
+    assert f"configuration error: {path}: schedule.cron '0 25 * * *'" in result.output
 
 
 _CHILD = """
