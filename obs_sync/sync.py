@@ -516,7 +516,7 @@ def _run(
             if vdn not in run.results
         ]
         if unstarted:
-            log.warning("%d VDN(s) not started: %s", len(unstarted), unstarted[0].error)
+            log.warning("%d VDN(s) %s", len(unstarted), unstarted[0].error)
             if on_vdn is not None:
                 for result in unstarted:
                     on_vdn(result)

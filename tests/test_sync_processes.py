@@ -75,6 +75,15 @@ def test_sync_command_output_and_exit_codes(
         line.split()[:2] == ["3", "failed"] and "503" in line for line in failed.stdout.splitlines()
     )
 
+    simulator.faults.clear()
+    simulator.data.set_codes(4, {})  # every code of VDN 4 gone: guarded
+    guarded = run(path, "--vdn", "4")
+    assert guarded.returncode == 1 and "guarded" in guarded.stdout
+    accepted = run(path, "--vdn", "4", "--max-delete-fraction", "1")  # this run only
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert "-120 deleted" in accepted.stdout
+    assert run(path, "--max-delete-fraction", "1.5").returncode == 2
+
     unknown = run(path, "--vdn", "42")
     assert unknown.returncode == 2 and "--vdn 42: not in isales.vdn_ids" in unknown.stderr
     bad = tmp_path / "bad.yaml"
