@@ -38,12 +38,16 @@ def grant_reader(engine: Engine, schema: str, role: str) -> list[str]:
             text("SELECT rolname FROM pg_roles WHERE rolname = :role"), {"role": role}
         ).scalar()
         if found is None:
-            folded = connection.execute(
-                text("SELECT rolname FROM pg_roles WHERE rolname = lower(:role)"), {"role": role}
+            # The role exists under another case: created unquoted (folded to lower case)
+            # or quoted with capitals ("Metabase").
+            other = connection.execute(
+                text("SELECT rolname FROM pg_roles WHERE lower(rolname) = lower(:role) LIMIT 1"),
+                {"role": role},
             ).scalar()
             hint = (
-                f" (did you mean {folded!r}? unquoted names are folded to lower case)"
-                if folded
+                f" (did you mean {other!r}? role names are case-sensitive; SQL folds unquoted "
+                "names to lower case)"
+                if other
                 else ""
             )
             raise GrantError(

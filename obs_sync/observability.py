@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -50,15 +51,29 @@ def config_secrets(config: Config) -> list[str]:
     return [s for s in secrets if s]
 
 
+# Secrets shorter than this are masked only where they stand alone (not inside a longer
+# word): masking every "ab" of a weak password "ab" would garble every line ("datab***se").
+WHOLE_TOKEN_BELOW = 6
+
+
 class _Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         # Longest first, so a secret that contains another is masked whole.
         self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._short = {
+            secret: re.compile(rf"(?<![^\W_]){re.escape(secret)}(?![^\W_])")
+            for secret in self.secrets
+            if len(secret) < WHOLE_TOKEN_BELOW
+        }
 
     def __call__(self, text: str) -> str:
         for secret in self.secrets:
             if secret in text:
-                text = text.replace(secret, REDACTED)
+                short = self._short.get(secret)
+                if short is None:
+                    text = text.replace(secret, REDACTED)
+                else:
+                    text = short.sub(REDACTED, text)
         return text
 
 

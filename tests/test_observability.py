@@ -123,6 +123,18 @@ def test_secrets_are_masked_everywhere(capture: tuple[io.StringIO, list[str]], f
     assert "***" in output
 
 
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_short_secret_is_masked_where_it_stands_alone_not_inside_words(fmt: str) -> None:
+    stream = io.StringIO()
+    setup_logging(LoggingConfig(format=fmt), secrets=["ab"], stream=stream)  # type: ignore[arg-type]
+    log = logging.getLogger("obs_sync.test")
+    log.error("connecting to database postgresql://u:ab@db.example/x as ab, 'ab', ab_1")
+    output = stream.getvalue()
+    assert "database" in output and "db.example" in output  # words keep their letters
+    assert output.count("***") == 4
+    assert "u:***@" in output
+
+
 def test_config_secrets() -> None:
     config = parse_config(
         {
