@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -97,7 +97,8 @@ def evaluate(
     )
     if too_long:
         vdn, failure = min(too_long, key=lambda item: item[1].since)
-        others = f" (and {len(too_long) - 1} more VDNs)" if len(too_long) > 1 else ""
+        more = len(too_long) - 1
+        others = f" (and {more} more VDN{'s' * (more > 1)})" if more else ""
         error = f": {failure.error}" if failure.error else ""
         return Health(
             "unhealthy", f"VDN {vdn} failing for {_minutes(now - failure.since)}{others}{error}"
@@ -106,7 +107,9 @@ def evaluate(
         return Health("starting", "waiting for the first run to finish")
     if state.failing:
         return Health(
-            "ok", f"{len(state.failing)} VDNs failing, for less than {_minutes(max_failing)}"
+            "ok",
+            f"{len(state.failing)} VDN{'s' * (len(state.failing) > 1)} failing, "
+            f"for less than {_minutes(max_failing)}",
         )
     return Health("ok", "")
 
@@ -139,6 +142,13 @@ class HealthTracker:
                 else:
                     current.count += 1
                     current.error = error or current.error
+
+    def seed_failing(self, failures: Mapping[int, Failure]) -> None:
+        """Streaks recorded before this process started (read from the run records), so a
+        restart, or a crash loop, does not hide a VDN that has been failing for days."""
+        with self._lock:
+            for vdn_id, failure in failures.items():
+                self._state.failing.setdefault(vdn_id, failure)
 
     def record_run_error(self, vdn_ids: Iterable[int], error: str, at: datetime) -> None:
         """A run that could not sync anything (e.g. the database is down)."""

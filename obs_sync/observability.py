@@ -16,7 +16,7 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
@@ -264,6 +264,15 @@ class Metrics:
         )
         self._failing: set[int] = set()
         self._lock = threading.Lock()
+
+    def seed(self, last_success: Mapping[int, datetime], failing: Iterable[int]) -> None:
+        """State recorded before this process started (from the run records), so the
+        per-VDN series do not vanish from dashboards and alerts at every restart."""
+        with self._lock:
+            for vdn_id, when in last_success.items():
+                self.vdn_last_success.labels(str(vdn_id)).set(when.timestamp())
+            self._failing.update(failing)
+            self.vdns_failing.set(len(self._failing))
 
     def on_request(self, event: _RequestEventLike) -> None:
         self.request_seconds.labels(event.outcome).observe(max(event.seconds, 0.0))

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta, timezone
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from obs_sync.health import HealthTracker
+from obs_sync.health import Failure, HealthTracker
 from obs_sync.logcontext import PendingRun, bind
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from obs_sync.config import Config, ScheduleConfig
     from obs_sync.observability import Metrics, MetricsServer
+    from obs_sync.status import VdnRow
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +221,20 @@ class SyncJob:
             self.engine = make_engine(self.config)
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
+
+    def recorded(self) -> Sequence[VdnRow]:
+        """Each configured VDN's recorded freshness and failure streak (empty before the
+        first run ever), read once at start so health and metrics survive a restart."""
+        from obs_sync.status import StatusError, read_status
+
+        assert self.engine is not None, "prepare() first"
+        try:
+            status = read_status(
+                self.engine, self.config.database.schema_, self.config.isales.vdn_list, limit=1
+            )
+        except StatusError:
+            return []
+        return status.vdns
 
     def __call__(
         self,
@@ -424,6 +439,8 @@ class Daemon:
                 log.info("database reachable")
             except Exception as error:
                 log.error("database not reachable at start: %s (runs will retry)", _one_line(error))
+            else:
+                self._seed_from_records()
 
         schedule = self.config.schedule
         scheduler = BackgroundScheduler(
@@ -460,6 +477,35 @@ class Daemon:
             # Stop scheduling first so no new run starts, then wait for the one in flight.
             scheduler.shutdown(wait=False)
         return self._drain(schedule.shutdown_timeout_seconds)
+
+    def _seed_from_records(self) -> None:
+        recorded = getattr(self.job, "recorded", None)
+        if recorded is None:
+            return
+        try:
+            rows: Sequence[VdnRow] = recorded()
+        except Exception as error:
+            log.warning(
+                "cannot read earlier run records: %s (health starts empty)", _one_line(error)
+            )
+            return
+        failing = {
+            row.vdn_id: Failure(since=row.failing_since, count=row.streak, error=row.last_error)
+            for row in rows
+            if row.streak and row.failing_since is not None
+        }
+        self.health.seed_failing(failing)
+        if self.metrics is not None:
+            last_success = {row.vdn_id: row.last_success for row in rows if row.last_success}
+            self.metrics.seed(last_success, failing)
+        if failing:
+            first = min(failing, key=lambda vdn: failing[vdn].since)
+            log.warning(
+                "%d VDN(s) already failing before this start, VDN %d since %s",
+                len(failing),
+                first,
+                failing[first].since.isoformat(timespec="seconds"),
+            )
 
     def _drain(self, timeout: float) -> int:
         limit = time.monotonic() + timeout

@@ -50,7 +50,7 @@ def test_failing_vdn_tolerated_until_max_failing() -> None:
     )
     status, reason = verdict(state, since + MAX_FAILING)
     assert status == "ok"
-    assert "1 VDNs failing" in reason
+    assert "1 VDN failing, for less than 30 min" in reason
     status, reason = verdict(state, since + MAX_FAILING + timedelta(seconds=1))
     assert status == "unhealthy"
     assert reason.startswith("VDN 7 failing for 30 min")
@@ -68,7 +68,7 @@ def test_names_the_longest_failing_vdn() -> None:
     )
     status, reason = verdict(state, T0 + HOUR)
     assert status == "unhealthy"
-    assert reason.startswith("VDN 2 failing for 60 min (and 1 more VDNs)")
+    assert reason.startswith("VDN 2 failing for 60 min (and 1 more VDN)")
 
 
 def test_tracker_streaks() -> None:

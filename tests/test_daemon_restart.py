@@ -1,0 +1,55 @@
+"""A restarted daemon carries on from the run records: failure streaks and last successes
+are read back at start, so a restart (or a crash loop) neither resets /healthz to healthy
+nor makes the per-VDN metrics vanish. Real PostgreSQL, real simulator, in-process daemon."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from obs_sync.config import parse_config
+from obs_sync.scheduler import Daemon
+from obs_sync.simulator import Fault, Simulator
+from obs_sync.sync import run_sync
+from tests.fixtures_db import config_dict
+
+
+def test_restart_keeps_failure_streaks_and_last_successes(
+    simulator: Simulator, database_url: str
+) -> None:
+    data = config_dict(simulator, database_url, vdn_ids=[1, 2, 3], max_retries=0)
+    simulator.faults.add(Fault(kind="http_status", status=503, vdn_id=3, times=None))
+    first = run_sync(parse_config(data, env={}))  # an earlier process: VDN 3 fails
+    assert {v.vdn_id: v.status for v in first.vdns} == {1: "succeeded", 2: "succeeded", 3: "failed"}
+    time.sleep(0.1)  # the failure is now older than max_failing_minutes below (60 ms)
+
+    data["schedule"] = {"interval_minutes": 60, "run_at_start": False}
+    data["metrics"] = {"host": "127.0.0.1", "port": 0, "max_failing_minutes": 0.001}
+    daemon = Daemon(parse_config(data, env={}))
+    thread = threading.Thread(target=lambda: daemon.serve(install_signals=False), daemon=True)
+    thread.start()
+    try:
+        limit = time.monotonic() + 30
+        while not daemon.health.failing() and time.monotonic() < limit:
+            time.sleep(0.02)
+        # No run has happened in this process, yet the streak recorded earlier counts.
+        failing = daemon.health.failing()
+        assert list(failing) == [3]
+        assert "503" in (failing[3].error or "")
+        health = daemon.health.check()
+        assert health.status == "unhealthy" and health.reason.startswith("VDN 3 failing for")
+        assert daemon.metrics is not None
+        registry = daemon.metrics.registry
+        last = {
+            vdn: registry.get_sample_value(
+                "obs_sync_vdn_last_success_timestamp_seconds", {"vdn": str(vdn)}
+            )
+            for vdn in (1, 2, 3)
+        }
+        finished = {v.vdn_id: v.finished_at.timestamp() for v in first.vdns if v.finished_at}
+        assert last == {1: finished[1], 2: finished[2], 3: None}
+        assert registry.get_sample_value("obs_sync_vdns_failing") == 1
+    finally:
+        daemon.request_shutdown("test over")
+        thread.join(30)
+    assert not thread.is_alive()
