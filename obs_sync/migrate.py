@@ -137,6 +137,7 @@ def downgrade(engine: Engine, schema: str, revision: str = "-1") -> tuple[str | 
         before = current_revision(connection, schema)
         if before is None:
             return None, None  # nothing to downgrade: already at base
+        _require_known(before, schema)
         _alembic(connection, schema, "downgrade", revision)
         after = current_revision(connection, schema)
     return before, after
@@ -218,8 +219,18 @@ def plan_downgrade(engine: Engine, schema: str, revision: str) -> DowngradePlan:
         connection.rollback()
     if current is None:
         return DowngradePlan(schema, None, None, (), rows)
+    _require_known(current, schema)
     _, target, reverted = downgrade_target(current, revision)
     return DowngradePlan(schema, current, target, reverted, rows)
+
+
+def _require_known(current: str, schema: str) -> None:
+    if current not in known_revisions():
+        raise MigrationError(
+            f"schema {schema} is at migration {current}, which this obs-sync version does not "
+            f"know (its newest is {head_revision()}): downgrade it with the obs-sync version "
+            "that migrated it"
+        )
 
 
 def needs_upgrade(current: str | None, schema: str, *, migrate: bool) -> bool:

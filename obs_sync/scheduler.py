@@ -28,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from obs_sync.errors import one_line
 from obs_sync.health import Failure, HealthTracker
 from obs_sync.logcontext import PendingRun, bind
 
@@ -355,7 +356,7 @@ class Daemon:
         except Exception as error:
             # Typically the database is unreachable; the next run tries again.
             finished = self.clock()
-            message = _one_line(error)
+            message = one_line(error)
             log.error(
                 "run failed before syncing: %s", message, exc_info=log.isEnabledFor(logging.DEBUG)
             )
@@ -438,7 +439,7 @@ class Daemon:
                 prepare()
                 log.info("database reachable")
             except Exception as error:
-                log.error("database not reachable at start: %s (runs will retry)", _one_line(error))
+                log.error("database not reachable at start: %s (runs will retry)", one_line(error))
             else:
                 self._seed_from_records()
 
@@ -486,7 +487,7 @@ class Daemon:
             rows: Sequence[VdnRow] = recorded()
         except Exception as error:
             log.warning(
-                "cannot read earlier run records: %s (health starts empty)", _one_line(error)
+                "cannot read earlier run records: %s (health starts empty)", one_line(error)
             )
             return
         failing = {
@@ -530,12 +531,6 @@ class Daemon:
             close()
         log.info("stopped cleanly")
         return EXIT_OK
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    first = text[0] if text else ""
-    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 def run_daemon(config: Config, *, job: Job | None = None, install_signals: bool = True) -> int:

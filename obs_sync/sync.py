@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal
 
 from obs_sync import __version__, logcontext
+from obs_sync.errors import one_line
 from obs_sync.results import LOCKED_ERROR, RunStatus, VdnResult, VdnStatus
 
 if TYPE_CHECKING:
@@ -116,8 +117,7 @@ def _run_status(results: Sequence[VdnResult]) -> RunStatus:
 
 
 def _short(error: BaseException, vdn_id: int) -> str:
-    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return message.removeprefix(f"VDN {vdn_id}: ")
+    return one_line(error).removeprefix(f"VDN {vdn_id}: ")
 
 
 def _log_result(result: VdnResult, dry_run: bool) -> None:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from obs_sync.errors import one_line
+
 if TYPE_CHECKING:
     from obs_sync.config import Config
     from obs_sync.sync import RunResult, VdnResult
@@ -24,12 +26,6 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 def _say(message: str) -> None:
     click.echo(f"obs-sync: {message}", err=True)
-
-
-def _one_line(error: BaseException) -> str:
-    cause = getattr(error, "orig", None) or error
-    text = str(cause).strip()
-    return text.splitlines()[0] if text else type(cause).__name__
 
 
 def _counts(vdn: VdnResult) -> list[str]:
@@ -136,7 +132,7 @@ def run_sync_command(
         # by module so that a sync which needed no migration does not import SQLAlchemy.
         if not type(error).__module__.startswith(("psycopg", "sqlalchemy")):
             raise
-        _say(f"database error: {_one_line(error)} (check database.url and that the server is up)")
+        _say(f"database error: {one_line(error)} (check database.url and that the server is up)")
         return EXIT_FAILED
     finally:
         if progress is not None:
@@ -187,7 +183,7 @@ def run_migration_command(
         _say(str(error))
         return EXIT_FAILED
     except SQLAlchemyError as error:
-        _say(f"database error: {_one_line(error)}")
+        _say(f"database error: {one_line(error)}")
         return EXIT_FAILED
     except Exception as error:  # Alembic's CommandError: unknown revision and the like
         if type(error).__name__ != "CommandError":

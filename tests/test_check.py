@@ -132,3 +132,40 @@ def test_certificate_for_another_name_points_at_base_url(tmp_path: Any) -> None:
     assert not result.ok
     assert result.fix is not None and "isales.base_url" in result.fix
     assert "verify_tls" not in result.fix  # the CA is right; the name is not
+
+
+def test_database_check_reports_the_schema_state(database_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from obs_sync import migrate
+    from obs_sync.checks import check_database
+
+    config = parse_config(
+        {
+            "isales": {
+                "base_url": "http://127.0.0.1:1",
+                "access_key": "a",
+                "secret_key": "s",
+                "vdn_ids": [1],
+            },
+            "database": {"url": database_url, "schema": "chk"},
+        },
+        env={},
+    )
+    fresh = check_database(config)
+    assert fresh.ok and "schema chk not created yet" in fresh.detail
+    assert ":5432/" in fresh.detail or "Unix socket" in fresh.detail
+    engine = create_engine(database_url)
+    try:
+        migrate.upgrade(engine, "chk")
+        current = check_database(config)
+        assert current.ok
+        assert f"schema chk at migration {migrate.head_revision()} (current)" in current.detail
+        with engine.begin() as connection:  # as left by a newer obs-sync
+            connection.execute(text("UPDATE chk.alembic_version SET version_num = '0099'"))
+        newer = check_database(config)
+    finally:
+        engine.dispose()
+    assert not newer.ok  # a sync would refuse this schema, so check must not pass it
+    assert "at migration 0099, which this obs-sync version does not know" in newer.detail
+    assert newer.fix and "upgrade obs-sync" in newer.fix

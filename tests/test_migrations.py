@@ -250,3 +250,17 @@ def test_downgrade_asks_on_a_terminal(
     assert code == 0, output
     assert f"downgraded from {migrate.head_revision()} to base" in output
     assert tables(db_engine) == {"alembic_version"}
+
+
+def test_downgrade_of_a_schema_from_a_newer_obs_sync_names_the_fix(
+    tmp_path: Path, simulator: Simulator, database_url: str, db_engine: Engine
+) -> None:
+    path = write_config(tmp_path / "c.yaml", simulator, database_url, schema=SCHEMA)
+    migrate.upgrade(db_engine, SCHEMA)
+    with db_engine.begin() as connection:
+        connection.execute(text(f"UPDATE {SCHEMA}.alembic_version SET version_num = '0099'"))
+    result = CliRunner().invoke(main, ["--config", path, "db", "downgrade", "--yes"])
+    assert result.exit_code == 1, result.output
+    assert "at migration 0099, which this obs-sync version does not know" in result.output
+    assert "downgrade it with the obs-sync version that migrated it" in result.output
+    assert tables(db_engine) == TABLES | {"alembic_version"}
