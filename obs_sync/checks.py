@@ -226,6 +226,50 @@ def check_isales(config: Config) -> CheckResult:
     )
 
 
+def check_metrics(config: Config) -> CheckResult:
+    """Can ``obs-sync run`` listen on metrics.host:metrics.port? (It refuses to start if not.)"""
+    import errno
+    import socket
+    import urllib.error
+    import urllib.request
+
+    host, port = config.metrics.host, config.metrics.port
+    if port == 0:
+        return CheckResult("metrics", True, "endpoint off (metrics.port: 0)")
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As the daemon's HTTP server does: a port in TIME_WAIT is not "in use".
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as error:
+        reason = error.strerror or one_line(error)
+        fix = (
+            "set metrics.port to a free port (0 turns the endpoint off)"
+            if error.errno == errno.EADDRINUSE
+            else "set metrics.host to an address of this machine (0.0.0.0: all of them)"
+        )
+        if error.errno == errno.EADDRINUSE:
+            # Most likely the daemon itself, already running: then all is well.
+            target = "127.0.0.1" if host in ("0.0.0.0", "") else host
+            target = f"[{target}]" if ":" in target else target
+            try:
+                with urllib.request.urlopen(f"http://{target}:{port}/healthz", timeout=2) as r:
+                    server = r.headers.get("Server", "")
+            except urllib.error.HTTPError as answer:  # 503 is an answer too
+                server = answer.headers.get("Server", "")
+            except OSError:
+                server = ""
+            if server.startswith("obs-sync"):
+                return CheckResult(
+                    "metrics", True, f"{host}:{port} is served by a running obs-sync daemon"
+                )
+        return CheckResult("metrics", False, f"cannot listen on {host}:{port}: {reason}", fix)
+    return CheckResult(
+        "metrics", True, f"{host}:{port} is free for /metrics and /healthz (obs-sync run)"
+    )
+
+
 def run_checks(
     config: Config,
     path: Path | None = None,
@@ -237,6 +281,7 @@ def run_checks(
         lambda: check_config(config, path),
         lambda: check_database(config),
         lambda: check_isales(config),
+        lambda: check_metrics(config),
     ]
     for check in checks:
         result = check()

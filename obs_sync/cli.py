@@ -363,11 +363,16 @@ def run(ctx: click.Context) -> None:
 @main.command()
 @click.pass_context
 def check(ctx: click.Context) -> None:
-    """Check the configuration, the database and one signed iSales request."""
+    """Check the configuration, the database, one signed iSales request and the metrics port."""
     from pathlib import Path
 
-    config = get_config(ctx)
-    from obs_sync.checks import format_result, run_checks
+    from obs_sync.checks import CheckResult, format_result, run_checks
+
+    try:
+        config = load_config(ctx.obj.get("config_path"))
+    except ConfigError as error:
+        click.echo(format_result(CheckResult("config", False, str(error))))
+        fail("the configuration must be fixed before the other checks can run", EXIT_USAGE)
     from obs_sync.observability import setup_logging_for
 
     setup_logging_for(config)

@@ -169,3 +169,63 @@ def test_database_check_reports_the_schema_state(database_url: str) -> None:
     assert not newer.ok  # a sync would refuse this schema, so check must not pass it
     assert "at migration 0099, which this obs-sync version does not know" in newer.detail
     assert newer.fix and "upgrade obs-sync" in newer.fix
+
+
+def metrics_config(host: str, port: int) -> Config:
+    return parse_config(
+        {
+            "isales": {
+                "base_url": "http://127.0.0.1:1",
+                "access_key": "a",
+                "secret_key": "s",
+                "vdn_ids": [1],
+            },
+            "metrics": {"host": host, "port": port},
+        },
+        env={},
+    )
+
+
+def test_metrics_check() -> None:
+    from obs_sync.checks import check_metrics
+    from obs_sync.health import Health
+    from obs_sync.observability import Metrics, MetricsServer
+
+    assert check_metrics(metrics_config("127.0.0.1", 0)).ok
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+    free = check_metrics(metrics_config("127.0.0.1", port))
+    assert free.ok and "is free" in free.detail
+
+    with socket.socket() as holder:  # another program holds the port
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = check_metrics(metrics_config("127.0.0.1", holder.getsockname()[1]))
+    assert not busy.ok and "Address already in use" in busy.detail
+    assert busy.fix and "metrics.port" in busy.fix
+
+    # The daemon itself already serving there is fine (check run next to a running daemon).
+    server = MetricsServer(
+        "127.0.0.1", 0, metrics=Metrics(), health=lambda: Health("unhealthy", "x")
+    ).start()
+    try:
+        ours = check_metrics(metrics_config("0.0.0.0", server.port))
+    finally:
+        server.stop()
+    assert ours.ok and "running obs-sync daemon" in ours.detail
+
+    elsewhere = check_metrics(metrics_config("192.0.2.1", 9464))  # TEST-NET-1: not ours
+    assert not elsewhere.ok and elsewhere.fix and "metrics.host" in elsewhere.fix
+
+
+def test_check_command_with_a_bad_config_prints_a_fail_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from obs_sync.cli import main
+
+    path = tmp_path / "config.yaml"
+    path.write_text("isales: {base_url: 'http://127.0.0.1:1', access_key: a}\n")
+    result = CliRunner().invoke(main, ["--config", str(path), "check"])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"FAIL  config    {path}: isales.secret_key")
