@@ -267,14 +267,21 @@ class ScheduleConfig(_Section):
     run_deadline_seconds: float | None = Field(None, gt=0)  # default: 0.9 x the interval
     shutdown_timeout_seconds: float = Field(30, gt=0)
 
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str | None) -> str | None:
+        if value and len(value.split()) != 5:
+            raise ValueError(
+                f'{value!r} must have 5 fields "minute hour day month weekday", e.g. "*/30 * * * *"'
+            )
+        return value
+
     @model_validator(mode="after")
     def _one_trigger(self) -> ScheduleConfig:
         if self.interval_minutes is not None and self.cron:
             raise ValueError("set interval_minutes or cron, not both")
         if self.interval_minutes is None and not self.cron:
             object.__setattr__(self, "interval_minutes", 60.0)
-        if self.cron and len(self.cron.split()) != 5:
-            raise ValueError(f'cron {self.cron!r} must have 5 fields, e.g. "*/30 * * * *"')
         return self
 
 

@@ -87,6 +87,21 @@ def _crontab_days(field: str) -> str:
     return ",".join(_CRON_DAYS[d] for d in sorted(days))
 
 
+def _bad_cron_field(fields: dict[str, str]) -> str | None:
+    """Which field of a rejected crontab is wrong, and why (APScheduler does not say which)."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    labels = {"minute": "minute (0-59)", "hour": "hour (0-23)", "day": "day of month (1-31)"}
+    labels |= {"month": "month (1-12)", "day_of_week": "day of week (0-7)"}
+    for name, value in fields.items():
+        try:
+            CronTrigger(**{name: value}, timezone="UTC")
+        except ValueError as error:
+            detail = re.sub(r"^Error validating expression '[^']*': ", "", str(error))
+            return f"the {labels[name]} field {value!r} is not valid: {detail}"
+    return None
+
+
 def make_trigger(schedule: ScheduleConfig, tz: Any = None) -> Any:
     """The APScheduler trigger for ``schedule`` (interval or 5-field crontab, with jitter)."""
     from apscheduler.triggers.cron import CronTrigger
@@ -95,20 +110,19 @@ def make_trigger(schedule: ScheduleConfig, tz: Any = None) -> Any:
     jitter = schedule.jitter_seconds or None
     if schedule.cron:
         minute, hour, day, month, day_of_week = schedule.cron.split()
+        fields = {
+            "minute": minute,
+            "hour": hour,
+            "day": day,
+            "month": month,
+            "day_of_week": _crontab_days(day_of_week),
+        }
         try:
-            return CronTrigger(
-                minute=minute,
-                hour=hour,
-                day=day,
-                month=month,
-                day_of_week=_crontab_days(day_of_week),
-                timezone=tz,
-                jitter=jitter,
-            )
-        except ScheduleError:
-            raise
+            return CronTrigger(**fields, timezone=tz, jitter=jitter)
         except ValueError as error:
-            raise ScheduleError(f"schedule.cron {schedule.cron!r}: {error}") from None
+            raise ScheduleError(
+                f"schedule.cron {schedule.cron!r}: {_bad_cron_field(fields) or error}"
+            ) from None
     assert schedule.interval_minutes is not None  # the config fills in the default
     return IntervalTrigger(seconds=schedule.interval_minutes * 60, timezone=tz, jitter=jitter)
 

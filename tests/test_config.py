@@ -236,7 +236,9 @@ def test_schedule_rules() -> None:
     assert parse(schedule={"cron": "*/30 * * * *"}).schedule.interval_minutes is None
     both = {"isales": isales(), "schedule": {"interval_minutes": 5, "cron": "* * * * *"}}
     assert "set interval_minutes or cron, not both" in error_of(both)
-    assert "must have 5 fields" in error_of({"isales": isales(), "schedule": {"cron": "* *"}})
+    assert "schedule.cron: '* *' must have 5 fields" in error_of(
+        {"isales": isales(), "schedule": {"cron": "* *"}}
+    )
 
 
 # ----------------------------------------------------------------------------- secrets

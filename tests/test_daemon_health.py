@@ -156,7 +156,9 @@ def test_crontab_days(field: str, expected: str) -> None:
 
 
 def test_bad_cron_is_a_schedule_error() -> None:
-    with pytest.raises(ScheduleError, match=r"schedule\.cron"):
+    with pytest.raises(ScheduleError, match=r"schedule\.cron '61 \* \* \* \*': the minute"):
         make_trigger(ScheduleConfig(cron="61 * * * *"))
+    with pytest.raises(ScheduleError, match=r"the day of month \(1-31\) field '32'"):
+        make_trigger(ScheduleConfig(cron="0 9 32 * *"))
     with pytest.raises(ScheduleError, match="0-7"):
         make_trigger(ScheduleConfig(cron="0 9 * * 9"))
