@@ -49,10 +49,14 @@ def _expand_env(value: Any, env: Mapping[str, str], path: str) -> Any:
                 return env[name]
             if default is not None:
                 return default
-            raise ConfigError(
-                f"{path}: environment variable {name} is not set "
-                f"(export it, or write ${{{name}:-default}})"
+            # A default in the file is fine for a port, not for a secret (or a URL with one).
+            secret = path in ("isales.secret_key", "database.url")
+            hint = (
+                "export it (systemd: EnvironmentFile=); keep the value out of the file"
+                if secret
+                else f"export it, or write ${{{name}:-default}}"
             )
+            raise ConfigError(f"{path}: environment variable {name} is not set ({hint})")
 
         return _ENV_REF.sub(substitute, value)
     if isinstance(value, dict):

@@ -89,6 +89,11 @@ def test_several_references_in_one_value_and_inside_lists() -> None:
     # A list item names its index in the error.
     message = error_of(data, {"HOST": "h", "PORT": "1", "FIRST": "7", "LO": "1"})
     assert message.startswith("isales.vdn_ids[1]: environment variable HI is not set")
+    assert "${HI:-default}" in message
+    # For a secret, no hint to write a default into the file.
+    secret = error_of({"isales": isales(secret_key="${ISALES_SECRET_KEY}")}, {})
+    assert "isales.secret_key: environment variable ISALES_SECRET_KEY is not set" in secret
+    assert ":-default" not in secret and "keep the value out of the file" in secret
 
 
 def test_os_environ_is_the_default_env(monkeypatch: pytest.MonkeyPatch) -> None:
