@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from obs_sync.config import Config
 from obs_sync.errors import one_line
+from obs_sync.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,13 @@ def check_config(config: Config, path: Path | None) -> CheckResult:
             'a 5-field crontab "minute hour day month weekday", e.g. "*/30 * * * *", '
             "or schedule.interval_minutes instead",
         )
-    database = "database.url" if config.database.url.get_secret_value() else "embedded PostgreSQL"
+    database = (
+        "at database.url" if config.database.url.get_secret_value() else "embedded PostgreSQL"
+    )
     return CheckResult(
         "config",
         True,
-        f"{where}{len(vdns)} VDNs ({shown}), iSales {config.isales.base_url}, "
+        f"{where}{plural(len(vdns), 'VDN')} ({shown}), iSales {config.isales.base_url}, "
         f"database {database}, schema {config.database.schema_}",
     )
 

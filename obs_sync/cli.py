@@ -15,6 +15,7 @@ import click
 
 from obs_sync.config import Config, ConfigError, load_config, resolve_config_path
 from obs_sync.errors import one_line
+from obs_sync.text import plural
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -61,10 +62,6 @@ def open_engine(config: Config) -> Engine:
 def main(ctx: click.Context, config_path: str | None) -> None:
     """Keep a PostgreSQL copy, with history, of CC-iSales OBS result codes."""
     ctx.ensure_object(dict)["config_path"] = config_path
-
-
-def plural(count: int, word: str, words: str | None = None) -> str:
-    return f"{count} {word if count == 1 else (words or word + 's')}"
 
 
 @main.command()

@@ -262,6 +262,14 @@ class Metrics:
             "1 while /healthz answers 200, else 0 (absent when the endpoint is off).",
             registry=r,
         )
+        # Every known label value exists from the start at 0, so rate() and increase()
+        # alerts also see the first occurrence (a series born at 1 has no increase).
+        for status in ("succeeded", "failed", "stopped", "error"):
+            self.runs.labels(status)
+        for status in ("succeeded", "failed", "incomplete", "skipped", "guarded"):
+            self.vdn_results.labels(status)
+        for kind in ("inserted", "updated", "deleted", "restored"):
+            self.codes_changed.labels(kind)
         self._failing: set[int] = set()
         self._lock = threading.Lock()
 

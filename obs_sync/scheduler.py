@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from obs_sync.errors import one_line
 from obs_sync.health import Failure, HealthTracker
 from obs_sync.logcontext import PendingRun, bind
+from obs_sync.text import minutes, plural
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -473,18 +474,19 @@ class Daemon:
             # Without run_at_start the first run waits for the trigger.
             **({"next_run_time": datetime.now(timezone.utc)} if schedule.run_at_start else {}),
         )
-        scheduler.start()
         what = (
             f"cron {schedule.cron!r}"
             if schedule.cron
-            else f"every {schedule.interval_minutes:g} min"
+            else f"every {minutes(schedule.interval_minutes or 0)}"
         )
+        # Logged before the scheduler starts: the first run may begin at once.
         log.info(
-            "daemon started: %d VDNs %s%s",
-            len(self.vdn_ids),
+            "daemon started: %s %s%s",
+            plural(len(self.vdn_ids), "VDN"),
             what,
             ", first run now" if schedule.run_at_start else "",
         )
+        scheduler.start()
         try:
             while not self.shutdown_requested.wait(timeout=1.0):
                 pass

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from obs_sync.errors import one_line
+from obs_sync.text import plural
 
 if TYPE_CHECKING:
     from obs_sync.config import Config
@@ -60,11 +61,11 @@ def format_summary(result: RunResult) -> str:
     what = "dry run (nothing written)" if result.dry_run else f"run {result.run_id}"
     verb = "would be" if result.dry_run else ""
     totals = (
-        f"{what}: {result.status}; {len(result.vdns)} VDNs ({by_status or 'none'}); "
+        f"{what}: {result.status}; {plural(len(result.vdns), 'VDN')} ({by_status or 'none'}); "
         f"{verb + ' ' if verb else ''}+{result.total('inserted')} new, "
         f"~{result.total('updated')} changed, -{result.total('deleted')} deleted, "
         f"^{result.total('restored')} restored, ={result.total('unchanged')} unchanged; "
-        f"{result.total('requests')} requests in {seconds:.2f}s"
+        f"{plural(result.total('requests'), 'request')} in {seconds:.2f}s"
     )
     return "\n".join([*lines, totals])
 

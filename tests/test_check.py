@@ -45,7 +45,7 @@ def test_config_check_summarises() -> None:
     result = check_config(config_for("http://127.0.0.1:1"), None)
     assert result.ok
     assert "2 VDNs (3..4)" in result.detail
-    assert "database database.url," in result.detail
+    assert "database at database.url," in result.detail
     assert "dbpass" not in result.detail
 
 

@@ -238,6 +238,16 @@ def test_metrics_and_healthz_endpoint() -> None:
         server.stop()
 
 
+def test_counter_label_values_exist_from_the_start_at_zero() -> None:
+    text = Metrics().render()[0].decode()
+    for series in (
+        'obs_sync_codes_changed_total{kind="deleted"} 0.0',
+        'obs_sync_vdn_results_total{status="guarded"} 0.0',
+        'obs_sync_runs_total{status="error"} 0.0',
+    ):
+        assert series in text
+
+
 def test_two_metrics_instances_do_not_collide() -> None:
     Metrics()
     Metrics()  # a second registry in the same process must not raise "Duplicated timeseries"
