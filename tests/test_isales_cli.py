@@ -93,7 +93,7 @@ def test_retries_are_logged_and_succeed(tmp_path: Path, server: Simulator) -> No
     result = fetch(write_config(tmp_path, server.url), "--vdn", "3", "--format", "json")
     assert result.returncode == 0, result.stderr
     assert "HTTP 503: error=Service Unavailable; retry 1 of 5" in result.stderr
-    assert "(1 retries, 0 restarts)" in result.stderr
+    assert "(1 retry, 0 restarts)" in result.stderr
 
 
 def test_auth_failure_exits_1_with_one_line(tmp_path: Path, server: Simulator) -> None:
