@@ -428,6 +428,108 @@ def _tls_config_problem(error: Exception, url: str) -> str | None:
     return None
 
 
+# How long a transport reason may be: one line that fits a log line or a status cell.
+_REASON_MAX = 160
+# What a fallback reason must not carry: a URL's user:password, path and query (only
+# scheme://host:port is kept), urllib3's "with url: /path?query" and object addresses.
+_URL_IN_TEXT = re.compile(
+    r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)(?:[^\s/@'\"]*@)?([^\s/?#'\"]*)[^\s'\")]*"
+)
+_URL_NOISE = re.compile(
+    r"<[^<>]* at 0x[0-9a-fA-F]+>|\bwith url: \S+ ?|\b\w+\(host='[^']*', port=\d+\): "
+)
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error and everything it wraps (``__cause__``, ``__context__``, urllib3's
+    ``reason``, exceptions among ``args``), outermost first; bounded, cycles skipped."""
+    found: list[BaseException] = []
+    pending = [error]
+    while pending and len(found) < 16:
+        current = pending.pop(0)
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        inner = (current.__cause__, current.__context__, getattr(current, "reason", None))
+        pending += [e for e in (*inner, *current.args) if isinstance(e, BaseException)]
+    return found
+
+
+def _clean(text: str) -> str:
+    """One line of exception text with no URL path/query/userinfo, at most _REASON_MAX."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    text = _URL_IN_TEXT.sub(r"\1\2", _URL_NOISE.sub("", lines[0] if lines else ""))
+    text = " ".join(text.split())
+    if len(text) > _REASON_MAX:
+        text = text[: _REASON_MAX - 3].rstrip() + "..."
+    return text
+
+
+def _first(chain: list[BaseException], kinds: type | tuple[type, ...]) -> Any:
+    return next((e for e in chain if isinstance(e, kinds)), None)
+
+
+def _connection_reason(error: BaseException, url: str, timeout: float) -> str:
+    """Why a connection failed, in a few words (``connection refused``, ``DNS lookup
+    failed for host 'x': ...``); the errno text where there is one, never a secret."""
+    import http.client
+    import socket
+
+    from urllib3 import exceptions as u3
+
+    chain = _causes(error)
+    proxy = _first(chain, (requests.exceptions.ProxyError, u3.ProxyError)) is not None
+    if (lookup := _first(chain, (socket.gaierror, u3.NameResolutionError))) is not None:
+        named = re.search(r"Failed to resolve '([^']*)'", str(lookup))
+        host = named.group(1) if named else urlsplit(url).hostname
+        cause = _first(chain, socket.gaierror)
+        why = cause.strerror if cause is not None and cause.strerror else "no such host"
+        reason = f"DNS lookup failed for host {host!r}: {why}"
+    elif _first(chain, ConnectionRefusedError) is not None:
+        reason = "connection refused"
+    # (subclasses before their bases: RemoteDisconnected is a ConnectionResetError,
+    # InvalidChunkLength an IncompleteRead)
+    elif _first(chain, http.client.RemoteDisconnected) is not None:
+        reason = "the server closed the connection without a response"
+    elif _first(chain, ConnectionResetError) is not None:
+        reason = "connection reset by peer"
+    elif _first(chain, u3.InvalidChunkLength) is not None:
+        reason = "the server sent a broken chunked body (invalid chunk length)"
+    elif (cut := _first(chain, (u3.IncompleteRead, http.client.IncompleteRead))) is not None:
+        partial = cut.partial
+        got = len(partial) if isinstance(partial, bytes) else partial
+        more = f", {cut.expected} more expected" if cut.expected is not None else ""
+        reason = f"the server closed the connection mid-response ({got} bytes read{more})"
+    elif _first(chain, (u3.ReadTimeoutError, TimeoutError)) is not None:
+        reason = f"read timeout: no data within {timeout:g}s while reading the response body"
+    elif isinstance(error, requests.exceptions.ContentDecodingError):
+        coding = re.search(r"content-encoding: ([\w-]+)", str(error))
+        detail = _clean(str(chain[-1])) if len(chain) > 1 else ""
+        name = coding.group(1) if coding else "compressed"
+        reason = f"the {name} response body cannot be decoded" + (f": {detail}" if detail else "")
+    elif os_error := next((e for e in chain if isinstance(e, OSError) and e.strerror), None):
+        text = str(os_error.strerror)
+        reason = text[:1].lower() + text[1:]  # e.g. "network is unreachable"
+    else:
+        reason = str(chain[-1]).strip() or type(chain[-1]).__name__
+    return _clean(("proxy: " if proxy else "") + reason)
+
+
+def _tls_reason(error: BaseException, url: str, timeout: float) -> str:
+    """Why a TLS handshake failed that may pass on a later attempt, in a few words."""
+    import ssl
+
+    chain = _causes(error)
+    tls = _first(chain, ssl.SSLError)
+    if tls is None:
+        return _connection_reason(error, url, timeout)
+    if isinstance(tls, ssl.SSLEOFError) or "UNEXPECTED_EOF" in str(tls):
+        return "the server closed the connection during the TLS handshake"
+    # "[SSL: CODE] words (_ssl.c:1006)" -> "words"
+    text = re.sub(r"^\[[^\]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", str(tls))
+    return _clean(text or type(tls).__name__)
+
+
 # --------------------------------------------------------------------------- client
 
 
@@ -701,8 +803,10 @@ class ISalesClient:
             return page
         except _Transient as last:
             attempts = counters.requests - before
+            # The cause first: a reader (or a status table cutting the line short) sees
+            # why before the long URL.
             raise TransportError(
-                f"GET {url} failed after {attempts} attempt{'s' * (attempts != 1)}: {last}",
+                f"{last}; failed after {attempts} attempt{'s' * (attempts != 1)} (GET {url})",
                 vdn_id=vdn_id,
                 attempts=attempts,
             ) from None
@@ -730,9 +834,13 @@ class ISalesClient:
             problem = _tls_config_problem(error, url)
             if problem is not None:
                 raise ISalesError(problem, vdn_id=vdn_id) from None
-            raise _Transient(f"TLS error: {type(error).__name__}") from None
-        except requests.exceptions.Timeout:
+            raise _Transient(f"TLS error: {_tls_reason(error, url, self._timeout)}") from None
+        except requests.exceptions.Timeout as error:
             self._emit(vdn_id, "timeout", None, started)
+            if isinstance(error, requests.exceptions.ConnectTimeout):
+                raise _Transient(
+                    f"connect timeout: no connection within {self._timeout:g}s"
+                ) from None
             raise _Transient(f"no response within {self._timeout:g}s") from None
         except (
             requests.exceptions.ConnectionError,
@@ -740,10 +848,16 @@ class ISalesClient:
             requests.exceptions.ContentDecodingError,
         ) as error:
             self._emit(vdn_id, "connection_error", None, started)
-            raise _Transient(f"connection error: {type(error).__name__}") from None
+            raise _Transient(_connection_reason(error, url, self._timeout)) from None
         except requests.exceptions.RequestException as error:
             self._emit(vdn_id, "connection_error", None, started)
-            raise ISalesError(f"GET {url} failed: {error}", vdn_id=vdn_id) from None
+            # (an invalid header's message quotes its value: the signature, never shown)
+            what = (
+                "a request header is invalid"
+                if isinstance(error, requests.exceptions.InvalidHeader)
+                else _clean(str(error)) or type(error).__name__
+            )
+            raise ISalesError(f"request failed: {what} (GET {url})", vdn_id=vdn_id) from None
 
         status = response.status_code
         content_type = response.headers.get("Content-Type")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
+import struct
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -246,14 +249,15 @@ def test_retry_exhaustion_is_a_transport_error(server: Simulator, events: Events
         isales.fetch_snapshot(6)
     error = info.value
     assert error.attempts == 3 and error.retryable and error.vdn_id == 6
-    assert str(error).startswith("VDN 6: GET http://127.0.0.1:")
-    assert "failed after 3 attempts: HTTP 503" in str(error)
+    # The cause first, the endpoint last: a line cut short still says why.
+    assert str(error).startswith(
+        "VDN 6: HTTP 503: error=Service Unavailable; failed after 3 attempts (GET http://127.0.0.1:"
+    )
+    assert str(error).endswith("/queryOBSResultCode?pageSize=50&pageNum=1)")
     assert served(server, 3) == 3 == len(events.items)
 
 
 def test_connection_refused_is_retried_then_transport_error() -> None:
-    import socket
-
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -261,8 +265,152 @@ def test_connection_refused_is_retried_then_transport_error() -> None:
     config = make_config(f"http://127.0.0.1:{port}", max_retries=1)
     with ISalesClient(config, on_request=events) as isales, pytest.raises(TransportError) as info:
         isales.fetch_page(1, 1, 50)
-    assert "connection error" in str(info.value)
+    assert str(info.value).startswith(
+        f"VDN 1: connection refused; failed after 2 attempts (GET http://127.0.0.1:{port}/"
+    )
+    assert info.value.attempts == 2
     assert events.outcomes == ["connection_error", "connection_error"]
+
+
+def test_unresolvable_host_names_the_dns_failure() -> None:
+    events = Events()
+    config = make_config("http://nohost.invalid:8080", max_retries=1)  # .invalid never resolves
+    with ISalesClient(config, on_request=events) as isales, pytest.raises(TransportError) as info:
+        isales.fetch_page(1, 1, 50)
+    message = str(info.value)
+    assert message.startswith("VDN 1: DNS lookup failed for host 'nohost.invalid': ")
+    assert "; failed after 2 attempts (GET http://nohost.invalid:8080/" in message
+    assert events.outcomes == ["connection_error", "connection_error"]
+
+
+class RawServer:
+    """A TCP server on loopback that misbehaves one way for every connection."""
+
+    def __init__(self, handle: Callable[[socket.socket], None]) -> None:
+        self._handle = handle
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.connections = 0
+        self._closing = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            conn, _ = self._listener.accept()
+            if self._closing:
+                conn.close()
+                return
+            self.connections += 1
+            with conn:
+                conn.settimeout(5)
+                self._handle(conn)
+
+    def close(self) -> None:
+        # A connection of our own wakes accept(); closing the listener alone does not.
+        self._closing = True
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        self._thread.join(5)
+        self._listener.close()
+
+
+def _close_after_request(conn: socket.socket) -> None:
+    conn.recv(65536)  # the whole request (or TLS ClientHello): closing now sends no RST
+
+
+def _reset(conn: socket.socket) -> None:
+    # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def _cut_body(conn: socket.socket) -> None:
+    conn.recv(65536)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{}")
+
+
+@pytest.mark.parametrize(
+    ("handle", "scheme", "reason"),
+    [
+        (_close_after_request, "http", "the server closed the connection without a response"),
+        (_reset, "http", "connection reset by peer"),
+        (
+            _cut_body,
+            "http",
+            "the server closed the connection mid-response (2 bytes read, 98 more expected)",
+        ),
+        (
+            _close_after_request,
+            "https",
+            "TLS error: the server closed the connection during the TLS handshake",
+        ),
+    ],
+    ids=["closed", "reset", "cut-body", "tls-closed"],
+)
+def test_dropped_connection_says_how(
+    handle: Callable[[socket.socket], None], scheme: str, reason: str
+) -> None:
+    raw = RawServer(handle)
+    events = Events()
+    try:
+        config = make_config(f"{scheme}://127.0.0.1:{raw.port}", max_retries=2)
+        with (
+            ISalesClient(config, on_request=events) as isales,
+            pytest.raises(TransportError) as info,
+        ):
+            isales.fetch_page(1, 1, 50)
+    finally:
+        raw.close()
+    assert str(info.value).startswith(f"VDN 1: {reason}; failed after 3 attempts (GET {scheme}://")
+    assert info.value.attempts == 3 == raw.connections
+    assert events.outcomes == ["connection_error"] * 3
+
+
+def test_server_closing_at_once_is_reported_as_closed_or_reset() -> None:
+    raw = RawServer(lambda conn: None)  # accept, then close before reading anything
+    try:
+        config = make_config(f"http://127.0.0.1:{raw.port}", max_retries=0)
+        with ISalesClient(config) as isales, pytest.raises(TransportError) as info:
+            isales.fetch_page(1, 1, 50)
+    finally:
+        raw.close()
+    # Whether the kernel answers the request with FIN or RST is a race; either is named.
+    message = str(info.value)
+    assert message.startswith("VDN 1: ") and "failed after 1 attempt (GET" in message
+    assert (
+        "the server closed the connection without a response" in message
+        or "connection reset by peer" in message
+    )
+
+
+def test_connect_timeout_is_named() -> None:
+    if Path("/proc/sys/net/ipv4/tcp_abort_on_overflow").read_text().strip() != "0":
+        pytest.skip("this kernel refuses, rather than ignores, connections past the backlog")
+    # A listener that never accepts, its backlog already full: the kernel drops further
+    # SYNs, so connecting hangs until the client gives up.
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    fillers = []
+    try:
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(listener.getsockname())
+            fillers.append(filler)
+        time.sleep(0.1)
+        events = Events()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        config = make_config(url, max_retries=0, timeout_seconds=0.2)
+        with (
+            ISalesClient(config, on_request=events) as isales,
+            pytest.raises(TransportError) as info,
+        ):
+            isales.fetch_page(1, 1, 50)
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+    assert str(info.value).startswith("VDN 1: connect timeout: no connection within 0.2s; ")
+    assert events.outcomes == ["timeout"]
 
 
 def test_retry_after_is_honoured(server: Simulator) -> None:

@@ -134,8 +134,9 @@ def test_unreachable_server_exits_1(tmp_path: Path) -> None:
     config = write_config(tmp_path, f"http://127.0.0.1:{port}", "  max_retries: 1\n")
     result = fetch(config, "--vdn", "1")
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith("obs-sync: VDN 1: GET http://")
-    assert "failed after 2 attempts: connection error" in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("obs-sync: VDN 1: connection refused; failed after 2 attempts ")
+    assert f"(GET http://127.0.0.1:{port}/rest/" in last
 
 
 def test_config_error_exits_2(tmp_path: Path, server: Simulator) -> None:

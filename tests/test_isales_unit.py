@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import threading
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any
 
 import pytest
+import requests
+import urllib3
 
 from obs_sync.isales import (
     FAILURE_CODES,
@@ -15,6 +18,8 @@ from obs_sync.isales import (
     DataError,
     Page,
     VendorError,
+    _clean,
+    _connection_reason,
     _merge,
     _parse_page,
     parse_retry_after,
@@ -167,6 +172,39 @@ def test_merge_deduplicates_and_rejects_conflicts() -> None:
     with pytest.raises(DataError) as info:
         _merge(1, codes, _parse_page(1, 3, 50, clash))
     assert "VDN 1: obsCode '00604' appears twice with different descriptions" in str(info.value)
+
+
+# ----------------------------------------------------------------------------- transport reasons
+
+URL = "http://isales.example:8080/rest/isales/v1/openapi/campaigns/1/queryOBSResultCode?pageNum=1"
+
+
+def test_an_errno_deep_in_the_chain_is_the_reason() -> None:
+    unreachable = OSError(errno.ENETUNREACH, "Network is unreachable")
+    wrapped = requests.exceptions.ConnectionError(
+        urllib3.exceptions.MaxRetryError(None, "/rest/x?pageNum=1", unreachable)
+    )
+    assert _connection_reason(wrapped, URL, 5) == "network is unreachable"
+
+
+def test_an_unknown_error_is_its_first_line_without_url_secrets_or_paths() -> None:
+    class Odd(Exception):
+        pass
+
+    text = (
+        "via http://user:s3cret@proxy.example:3128/a/b?token=abc and "
+        "HTTPConnectionPool(host='h', port=1): Max retries exceeded with url: /x?k=v "
+        "<urllib3.connection.HTTPConnection object at 0x7f00deadbeef>\nsecond line"
+    )
+    reason = _connection_reason(requests.exceptions.ConnectionError(Odd(text)), URL, 5)
+    assert reason == "via http://proxy.example:3128 and Max retries exceeded"
+    for leak in ("s3cret", "user", "token", "k=v", "0x7f", "second"):
+        assert leak not in reason
+
+
+def test_a_reason_is_one_bounded_line() -> None:
+    assert _clean("x" * 500).endswith("...") and len(_clean("x" * 500)) == 160
+    assert _clean("\n  first   line \n second") == "first line"
 
 
 # ----------------------------------------------------------------------------- Retry-After
