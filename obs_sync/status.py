@@ -10,6 +10,7 @@ long the history grows.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -155,6 +156,27 @@ def _grid(header: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
+# A URL's path and query (``scheme://host:port`` is kept): the part of an error a narrow
+# LAST ERROR cell can lose first. ``--format json`` keeps the whole text.
+_URL_TAIL = re.compile(r"\b(https?://[^\s/?#]+)[/?#][^\s)]*")
+
+
+def _short_error(error: str, width: int) -> str:
+    """An error on one line in at most ``width`` characters, its cause kept: URLs lose
+    their path first, then the end goes, at a word boundary where one is near."""
+    text = " ".join(error.split())
+    if len(text) <= width:
+        return text
+    text = _URL_TAIL.sub(r"\1/...", text)
+    if len(text) <= width:
+        return text
+    cut = text[: width - 3]
+    space = cut.rfind(" ")
+    if space >= width * 3 // 4:
+        return cut[:space].rstrip(",;:(") + " ..."
+    return cut + "..."
+
+
 def format_table(status: Status, *, error_width: int = 80) -> str:
     lines = ["Recent runs:"]
     if not status.runs:
@@ -193,9 +215,7 @@ def format_table(status: Status, *, error_width: int = 80) -> str:
     lines.append("VDNs:")
     vdn_rows = []
     for vdn in status.vdns:
-        error = (vdn.last_error or "").replace("\n", " ")
-        if len(error) > error_width:
-            error = error[: error_width - 3] + "..."
+        error = _short_error(vdn.last_error or "", error_width)
         vdn_rows.append(
             [
                 str(vdn.vdn_id),

@@ -69,3 +69,39 @@ def test_json() -> None:
     vdn2 = data["vdns"][1]
     assert vdn2["streak"] == 4 and vdn2["last_error"].startswith("VDN 2: HTTP 401")
     assert datetime.fromisoformat(vdn2["failing_since"]) == NOW - timedelta(hours=4)
+
+
+def failing(error: str) -> Status:
+    row = VdnRow(5, None, "failed", NOW, 2, NOW - timedelta(hours=1), error)
+    return Status([], [row], NOW)
+
+
+def error_cell(text: str) -> str:
+    line = next(line for line in text.splitlines() if line.strip().startswith("5 "))
+    return line[line.index("VDN 5:") :]
+
+
+def test_a_long_error_keeps_its_cause_and_loses_the_url_path_first() -> None:
+    url = "https://isales.example.com:28090/rest/isales/v1/openapi/campaigns/5/queryOBSResultCode"
+    error = f"VDN 5: HTTP 404 from {url}?pageSize=50&pageNum=1 (not retried): error=Not Found"
+    cell = error_cell(format_table(failing(error), error_width=90))
+    assert cell == (
+        "VDN 5: HTTP 404 from https://isales.example.com:28090/... (not retried): error=Not Found"
+    )
+
+
+def test_a_cut_error_ends_at_a_word_with_a_marker() -> None:
+    error = (
+        "VDN 5: DNS lookup failed for host 'isales.example.com': Temporary failure in name "
+        "resolution; failed after 4 attempts (GET https://isales.example.com:28090/rest/x?a=1)"
+    )
+    cell = error_cell(format_table(failing(error)))
+    assert (
+        cell == "VDN 5: DNS lookup failed for host 'isales.example.com': Temporary failure in ..."
+    )
+    assert len(cell) <= 80
+
+
+def test_an_error_is_one_line() -> None:
+    cell = error_cell(format_table(failing("VDN 5: first\n  second")))
+    assert cell == "VDN 5: first second"
