@@ -64,7 +64,7 @@ def main(ctx: click.Context, config_path: str | None) -> None:
     ctx.ensure_object(dict)["config_path"] = config_path
 
 
-@main.command()
+@main.command(short_help="Show one VDN's codes from iSales; no writes.")
 @click.option(
     "--vdn",
     "vdn_ids",
@@ -120,7 +120,7 @@ def fetch(ctx: click.Context, vdn_ids: tuple[int, ...], fmt: str) -> None:
     sys.exit(EXIT_OK if snapshot.complete else EXIT_FAILED)
 
 
-@main.command()
+@main.command(short_help="Serve the bundled iSales simulator.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=18443, show_default=True)
 @click.option(
@@ -228,7 +228,7 @@ def simulator(
         fail(f"cannot serve on {host}:{port}: {error.strerror or error}")
 
 
-@main.command()
+@main.command(short_help="Sync once and exit.")
 @click.option(
     "--vdn",
     "vdn_ids",
@@ -277,7 +277,7 @@ def upgrade(ctx: click.Context, revision: str) -> None:
     sys.exit(run_migration_command(get_config(ctx), "upgrade", revision))
 
 
-@db.command()
+@db.command(short_help="Revert migrations (may drop data; asks).")
 @click.option("--revision", default="-1", show_default=True)
 @click.option("--yes", is_flag=True, help="Do not ask first (required when not on a terminal).")
 @click.pass_context
@@ -316,7 +316,7 @@ def grant_reader(ctx: click.Context, role: str) -> None:
     click.echo(f"{role} can now SELECT from the BI tables in schema {config.database.schema_}")
 
 
-@db.command("stop-embedded")
+@db.command("stop-embedded", short_help="Stop the embedded PostgreSQL; keep its data.")
 def stop_embedded() -> None:
     """Stop the embedded PostgreSQL server, if it runs (its data is kept)."""
     from obs_sync.embedded import data_dir
@@ -340,7 +340,7 @@ def stop_embedded() -> None:
     click.echo(f"stopped the embedded PostgreSQL in {directory}")
 
 
-@main.command()
+@main.command(short_help="Run the daemon: schedule, /metrics, /healthz.")
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run the scheduling daemon (metrics and /healthz on metrics.port)."""
@@ -357,7 +357,7 @@ def run(ctx: click.Context) -> None:
     sys.exit(run_daemon(config))
 
 
-@main.command()
+@main.command(short_help="Check config, database, iSales, metrics port.")
 @click.pass_context
 def check(ctx: click.Context) -> None:
     """Check the configuration, the database, one signed iSales request and the metrics port."""
@@ -403,7 +403,7 @@ def status(ctx: click.Context, fmt: str) -> None:
     click.echo(format_json(report) if fmt == "json" else format_table(report))
 
 
-@main.command()
+@main.command(short_help="One-command demo: simulator + embedded DB.")
 @click.pass_context
 def demo(ctx: click.Context) -> None:
     """Run a self-contained demo: simulator + embedded PostgreSQL + two syncs."""
