@@ -196,6 +196,16 @@ def _isales_fix(error: BaseException, base_url: str) -> str:
             "no answer in time: check isales.base_url and the firewall, or raise "
             "isales.timeout_seconds for a slow server"
         )
+    if "dns lookup failed" in lowered:
+        return (
+            "the host name in isales.base_url does not resolve: check its spelling and this "
+            "host's DNS (/etc/resolv.conf), or use the server's IP address"
+        )
+    if "unreachable" in lowered or "no route" in lowered:
+        return (
+            "no network route to the host in isales.base_url: check the address, this "
+            "host's routes and any VPN or firewall between them"
+        )
     if "connection" in lowered or "refused" in lowered:
         return (
             f"cannot connect: check the host and port in isales.base_url ({scheme}), that "

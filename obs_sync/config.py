@@ -37,6 +37,7 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message names the key and the fix."""
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -186,11 +187,25 @@ class ISalesConfig(_Section):
             raise ValueError('list at least one VDN id, e.g. [1, 2, "100-120"]')
         return value
 
+    @field_validator("access_key")
+    @classmethod
+    def _access(cls, value: str) -> str:
+        # It is sent in the Authorization header: a stray newline (from a file or an
+        # environment variable) would fail every request with an unclear error.
+        if value != value.strip() or _CONTROL.search(value):
+            raise ValueError(
+                "has surrounding whitespace or a control character (a trailing newline?)"
+            )
+        return value
+
     @field_validator("secret_key")
     @classmethod
     def _secret(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value():
+        secret = value.get_secret_value()
+        if not secret:
             raise ValueError("is empty (set it, e.g. secret_key: ${ISALES_SECRET_KEY})")
+        if _CONTROL.search(secret):  # would sign wrongly: every request a 401
+            raise ValueError("contains a control character (a trailing newline?)")
         return value
 
     @field_validator("verify_tls")

@@ -100,6 +100,13 @@ def test_connection_refused_points_at_base_url() -> None:
     assert "firewall" in result.fix
 
 
+def test_unresolvable_host_points_at_dns() -> None:
+    result = check_isales(config_for("http://nohost.invalid:8080"))  # .invalid never resolves
+    assert not result.ok
+    assert "DNS lookup failed for host 'nohost.invalid'" in result.detail
+    assert result.fix is not None and "does not resolve" in result.fix
+
+
 def test_tls_against_plain_http_points_at_tls(sim: Simulator) -> None:
     result = check_isales(config_for(sim.url.replace("http://", "https://")))
     assert not result.ok

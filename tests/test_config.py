@@ -360,3 +360,12 @@ def test_encoded_and_socket_database_urls_are_accepted() -> None:
         "postgresql://u:pw@[::1]:5432/db",
     ):
         assert parse(database={"url": url}).database.url.get_secret_value()
+
+
+def test_keys_with_a_stray_newline_are_named_without_their_value() -> None:
+    access = error_of({"isales": isales(access_key="ak-123\n")})
+    assert access.startswith("isales.access_key: has surrounding whitespace or a control")
+    assert "ak-123" not in access
+    secret = error_of({"isales": isales(secret_key="sk-very-secret\n")})
+    assert secret.startswith("isales.secret_key: contains a control character")
+    assert "sk-very-secret" not in secret
