@@ -151,3 +151,11 @@ def test_config_error_exits_2(tmp_path: Path, server: Simulator) -> None:
     )
     assert result.returncode == 2
     assert "isales.secret_key: environment variable ISALES_SECRET_KEY is not set" in result.stderr
+
+
+def test_repeated_vdn_is_a_usage_error_not_the_last_one(tmp_path: Path, server: Simulator) -> None:
+    before = server.stats.requests
+    result = fetch(write_config(tmp_path, server.url), "--vdn", "1", "--vdn", "2")
+    assert result.returncode == 2
+    assert "--vdn given 2 times: fetch prints one VDN per call" in result.stderr
+    assert result.stdout == "" and server.stats.requests == before
