@@ -95,6 +95,8 @@ class ISalesError(Exception):
         super().__init__(message)
         self.vdn_id = vdn_id
         self.retryable = retryable  # a later run may succeed (the client already retried)
+        # What the failed fetch did (pages read, requests sent), set by fetch_snapshot.
+        self.stats: FetchStats | None = None
 
 
 class AuthenticationError(ISalesError):
@@ -669,34 +671,43 @@ class ISalesClient:
             raise ValueError(f"vdn_id {vdn_id} is outside {VDN_MIN}..{VDN_MAX}")
         started = time.perf_counter()
         counters = _Counters()
+
+        def stats(total_count: int | None) -> FetchStats:
+            return FetchStats(
+                pages=counters.pages,
+                requests=counters.requests,
+                retries=counters.retries,
+                restarts=counters.restarts,
+                total_count=total_count,
+                seconds=time.perf_counter() - started,
+            )
+
         with logcontext.bind(vdn=vdn_id):
-            walk = self._walk(vdn_id, counters, stop_on_drift=True, page_size=self._page_size)
-            if walk.drift is not None:
-                old, new = walk.drift
-                log.info(
-                    "VDN %s: totalCount changed while paging (%s -> %s); restarting once",
-                    vdn_id,
-                    old,
-                    new,
-                )
-                counters.restarts += 1
-                walk = self._walk(vdn_id, counters, stop_on_drift=False, page_size=walk.page_size)
+            try:
+                walk = self._walk(vdn_id, counters, stop_on_drift=True, page_size=self._page_size)
+                if walk.drift is not None:
+                    old, new = walk.drift
+                    log.info(
+                        "VDN %s: totalCount changed while paging (%s -> %s); restarting once",
+                        vdn_id,
+                        old,
+                        new,
+                    )
+                    counters.restarts += 1
+                    walk = self._walk(
+                        vdn_id, counters, stop_on_drift=False, page_size=walk.page_size
+                    )
+            except ISalesError as error:
+                error.stats = stats(None)  # so a failed VDN still reports what it cost
+                raise
             reason = self._incomplete_reason(walk)
             if reason is not None:
                 log.warning("VDN %s: incomplete snapshot: %s", vdn_id, reason)
-        stats = FetchStats(
-            pages=counters.pages,
-            requests=counters.requests,
-            retries=counters.retries,
-            restarts=counters.restarts,
-            total_count=walk.total,
-            seconds=time.perf_counter() - started,
-        )
         return Snapshot(
             vdn_id=vdn_id,
             codes=walk.codes,
             complete=reason is None,
-            stats=stats,
+            stats=stats(walk.total),
             incomplete_reason=reason,
         )
 

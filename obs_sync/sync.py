@@ -344,6 +344,8 @@ class _Run:
         try:
             return started, self.client.fetch_snapshot(vdn_id)
         except ISalesError as error:
+            if error.stats is not None:  # what the failed fetch cost, for the run record
+                started = replace(started, pages=error.stats.pages, requests=error.stats.requests)
             return started, _short(error, vdn_id)
         except Exception as error:  # a bug must not take the other VDNs down
             log.exception("unexpected error fetching VDN %d", vdn_id)

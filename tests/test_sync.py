@@ -326,6 +326,23 @@ def test_failed_vdn_is_isolated(config: Config, engine: Engine, simulator: Simul
     assert_history_invariants(engine)
 
 
+def test_failed_vdn_reports_the_pages_and_requests_it_cost(
+    config: Config, engine: Engine, simulator: Simulator
+):
+    # Page 1 is read, page 2 fails on every attempt.
+    simulator.faults.add(Fault(kind="http_status", status=503, vdn_id=2, page_num=2, times=None))
+    result = sync(config, engine, vdn_ids=[2])
+    vdn = by_vdn(result)[2]
+    attempts = config.isales.max_retries + 1
+    assert (vdn.status, vdn.pages, vdn.requests) == ("failed", 1, 1 + attempts)
+    (record,) = rows(
+        engine,
+        "SELECT pages, requests FROM {s}.sync_run_vdn WHERE sync_run_id = :r",
+        r=result.run_id,
+    )
+    assert tuple(record) == (1, 1 + attempts)
+
+
 def test_incomplete_snapshot_applies_but_deletes_nothing(
     config: Config, engine: Engine, simulator: Simulator
 ):
