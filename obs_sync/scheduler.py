@@ -265,6 +265,11 @@ class SyncJob:
 
         if self.engine is None:
             self.engine = make_engine(self.config)
+        elif not self.config.database.url.get_secret_value():
+            from obs_sync.embedded import restart_if_stopped
+
+            if restart_if_stopped():
+                log.warning("the embedded PostgreSQL had stopped; started it again")
         result = run_sync(
             self.config,
             engine=self.engine,

@@ -165,7 +165,14 @@ def pg() -> Iterator[TempPostgres]:
 
 
 class DaemonProcess:
-    def __init__(self, tmp: Path, sim: Simulator, db_url: str, **overrides: Any) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        sim: Simulator,
+        db_url: str,
+        env: dict[str, str] | None = None,
+        **overrides: Any,
+    ) -> None:
         self.metrics_port = free_port()
         self.schema = "obs_sync_e2e"
         config: dict[str, Any] = {
@@ -196,13 +203,12 @@ class DaemonProcess:
         self.config_path = tmp / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = tmp / "daemon.log"
-        env = {**os.environ, "E2E_SECRET": SECRET, "E2E_DATABASE_URL": db_url}
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "obs_sync", "--config", str(self.config_path), "run"],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env=env,
+            env={**os.environ, "E2E_SECRET": SECRET, "E2E_DATABASE_URL": db_url, **(env or {})},
         )
 
     def get(self, path: str) -> tuple[int, bytes]:
@@ -256,8 +262,10 @@ class DaemonProcess:
 
 
 @contextlib.contextmanager
-def daemon(tmp: Path, sim: Simulator, db_url: str, **overrides: Any) -> Iterator[DaemonProcess]:
-    process = DaemonProcess(tmp, sim, db_url, **overrides)
+def daemon(
+    tmp: Path, sim: Simulator, db_url: str, env: dict[str, str] | None = None, **overrides: Any
+) -> Iterator[DaemonProcess]:
+    process = DaemonProcess(tmp, sim, db_url, env, **overrides)
     try:
         yield process
     finally:
@@ -392,6 +400,29 @@ def test_survives_database_restart(tmp_path: Path) -> None:
             assert SECRET not in log and DB_PASSWORD not in log
     finally:
         cluster.cleanup()
+
+
+def test_restarts_the_embedded_server_after_it_crashed(
+    tmp_path: Path, embedded_data_dir: Path
+) -> None:
+    data = SimulatorData.generate(vdn_ids=range(1, 3), codes_per_vdn=12, seed=9)
+    env = {"OBS_SYNC_DATA_DIR": str(embedded_data_dir)}
+    with (
+        Simulator(data, access_key=ACCESS, secret_key=SECRET) as sim,
+        daemon(tmp_path, sim, "", env) as d,  # empty database.url: the embedded server
+    ):
+        wait_for(lambda: d.get("/healthz")[0] != 0, "the metrics endpoint")
+        wait_for(lambda: d.metric("obs_sync_runs_total", status="succeeded") >= 1, "a run")
+        pid_file = embedded_data_dir / "pg" / "postmaster.pid"
+        os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)  # a crash, OOM kill
+        ok_before = d.metric("obs_sync_runs_total", status="succeeded")
+        wait_for(
+            lambda: d.metric("obs_sync_runs_total", status="succeeded") > ok_before,
+            "a successful run after the crash",
+        )
+        d.assert_alive()
+        assert d.terminate() == 0
+        assert "the embedded PostgreSQL had stopped; started it again" in d.log_text()
 
 
 def test_simulator_outage_turns_health_red_then_green(pg: TempPostgres, tmp_path: Path) -> None:
