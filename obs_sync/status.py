@@ -1,19 +1,27 @@
 """``obs-sync status``: recent runs and each VDN's freshness, read from the run records.
 
 Two read-only queries: the last runs with their per-status VDN counts, and per configured
-VDN the last success, the current failure streak (failed / incomplete / guarded results
-since that success; ``skipped`` does not count) and the latest error. The per-VDN query
-is one index lookup per VDN (sync_run_vdn is indexed by vdn_id), so it stays fast however
-long the history grows.
+VDN its last success, its last result that was not ``skipped``, the current failure streak
+(failed / incomplete / guarded results since that success; ``skipped`` does not count) with
+its first failure, and the latest error *of that streak*: empty when the VDN is healthy (an
+error from an earlier, ended streak is in ``sync_run_vdn`` but not shown).
+
+Cost: every per-VDN value is a lookup on the index (vdn_id, finished_at), reading
+backwards from the newest row or forwards from the last success, so a healthy VDN costs a
+few index probes however long its history. A failing VDN costs in proportion to its
+current streak (the streak is counted; "last success" is found by reading back through
+it), never to the rest of its history.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, Any
+
+from obs_sync.text import plural
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -56,6 +64,8 @@ class Status:
     runs: list[RunRow]
     vdns: list[VdnRow]
     now: datetime
+    # Said before the tables (and as "warnings" in JSON): e.g. a schema from a newer obs-sync.
+    warnings: list[str] = field(default_factory=list)
 
 
 class StatusError(Exception):
@@ -78,61 +88,140 @@ def _runs_sql(schema: str) -> str:
     """
 
 
+# Every lateral reads the index (vdn_id, finished_at) from one end and stops early: "ORDER
+# BY finished_at DESC LIMIT 1" is a backward index scan (finished_at is NOT NULL, so no
+# NULLS LAST, which would sort the VDN's whole history). A healthy VDN's last result is its
+# last success, so the other laterals run only when that result failed (their WHERE starts
+# with a condition on the outer row, which PostgreSQL checks once, before any scan): the
+# last success, then the streak since it. The last result's own error is the latest one,
+# so the streak is searched for an error only when that result has none.
 def _vdns_sql(schema: str) -> str:
+    failing = "('failed', 'incomplete', 'guarded')"
     return f"""
-        SELECT c.vdn_id, ok.last_success, last.status, last.finished_at,
-               coalesce(f.streak, 0), f.since, last_error.error
+        SELECT c.vdn_id,
+               CASE WHEN last.status = 'succeeded' THEN last.finished_at ELSE ok.finished_at END,
+               last.status, last.finished_at, coalesce(f.streak, 0), f.since,
+               CASE WHEN last.status IN {failing} THEN coalesce(last.error, e.error) END
         FROM unnest(CAST(:vdns AS integer[])) AS c(vdn_id)
         LEFT JOIN LATERAL (
-            SELECT max(v.finished_at) AS last_success FROM {schema}.sync_run_vdn AS v
-            WHERE v.vdn_id = c.vdn_id AND v.status = 'succeeded'
-        ) AS ok ON true
-        LEFT JOIN LATERAL (
-            SELECT v.status, v.finished_at FROM {schema}.sync_run_vdn AS v
+            SELECT v.status, v.finished_at, v.error FROM {schema}.sync_run_vdn AS v
             WHERE v.vdn_id = c.vdn_id AND v.status <> 'skipped'
-            ORDER BY v.finished_at DESC NULLS LAST LIMIT 1
+            ORDER BY v.finished_at DESC LIMIT 1
         ) AS last ON true
+        LEFT JOIN LATERAL (
+            SELECT v.finished_at FROM {schema}.sync_run_vdn AS v
+            WHERE last.status IN {failing}
+              AND v.vdn_id = c.vdn_id AND v.status = 'succeeded'
+            ORDER BY v.finished_at DESC LIMIT 1
+        ) AS ok ON true
         LEFT JOIN LATERAL (
             SELECT count(*) AS streak, min(v.finished_at) AS since
             FROM {schema}.sync_run_vdn AS v
-            WHERE v.vdn_id = c.vdn_id AND v.status IN ('failed', 'incomplete', 'guarded')
-              AND v.finished_at > coalesce(ok.last_success, '-infinity')
+            WHERE last.status IN {failing}
+              AND v.vdn_id = c.vdn_id
+              AND v.finished_at > coalesce(ok.finished_at, '-infinity')
+              AND v.status IN {failing}
         ) AS f ON true
         LEFT JOIN LATERAL (
             SELECT v.error FROM {schema}.sync_run_vdn AS v
-            WHERE v.vdn_id = c.vdn_id AND v.error IS NOT NULL
-              AND v.status IN ('failed', 'incomplete', 'guarded')
-            ORDER BY v.finished_at DESC NULLS LAST LIMIT 1
-        ) AS last_error ON true
+            WHERE last.status IN {failing} AND last.error IS NULL
+              AND v.vdn_id = c.vdn_id
+              AND v.finished_at > coalesce(ok.finished_at, '-infinity')
+              AND v.status IN {failing} AND v.error IS NOT NULL
+            ORDER BY v.finished_at DESC LIMIT 1
+        ) AS e ON true
         ORDER BY c.vdn_id
     """
+
+
+_TABLES_SQL = """
+    SELECT to_regclass(:run) IS NOT NULL AND to_regclass(:vdn) IS NOT NULL,
+           coalesce(has_table_privilege(to_regclass(:version), 'SELECT'), false)
+"""
+
+
+def _schema_warnings(schema: str, revision: str | None) -> list[str]:
+    from obs_sync.migrate import known_revisions
+
+    known = known_revisions()
+    if revision is None or revision in known:
+        return []
+    return [
+        f"schema {schema} is at migration {revision}, which this obs-sync version does not "
+        f"know (its newest is {known[-1]}): a newer obs-sync migrated it, so anything it added "
+        "is not shown; upgrade obs-sync"
+    ]
 
 
 def read_status(engine: Engine, schema: str, vdn_ids: Sequence[int], *, limit: int = 10) -> Status:
     from sqlalchemy import text
     from sqlalchemy.exc import ProgrammingError
 
-    try:
-        with engine.connect() as connection:
+    from obs_sync.errors import one_line
+
+    with engine.connect() as connection:
+        quoted = connection.dialect.identifier_preparer.quote_identifier(schema)
+        tables, versioned = connection.execute(
+            text(_TABLES_SQL),
+            {
+                "run": f"{quoted}.sync_run",
+                "vdn": f"{quoted}.sync_run_vdn",
+                "version": f"{quoted}.alembic_version",
+            },
+        ).one()
+        if not tables:
+            raise StatusError(
+                f"schema {schema} has no obs-sync tables: run `obs-sync sync` "
+                "(or `obs-sync db upgrade`) first"
+            )
+        revision = (
+            connection.execute(text(f"SELECT version_num FROM {quoted}.alembic_version")).scalar()
+            if versioned
+            else None
+        )
+        warnings = _schema_warnings(schema, revision)
+        # Each lateral is a few index probes, but the planner's estimates for 10,000 VDNs
+        # pass JIT's threshold, and compiling would cost more than the query itself.
+        connection.execute(text("SET LOCAL jit = off"))
+        try:
             runs = [
                 RunRow(*row)
-                for row in connection.execute(text(_runs_sql(schema)), {"limit": limit})
+                for row in connection.execute(text(_runs_sql(quoted)), {"limit": limit})
             ]
             vdns = [
                 VdnRow(*row)
-                for row in connection.execute(text(_vdns_sql(schema)), {"vdns": list(vdn_ids)})
+                for row in connection.execute(text(_vdns_sql(quoted)), {"vdns": list(vdn_ids)})
             ]
-    except ProgrammingError as error:
-        if "does not exist" in str(error.orig):
-            raise StatusError(
-                f"no run records in schema {schema} yet: run `obs-sync sync` (or the daemon) first"
-            ) from None
-        raise
-    return Status(runs, vdns, datetime.now(timezone.utc))
+        except ProgrammingError as error:
+            if warnings:  # a newer obs-sync changed what these queries read
+                raise StatusError(
+                    f"schema {schema} was migrated by a newer obs-sync (migration {revision}) "
+                    f"and this version cannot read it ({one_line(error)}): upgrade obs-sync"
+                ) from None
+            raise
+        connection.rollback()
+    return Status(runs, vdns, datetime.now(timezone.utc), warnings)
 
 
-def _when(value: datetime | None) -> str:
-    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+def _fixed_zone(now: datetime, zone: tzinfo | None) -> timezone:
+    """``zone`` (None: this host's local time) as its UTC offset at ``now``: every time in the
+    table is shown at that one offset, so the offset stated once is true for all of them,
+    also across a daylight-saving change."""
+    offset = now.astimezone(zone).utcoffset()
+    return timezone(offset if offset is not None else timedelta(0))
+
+
+def _zone_name(zone: timezone) -> str:
+    offset = zone.utcoffset(None)
+    if not offset:
+        return "UTC"
+    minutes = int(offset.total_seconds()) // 60
+    sign = "+" if minutes >= 0 else "-"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _when(value: datetime | None, zone: timezone) -> str:
+    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
 def _age(now: datetime, value: datetime | None) -> str:
@@ -177,8 +266,17 @@ def _short_error(error: str, width: int) -> str:
     return cut + "..."
 
 
-def format_table(status: Status, *, error_width: int = 80) -> str:
-    lines = ["Recent runs:"]
+def format_table(status: Status, *, error_width: int = 80, zone: tzinfo | None = None) -> str:
+    """The report for a terminal; times in ``zone`` (None: local time), which the first
+    line names, since logs and JSON carry their own offsets and these would not."""
+    fixed = _fixed_zone(status.now, zone)
+    lines = [f"warning: {warning}" for warning in status.warnings]
+    lines.append(
+        f"Times are in {_zone_name(fixed)} (local time); now {_when(status.now, fixed)}"
+        if zone is None
+        else f"Times are in {_zone_name(fixed)}; now {_when(status.now, fixed)}"
+    )
+    lines += ["", "Recent runs:"]
     if not status.runs:
         lines.append("  (none yet)")
     else:
@@ -193,7 +291,7 @@ def format_table(status: Status, *, error_width: int = 80) -> str:
             run_rows.append(
                 [
                     str(run.run_id),
-                    _when(run.started_at),
+                    _when(run.started_at, fixed),
                     duration,
                     run.status,
                     run.trigger or "-",
@@ -220,10 +318,10 @@ def format_table(status: Status, *, error_width: int = 80) -> str:
             [
                 str(vdn.vdn_id),
                 vdn.last_status or "never synced",
-                _when(vdn.last_success),
+                _when(vdn.last_success, fixed),
                 _age(status.now, vdn.last_success),
                 str(vdn.streak),
-                _when(vdn.failing_since),
+                _when(vdn.failing_since, fixed),
                 error if vdn.streak else "",
             ]
         )
@@ -233,7 +331,8 @@ def format_table(status: Status, *, error_width: int = 80) -> str:
     never = sum(1 for vdn in status.vdns if vdn.last_success is None)
     lines.append("")
     lines.append(
-        f"{len(status.vdns)} VDNs configured: {failing} failing, {never} never synced successfully"
+        f"{plural(len(status.vdns), 'VDN')} configured: {failing} failing, "
+        f"{never} never synced successfully"
     )
     return "\n".join(lines)
 
@@ -249,6 +348,7 @@ def format_json(status: Status) -> str:
     return json.dumps(
         {
             "now": status.now.isoformat(),
+            "warnings": status.warnings,
             "runs": [row(r) for r in status.runs],
             "vdns": [row(v) for v in status.vdns],
         },

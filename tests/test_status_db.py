@@ -6,16 +6,20 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
+from obs_sync import migrate
 from obs_sync.cli import main
 from obs_sync.config import Config, parse_config
 from obs_sync.simulator import Fault, Simulator
+from obs_sync.status import RunRow, VdnRow, read_status
 from tests.fixtures_sim import isales_config_dict
 
 run_sync = pytest.importorskip("obs_sync.sync").run_sync
@@ -49,6 +53,10 @@ def database_url() -> Iterator[str]:
             )
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _plain(database_url: str) -> str:
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def _config(sim: Simulator, database_url: str, **isales: Any) -> Config:
@@ -111,17 +119,70 @@ def test_status_table(synced: Config, database_url: str, tmp_path: Any) -> None:
     path = _write(tmp_path, synced, database_url)
     result = CliRunner().invoke(main, ["--config", path, "status"])
     assert result.exit_code == 0, result.output
+    assert result.output.startswith("Times are in UTC")
     assert "Recent runs:" in result.output
     assert result.output.strip().endswith(
         "3 VDNs configured: 1 failing, 0 never synced successfully"
     )
 
 
-def test_status_before_any_run(simulator: Simulator, database_url: str, tmp_path: Any) -> None:
+def test_status_before_any_table(simulator: Simulator, database_url: str, tmp_path: Any) -> None:
+    path = _write(tmp_path, _config(simulator, database_url), database_url)
+    for fmt in ("table", "json"):
+        result = CliRunner().invoke(main, ["--config", path, "status", "--format", fmt])
+        assert result.exit_code == 1
+        assert (
+            f"schema {SCHEMA} has no obs-sync tables: run `obs-sync sync` "
+            "(or `obs-sync db upgrade`) first"
+        ) in result.output
+
+
+def test_status_with_tables_but_no_runs(
+    simulator: Simulator, database_url: str, tmp_path: Any
+) -> None:
+    engine = create_engine(database_url)
+    try:
+        migrate.upgrade(engine, SCHEMA)
+    finally:
+        engine.dispose()
     path = _write(tmp_path, _config(simulator, database_url), database_url)
     result = CliRunner().invoke(main, ["--config", path, "status"])
-    assert result.exit_code == 1
-    assert "no run records" in result.output and "obs-sync sync" in result.output
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("Times are in UTC")
+    assert lines[2:4] == ["Recent runs:", "  (none yet)"]
+    assert lines[-1] == "3 VDNs configured: 0 failing, 3 never synced successfully"
+    result = CliRunner().invoke(main, ["--config", path, "status", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["runs"] == [] and data["warnings"] == []
+    assert [(v["vdn_id"], v["last_status"], v["streak"]) for v in data["vdns"]] == [
+        (1, None, 0),
+        (2, None, 0),
+        (3, None, 0),
+    ]
+
+
+def test_status_of_a_schema_from_a_newer_obs_sync(
+    synced: Config, database_url: str, tmp_path: Any
+) -> None:
+    newer = f"{int(migrate.head_revision()) + 1:04d}"
+    with psycopg.connect(_plain(database_url), autocommit=True) as connection:
+        connection.execute(f"UPDATE {SCHEMA}.alembic_version SET version_num = %s", (newer,))
+    path = _write(tmp_path, synced, database_url)
+    result = CliRunner().invoke(main, ["--config", path, "status"])
+    assert result.exit_code == 0, result.output
+    warning = (
+        f"schema {SCHEMA} is at migration {newer}, which this obs-sync version does not know "
+        f"(its newest is {migrate.head_revision()}): a newer obs-sync migrated it, so anything "
+        "it added is not shown; upgrade obs-sync"
+    )
+    assert result.output.splitlines()[0] == f"warning: {warning}"
+    assert "3 VDNs configured: 1 failing" in result.output  # what can be read is shown
+    result = CliRunner().invoke(main, ["--config", path, "status", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["warnings"] == [warning] and len(data["runs"]) == 2
 
 
 def test_check_all_pass(simulator: Simulator, database_url: str, tmp_path: Any) -> None:
@@ -191,3 +252,147 @@ def test_grant_reader(synced: Config, database_url: str, tmp_path: Any) -> None:
 def _role_exists(connection: psycopg.Connection[Any], role: str) -> bool:
     row = connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
     return row is not None
+
+
+# ----------------------------------------------------------------- queries vs. a reference
+
+FAILING = ("failed", "incomplete", "guarded")
+STATUSES = ("succeeded", "succeeded", "failed", "incomplete", "guarded", "skipped")
+
+
+def _random_history(connection: psycopg.Connection[Any], schema: str, seed: int) -> None:
+    """Runs 5 minutes apart; each VDN in most of them with a random result. VDN 1 always
+    succeeds, 2 never does, 3 is only ever skipped; 9 is configured but never recorded."""
+    import random
+
+    rng = random.Random(seed)
+    base = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    runs = rng.randint(1, 60)
+    for index in range(runs):
+        started = base + timedelta(minutes=5 * index)
+        running = index == runs - 1 and rng.random() < 0.3
+        row = connection.execute(
+            f"INSERT INTO {schema}.sync_run (started_at, finished_at, status, trigger) "
+            "VALUES (%s, %s, %s, 'schedule') RETURNING id",
+            (
+                started,
+                None if running else started + timedelta(minutes=4),
+                "running" if running else "succeeded",
+            ),
+        ).fetchone()
+        assert row is not None
+        for vdn in range(1, 9):
+            if vdn > 3 and rng.random() < 0.15:
+                continue  # not in this run (configuration changed)
+            status = {1: "succeeded", 2: "failed", 3: "skipped"}.get(vdn) or rng.choice(STATUSES)
+            error = None
+            if status != "succeeded" and rng.random() < 0.75:
+                error = f"VDN {vdn}: {status} in run {row[0]}"
+            # Distinct per VDN and in run order: the queries order by finished_at.
+            finished = started + timedelta(seconds=vdn + rng.random())
+            connection.execute(
+                f"INSERT INTO {schema}.sync_run_vdn (sync_run_id, vdn_id, status, started_at, "
+                "finished_at, inserted, updated, deleted, restored, error) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    row[0],
+                    vdn,
+                    status,
+                    started,
+                    finished,
+                    *(rng.randint(0, 5) for _ in range(4)),
+                    error,
+                ),
+            )
+
+
+def _reference(connection: psycopg.Connection[Any], schema: str, vdn_ids: list[int]) -> Any:
+    """What ``status`` should say, computed row by row in Python."""
+    runs = connection.execute(
+        f"SELECT id, started_at, finished_at, status, trigger FROM {schema}.sync_run "
+        "ORDER BY id DESC LIMIT 10"
+    ).fetchall()
+    records = connection.execute(
+        f"SELECT sync_run_id, vdn_id, status, finished_at, inserted, updated, deleted, "
+        f"restored, error FROM {schema}.sync_run_vdn"
+    ).fetchall()
+    run_rows = []
+    for run_id, started, finished, status, trigger in runs:
+        mine = [r for r in records if r[0] == run_id]
+        run_rows.append(
+            RunRow(
+                run_id,
+                started,
+                finished,
+                status,
+                trigger,
+                len(mine),
+                sum(1 for r in mine if r[2] == "succeeded"),
+                sum(1 for r in mine if r[2] in FAILING),
+                sum(1 for r in mine if r[2] == "skipped"),
+                *(sum(r[i] for r in mine) for i in (4, 5, 6, 7)),
+            )
+        )
+    vdn_rows = []
+    for vdn in vdn_ids:
+        history = sorted((r for r in records if r[1] == vdn), key=lambda r: r[3])
+        successes = [r[3] for r in history if r[2] == "succeeded"]
+        last_success = successes[-1] if successes else None
+        attempts = [r for r in history if r[2] != "skipped"]
+        last = attempts[-1] if attempts else None
+        streak = [
+            r for r in history if r[2] in FAILING and (last_success is None or r[3] > last_success)
+        ]
+        errors = [r[8] for r in streak if r[8] is not None]
+        vdn_rows.append(
+            VdnRow(
+                vdn,
+                last_success,
+                last[2] if last else None,
+                last[3] if last else None,
+                len(streak),
+                streak[0][3] if streak else None,
+                errors[-1] if errors else None,
+            )
+        )
+    return run_rows, vdn_rows
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_queries_match_a_reference_on_a_random_history(database_url: str, seed: int) -> None:
+    # "order" is a reserved word the configuration allows as a schema: it must be quoted.
+    schema, quoted = "order", '"order"'
+    engine = create_engine(database_url)
+    try:
+        migrate.upgrade(engine, schema)
+        with psycopg.connect(_plain(database_url), autocommit=True) as connection:
+            _random_history(connection, quoted, seed)
+            vdn_ids = list(range(1, 10))
+            want_runs, want_vdns = _reference(connection, quoted, vdn_ids)
+        got = read_status(engine, schema, vdn_ids)
+    finally:
+        engine.dispose()
+    assert got.runs == want_runs
+    assert got.vdns == want_vdns
+    assert got.warnings == []
+    by_id = {v.vdn_id: v for v in got.vdns}
+    assert by_id[1].streak == 0 and by_id[1].last_error is None
+    assert by_id[2].last_success is None and by_id[2].streak > 0
+    assert by_id[3].last_status is None and by_id[3].streak == 0
+    assert by_id[9] == VdnRow(9, None, None, None, 0, None, None)
+
+
+def test_status_of_a_newer_schema_it_cannot_read(
+    synced: Config, database_url: str, tmp_path: Any
+) -> None:
+    """Should a newer obs-sync ever drop what status reads, the message says why."""
+    with psycopg.connect(_plain(database_url), autocommit=True) as connection:
+        connection.execute(f"UPDATE {SCHEMA}.alembic_version SET version_num = '9999'")
+        connection.execute(f"ALTER TABLE {SCHEMA}.sync_run_vdn DROP COLUMN restored")
+    path = _write(tmp_path, synced, database_url)
+    result = CliRunner().invoke(main, ["--config", path, "status"])
+    assert result.exit_code == 1
+    assert (
+        f"schema {SCHEMA} was migrated by a newer obs-sync (migration 9999) and this version "
+        "cannot read it (column v.restored does not exist): upgrade obs-sync"
+    ) in result.output

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
 
 from obs_sync.status import RunRow, Status, VdnRow, format_json, format_table
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+UTC8 = timezone(timedelta(hours=8))
 
 
 def sample() -> Status:
@@ -48,22 +55,26 @@ def sample() -> Status:
 
 
 def test_table() -> None:
-    text = format_table(sample())
+    text = format_table(sample(), zone=UTC8)
     lines = text.splitlines()
-    assert lines[0] == "Recent runs:"
-    header = lines[1].split()
+    assert lines[0] == "Times are in UTC+08:00; now 2024-05-01 20:00:00"
+    assert lines[1:3] == ["", "Recent runs:"]
+    header = lines[3].split()
     assert header[:8] == ["RUN", "STARTED", "DURATION", "STATUS", "TRIGGER", "VDNS", "OK", "FAILED"]
-    assert "running" in lines[2]
-    assert "60.0 s" in lines[3] and "+5 ~1 -0 ^0" in lines[3]
+    assert "running" in lines[4] and "2024-05-01 19:55:00" in lines[4]
+    assert "60.0 s" in lines[5] and "+5 ~1 -0 ^0" in lines[5]
     vdn_lines = {line.split()[0]: line for line in lines if line.strip()[:1].isdigit()}
     assert "59 min" in vdn_lines["1"]
     assert "3.0 d" in vdn_lines["2"] and "HTTP 401" in vdn_lines["2"] and "..." in vdn_lines["2"]
+    assert "2024-04-28 20:00:00" in vdn_lines["2"]  # last success, at UTC+08:00
+    assert "2024-05-01 16:00:00" in vdn_lines["2"]  # failing since
     assert "never synced" in vdn_lines["3"] and "never" in vdn_lines["3"]
     assert lines[-1] == "3 VDNs configured: 1 failing, 1 never synced successfully"
 
 
 def test_json() -> None:
     data = json.loads(format_json(sample()))
+    assert data["warnings"] == []
     assert [r["run_id"] for r in data["runs"]] == [8, 7]
     assert data["runs"][0]["finished_at"] is None
     vdn2 = data["vdns"][1]
@@ -105,3 +116,66 @@ def test_a_cut_error_ends_at_a_word_with_a_marker() -> None:
 def test_an_error_is_one_line() -> None:
     cell = error_cell(format_table(failing("VDN 5: first\n  second")))
     assert cell == "VDN 5: first second"
+
+
+@pytest.fixture
+def local_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process's local time zone set from $TZ, restored afterwards."""
+    if not Path("/usr/share/zoneinfo/Asia/Kolkata").exists():
+        pytest.skip("no system time zone database")
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        yield
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+        assert os.environ.get("TZ") != "Asia/Kolkata"
+
+
+def test_table_times_are_local_and_say_their_offset(local_zone: None) -> None:
+    lines = format_table(sample()).splitlines()
+    assert lines[0] == "Times are in UTC+05:30 (local time); now 2024-05-01 17:30:00"
+    assert "2024-05-01 16:30:00" in lines[5]  # run 7 started 11:00 UTC
+
+
+def test_table_times_use_one_offset_across_daylight_saving() -> None:
+    """Times from winter shown in summer keep the offset the first line states."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        berlin = ZoneInfo("Europe/Berlin")
+    except Exception:
+        pytest.skip("no time zone database")
+    now = datetime(2024, 7, 1, 12, 0, tzinfo=timezone.utc)
+    winter = datetime(2024, 1, 15, 12, 0, tzinfo=timezone.utc)
+    row = VdnRow(1, winter, "succeeded", winter, 0, None, None)
+    lines = format_table(Status([], [row], now), zone=berlin).splitlines()
+    assert lines[0] == "Times are in UTC+02:00; now 2024-07-01 14:00:00"
+    assert "2024-01-15 14:00:00" in next(line for line in lines if line.startswith("  1 "))
+
+
+def test_negative_and_zero_offsets() -> None:
+    west = timezone(-timedelta(hours=3, minutes=30))
+    assert format_table(sample(), zone=west).splitlines()[0] == (
+        "Times are in UTC-03:30; now 2024-05-01 08:30:00"
+    )
+    assert format_table(sample(), zone=timezone.utc).splitlines()[0] == (
+        "Times are in UTC; now 2024-05-01 12:00:00"
+    )
+
+
+def test_a_warning_comes_first_and_is_in_json() -> None:
+    warning = "schema obs_sync is at migration 0042, which this obs-sync version does not know"
+    status = Status(sample().runs, sample().vdns, NOW, [warning])
+    lines = format_table(status, zone=UTC8).splitlines()
+    assert lines[0] == f"warning: {warning}"
+    assert lines[1].startswith("Times are in UTC+08:00")
+    assert json.loads(format_json(status))["warnings"] == [warning]
+
+
+def test_no_runs_yet() -> None:
+    status = Status([], [VdnRow(3, None, None, None, 0, None, None)], NOW)
+    lines = format_table(status, zone=UTC8).splitlines()
+    assert lines[2:4] == ["Recent runs:", "  (none yet)"]
+    assert lines[-1] == "1 VDN configured: 0 failing, 1 never synced successfully"
