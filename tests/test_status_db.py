@@ -225,6 +225,9 @@ def test_grant_reader(synced: Config, database_url: str, tmp_path: Any) -> None:
         assert "CREATE ROLE" in missing.output
 
         admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        # Typed with another case (either way round): the hint names the existing role.
+        upper = CliRunner().invoke(main, ["--config", path, "db", "grant-reader", role.upper()])
+        assert upper.exit_code == 1 and f"did you mean '{role}'?" in upper.output
         result = CliRunner().invoke(main, ["--config", path, "db", "grant-reader", role])
         assert result.exit_code == 0, result.output
         assert "GRANT SELECT ON" in result.output
