@@ -95,6 +95,9 @@ def make_engine(config: Config) -> Engine:
         pool_size=workers + 1,
         max_overflow=workers + 1,
         pool_recycle=1800,
+        # A pooled connection that died (database restart, failover, a terminated backend)
+        # is replaced at checkout instead of failing the daemon's next runs.
+        pool_pre_ping=True,
         connect_args=dict(_CONNECT_ARGS),
     )
 

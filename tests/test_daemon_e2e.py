@@ -394,6 +394,22 @@ def test_survives_database_restart(tmp_path: Path) -> None:
             )
             d.assert_alive()
             assert finished_runs(cluster, database, schema, "succeeded") >= 2
+            # Connections dropped under a live pool (failover, pg_terminate_backend): the
+            # very next runs succeed, none fails on a dead pooled connection.
+            errors = d.metric("obs_sync_runs_total", status="error")
+            ok_before = d.metric("obs_sync_runs_total", status="succeeded")
+            with cluster.connect(database) as admin:
+                killed = admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = 'obs-sync'"
+                ).fetchone()
+            assert killed is not None and killed[0] >= 1
+            wait_for(
+                lambda: d.metric("obs_sync_runs_total", status="succeeded") >= ok_before + 2,
+                "two runs after the connections were terminated",
+            )
+            assert d.metric("obs_sync_runs_total", status="error") == errors
+            assert d.metric("obs_sync_runs_total", status="failed") == 0
             assert d.terminate() == 0
             log = d.log_text()
             assert "run failed before syncing" in log
