@@ -125,6 +125,8 @@ def upgrade(engine: Engine, schema: str, revision: str = "head") -> tuple[str | 
     with engine.begin() as connection:
         lock_and_create_schema(connection, schema)
         before = current_revision(connection, schema)
+        if before is not None:
+            _require_known(before, schema, "upgrade obs-sync on this host")
         _alembic(connection, schema, "upgrade", revision)
         after = current_revision(connection, schema)
     return before, after
@@ -224,12 +226,13 @@ def plan_downgrade(engine: Engine, schema: str, revision: str) -> DowngradePlan:
     return DowngradePlan(schema, current, target, reverted, rows)
 
 
-def _require_known(current: str, schema: str) -> None:
+def _require_known(
+    current: str, schema: str, fix: str = "downgrade it with the obs-sync version that migrated it"
+) -> None:
     if current not in known_revisions():
         raise MigrationError(
             f"schema {schema} is at migration {current}, which this obs-sync version does not "
-            f"know (its newest is {head_revision()}): downgrade it with the obs-sync version "
-            "that migrated it"
+            f"know (its newest is {head_revision()}): {fix}"
         )
 
 

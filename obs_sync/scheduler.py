@@ -231,12 +231,19 @@ class SyncJob:
         """Create the engine (starting the embedded PostgreSQL if configured) and connect once."""
         from sqlalchemy import text
 
+        from obs_sync.migrate import MigrationError, current_revision, needs_upgrade
         from obs_sync.sync import make_engine
 
         if self.engine is None:
             self.engine = make_engine(self.config)
+        schema = self.config.database.schema_
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
+            revision = current_revision(connection, schema)
+        try:
+            needs_upgrade(revision, schema, migrate=True)
+        except MigrationError as error:  # migrated by a newer obs-sync: every run would fail
+            raise StartError(str(error)) from None
 
     def recorded(self) -> Sequence[VdnRow]:
         """Each configured VDN's recorded freshness and failure streak (empty before the
@@ -458,6 +465,10 @@ class Daemon:
             try:
                 prepare()
                 log.info("database reachable")
+            except StartError:
+                if self.server is not None:
+                    self.server.stop()
+                raise
             except Exception as error:
                 log.error("database not reachable at start: %s (runs will retry)", one_line(error))
             else:

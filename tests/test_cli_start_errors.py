@@ -45,7 +45,8 @@ def write_config(tmp_path: Path, *, database_url: str = "", metrics: str = "") -
         "isales: {base_url: 'http://127.0.0.1:9', access_key: ak, secret_key: sk-never-shown,"
         " vdn_ids: [1]}\n"
         f"database: {{url: '{database_url}'}}\n"
-        "schedule: {interval_minutes: 1}\n" + (f"metrics: {metrics}\n" if metrics else "")
+        "schedule: {interval_minutes: 1}\n"
+        "logging: {level: WARNING}\n" + (f"metrics: {metrics}\n" if metrics else "")
     )
     return str(path)
 
@@ -122,3 +123,21 @@ def test_run_refuses_a_metrics_host_not_on_this_machine(tmp_path: Path) -> None:
     config = write_config(tmp_path, database_url=NO_DATABASE, metrics="{host: 192.0.2.1}")
     result = obs_sync(tmp_path, "--config", config, "run")
     assert_one_line_usage_error(result, "cannot listen on 192.0.2.1:9464", "metrics.host")
+
+
+def test_run_refuses_a_schema_migrated_by_a_newer_obs_sync(
+    tmp_path: Path, database_url: str
+) -> None:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    plain = make_url(database_url).set(drivername="postgresql").render_as_string(False)
+    with psycopg.connect(plain, autocommit=True) as connection:
+        connection.execute("CREATE SCHEMA obs_sync")
+        connection.execute("CREATE TABLE obs_sync.alembic_version (version_num text)")
+        connection.execute("INSERT INTO obs_sync.alembic_version VALUES ('0099')")
+    config = write_config(tmp_path, database_url=database_url, metrics="{port: 0}")
+    result = obs_sync(tmp_path, "--config", config, "run")
+    assert_one_line_usage_error(
+        result, "cannot start: schema obs_sync is at migration 0099", "upgrade obs-sync"
+    )

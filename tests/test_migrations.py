@@ -252,7 +252,7 @@ def test_downgrade_asks_on_a_terminal(
     assert tables(db_engine) == {"alembic_version"}
 
 
-def test_downgrade_of_a_schema_from_a_newer_obs_sync_names_the_fix(
+def test_db_commands_on_a_schema_from_a_newer_obs_sync_name_the_fix(
     tmp_path: Path, simulator: Simulator, database_url: str, db_engine: Engine
 ) -> None:
     path = write_config(tmp_path / "c.yaml", simulator, database_url, schema=SCHEMA)
@@ -264,3 +264,7 @@ def test_downgrade_of_a_schema_from_a_newer_obs_sync_names_the_fix(
     assert "at migration 0099, which this obs-sync version does not know" in result.output
     assert "downgrade it with the obs-sync version that migrated it" in result.output
     assert tables(db_engine) == TABLES | {"alembic_version"}
+    result = CliRunner().invoke(main, ["--config", path, "db", "upgrade"])
+    assert result.exit_code == 1, result.output
+    assert "at migration 0099, which this obs-sync version does not know" in result.output
+    assert "upgrade obs-sync on this host" in result.output
