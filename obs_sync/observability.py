@@ -270,6 +270,10 @@ class Metrics:
             self.vdn_results.labels(status)
         for kind in ("inserted", "updated", "deleted", "restored"):
             self.codes_changed.labels(kind)
+        from obs_sync.isales import OUTCOMES  # the daemon imports the client anyway
+
+        for outcome in sorted(OUTCOMES):
+            self.request_seconds.labels(outcome)
         self._failing: set[int] = set()
         self._lock = threading.Lock()
 

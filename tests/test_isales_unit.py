@@ -325,3 +325,14 @@ def test_signed_headers_must_be_header_names() -> None:
     assert str(info.value) == (
         "isales.signing.signed_headers: 'content type' is not an HTTP header name"
     )
+
+
+def test_outcomes_lists_every_outcome_the_client_emits() -> None:
+    # The daemon exports every outcome at 0 from the start (alerts on increase()).
+    import inspect
+    import re
+
+    from obs_sync import isales
+
+    emitted = set(re.findall(r'_emit\(vdn_id, "([a-z_]+)"', inspect.getsource(isales)))
+    assert emitted == set(isales.OUTCOMES)

@@ -244,6 +244,7 @@ def test_counter_label_values_exist_from_the_start_at_zero() -> None:
         'obs_sync_codes_changed_total{kind="deleted"} 0.0',
         'obs_sync_vdn_results_total{status="guarded"} 0.0',
         'obs_sync_runs_total{status="error"} 0.0',
+        'obs_sync_http_request_duration_seconds_count{outcome="auth_error"} 0.0',
     ):
         assert series in text
 
