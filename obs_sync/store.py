@@ -781,7 +781,7 @@ def outcome(
             f"mass-deletion guard: {len(changes.withheld_deletes)} of {present} present codes "
             f"are missing from a complete snapshot, more than sync.max_delete_fraction = "
             f"{max_delete_fraction}; deletions withheld (inserts/updates applied). If the "
-            "deletion is real, run once with a higher sync.max_delete_fraction"
+            f"deletion is real: obs-sync sync --vdn {fetched.vdn_id} --max-delete-fraction 1"
         )
     return replace(
         fetched,

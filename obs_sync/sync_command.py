@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from obs_sync.errors import one_line
+from obs_sync.errors import database_error
 from obs_sync.text import plural
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ def run_sync_command(
         # by module so that a sync which needed no migration does not import SQLAlchemy.
         if not type(error).__module__.startswith(("psycopg", "sqlalchemy")):
             raise
-        _say(f"database error: {one_line(error)} (check database.url and that the server is up)")
+        _say(database_error(error))
         return EXIT_FAILED
     finally:
         if progress is not None:
@@ -184,7 +184,7 @@ def run_migration_command(
         _say(str(error))
         return EXIT_FAILED
     except SQLAlchemyError as error:
-        _say(f"database error: {one_line(error)}")
+        _say(database_error(error))
         return EXIT_FAILED
     except Exception as error:  # Alembic's CommandError: unknown revision and the like
         if type(error).__name__ != "CommandError":

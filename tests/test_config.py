@@ -346,7 +346,9 @@ def test_unencoded_database_password_is_a_clear_error_that_hides_it(url: str) ->
     with pytest.raises(ConfigError) as error:
         parse(database={"url": url})
     message = str(error.value)
-    assert message.startswith("database.url: cannot be parsed")
+    assert message.startswith(
+        ("database.url: cannot be parsed", "database.url: the port after the host is not")
+    )
     assert "percent-encode" in message
     for piece in ("p@ss", "ss:w", "rd%!", "p%ss", "127.0.0.1"):
         assert piece not in message
@@ -369,3 +371,25 @@ def test_keys_with_a_stray_newline_are_named_without_their_value() -> None:
     secret = error_of({"isales": isales(secret_key="sk-very-secret\n")})
     assert secret.startswith("isales.secret_key: contains a control character")
     assert "sk-very-secret" not in secret
+
+
+def test_postgres_scheme_is_accepted_and_a_bad_port_is_named() -> None:
+    config = parse(database={"url": "postgres://u:pw@h:5432/db"})
+    assert config.database.url.get_secret_value() == "postgresql+psycopg://u:pw@h:5432/db"
+    message = error_of({"isales": isales(), "database": {"url": "postgresql://u@h:99999/db"}})
+    assert message == "database.url: port 99999 is outside 1..65535"
+
+
+def test_database_only_commands_do_not_need_the_isales_keys() -> None:
+    data = {
+        "isales": isales(access_key="${ISALES_ACCESS_KEY}", secret_key="${ISALES_SECRET_KEY}"),
+        "database": {"url": "${DB_URL}"},
+    }
+    env = {"DB_URL": "postgresql://u@h/db"}
+    with pytest.raises(ConfigError, match="ISALES_ACCESS_KEY is not set"):
+        parse_config(data, env)
+    config = parse_config(data, env, credentials=False)
+    assert config.database.url.get_secret_value() == "postgresql+psycopg://u@h/db"
+    # The database is still required as configured.
+    with pytest.raises(ConfigError, match="DB_URL is not set"):
+        parse_config(data, {}, credentials=False)

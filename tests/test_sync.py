@@ -379,6 +379,7 @@ def test_mass_deletion_guard(database_url: str, engine: Engine, simulator: Simul
         r=result.run_id,
     )
     assert record[0] == "guarded" and record[1] == 70 and "max_delete_fraction" in record[2]
+    assert "obs-sync sync --vdn 4 --max-delete-fraction 1" in record[2]
     # An empty answer for a VDN that had codes is guarded too.
     simulator.data.set_codes(5, {})
     result = sync(config, engine, vdn_ids=[5])
