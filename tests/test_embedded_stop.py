@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,16 @@ def test_stop_embedded_stops_the_server_and_keeps_its_data(embedded_data_dir: Pa
     again = obs_sync(root, *upgrade)  # the next use starts it again
     assert again.returncode == 0, again.stderr
     assert "already at" in again.stdout  # with the schema created the first time
+
+    # A crash leaves a stale postmaster.pid: reported as not running, nothing started.
+    pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    crashed = obs_sync(root, "db", "stop-embedded")
+    assert crashed.returncode == 0, crashed.stderr
+    assert "is not running (a stale postmaster.pid from a crash" in crashed.stdout
