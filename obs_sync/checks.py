@@ -266,8 +266,10 @@ def check_metrics(config: Config) -> CheckResult:
             # Most likely the daemon itself, already running: then all is well.
             target = "127.0.0.1" if host in ("0.0.0.0", "") else host
             target = f"[{target}]" if ":" in target else target
+            # Straight to the port: an HTTP(S)_PROXY in the environment must not answer.
+            direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
             try:
-                with urllib.request.urlopen(f"http://{target}:{port}/healthz", timeout=2) as r:
+                with direct.open(f"http://{target}:{port}/healthz", timeout=2) as r:
                     server = r.headers.get("Server", "")
             except urllib.error.HTTPError as answer:  # 503 is an answer too
                 server = answer.headers.get("Server", "")

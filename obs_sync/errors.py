@@ -22,7 +22,8 @@ def one_line(error: BaseException) -> str:
 
 def database_error(error: BaseException) -> str:
     """A database failure of a command, with where to look (``check`` names the fix)."""
-    return (
-        f"database error: {one_line(error)} (check database.url and that the server is up; "
-        "`obs-sync check` tells more)"
-    )
+    cause = getattr(error, "orig", None) or error
+    # Only a failure to reach the server is about database.url; "permission denied" is not.
+    unreachable = type(cause).__name__ in ("OperationalError", "InterfaceError")
+    where = "check database.url and that the server is up; " if unreachable else ""
+    return f"database error: {one_line(error)} ({where}`obs-sync check` tells more)"

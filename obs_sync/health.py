@@ -148,7 +148,12 @@ class HealthTracker:
         restart, or a crash loop, does not hide a VDN that has been failing for days."""
         with self._lock:
             for vdn_id, failure in failures.items():
-                self._state.failing.setdefault(vdn_id, failure)
+                current = self._state.failing.get(vdn_id)
+                if current is None:
+                    self._state.failing[vdn_id] = failure
+                elif failure.since < current.since:  # e.g. after runs with the database down
+                    current.since = failure.since
+                    current.count = max(current.count, failure.count)
 
     def record_run_error(self, vdn_ids: Iterable[int], error: str, at: datetime) -> None:
         """A run that could not sync anything (e.g. the database is down)."""

@@ -154,6 +154,7 @@ class DowngradePlan:
     target: str | None  # None: base, every obs-sync table dropped
     reverted: tuple[str, ...]  # the migrations undone, newest first; empty if unresolved
     rows: dict[str, int]  # each obs-sync table in the schema: its row count
+    resolved: bool = True  # False: `revision` names no revision at or below the current one
 
     def describe(self) -> str:
         if self.current is None:
@@ -161,13 +162,11 @@ class DowngradePlan:
         tables = ", ".join(f"{name} ({count:,} rows)" for name, count in self.rows.items())
         if self.target is None and self.reverted:
             what = f"drops every obs-sync table and its data: {tables}"
-        elif self.reverted:
+        else:
             what = (
                 f"reverts migration(s) {', '.join(self.reverted)} to {self.target}; whatever "
                 f"they added is lost (tables now: {tables})"
             )
-        else:
-            what = f"may drop tables and data (tables now: {tables})"
         return f"schema {self.schema}: downgrade from {self.current} {what}"
 
 
@@ -222,8 +221,8 @@ def plan_downgrade(engine: Engine, schema: str, revision: str) -> DowngradePlan:
     if current is None:
         return DowngradePlan(schema, None, None, (), rows)
     _require_known(current, schema)
-    _, target, reverted = downgrade_target(current, revision)
-    return DowngradePlan(schema, current, target, reverted, rows)
+    resolved, target, reverted = downgrade_target(current, revision)
+    return DowngradePlan(schema, current, target, reverted, rows, resolved)
 
 
 def _require_known(

@@ -249,8 +249,10 @@ class SyncJob:
         """Each configured VDN's recorded freshness and failure streak (empty before the
         first run ever), read once at start so health and metrics survive a restart."""
         from obs_sync.status import StatusError, read_status
+        from obs_sync.sync import make_engine
 
-        assert self.engine is not None, "prepare() first"
+        if self.engine is None:  # prepare() failed: the database was down at start
+            self.engine = make_engine(self.config)
         try:
             status = read_status(
                 self.engine, self.config.database.schema_, self.config.isales.vdn_list, limit=1
@@ -332,6 +334,7 @@ class Daemon:
         self.metrics: Metrics | None = None
         self.server: MetricsServer | None = None
         self.runs_finished = 0
+        self.seeded = False  # failure streaks and last successes read from the run records
 
     # ----------------------------------------------------------------- one run
 
@@ -365,6 +368,7 @@ class Daemon:
         deadline = started + deadline_seconds
         metrics = self.metrics
         log.info("run starting (deadline in %.0f s)", deadline_seconds)
+        self._seed_from_records(quiet=True)  # if the database was down at start
 
         def on_vdn(result: Any) -> None:
             at = getattr(result, "finished_at", None) or self.clock()
@@ -511,17 +515,22 @@ class Daemon:
             scheduler.shutdown(wait=False)
         return self._drain(schedule.shutdown_timeout_seconds)
 
-    def _seed_from_records(self) -> None:
+    def _seed_from_records(self, *, quiet: bool = False) -> None:
+        """Health and metrics from the run records; retried before each run until it works
+        (the database may be down when the daemon starts)."""
         recorded = getattr(self.job, "recorded", None)
-        if recorded is None:
+        if recorded is None or self.seeded:
             return
         try:
             rows: Sequence[VdnRow] = recorded()
         except Exception as error:
-            log.warning(
-                "cannot read earlier run records: %s (health starts empty)", one_line(error)
-            )
+            if not quiet:
+                log.warning(
+                    "cannot read earlier run records yet: %s (read before the next run)",
+                    one_line(error),
+                )
             return
+        self.seeded = True
         failing = {
             row.vdn_id: Failure(since=row.failing_since, count=row.streak, error=row.last_error)
             for row in rows
@@ -534,8 +543,8 @@ class Daemon:
         if failing:
             first = min(failing, key=lambda vdn: failing[vdn].since)
             log.warning(
-                "%d VDN(s) already failing before this start, VDN %d since %s",
-                len(failing),
+                "%s already failing before this start, VDN %d since %s",
+                plural(len(failing), "VDN"),
                 first,
                 failing[first].since.isoformat(timespec="seconds"),
             )

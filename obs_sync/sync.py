@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Literal
 from obs_sync import __version__, logcontext
 from obs_sync.errors import one_line
 from obs_sync.results import LOCKED_ERROR, RunStatus, VdnResult, VdnStatus
+from obs_sync.text import plural
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -521,7 +522,7 @@ def _run(
             if vdn not in run.results
         ]
         if unstarted:
-            log.warning("%d VDN(s) %s", len(unstarted), unstarted[0].error)
+            log.warning("%s %s", plural(len(unstarted), "VDN"), unstarted[0].error)
             if on_vdn is not None:
                 for result in unstarted:
                     on_vdn(result)

@@ -173,6 +173,16 @@ def run_migration_command(
             before, after = migrate.upgrade(engine, schema, revision)
         else:
             plan = migrate.plan_downgrade(engine, schema, revision)
+            if plan.current is not None and not plan.resolved:
+                known = ", ".join(migrate.known_revisions())
+                _say(
+                    f"downgrade --revision {revision}: not a revision at or below the schema's "
+                    f"{plan.current}; use -1 (one step), base (drop everything) or one of {known}"
+                )
+                return EXIT_USAGE
+            if plan.current is not None and not plan.reverted:
+                click.echo(f"schema {schema}: already at {plan.current}; nothing to downgrade")
+                return EXIT_OK
             if plan.current is not None and not assume_yes:
                 if not sys.stdin.isatty():
                     _say(f"{plan.describe()}. Not on a terminal: add --yes to go ahead")

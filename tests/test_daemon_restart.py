@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from obs_sync.config import parse_config
 from obs_sync.scheduler import Daemon
@@ -53,3 +54,36 @@ def test_restart_keeps_failure_streaks_and_last_successes(
         daemon.request_shutdown("test over")
         thread.join(30)
     assert not thread.is_alive()
+
+
+def test_records_are_read_once_the_database_is_reachable(
+    simulator: Simulator, database_url: str
+) -> None:
+    data = config_dict(simulator, database_url, vdn_ids=[1, 3], max_retries=0)
+    simulator.faults.add(Fault(kind="http_status", status=503, vdn_id=3, times=None))
+    earlier = run_sync(parse_config(data, env={}))
+    failed_at = by_vdn(earlier)[3].finished_at
+    data["schedule"] = {"interval_minutes": 60, "run_at_start": True}
+    data["metrics"] = {"host": "127.0.0.1", "port": 0}
+    daemon = Daemon(parse_config(data, env={}))
+
+    def database_down_at_start() -> None:
+        raise ConnectionError("database not reachable")
+
+    daemon.job.prepare = database_down_at_start  # type: ignore[attr-defined]
+    thread = threading.Thread(target=lambda: daemon.serve(install_signals=False), daemon=True)
+    thread.start()
+    try:
+        limit = time.monotonic() + 30
+        while daemon.runs_finished < 1 and time.monotonic() < limit:
+            time.sleep(0.02)
+        assert daemon.seeded
+        # The streak started before this process, not at its first run.
+        assert daemon.health.failing()[3].since == failed_at
+    finally:
+        daemon.request_shutdown("test over")
+        thread.join(30)
+
+
+def by_vdn(result: Any) -> dict[int, Any]:
+    return {vdn.vdn_id: vdn for vdn in result.vdns}

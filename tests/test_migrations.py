@@ -268,3 +268,19 @@ def test_db_commands_on_a_schema_from_a_newer_obs_sync_name_the_fix(
     assert result.exit_code == 1, result.output
     assert "at migration 0099, which this obs-sync version does not know" in result.output
     assert "upgrade obs-sync on this host" in result.output
+
+
+def test_downgrade_to_the_current_or_an_unknown_revision_asks_nothing(
+    tmp_path: Path, simulator: Simulator, database_url: str, db_engine: Engine
+) -> None:
+    path = write_config(tmp_path / "c.yaml", simulator, database_url, schema=SCHEMA)
+    migrate.upgrade(db_engine, SCHEMA)
+    head = migrate.head_revision()
+    same = CliRunner().invoke(main, ["--config", path, "db", "downgrade", "--revision", head])
+    assert same.exit_code == 0, same.output
+    assert f"already at {head}; nothing to downgrade" in same.output
+    bogus = CliRunner().invoke(main, ["--config", path, "db", "downgrade", "--revision", "nope"])
+    assert bogus.exit_code == 2, bogus.output
+    assert "downgrade --revision nope: not a revision at or below" in bogus.output
+    assert "add --yes" not in bogus.output
+    assert tables(db_engine) == TABLES | {"alembic_version"}
