@@ -282,6 +282,7 @@ def sync(
 
 
 @main.group()
+@config_option
 def db() -> None:
     """Database schema management."""
 

@@ -34,8 +34,10 @@ def test_database_commands_need_no_isales_keys_and_take_config_after_the_command
         "  vdn_ids: [1, 2]\n"
         f"database: {{url: '{database_url}'}}\n"
     )
-    upgrade = obs_sync(tmp_path, "db", "upgrade", "--config", str(config))
+    upgrade = obs_sync(tmp_path, "db", "--config", str(config), "upgrade")
     assert upgrade.returncode == 0, upgrade.stderr
+    again = obs_sync(tmp_path, "db", "upgrade", "--config", str(config))
+    assert again.returncode == 0 and "already at" in again.stdout, again.stderr
     status = obs_sync(tmp_path, "status", "--config", str(config))
     assert status.returncode == 0, status.stderr
     assert "2 VDNs configured" in status.stdout
