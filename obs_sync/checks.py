@@ -228,9 +228,10 @@ def check_isales(config: Config) -> CheckResult:
         with ISalesClient(quick) as client:
             page = client.fetch_page(vdn, 1, 1)
     except Exception as error:
-        return CheckResult(
-            "isales", False, one_line(error), _isales_fix(error, config.isales.base_url)
-        )
+        from obs_sync.observability import redactor_for
+
+        detail = redactor_for(config)(one_line(error))  # the server's text may echo a secret
+        return CheckResult("isales", False, detail, _isales_fix(error, config.isales.base_url))
     sample = f", e.g. {page.codes[0][0]} = {page.codes[0][1]!r}" if page.codes else ""
     return CheckResult(
         "isales",

@@ -103,7 +103,7 @@ def fetch(ctx: click.Context, vdn_ids: tuple[int, ...], fmt: str) -> None:
     import json
 
     from obs_sync.isales import ISalesClient, ISalesError
-    from obs_sync.observability import setup_logging_for
+    from obs_sync.observability import redactor_for, setup_logging_for
 
     setup_logging_for(config)  # retries and incomplete-snapshot warnings go to stderr
 
@@ -113,7 +113,7 @@ def fetch(ctx: click.Context, vdn_ids: tuple[int, ...], fmt: str) -> None:
     except ConfigError as error:
         fail(f"configuration error: {error}", EXIT_USAGE)
     except ISalesError as error:
-        fail(str(error))
+        fail(redactor_for(config)(str(error)))  # the server's text may echo a secret
     codes = snapshot.codes
     if fmt == "json":
         lines = [

@@ -56,7 +56,9 @@ def config_secrets(config: Config) -> list[str]:
 WHOLE_TOKEN_BELOW = 6
 
 
-class _Redactor:
+class Redactor:
+    """Masks the given secrets in text (see :data:`WHOLE_TOKEN_BELOW` for short ones)."""
+
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         # Longest first, so a secret that contains another is masked whole.
         self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
@@ -77,6 +79,11 @@ class _Redactor:
         return text
 
 
+def redactor_for(config: Config) -> Redactor:
+    """For text that leaves the process other than by logging: run records, status, CLI."""
+    return Redactor(config_secrets(config))
+
+
 def _timestamp(record: logging.LogRecord) -> str:
     moment = datetime.fromtimestamp(record.created, tz=timezone.utc)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -93,7 +100,7 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self.redact = _Redactor(secrets)
+        self.redact = Redactor(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         parts = [_timestamp(record), f"{record.levelname:<7}"]
@@ -118,7 +125,7 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self.redact = _Redactor(secrets)
+        self.redact = Redactor(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
@@ -137,7 +144,7 @@ class JsonFormatter(logging.Formatter):
         # characters that JSON escapes is also masked in its escaped form.
         line = json.dumps(data, default=str, ensure_ascii=False)
         escaped = [json.dumps(s, ensure_ascii=False)[1:-1] for s in self.redact.secrets]
-        return _Redactor([*self.redact.secrets, *escaped])(line)
+        return Redactor([*self.redact.secrets, *escaped])(line)
 
 
 def setup_logging(

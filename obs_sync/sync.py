@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Literal
 
 from obs_sync import __version__, logcontext
 from obs_sync.errors import one_line
+from obs_sync.observability import redactor_for
 from obs_sync.results import LOCKED_ERROR, RunStatus, VdnResult, VdnStatus
 from obs_sync.text import plural
 
@@ -281,6 +282,9 @@ class _Run:
     ) -> None:
         self.config = config
         self.client = client
+        # Error text can quote the server (a body echoing a secret): masked before it is
+        # stored, shown by `status` or put in a /healthz reason, as logging masks it.
+        self.redact = redactor_for(config)
         self.prepared = prepared
         self.dry_run = dry_run
         self.stop = stop
@@ -350,10 +354,10 @@ class _Run:
         except ISalesError as error:
             if error.stats is not None:  # what the failed fetch cost, for the run record
                 started = replace(started, pages=error.stats.pages, requests=error.stats.requests)
-            return started, _short(error, vdn_id)
+            return started, self.redact(_short(error, vdn_id))
         except Exception as error:  # a bug must not take the other VDNs down
             log.exception("unexpected error fetching VDN %d", vdn_id)
-            return started, f"internal error: {_short(error, vdn_id)}"
+            return started, self.redact(f"internal error: {_short(error, vdn_id)}")
 
     def apply(self, started: VdnResult, snapshot: Snapshot | str) -> VdnResult:
         if isinstance(snapshot, str):
@@ -388,7 +392,8 @@ class _Run:
                 if type(error).__module__.startswith(("psycopg", "sqlalchemy"))
                 else "internal error"
             )
-            return replace(fetched, status="failed", error=f"{kind}: {_short(error, 0)}")
+            error_text = self.redact(f"{kind}: {_short(error, 0)}")
+            return replace(fetched, status="failed", error=error_text)
 
     def record_failure(self, result: VdnResult, error: str) -> VdnResult:
         store = self.prepared.wait()

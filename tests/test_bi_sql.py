@@ -106,6 +106,7 @@ def test_bi_queries(simulator: Simulator, database_url: str) -> None:
 
         relabeled = {row[0]: row[2:] for row in run("calls with current description")}
         assert relabeled[1] == ("renamed", False) and relabeled[3] == (removed_desc, True)
+        assert relabeled[6] == (None, None)  # a code never seen: unknown, not "exists"
 
         instant = run("description at an instant")
         assert len(instant) <= 1

@@ -550,3 +550,19 @@ def test_concurrent_runs_in_one_process_never_duplicate(
     assert inserted == 480  # VDNs 2..5, each inserted by exactly one run
     assert present_codes(engine) == upstream(sim)
     assert_history_invariants(engine)
+
+
+def test_a_server_echoing_the_secret_does_not_put_it_in_the_run_records(
+    config: Config, engine: Engine, simulator: Simulator
+):
+    from tests.fixtures_sim import SIM_SECRET_KEY
+
+    echo = f"parameter error near {SIM_SECRET_KEY}"
+    simulator.faults.add(Fault(kind="result_code", code="0200001", desc=echo, vdn_id=2, times=None))
+    result = sync(config, engine, vdn_ids=[2])
+    vdn = by_vdn(result)[2]
+    assert vdn.status == "failed" and "parameter error near ***" in (vdn.error or "")
+    (stored,) = rows(
+        engine, "SELECT error FROM {s}.sync_run_vdn WHERE sync_run_id = :r", r=result.run_id
+    )
+    assert SIM_SECRET_KEY not in stored[0] and "***" in stored[0]
