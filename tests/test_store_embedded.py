@@ -42,7 +42,9 @@ def test_embedded_server_is_started_reused_and_announced(
     assert first.returncode == 0, first.stderr
     announced = [line for line in first.stderr.splitlines() if "embedded PostgreSQL" in line]
     assert len(announced) == 1, first.stderr
-    assert announced[0].startswith("obs-sync: using embedded PostgreSQL: postgresql://")
+    # A log line (sync logs in the configured format), once per process.
+    assert " INFO " in announced[0]
+    assert "using embedded PostgreSQL: postgresql://" in announced[0]
     assert f"host={data_dir / 'pg'}" in announced[0]
     assert "+240 new" in first.stdout
     assert (data_dir / "pg" / "PG_VERSION").is_file()
