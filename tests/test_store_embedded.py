@@ -55,7 +55,7 @@ def test_embedded_server_is_started_reused_and_announced(
 
     import psycopg
 
-    url = announced[0].split(": ", 2)[2]
+    url = announced[0].split("using embedded PostgreSQL: ", 1)[1]
     with psycopg.connect(url) as connection:  # a BI tool can connect with the printed URL
         count = connection.execute("SELECT count(*) FROM obs_sync.result_code").fetchone()
     assert count == (240,)
