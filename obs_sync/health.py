@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from obs_sync.text import plural
+
 FAILING_STATUSES = frozenset({"failed", "incomplete", "guarded"})
 HealthStatus = Literal["ok", "starting", "unhealthy"]
 
@@ -98,7 +100,7 @@ def evaluate(
     if too_long:
         vdn, failure = min(too_long, key=lambda item: item[1].since)
         more = len(too_long) - 1
-        others = f" (and {more} more VDN{'s' * (more > 1)})" if more else ""
+        others = f" (and {plural(more, 'more VDN')})" if more else ""
         error = f": {failure.error}" if failure.error else ""
         return Health(
             "unhealthy", f"VDN {vdn} failing for {_minutes(now - failure.since)}{others}{error}"
@@ -108,8 +110,7 @@ def evaluate(
     if state.failing:
         return Health(
             "ok",
-            f"{len(state.failing)} VDN{'s' * (len(state.failing) > 1)} failing, "
-            f"for less than {_minutes(max_failing)}",
+            f"{plural(len(state.failing), 'VDN')} failing, for less than {_minutes(max_failing)}",
         )
     return Health("ok", "")
 

@@ -218,14 +218,13 @@ class SyncJob:
         self.config = config
         self.engine: Engine | None = None
         self.migrated = False
-        if not config.database.url.get_secret_value():
-            # Not installed never heals by itself: refuse to start rather than fail every run.
-            from obs_sync.embedded import EmbeddedError, require_installed
+        # A missing embedded extra never heals by itself: refuse to start, not fail every run.
+        from obs_sync.embedded import EmbeddedError, require_installed
 
-            try:
-                require_installed()
-            except EmbeddedError as error:
-                raise StartError(str(error)) from None
+        try:
+            require_installed(config.database.url.get_secret_value())
+        except EmbeddedError as error:
+            raise StartError(str(error)) from None
 
     def prepare(self) -> None:
         """Create the engine (starting the embedded PostgreSQL if configured) and connect once."""
@@ -247,7 +246,7 @@ class SyncJob:
 
     def recorded(self) -> Sequence[VdnRow]:
         """Each configured VDN's recorded freshness and failure streak (empty before the
-        first run ever), read once at start so health and metrics survive a restart."""
+        first run ever), so health and metrics survive a restart."""
         from obs_sync.status import StatusError, read_status
         from obs_sync.sync import make_engine
 

@@ -96,12 +96,12 @@ def run_sync_command(
     from obs_sync.migrate import MigrationError
     from obs_sync.sync import run_sync
 
-    if not config.database.url.get_secret_value():
-        try:
-            require_installed()  # before fetching anything that could not be stored
-        except EmbeddedError as error:
-            _say(f"configuration error: {error}")
-            return EXIT_USAGE
+    try:
+        # Before fetching anything that could not be stored.
+        require_installed(config.database.url.get_secret_value())
+    except EmbeddedError as error:
+        _say(error.for_cli())
+        return error.exit_code
 
     total = len(vdn_ids) if vdn_ids else len(configured)
     progress: Any = None
