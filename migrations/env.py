@@ -2,7 +2,7 @@
 
 The database and schema come from obs-sync, never from alembic.ini:
 
-- ``obs-sync db upgrade`` / ``sync`` (obs_sync/migrate.py) pass an open connection and the
+- ``obs-sync db upgrade`` / ``sync`` (obs_sync/db/migrate.py) pass an open connection and the
   schema in ``config.attributes``; the caller holds the migration advisory lock and commits.
 - Running ``alembic -c migrations/alembic.ini [-x config=PATH] upgrade head`` directly reads
   obs-sync's configuration (``-x config=PATH``, else ``$OBS_SYNC_CONFIG``, else
@@ -16,7 +16,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from obs_sync import migrate
+from obs_sync.config import Config, load_config
+from obs_sync.db import migrate
+from obs_sync.db.engine import make_engine
 
 alembic_config = context.config
 
@@ -34,9 +36,7 @@ def _configure_and_run(connection: Connection | None, schema: str, url: str | No
         context.run_migrations()
 
 
-def _obs_sync_config() -> tuple[object, str]:
-    from obs_sync.config import load_config
-
+def _obs_sync_config() -> tuple[Config, str]:
     path = context.get_x_argument(as_dictionary=True).get("config")
     config = load_config(path)
     return config, config.database.schema_
@@ -52,9 +52,7 @@ def main() -> None:
         print(f'CREATE SCHEMA IF NOT EXISTS "{schema}";')
         _configure_and_run(None, schema)
         return
-    from obs_sync.sync import make_engine
-
-    engine = make_engine(config)  # type: ignore[arg-type]
+    engine = make_engine(config)
     try:
         with engine.begin() as conn:
             migrate.lock_and_create_schema(conn, schema)

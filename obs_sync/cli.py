@@ -1,26 +1,29 @@
 """The ``obs-sync`` command line: parsing, output and exit codes only; no business logic.
 
 Exit codes: 0 success; 1 a VDN failed, was incomplete or guarded (or a check failed);
-2 configuration or usage error. Heavy modules are imported inside the commands that
-need them so every command starts quickly.
+2 configuration or usage error (:mod:`obs_sync.errors`). Each command imports what it runs
+inside its function, so every command starts quickly and loads only its own layer (the
+rule tests/test_architecture.py allows for this module).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from obs_sync.config import Config, ConfigError, load_config, resolve_config_path
-from obs_sync.errors import database_error, one_line
+from obs_sync.db.errors import database_error
+from obs_sync.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, one_line
 from obs_sync.text import plural
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
@@ -35,7 +38,7 @@ def get_config(ctx: click.Context, *, credentials: bool = True) -> Config:
         try:
             obj["config"] = load_config(obj.get("config_path"), credentials=credentials)
         except ConfigError as error:
-            fail(f"configuration error: {error}", EXIT_USAGE)
+            fail(f"configuration error: {error}", error.exit_code)
     config: Config = obj["config"]
     return config
 
@@ -58,8 +61,8 @@ config_option = click.option(
 
 def open_engine(config: Config) -> Engine:
     """The database engine; an embedded server that cannot be used is a usage error."""
-    from obs_sync.embedded import EmbeddedError
-    from obs_sync.sync import make_engine
+    from obs_sync.db.embedded import EmbeddedError
+    from obs_sync.db.engine import make_engine
 
     try:
         return make_engine(config)
@@ -95,9 +98,8 @@ def fetch(ctx: click.Context, vdn_ids: tuple[int, ...], fmt: str) -> None:
         fail(f"--vdn given {len(vdn_ids)} times: fetch prints one VDN per call", EXIT_USAGE)
     vdn_id = vdn_ids[0]
     config = get_config(ctx)
-    import json
-
-    from obs_sync.isales import ISalesClient, ISalesError
+    from obs_sync.isales.client import ISalesClient
+    from obs_sync.isales.errors import ISalesError
     from obs_sync.observability import redactor_for, setup_logging_for
 
     setup_logging_for(config)  # retries and incomplete-snapshot warnings go to stderr
@@ -106,9 +108,11 @@ def fetch(ctx: click.Context, vdn_ids: tuple[int, ...], fmt: str) -> None:
         with ISalesClient(config.isales) as client:
             snapshot = client.fetch_snapshot(vdn_id)
     except ConfigError as error:
-        fail(f"configuration error: {error}", EXIT_USAGE)
+        fail(f"configuration error: {error}", error.exit_code)
     except ISalesError as error:
-        fail(redactor_for(config)(str(error)))  # the server's text may echo a secret
+        fail(
+            redactor_for(config)(str(error)), error.exit_code
+        )  # the server's text may echo a secret
     codes = snapshot.codes
     if fmt == "json":
         lines = [
@@ -200,9 +204,12 @@ def simulator(
     without them the demo pair demo-access-key / demo-secret-key is used. Runs until
     SIGINT/SIGTERM; the control API is under /_sim/ (docs/simulator.md).
     """
-    import os
-
-    from obs_sync.simulator import DEMO_ACCESS_KEY, DEMO_SECRET_KEY, DataError, SimulatorData
+    from obs_sync.simulator import (
+        DEMO_ACCESS_KEY,
+        DEMO_SECRET_KEY,
+        SimulatorData,
+        SimulatorDataError,
+    )
     from obs_sync.simulator.run import serve
 
     if (tls_cert is None) != (tls_key is None):
@@ -222,7 +229,7 @@ def simulator(
             if data_path
             else SimulatorData.generate(range(1, vdns + 1), codes, seed)
         )
-    except DataError as error:
+    except SimulatorDataError as error:
         fail(f"--data: {error}", EXIT_USAGE)
     try:
         serve(
@@ -271,7 +278,7 @@ def sync(
     if max_delete_fraction is not None:
         guard = config.sync.model_copy(update={"max_delete_fraction": max_delete_fraction})
         config = config.model_copy(update={"sync": guard})
-    from obs_sync.sync_command import run_sync_command
+    from obs_sync.commands.sync import run_sync_command
 
     sys.exit(run_sync_command(config, vdn_ids, dry_run=dry_run, migrate=not no_migrate))
 
@@ -288,7 +295,7 @@ def db() -> None:
 @click.pass_context
 def upgrade(ctx: click.Context, revision: str) -> None:
     """Apply migrations up to REVISION."""
-    from obs_sync.sync_command import run_migration_command
+    from obs_sync.commands.sync import run_migration_command
 
     sys.exit(run_migration_command(get_config(ctx, credentials=False), "upgrade", revision))
 
@@ -304,7 +311,7 @@ def downgrade(ctx: click.Context, revision: str, yes: bool) -> None:
     With a single migration so far, both drop every obs-sync table, history included. It
     first says which tables and how many rows, and asks.
     """
-    from obs_sync.sync_command import run_migration_command
+    from obs_sync.commands.sync import run_migration_command
 
     config = get_config(ctx, credentials=False)
     sys.exit(run_migration_command(config, "downgrade", revision, assume_yes=yes))
@@ -319,13 +326,13 @@ def grant_reader(ctx: click.Context, role: str) -> None:
     config = get_config(ctx, credentials=False)
     from sqlalchemy.exc import SQLAlchemyError
 
-    from obs_sync.grants import GrantError, grant_reader
+    from obs_sync.store.grants import GrantError, grant_reader
 
     engine = open_engine(config)
     try:
         statements = grant_reader(engine, config.database.schema_, role)
     except GrantError as error:
-        fail(str(error))
+        fail(str(error), error.exit_code)
     except SQLAlchemyError as error:
         fail(database_error(error))
     finally:
@@ -338,7 +345,7 @@ def grant_reader(ctx: click.Context, role: str) -> None:
 @db.command("stop-embedded", short_help="Stop the embedded PostgreSQL; keep its data.")
 def stop_embedded() -> None:
     """Stop the embedded PostgreSQL server, if it runs (its data is kept)."""
-    from obs_sync.embedded import INSTALL_HINT, data_dir, server_pid
+    from obs_sync.db.embedded import INSTALL_HINT, data_dir, server_pid
 
     directory = data_dir()
     pid = server_pid(directory)
@@ -373,14 +380,15 @@ def stop_embedded() -> None:
 def run(ctx: click.Context) -> None:
     """Run the scheduling daemon (metrics and /healthz on metrics.port)."""
     config = get_config(ctx)
+    from obs_sync.daemon.daemon import run_daemon
+    from obs_sync.daemon.schedule import ScheduleError, make_trigger
     from obs_sync.observability import setup_logging_for
-    from obs_sync.scheduler import ScheduleError, make_trigger, run_daemon
 
     try:
         make_trigger(config.schedule)
     except ScheduleError as error:
         path = resolve_config_path(ctx.obj.get("config_path"))
-        fail(f"configuration error: {path}: {error}", EXIT_USAGE)
+        fail(f"configuration error: {path}: {error}", error.exit_code)
     setup_logging_for(config)
     sys.exit(run_daemon(config))
 
@@ -390,15 +398,13 @@ def run(ctx: click.Context) -> None:
 @click.pass_context
 def check(ctx: click.Context) -> None:
     """Check the configuration, the database, one signed iSales request and the metrics port."""
-    from pathlib import Path
-
-    from obs_sync.checks import CheckResult, format_result, run_checks
+    from obs_sync.commands.check import CheckResult, format_result, run_checks
 
     try:
         config = load_config(ctx.obj.get("config_path"))
     except ConfigError as error:
         click.echo(format_result(CheckResult("config", False, str(error))))
-        fail("the configuration must be fixed before the other checks can run", EXIT_USAGE)
+        fail("the configuration must be fixed before the other checks can run", error.exit_code)
     from obs_sync.observability import setup_logging_for
 
     setup_logging_for(config)
@@ -421,13 +427,13 @@ def status(ctx: click.Context, fmt: str) -> None:
     config = get_config(ctx, credentials=False)
     from sqlalchemy.exc import SQLAlchemyError
 
-    from obs_sync.status import StatusError, format_json, format_table, read_status
+    from obs_sync.store.status import StatusError, format_json, format_table, read_status
 
     engine = open_engine(config)
     try:
         report = read_status(engine, config.database.schema_, config.isales.vdn_list)
     except StatusError as error:
-        fail(str(error))
+        fail(str(error), error.exit_code)
     except SQLAlchemyError as error:
         fail(database_error(error))
     finally:
@@ -439,9 +445,9 @@ def status(ctx: click.Context, fmt: str) -> None:
 @click.pass_context
 def demo(ctx: click.Context) -> None:
     """Run a self-contained demo: simulator + embedded PostgreSQL + two syncs."""
+    from obs_sync.commands.demo import DEMO_SECRET_KEY, run_demo
     from obs_sync.config import LoggingConfig
-    from obs_sync.demo import DEMO_SECRET_KEY, run_demo
-    from obs_sync.embedded import INSTALL_HINT, EmbeddedError, require_installed
+    from obs_sync.db.embedded import INSTALL_HINT, EmbeddedError, require_installed
     from obs_sync.observability import setup_logging
 
     try:

@@ -28,12 +28,14 @@ from pydantic import (
     model_validator,
 )
 
+from obs_sync.errors import UsageError
+
 DEFAULT_CONFIG_PATH = Path("config.yaml")
 CONFIG_ENV = "OBS_SYNC_CONFIG"
 VDN_MIN, VDN_MAX = 1, 9999
 
 
-class ConfigError(Exception):
+class ConfigError(UsageError):
     """The configuration cannot be used; the message names the key and the fix."""
 
 

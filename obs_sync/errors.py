@@ -1,6 +1,28 @@
-"""One-line descriptions of exceptions, for messages a user reads (logs, CLI, run records)."""
+"""obs-sync's errors: one family whose classes carry the exit code, and their one-line text.
+
+Every error obs-sync raises on purpose is an :class:`ObsSyncError`; a command exits with
+the ``exit_code`` of the error that stopped it. Callers classify errors by type, never by
+module or class-name strings.
+"""
 
 from __future__ import annotations
+
+# The process exit codes, defined here only.
+EXIT_OK = 0  # success
+EXIT_FAILED = 1  # a VDN failed, was incomplete or guarded; the database or iSales failed
+EXIT_USAGE = 2  # configuration or usage: the operator must change something
+
+
+class ObsSyncError(Exception):
+    """Base of obs-sync's own errors; the message is one line naming what to fix."""
+
+    exit_code: int = EXIT_FAILED
+
+
+class UsageError(ObsSyncError):
+    """The configuration or the command line must change (exit 2)."""
+
+    exit_code = EXIT_USAGE
 
 
 def one_line(error: BaseException) -> str:
@@ -18,12 +40,3 @@ def one_line(error: BaseException) -> str:
         return name
     builtin = type(cause).__module__ == "builtins" and not isinstance(cause, OSError)
     return f"{name}: {lines[0]}" if builtin else lines[0]
-
-
-def database_error(error: BaseException) -> str:
-    """A database failure of a command, with where to look (``check`` names the fix)."""
-    cause = getattr(error, "orig", None) or error
-    # Only a failure to reach the server is about database.url; "permission denied" is not.
-    unreachable = type(cause).__name__ in ("OperationalError", "InterfaceError")
-    where = "check database.url and that the server is up; " if unreachable else ""
-    return f"database error: {one_line(error)} ({where}`obs-sync check` tells more)"

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from obs_sync.results import FAILING
 from obs_sync.text import plural
 
-FAILING_STATUSES = frozenset({"failed", "incomplete", "guarded"})
 HealthStatus = Literal["ok", "starting", "unhealthy"]
 
 
@@ -136,7 +136,7 @@ class HealthTracker:
         with self._lock:
             if status == "succeeded":
                 self._state.failing.pop(vdn_id, None)
-            elif status in FAILING_STATUSES:
+            elif status in FAILING:
                 current = self._state.failing.get(vdn_id)
                 if current is None:
                     self._state.failing[vdn_id] = Failure(since=at, count=1, error=error)

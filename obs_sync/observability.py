@@ -22,7 +22,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 from urllib.parse import unquote, urlsplit
 
+from obs_sync.isales.events import OUTCOMES
 from obs_sync.logcontext import ContextFilter
+from obs_sync.results import FAILING, VDN_STATUSES
 
 if TYPE_CHECKING:
     from obs_sync.config import Config, LoggingConfig
@@ -213,6 +215,7 @@ class Metrics:
     """The daemon's Prometheus metrics (names and labels listed in docs/operations.md)."""
 
     def __init__(self) -> None:
+        # prometheus_client is heavy: only the daemon, which serves metrics, loads it.
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry(auto_describe=True)
@@ -273,12 +276,10 @@ class Metrics:
         # alerts also see the first occurrence (a series born at 1 has no increase).
         for status in ("succeeded", "failed", "stopped", "error"):
             self.runs.labels(status)
-        for status in ("succeeded", "failed", "incomplete", "skipped", "guarded"):
+        for status in VDN_STATUSES:
             self.vdn_results.labels(status)
         for kind in ("inserted", "updated", "deleted", "restored"):
             self.codes_changed.labels(kind)
-        from obs_sync.isales import OUTCOMES  # the daemon imports the client anyway
-
         for outcome in sorted(OUTCOMES):
             self.request_seconds.labels(outcome)
         self._failing: set[int] = set()
@@ -307,7 +308,7 @@ class Metrics:
                 when = finished_at or datetime.now(timezone.utc)
                 self.vdn_last_success.labels(str(result.vdn_id)).set(when.timestamp())
                 self._failing.discard(result.vdn_id)
-            elif result.status in ("failed", "incomplete", "guarded"):
+            elif result.status in FAILING:
                 self._failing.add(result.vdn_id)
             self.vdns_failing.set(len(self._failing))
 
@@ -324,7 +325,7 @@ class Metrics:
             self.vdns_failing.set(len(self._failing))
 
     def render(self) -> tuple[bytes, str]:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest  # the daemon's only
 
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 

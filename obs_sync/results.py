@@ -1,19 +1,35 @@
-"""The outcome of a sync, per VDN and per run: plain data, cheap to import.
+"""The outcome of a sync, per VDN and per run: the statuses, and the one place that decides them.
 
-Kept apart from the store so ``obs-sync sync`` can start fetching before SQLAlchemy has
-finished importing (see :mod:`obs_sync.sync`).
+Plain data and pure functions, cheap to import (``obs-sync sync`` starts fetching before
+the database side is ready; see :mod:`obs_sync.sync`). The store reads and writes; a
+:class:`VdnPlan` (one fetched VDN) tells it what changes and what the VDN's result is, and
+:func:`run_status` decides a run's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
+
+from obs_sync.diff import Changes, StoredCode, compute_changes, find_unstorable
+from obs_sync.snapshot import FetchStats, Snapshot
 
 VdnStatus = Literal["succeeded", "failed", "incomplete", "skipped", "guarded"]
 RunStatus = Literal["running", "succeeded", "failed", "stopped", "abandoned"]
 
+VDN_STATUSES: tuple[VdnStatus, ...] = ("succeeded", "failed", "incomplete", "skipped", "guarded")
+# A VDN is failing from its first result in this set until its next success ("skipped" is
+# neither: the VDN was not tried). Health, metrics, the status query and the run's own
+# status read it from here.
+FAILING: frozenset[VdnStatus] = frozenset({"failed", "incomplete", "guarded"})
+FAILING_SQL = "(" + ", ".join(f"'{s}'" for s in sorted(FAILING)) + ")"  # an SQL IN list
+
+SkipReason = Literal["locked", "stopped", "deadline"]
 LOCKED_ERROR = "another obs-sync process is syncing this VDN right now; left to it"
+STOPPED_ERROR = "not started: stop requested"
+DEADLINE_ERROR = "not started: run deadline exceeded"
 
 
 @dataclass(frozen=True)
@@ -23,7 +39,7 @@ class VdnResult:
     vdn_id: int
     status: VdnStatus
     started_at: datetime
-    finished_at: datetime | None = None
+    finished_at: datetime
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
@@ -36,9 +52,158 @@ class VdnResult:
     error: str | None = None
     # Why a VDN was skipped: "locked" (another process had it: not a failure), "stopped"
     # (stop requested) or "deadline" (run deadline passed); None otherwise.
-    skip_reason: Literal["locked", "stopped", "deadline"] | None = None
+    skip_reason: SkipReason | None = None
 
     @property
     def ok(self) -> bool:
         """Counts as success for the exit code: succeeded, or left to another process."""
         return self.status == "succeeded" or self.skip_reason == "locked"
+
+
+def not_started(vdn_id: int, at: datetime, reason: Literal["stopped", "deadline"]) -> VdnResult:
+    """A VDN the run did not start: stop requested, or the run's deadline passed."""
+    error = DEADLINE_ERROR if reason == "deadline" else STOPPED_ERROR
+    return VdnResult(
+        vdn_id, "skipped", started_at=at, finished_at=at, error=error, skip_reason=reason
+    )
+
+
+def fetch_failed(
+    vdn_id: int, started_at: datetime, finished_at: datetime, error: str, stats: FetchStats
+) -> VdnResult:
+    """A VDN that could not be fetched: nothing of it was written; its fetch cost is kept."""
+    return VdnResult(
+        vdn_id,
+        "failed",
+        started_at=started_at,
+        finished_at=finished_at,
+        pages=stats.pages,
+        requests=stats.requests,
+        error=error,
+    )
+
+
+@dataclass(frozen=True)
+class VdnPlan:
+    """One fetched VDN about to be applied: its snapshot and the rules that judge it.
+
+    The store reads the stored codes and asks the plan what changes (:meth:`changes`) and
+    what the VDN's result is (:meth:`outcome`, :meth:`failed`, :meth:`locked`): it writes
+    SQL, the decisions are made here.
+    """
+
+    snapshot: Snapshot
+    started_at: datetime  # on the database clock
+    max_delete_fraction: float
+
+    @property
+    def vdn_id(self) -> int:
+        return self.snapshot.vdn_id
+
+    @property
+    def codes(self) -> Mapping[str, str]:
+        return self.snapshot.codes
+
+    @property
+    def incomplete_reason(self) -> str | None:
+        """None when the snapshot is complete (only then may it delete rows)."""
+        if self.snapshot.complete:
+            return None
+        return self.snapshot.incomplete_reason or "reason unknown"
+
+    def unstorable(self) -> str | None:
+        """Why PostgreSQL cannot store this snapshot (then nothing is applied), or None."""
+        problems = find_unstorable(self.snapshot.codes)
+        if not problems:
+            return None
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return f"data error: {problems[0]}{more}"
+
+    def changes(self, stored: Mapping[str, StoredCode]) -> Changes:
+        """What applying the snapshot over ``stored`` writes (see :mod:`obs_sync.diff`)."""
+        return compute_changes(
+            stored,
+            self.snapshot.codes,
+            complete=self.snapshot.complete,
+            max_delete_fraction=self.max_delete_fraction,
+        )
+
+    def _result(self, status: VdnStatus, finished_at: datetime, **fields: Any) -> VdnResult:
+        stats = self.snapshot.stats
+        return VdnResult(
+            self.vdn_id,
+            status,
+            started_at=self.started_at,
+            finished_at=finished_at,
+            pages=stats.pages,
+            requests=stats.requests,
+            total_count=stats.total_count,
+            **fields,
+        )
+
+    def outcome(self, changes: Changes, present: int, finished_at: datetime) -> VdnResult:
+        """The VDN's status, counts and error once ``changes`` are applied (or would be).
+
+        ``present``: how many codes were stored as present before (for the guard's message).
+        """
+        status: VdnStatus = "succeeded"
+        error = None
+        if self.incomplete_reason is not None:
+            status = "incomplete"
+            error = f"incomplete snapshot, nothing deleted: {self.incomplete_reason}"
+        elif changes.guarded:
+            status = "guarded"
+            error = (
+                f"mass-deletion guard: {len(changes.withheld_deletes)} of {present} present "
+                f"codes are missing from a complete snapshot, more than "
+                f"sync.max_delete_fraction = {self.max_delete_fraction}; deletions withheld "
+                f"(inserts/updates applied). If the deletion is real: obs-sync sync --vdn "
+                f"{self.vdn_id} --max-delete-fraction 1"
+            )
+        return self._result(
+            status,
+            finished_at,
+            inserted=len(changes.inserts),
+            updated=len(changes.updates),
+            deleted=len(changes.deletes),
+            restored=len(changes.restores),
+            unchanged=changes.unchanged,
+            withheld=len(changes.withheld_deletes),
+            error=error,
+        )
+
+    def failed(self, error: str, finished_at: datetime) -> VdnResult:
+        """The VDN could not be applied: nothing of it was written."""
+        return self._result("failed", finished_at, error=error)
+
+    def locked(self, finished_at: datetime) -> VdnResult:
+        """Another process held the VDN's lock: left to it (not a failure)."""
+        return self._result("skipped", finished_at, error=LOCKED_ERROR, skip_reason="locked")
+
+
+def run_status(results: Sequence[VdnResult]) -> RunStatus:
+    """A finished run's status: failed if any VDN is failing, stopped if any was not tried."""
+    if any(r.status in FAILING for r in results):
+        return "failed"
+    if any(not r.ok for r in results):
+        return "stopped"
+    return "succeeded"
+
+
+@dataclass
+class RunResult:
+    run_id: int | None  # None for a dry run (nothing recorded)
+    status: RunStatus
+    vdns: list[VdnResult]
+    started_at: datetime
+    finished_at: datetime
+    dry_run: bool = False
+    notes: list[str] = field(default_factory=list)  # said once to the operator (CLI prints)
+
+    @property
+    def exit_code(self) -> Literal[0, 1]:
+        """0 when every VDN succeeded or was left to another process holding it, else 1."""
+        return 0 if all(vdn.ok for vdn in self.vdns) else 1
+
+    def total(self, name: str) -> int:
+        return sum(int(getattr(vdn, name)) for vdn in self.vdns)

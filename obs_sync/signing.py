@@ -1,4 +1,5 @@
-"""C2 ("auth-v2") AK/SK request signing, as specified in ``shared/spec/c2-signing.md``.
+"""C2 ("auth-v2") AK/SK request signing, as the vendor specifies it (its published test
+vectors are pinned in tests/test_signing_vectors.py).
 
 The primitives are pure functions so that both the client (:class:`C2Auth`) and the
 bundled simulator (which verifies what actually arrived on the wire) use the same,

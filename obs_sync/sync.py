@@ -23,85 +23,36 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal
 
 from obs_sync import __version__, logcontext
+from obs_sync.db.errors import is_database_error
 from obs_sync.errors import one_line
+from obs_sync.isales.client import ISalesClient
+from obs_sync.isales.errors import ISalesError
+from obs_sync.isales.events import RequestEvent
 from obs_sync.observability import redactor_for
-from obs_sync.results import LOCKED_ERROR, RunStatus, VdnResult, VdnStatus
+from obs_sync.results import (
+    RunResult,
+    VdnPlan,
+    VdnResult,
+    fetch_failed,
+    not_started,
+    run_status,
+)
+from obs_sync.snapshot import FetchStats, Snapshot
 from obs_sync.text import plural
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from obs_sync.config import Config
-    from obs_sync.isales import ISalesClient, RequestEvent
-    from obs_sync.snapshot import Snapshot
-    from obs_sync.store import Pool, RunHandle, Store
-
-__all__ = [
-    "LOCKED_ERROR",
-    "RunResult",
-    "VdnResult",
-    "VdnStatus",
-    "database_url",
-    "make_engine",
-    "run_sync",
-]
+    from obs_sync.db.pool import Pool
+    from obs_sync.store.store import RunHandle, Store
 
 log = logging.getLogger(__name__)
-
-_CONNECT_ARGS = {"application_name": "obs-sync", "connect_timeout": 10}
-STOPPED_ERROR = "not started: stop requested"
-DEADLINE_ERROR = "not started: run deadline exceeded"
-
-
-@dataclass
-class RunResult:
-    run_id: int | None  # None for a dry run (nothing recorded)
-    status: RunStatus
-    vdns: list[VdnResult]
-    started_at: datetime
-    finished_at: datetime
-    dry_run: bool = False
-    notes: list[str] = field(default_factory=list)  # said once to the operator (CLI prints)
-
-    @property
-    def exit_code(self) -> Literal[0, 1]:
-        """0 when every VDN succeeded or was left to another process holding it, else 1."""
-        return 0 if all(vdn.ok for vdn in self.vdns) else 1
-
-    def total(self, name: str) -> int:
-        return sum(int(getattr(vdn, name)) for vdn in self.vdns)
-
-
-def database_url(config: Config) -> str:
-    """The configured URL, or the embedded server's (started when needed)."""
-    url = config.database.url.get_secret_value()
-    if url:
-        return url
-    from obs_sync.embedded import embedded_url
-
-    return embedded_url()
-
-
-def make_engine(config: Config) -> Engine:
-    """An engine whose pool serves every worker plus the run's own connection."""
-    from sqlalchemy import create_engine
-
-    workers = worker_count(config)
-    return create_engine(
-        database_url(config),
-        pool_size=workers + 1,
-        max_overflow=workers + 1,
-        pool_recycle=1800,
-        # A pooled connection that died (database restart, failover, a terminated backend)
-        # is replaced at checkout instead of failing the daemon's next runs.
-        pool_pre_ping=True,
-        connect_args=dict(_CONNECT_ARGS),
-    )
 
 
 def worker_count(config: Config) -> int:
@@ -113,12 +64,9 @@ def worker_count(config: Config) -> int:
     return 2 * config.isales.max_concurrency
 
 
-def _run_status(results: Sequence[VdnResult]) -> RunStatus:
-    if any(r.status in ("failed", "incomplete", "guarded") for r in results):
-        return "failed"
-    if any(not r.ok for r in results):
-        return "stopped"
-    return "succeeded"
+def connections_per_run(config: Config) -> int:
+    """Database connections one run uses at most: every worker, plus the run's own."""
+    return worker_count(config) + 1
 
 
 def _short(error: BaseException, vdn_id: int) -> str:
@@ -192,14 +140,17 @@ class _Prepared:
 
     def _prepare_bound(self) -> None:
         try:
-            from obs_sync.store import EnginePool, OwnPool, Store, connect_params
+            # Imported in this thread on purpose: psycopg's import overlaps the first fetches.
+            from obs_sync.db.pool import EnginePool, OwnPool
+            from obs_sync.db.url import CONNECT_ARGS, connect_params, database_url
+            from obs_sync.store.store import Store
 
             if self.engine is not None:
                 self.pool = EnginePool(self.engine)
             else:  # one-shot: plain psycopg, no SQLAlchemy unless a migration is due
                 params = connect_params(database_url(self.config))
-                params.update(_CONNECT_ARGS)
-                self.pool = OwnPool(params, worker_count(self.config) + 1)
+                params.update(CONNECT_ARGS)
+                self.pool = OwnPool(params, connections_per_run(self.config))
             schema = self.config.database.schema_
             store = Store(self.pool, schema)
             if self.dry_run:
@@ -230,21 +181,17 @@ class _Prepared:
 
         Returns True when this call created obs-sync's tables (the schema was at base).
         """
-        from obs_sync import migrate
+        # In this thread for the same reason; Alembic itself loads only for an upgrade.
+        from obs_sync.db import migrate
+        from obs_sync.db.engine import single_use_engine
+        from obs_sync.db.revision import read_revision
 
         assert self.pool is not None
         with self.pool.connection() as connection:
-            current = migrate.revision_of(connection, schema)
+            current = read_revision(connection, schema)
         if not migrate.needs_upgrade(current, schema, migrate=self.migrate):
             return False
-        engine = self.engine
-        if engine is None:
-            from sqlalchemy import create_engine
-            from sqlalchemy.pool import NullPool
-
-            engine = create_engine(
-                database_url(self.config), poolclass=NullPool, connect_args=_CONNECT_ARGS
-            )
+        engine = self.engine if self.engine is not None else single_use_engine(self.config)
         try:
             before, after = migrate.upgrade(engine, schema)
         finally:
@@ -316,14 +263,13 @@ class _Run:
         with logcontext.bind(run=self.prepared.log_run):
             try:
                 while (fetched := self.fetch_next()) is not None:
-                    started, snapshot = fetched
-                    with logcontext.bind(vdn=started.vdn_id):
-                        self.finish(self.apply(started, snapshot))
+                    with logcontext.bind(vdn=fetched.vdn_id):
+                        self.finish(self.apply(fetched))
             except _Aborted:
                 with self.lock:
                     self.aborted = True
 
-    def fetch_next(self) -> tuple[VdnResult, Snapshot | str] | None:
+    def fetch_next(self) -> _Fetched | None:
         """Fetch the next VDN, or None when none is left (or the run stops)."""
         # A VDN is taken only when a fetch slot is free, so VDNs start in order and a stop
         # request leaves the ones not fetched yet unstarted.
@@ -344,88 +290,63 @@ class _Run:
             except Exception:
                 log.exception("on_vdn callback failed (ignored)")
 
-    def fetch(self, vdn_id: int) -> tuple[VdnResult, Snapshot | str]:
+    def fetch(self, vdn_id: int) -> _Fetched:
         """The VDN's snapshot, or why it could not be fetched."""
-        from obs_sync.isales import ISalesError
-
-        started = VdnResult(vdn_id, "failed", started_at=datetime.now(timezone.utc))
+        started = datetime.now(timezone.utc)
         try:
-            return started, self.client.fetch_snapshot(vdn_id)
+            return _Fetched(vdn_id, started, self.client.fetch_snapshot(vdn_id))
         except ISalesError as error:
-            if error.stats is not None:  # what the failed fetch cost, for the run record
-                started = replace(started, pages=error.stats.pages, requests=error.stats.requests)
-            return started, self.redact(_short(error, vdn_id))
+            # What the failed fetch cost goes to the run record.
+            error_text = self.redact(_short(error, vdn_id))
+            return _Fetched(vdn_id, started, error_text, error.stats or FetchStats())
         except Exception as error:  # a bug must not take the other VDNs down
             log.exception("unexpected error fetching VDN %d", vdn_id)
-            return started, self.redact(f"internal error: {_short(error, vdn_id)}")
+            error_text = self.redact(f"internal error: {_short(error, vdn_id)}")
+            return _Fetched(vdn_id, started, error_text)
 
-    def apply(self, started: VdnResult, snapshot: Snapshot | str) -> VdnResult:
-        if isinstance(snapshot, str):
-            return self.record_failure(started, snapshot)
-        vdn_id = started.vdn_id
+    def apply(self, fetched: _Fetched) -> VdnResult:
         store = self.prepared.wait()
-        stats = snapshot.stats
-        fetched = replace(
-            started,
-            started_at=started.started_at + store.clock_offset,
-            pages=stats.pages,
-            requests=stats.requests,
-            total_count=stats.total_count,
-        )
+        started_at = fetched.started_at + store.clock_offset  # on the database clock
+        snapshot = fetched.snapshot
+        if isinstance(snapshot, str):
+            failed = fetch_failed(
+                fetched.vdn_id, started_at, store.now(), snapshot, fetched.failed_stats
+            )
+            run_id = self.prepared.run_id
+            if not self.dry_run and run_id is not None:
+                store.record_later(run_id, failed)
+            return failed
+        plan = VdnPlan(snapshot, started_at, self.config.sync.max_delete_fraction)
         if self.dry_run:
-            return self.dry_apply(store, fetched, snapshot)
+            return self.dry_apply(store, plan)
         run_id = self.prepared.run_id
         assert run_id is not None
         try:
-            return store.apply_vdn(
-                run_id,
-                fetched,
-                snapshot.codes,
-                complete=snapshot.complete,
-                incomplete_reason=snapshot.incomplete_reason,
-                max_delete_fraction=self.config.sync.max_delete_fraction,
-            )
+            return store.apply_vdn(run_id, plan)
         except Exception as error:  # e.g. the database is unreachable even for the record
-            log.exception("cannot apply VDN %d", vdn_id)
-            kind = (
-                "database error"
-                if type(error).__module__.startswith(("psycopg", "sqlalchemy"))
-                else "internal error"
-            )
-            error_text = self.redact(f"{kind}: {_short(error, 0)}")
-            return replace(fetched, status="failed", error=error_text)
+            log.exception("cannot apply VDN %d", plan.vdn_id)
+            kind = "database error" if is_database_error(error) else "internal error"
+            return plan.failed(self.redact(f"{kind}: {_short(error, 0)}"), store.now())
 
-    def record_failure(self, result: VdnResult, error: str) -> VdnResult:
-        store = self.prepared.wait()
-        failed = replace(
-            result,
-            status="failed",
-            error=error,
-            started_at=result.started_at + store.clock_offset,
-            finished_at=store.now(),
-        )
-        run_id = self.prepared.run_id
-        if not self.dry_run and run_id is not None:
-            store.record_later(run_id, failed)
-        return failed
-
-    def dry_apply(self, store: Store, fetched: VdnResult, snapshot: Snapshot) -> VdnResult:
+    def dry_apply(self, store: Store, plan: VdnPlan) -> VdnResult:
         """What :meth:`Store.apply_vdn` would do, from an unlocked read; writes nothing."""
-        from obs_sync.diff import compute_changes, find_unstorable
-        from obs_sync.store import outcome
-
         now = datetime.now(timezone.utc)
-        problems = find_unstorable(snapshot.codes)
-        if problems:
-            error = f"data error: {problems[0]}"
-            return replace(fetched, status="failed", error=error, finished_at=now)
-        fraction = self.config.sync.max_delete_fraction
-        stored = store.read_codes(fetched.vdn_id) if self.prepared.has_tables else {}
-        changes = compute_changes(
-            stored, snapshot.codes, complete=snapshot.complete, max_delete_fraction=fraction
-        )
-        reason = None if snapshot.complete else (snapshot.incomplete_reason or "reason unknown")
-        return replace(outcome(fetched, stored, changes, reason, fraction), finished_at=now)
+        problem = plan.unstorable()
+        if problem is not None:
+            return plan.failed(problem, now)
+        stored = store.read_codes(plan.vdn_id) if self.prepared.has_tables else {}
+        present = sum(1 for row in stored.values() if not row.deleted)
+        return plan.outcome(plan.changes(stored), present, now)
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    """One VDN's fetch: its snapshot, or the error text when it failed (with its cost)."""
+
+    vdn_id: int
+    started_at: datetime  # this host's clock
+    snapshot: Snapshot | str
+    failed_stats: FetchStats = field(default_factory=FetchStats)
 
 
 def _prune(store: Store, keep_days: float) -> None:
@@ -485,8 +406,6 @@ def _run(
     stop: threading.Event | None,
     deadline: float | None,
 ) -> RunResult:
-    from obs_sync.isales import ISalesClient
-
     started_at = datetime.now(timezone.utc)
     try:
         with ISalesClient(config.isales, on_request=on_request) as client:
@@ -514,18 +433,7 @@ def _run(
         # VDNs never started (stop or deadline), in order; recorded in one batch.
         reason = run.stopping() or "stopped"
         now = store.now()
-        unstarted = [
-            VdnResult(
-                vdn,
-                "skipped",
-                started_at=now,
-                finished_at=now,
-                error=DEADLINE_ERROR if reason == "deadline" else STOPPED_ERROR,
-                skip_reason=reason,
-            )
-            for vdn in vdns
-            if vdn not in run.results
-        ]
+        unstarted = [not_started(vdn, now, reason) for vdn in vdns if vdn not in run.results]
         if unstarted:
             log.warning("%s %s", plural(len(unstarted), "VDN"), unstarted[0].error)
             if on_vdn is not None:
@@ -533,7 +441,7 @@ def _run(
                     on_vdn(result)
         position = {vdn: index for index, vdn in enumerate(vdns)}
         ordered = sorted([*run.results.values(), *unstarted], key=lambda r: position[r.vdn_id])
-        status = _run_status(ordered)
+        status = run_status(ordered)
         if handle is not None:
             started_at = handle.started_at
             finished_at = store.finish_run(handle, status, ordered, unrecorded=unstarted)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from obs_sync.checks import CheckResult, check_config, check_isales, format_result
+from obs_sync.commands.check import CheckResult, check_config, check_isales, format_result
 from obs_sync.config import Config, parse_config
 from obs_sync.simulator import Simulator, SimulatorData
 
@@ -137,8 +137,8 @@ def test_certificate_for_another_name_points_at_base_url(tmp_path: Any) -> None:
 def test_database_check_reports_the_schema_state(database_url: str) -> None:
     from sqlalchemy import create_engine, text
 
-    from obs_sync import migrate
-    from obs_sync.checks import check_database
+    from obs_sync.commands.check import check_database
+    from obs_sync.db import migrate
 
     config = config_for(sections={"database": {"url": database_url, "schema": "chk"}})
     fresh = check_database(config)
@@ -165,7 +165,7 @@ def metrics_config(host: str, port: int) -> Config:
 
 
 def test_metrics_check() -> None:
-    from obs_sync.checks import check_metrics
+    from obs_sync.commands.check import check_metrics
     from obs_sync.health import Health
     from obs_sync.observability import Metrics, MetricsServer
 

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from obs_sync.config import ScheduleConfig
+from obs_sync.daemon.schedule import ScheduleError, Timing, _crontab_days, make_trigger
 from obs_sync.health import Failure, HealthState, HealthTracker, evaluate
-from obs_sync.scheduler import ScheduleError, Timing, _crontab_days, make_trigger
 
 T0 = datetime(2024, 5, 6, 9, 0, tzinfo=timezone.utc)  # a Monday
 HOUR = timedelta(hours=1)

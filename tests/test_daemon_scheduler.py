@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from obs_sync.config import Config, parse_config
+from obs_sync.daemon.daemon import Daemon
 from obs_sync.logcontext import PendingRun
-from obs_sync.scheduler import Daemon
 
 
 @dataclass
@@ -225,7 +225,7 @@ _CHILD = """
 import sys, threading, time
 from obs_sync.config import parse_config
 from obs_sync.observability import setup_logging_for
-from obs_sync.scheduler import run_daemon
+from obs_sync.daemon.daemon import run_daemon
 
 class Run:
     status = "succeeded"

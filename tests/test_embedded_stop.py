@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from obs_sync import embedded
+from obs_sync.db import embedded
 
 pytestmark = pytest.mark.slow
 

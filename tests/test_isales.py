@@ -18,16 +18,16 @@ import pytest
 import trustme
 
 from obs_sync.config import ISalesConfig
-from obs_sync.isales import (
+from obs_sync.isales.client import ISalesClient
+from obs_sync.isales.errors import (
     AuthenticationError,
     DataError,
     HTTPStatusError,
-    ISalesClient,
     ISalesError,
-    RequestEvent,
     TransportError,
     VendorError,
 )
+from obs_sync.isales.events import RequestEvent
 from obs_sync.simulator import Fault, Simulator, SimulatorData
 
 AK, SK = "test-access-key", "test-secret-key-do-not-print"
@@ -655,7 +655,7 @@ def test_concurrent_vdns_share_one_client_and_reuse_connections(
         vdns = [1, 2, 3, 4, 5, 6] * 2
         with ISalesClient(config, on_request=events) as isales, ThreadPoolExecutor(4) as pool:
             snapshots = list(pool.map(isales.fetch_snapshot, vdns))
-            pools = isales._adapter.poolmanager.pools
+            pools = isales.wire.adapter.poolmanager.pools
             opened = sum(p.num_connections for p in pools._container.values())
         assert [s.vdn_id for s in snapshots] == vdns
         for snapshot in snapshots:
@@ -682,4 +682,4 @@ def test_fetch_page_checks_its_arguments(client: ISalesClient) -> None:
 
 
 def test_secret_not_in_repr(client: ISalesClient) -> None:
-    assert SK not in repr(client) and SK not in repr(client._auth)
+    assert SK not in repr(client) and SK not in repr(client.wire._auth)

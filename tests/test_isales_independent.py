@@ -30,7 +30,8 @@ import pytest
 from pydantic import ValidationError
 
 from obs_sync.config import ISalesConfig
-from obs_sync.isales import AuthenticationError, ISalesClient, TransportError, VendorError
+from obs_sync.isales.client import ISalesClient
+from obs_sync.isales.errors import AuthenticationError, TransportError, VendorError
 
 AK, SK = "independent-ak", "independent-sk"
 PREFIX, SUFFIX = "/rest/isales/v1/openapi/campaigns/", "/queryOBSResultCode"

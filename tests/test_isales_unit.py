@@ -12,18 +12,13 @@ import pytest
 import requests
 import urllib3
 
-from obs_sync.isales import (
-    FAILURE_CODES,
-    SUCCESS,
-    DataError,
-    Page,
-    VendorError,
-    _clean,
-    _connection_reason,
-    _merge,
-    _parse_page,
-    parse_retry_after,
-)
+from obs_sync.isales.diagnosis import clean as _clean
+from obs_sync.isales.diagnosis import connection_reason as _connection_reason
+from obs_sync.isales.errors import DataError, VendorError
+from obs_sync.isales.page import Page, parse_retry_after
+from obs_sync.isales.page import merge as _merge
+from obs_sync.isales.page import parse_page as _parse_page
+from obs_sync.isales.vendor import FAILURE_CODES, SUCCESS
 from obs_sync.ratelimit import RateLimiter
 
 
@@ -332,7 +327,7 @@ def test_outcomes_lists_every_outcome_the_client_emits() -> None:
     import inspect
     import re
 
-    from obs_sync import isales
+    from obs_sync.isales import client, events
 
-    emitted = set(re.findall(r'_emit\(vdn_id, "([a-z_]+)"', inspect.getsource(isales)))
-    assert emitted == set(isales.OUTCOMES)
+    emitted = set(re.findall(r'_emit\(vdn_id, "([a-z_]+)"', inspect.getsource(client)))
+    assert emitted == set(events.OUTCOMES)

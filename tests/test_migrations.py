@@ -13,8 +13,10 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from obs_sync import migrate
 from obs_sync.cli import main
+from obs_sync.db import migrate
+from obs_sync.db.migrate import needs_upgrade, upgrade
+from obs_sync.db.revision import revision_sa
 from obs_sync.simulator import Simulator
 from tests.fixtures_db import write_config
 
@@ -34,7 +36,7 @@ def tables(engine: Engine, schema: str = SCHEMA) -> set[str]:
 
 def revision(engine: Engine, schema: str = SCHEMA) -> str | None:
     with engine.connect() as connection:
-        return migrate.current_revision(connection, schema)
+        return revision_sa(connection, schema)
 
 
 def test_head_from_file_names_matches_alembic() -> None:
@@ -54,9 +56,12 @@ def test_fast_path_does_not_import_alembic(db_engine: Engine) -> None:
     code = (
         "import sys\n"
         "from sqlalchemy import create_engine\n"
-        "from obs_sync import migrate\n"
+        "from obs_sync.db import migrate\n"
+        "from obs_sync.db.revision import revision_sa\n"
         f"engine = create_engine({str(db_engine.url.render_as_string(False))!r})\n"
-        f"assert migrate.ensure_current(engine, {SCHEMA!r}, migrate=True) is None\n"
+        "with engine.connect() as connection:\n"
+        f"    current = revision_sa(connection, {SCHEMA!r})\n"
+        f"assert not migrate.needs_upgrade(current, {SCHEMA!r}, migrate=True)\n"
         "assert 'alembic' not in sys.modules, 'alembic imported on the fast path'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
@@ -109,13 +114,21 @@ def test_constraints_are_enforced_by_the_database(db_engine: Engine) -> None:
             connection.execute(text(statement))
 
 
+def ensure_current(engine: Engine, schema: str, *, migrate: bool) -> None:
+    """What a sync does before it writes: read the revision, upgrade only when behind."""
+    with engine.connect() as connection:
+        current = revision_sa(connection, schema)
+    if needs_upgrade(current, schema, migrate=migrate):
+        upgrade(engine, schema)
+
+
 def test_concurrent_upgrades_are_serialized(database_url: str) -> None:
     engines = [create_engine(database_url) for _ in range(3)]
     errors: list[BaseException] = []
 
     def up(engine: Engine) -> None:
         try:
-            migrate.ensure_current(engine, SCHEMA, migrate=True)
+            ensure_current(engine, SCHEMA, migrate=True)
         except BaseException as error:
             errors.append(error)
 
@@ -132,13 +145,13 @@ def test_concurrent_upgrades_are_serialized(database_url: str) -> None:
 
 def test_no_migrate_on_a_behind_schema_names_the_command(db_engine: Engine) -> None:
     with pytest.raises(migrate.MigrationError, match="obs-sync db upgrade"):
-        migrate.ensure_current(db_engine, SCHEMA, migrate=False)
+        ensure_current(db_engine, SCHEMA, migrate=False)
     with db_engine.begin() as connection:
         connection.execute(text(f"CREATE SCHEMA {SCHEMA}"))
         connection.execute(text(f"CREATE TABLE {SCHEMA}.alembic_version (version_num text)"))
         connection.execute(text(f"INSERT INTO {SCHEMA}.alembic_version VALUES ('9999')"))
     with pytest.raises(migrate.MigrationError, match="does not know"):
-        migrate.ensure_current(db_engine, SCHEMA, migrate=True)
+        ensure_current(db_engine, SCHEMA, migrate=True)
 
 
 def test_db_commands(

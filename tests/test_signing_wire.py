@@ -25,7 +25,7 @@ import trustme
 
 from obs_sync import signing
 from obs_sync.config import ISalesConfig
-from obs_sync.isales import ISalesClient
+from obs_sync.isales.client import ISalesClient
 from obs_sync.signing import C2Auth
 
 AK, SK = "wire-ak", "wire-secret-key"
@@ -310,7 +310,7 @@ def test_timestamp_precision_follows_config(wire: Capture, precision: str, patte
 
 
 def test_wrong_secret_is_rejected_on_the_wire(wire: Capture) -> None:
-    from obs_sync.isales import AuthenticationError
+    from obs_sync.isales.errors import AuthenticationError
 
     with (
         ISalesClient(client_config(wire.url, secret_key="not-the-secret")) as client,

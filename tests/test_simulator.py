@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from obs_sync.signing import C2Auth, authorization, format_timestamp
-from obs_sync.simulator import DataError, Simulator, SimulatorData
+from obs_sync.simulator import Simulator, SimulatorData, SimulatorDataError
 from obs_sync.simulator.data import server_order_key
 from tests.fixtures_sim import (
     CONTENT_TYPE,
@@ -323,10 +323,10 @@ def test_data_from_yaml_and_json_files(tmp_path: Path) -> None:
     assert SimulatorData.from_file(json_file).codes(5) == {"001": "a"}
     bad = tmp_path / "bad.yaml"
     bad.write_text("1:\n  00603: unquoted\n", encoding="utf-8")
-    with pytest.raises(DataError, match="quote codes"):
+    with pytest.raises(SimulatorDataError, match="quote codes"):
         SimulatorData.from_file(bad)
     bad.write_text("10000: {}\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"outside 1\.\.9999"):
+    with pytest.raises(SimulatorDataError, match=r"outside 1\.\.9999"):
         SimulatorData.from_file(bad)
 
 

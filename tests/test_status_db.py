@@ -15,11 +15,11 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
-from obs_sync import migrate
 from obs_sync.cli import main
 from obs_sync.config import Config, parse_config
+from obs_sync.db import migrate
 from obs_sync.simulator import Fault, Simulator
-from obs_sync.status import RunRow, VdnRow, read_status
+from obs_sync.store.status import RunRow, VdnRow, read_status
 from tests.fixtures_sim import isales_config_dict
 
 run_sync = pytest.importorskip("obs_sync.sync").run_sync

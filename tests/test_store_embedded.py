@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from obs_sync import embedded
+from obs_sync.db import embedded
 from obs_sync.simulator import Simulator
 from tests.fixtures_db import write_config
 

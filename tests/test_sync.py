@@ -16,9 +16,10 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 
 from obs_sync.config import Config
+from obs_sync.results import LOCKED_ERROR, RunResult
 from obs_sync.simulator import Fault, Simulator
-from obs_sync.store import LOCKED_ERROR, lock_class
-from obs_sync.sync import RunResult, run_sync
+from obs_sync.store.store import lock_class
+from obs_sync.sync import run_sync
 from tests.fixtures_db import (
     TEST_SCHEMA,
     assert_history_invariants,
@@ -518,7 +519,7 @@ def test_abandoned_runs_are_closed_by_the_next_run(config: Config, engine: Engin
 
 
 def test_running_run_of_a_live_process_is_not_abandoned(config: Config, engine: Engine):
-    from obs_sync.store import Store
+    from obs_sync.store.store import Store
 
     store = Store(engine, S)
     sync(config, engine)  # creates the schema

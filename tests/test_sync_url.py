@@ -9,7 +9,8 @@ import psycopg
 import pytest
 from sqlalchemy import create_engine
 
-from obs_sync.store import OwnPool, URLError, connect_params
+from obs_sync.db.pool import OwnPool
+from obs_sync.db.url import URLError, connect_params
 
 URLS = [
     "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",

@@ -7,7 +7,7 @@
 See docs/simulator.md.
 """
 
-from obs_sync.simulator.data import DataError, SimulatorData
+from obs_sync.simulator.data import SimulatorData, SimulatorDataError
 from obs_sync.simulator.faults import FAULT_KINDS, Fault, FaultError, FaultSet
 from obs_sync.simulator.server import DEMO_ACCESS_KEY, DEMO_SECRET_KEY, Simulator
 from obs_sync.simulator.stats import RequestRecord, SimulatorStats
@@ -16,12 +16,12 @@ __all__ = [
     "DEMO_ACCESS_KEY",
     "DEMO_SECRET_KEY",
     "FAULT_KINDS",
-    "DataError",
     "Fault",
     "FaultError",
     "FaultSet",
     "RequestRecord",
     "Simulator",
     "SimulatorData",
+    "SimulatorDataError",
     "SimulatorStats",
 ]

@@ -6,14 +6,27 @@ Unauthenticated on purpose (a loopback test tool); routes are listed in docs/sim
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
-from obs_sync.simulator.data import DataError, check_vdn
-from obs_sync.simulator.faults import Fault, FaultError
+from obs_sync.simulator.data import SimulatorData, SimulatorDataError, check_vdn
+from obs_sync.simulator.faults import Fault, FaultError, FaultSet
+from obs_sync.simulator.stats import SimulatorStats
 
-if TYPE_CHECKING:
-    from obs_sync.simulator.server import Simulator
+
+class Simulator(Protocol):
+    """What the control API reads and sets of the running simulator (the server's own)."""
+
+    data: SimulatorData
+    faults: FaultSet
+    stats: SimulatorStats
+    latency_seconds: float
+    max_clock_skew_seconds: float | None
+    required_signed_headers: frozenset[str]
+
+    @property
+    def url(self) -> str: ...
+
 
 Response = tuple[int, Any]
 
@@ -45,7 +58,7 @@ def handle(sim: Simulator, method: str, path: str, raw_query: str, body: bytes) 
         return _route(sim, method, path, dict(parse_qsl(raw_query)), body)
     except ControlError as error:
         return error.status, {"error": str(error)}
-    except (FaultError, DataError) as error:
+    except (FaultError, SimulatorDataError) as error:
         return 400, {"error": str(error)}
 
 

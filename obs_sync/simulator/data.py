@@ -53,7 +53,7 @@ _PHRASES: tuple[tuple[str, str], ...] = (
 )
 
 
-class DataError(ValueError):
+class SimulatorDataError(ValueError):
     """Simulator data is malformed; the message names the VDN/code to fix."""
 
 
@@ -107,19 +107,21 @@ def check_vdn(vdn_id: Any, where: str = "") -> int:
     if isinstance(vdn_id, str) and vdn_id.strip().isdigit():
         vdn_id = int(vdn_id)
     if isinstance(vdn_id, bool) or not isinstance(vdn_id, int):
-        raise DataError(f"{where}VDN {vdn_id!r} is not an integer")
+        raise SimulatorDataError(f"{where}VDN {vdn_id!r} is not an integer")
     if not VDN_MIN <= vdn_id <= VDN_MAX:
-        raise DataError(f"{where}VDN {vdn_id} is outside {VDN_MIN}..{VDN_MAX}")
+        raise SimulatorDataError(f"{where}VDN {vdn_id} is outside {VDN_MIN}..{VDN_MAX}")
     return vdn_id
 
 
 def _check_codes(vdn_id: int, codes: Any, where: str = "") -> dict[str, Description]:
     if not isinstance(codes, Mapping):
-        raise DataError(f"{where}VDN {vdn_id}: codes must be a mapping of obsCode to description")
+        raise SimulatorDataError(
+            f"{where}VDN {vdn_id}: codes must be a mapping of obsCode to description"
+        )
     checked: dict[str, Description] = {}
     for code, desc in codes.items():
         if not isinstance(code, str) or not code.strip():
-            raise DataError(
+            raise SimulatorDataError(
                 f"{where}VDN {vdn_id}: code {code!r} is not a non-empty string "
                 '(quote codes in YAML, e.g. "00603": ..., or leading zeros are lost)'
             )
@@ -136,7 +138,7 @@ def _check_desc(vdn_id: int, code: str, desc: Any, where: str = "") -> Descripti
         and all(isinstance(k, str) and isinstance(v, str) for k, v in desc.items())
     ):
         return {normalize_locale(k) if k in LOCALES else k: v for k, v in desc.items()}
-    raise DataError(
+    raise SimulatorDataError(
         f"{where}VDN {vdn_id}: code {code!r}: description must be a string or a mapping "
         f"like {{zh_CN: ..., en_US: ...}}, not {type(desc).__name__}"
     )
@@ -170,7 +172,7 @@ class SimulatorData:
         overlap partly (like real deployments); descriptions carry zh_CN and en_US text.
         """
         if codes_per_vdn < 0 or codes_per_vdn > 90_000:
-            raise DataError(f"codes_per_vdn {codes_per_vdn} is outside 0..90000")
+            raise SimulatorDataError(f"codes_per_vdn {codes_per_vdn} is outside 0..90000")
         data = cls()
         data._generated = frozenset(check_vdn(v) for v in vdn_ids)
         data._gen_count = codes_per_vdn
@@ -185,13 +187,15 @@ class SimulatorData:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as error:
-            raise DataError(f"{where}cannot read: {error.strerror}") from None
+            raise SimulatorDataError(f"{where}cannot read: {error.strerror}") from None
         try:
             raw = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
         except (ValueError, yaml.YAMLError) as error:
-            raise DataError(f"{where}not valid JSON/YAML: {error}") from None
+            raise SimulatorDataError(f"{where}not valid JSON/YAML: {error}") from None
         if not isinstance(raw, Mapping):
-            raise DataError(f'{where}top level must be a mapping {{"<vdn>": {{code: desc}}}}')
+            raise SimulatorDataError(
+                f'{where}top level must be a mapping {{"<vdn>": {{code: desc}}}}'
+            )
         data = cls()
         for key, vdn_codes in raw.items():
             vdn = check_vdn(key, where)

@@ -25,8 +25,10 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from obs_sync.isales.vendor import FAILURE_CODES, MAX_PAGE_SIZE, SUCCESS
 from obs_sync.signing import host_header
-from obs_sync.simulator import auth, control
+from obs_sync.simulator.auth import verify
+from obs_sync.simulator.control import handle as handle_control
 from obs_sync.simulator.data import (
     DEFAULT_LOCALE,
     PageSource,
@@ -45,27 +47,9 @@ DEFAULT_SIGNED_HEADERS = ("content-type", "host")
 DEFAULT_MAX_SKEW_SECONDS = 900.0
 API_PATH = re.compile(r"^/rest/isales/v1/openapi/campaigns/([^/]*)/queryOBSResultCode$")
 JSON_TYPE = "application/json;charset=UTF-8"
-SUCCESS = "0200000"
 SUCCESS_DESC = "query queryOBSResultCode Success!"
-PAGE_SIZE_MAX = 50
 INT32_MAX = 2**31 - 1
 MAX_BODY = 10 * 1024 * 1024
-
-# The vendor's failure codes (shared/spec/isales-query-obs-result-code.md).
-FAILURE_MEANINGS: dict[str, str] = {
-    "0200001": "parameter error",
-    "02000001": "parameter value is empty",
-    "02000002": "parameter contains illegal characters",
-    "02000003": "parameter longer than allowed",
-    "02000004": "parameter shorter than allowed",
-    "02000005": "parameter length outside the allowed range",
-    "02000006": "parameter value has the wrong type",
-    "02000007": "parameter value out of range",
-    "02000008": "parameter conversion failed, check the request",
-    "02000009": "invalid parameter combination",
-    "02000010": "hour and minute must be given together",
-    "02000011": "more parameters than allowed",
-}
 
 _NON_JSON_BODY = (
     b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
@@ -104,7 +88,7 @@ def parse_params(vdn_segment: str, raw_query: str) -> tuple[int, int, int]:
     unknown = sorted(set(params) - {"pageSize", "pageNum"})
     if unknown:
         raise ParamError("02000011", f"unknown parameter(s): {', '.join(unknown)}")
-    page_size = _int_param("pageSize", params.get("pageSize"), 1, PAGE_SIZE_MAX)
+    page_size = _int_param("pageSize", params.get("pageSize"), 1, MAX_PAGE_SIZE)
     page_num = _int_param("pageNum", params.get("pageNum"), 1, INT32_MAX)
     return vdn_id, page_size, page_num
 
@@ -272,7 +256,7 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             return
         if path == "/_sim" or path.startswith("/_sim/"):
-            status, payload = control.handle(self.server.simulator, self.command, path, query, body)
+            status, payload = handle_control(self.server.simulator, self.command, path, query, body)
             self._send_json(status, payload)
             return
         match = API_PATH.match(path)
@@ -320,7 +304,7 @@ class _Handler(BaseHTTPRequestHandler):
             out.status = 405
             self._send(405, b'{"error":"use GET"}', headers=[("Allow", "GET")])
             return
-        reason = auth.verify(
+        reason = verify(
             method=self.command,
             raw_path=path,
             raw_query=query,
@@ -390,7 +374,7 @@ class _Handler(BaseHTTPRequestHandler):
                 text = str(int(value)) if value == int(value) else str(value)
                 headers.append(("Retry-After", text))
             if fault.vendor_body:  # a vendor failure code under an HTTP error status
-                desc = fault.desc if fault.desc is not None else FAILURE_MEANINGS.get(fault.code)
+                desc = fault.desc if fault.desc is not None else FAILURE_CODES.get(fault.code)
                 out.result_code = fault.code
                 payload = failure_body(fault.code, desc or "")
             else:
@@ -402,7 +386,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, _NON_JSON_BODY, content_type="text/html;charset=UTF-8")
             return True
         if fault.kind == "result_code":
-            desc = fault.desc if fault.desc is not None else FAILURE_MEANINGS.get(fault.code, "")
+            desc = fault.desc if fault.desc is not None else FAILURE_CODES.get(fault.code, "")
             out.result_code = fault.code
             self._send(200, failure_body(fault.code, desc))
             return True

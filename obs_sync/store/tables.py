@@ -2,7 +2,7 @@
 
 As created by migrations/versions/0001_initial.py (schema-less here: apply the configured
 schema with ``schema_translate_map`` or qualified names). The migrations are the source of
-truth; the sync itself (:mod:`obs_sync.store`) writes plain SQL on psycopg and does not
+truth; the sync itself (:mod:`obs_sync.store.store`) writes plain SQL on psycopg and does not
 import this module, so a one-shot ``obs-sync sync`` does not pay for SQLAlchemy.
 """
 
@@ -22,6 +22,7 @@ from sqlalchemy import (
 
 __all__ = [
     "BI_TABLES",
+    "TABLE_NAMES",
     "metadata",
     "result_code",
     "result_code_history",
@@ -97,3 +98,4 @@ result_code_history = Table(
 )
 
 BI_TABLES = (result_code, result_code_history, sync_run, sync_run_vdn)
+TABLE_NAMES = tuple(sorted(table.name for table in BI_TABLES))

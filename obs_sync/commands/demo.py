@@ -15,11 +15,17 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import text
+
+from obs_sync.config import Config, parse_config
+from obs_sync.db.embedded import display_url, embedded_url
+from obs_sync.db.engine import make_engine
+from obs_sync.results import RunResult
+from obs_sync.simulator import Simulator, SimulatorData
+from obs_sync.sync import connections_per_run, run_sync
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
-
-    from obs_sync.config import Config
-    from obs_sync.sync import RunResult
 
 DEMO_SCHEMA = "obs_sync_demo"
 DEMO_ACCESS_KEY = "demo-access-key"
@@ -65,8 +71,6 @@ ORDER BY c.call_id"""
 
 
 def demo_config(base_url: str, database_url: str) -> Config:
-    from obs_sync.config import parse_config
-
     return parse_config(
         {
             "isales": {
@@ -109,8 +113,6 @@ def _summary(result: RunResult) -> list[str]:
 
 def _changes(connection: Connection, run: RunResult) -> list[str]:
     """What ``run`` changed, read back from result_code / result_code_history."""
-    from sqlalchemy import text
-
     schema = DEMO_SCHEMA
     rows = connection.execute(
         text(
@@ -163,8 +165,6 @@ def _table(header: list[str], rows: list[tuple[Any, ...]]) -> list[str]:
 
 
 def _bi_query(connection: Connection, before: datetime, after: datetime) -> list[str]:
-    from sqlalchemy import text
-
     calls = f"{DEMO_SCHEMA}.demo_call_record"
     connection.execute(
         text(
@@ -190,19 +190,11 @@ def _bi_query(connection: Connection, before: datetime, after: datetime) -> list
 
 
 def _reset_schema(engine: Engine) -> None:
-    from sqlalchemy import text
-
     with engine.begin() as connection:
         connection.execute(text(f"DROP SCHEMA IF EXISTS {DEMO_SCHEMA} CASCADE"))
 
 
 def run_demo(echo: Callable[[str], None] = print) -> int:
-    from sqlalchemy import text
-
-    from obs_sync.embedded import display_url, embedded_url
-    from obs_sync.simulator import Simulator, SimulatorData
-    from obs_sync.sync import make_engine, run_sync
-
     started = time.monotonic()
     echo("obs-sync demo: bundled iSales simulator -> PostgreSQL, two real signed syncs\n")
     data = SimulatorData({vdn: dict(codes) for vdn, codes in DEMO_CODES.items()})
@@ -217,7 +209,7 @@ def run_demo(echo: Callable[[str], None] = print) -> int:
         config = demo_config(sim.url, url)
         echo(f"2. Database    embedded PostgreSQL: {display_url(url)}")
         echo(f"              schema {DEMO_SCHEMA} (reset at each demo run)")
-        engine = make_engine(config)
+        engine = make_engine(config, connections=connections_per_run(config))
         try:
             _reset_schema(engine)
             first = run_sync(config, engine=engine, trigger="demo")

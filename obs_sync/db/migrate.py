@@ -11,13 +11,16 @@ processes starting at once migrate one after the other; the second then finds no
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from obs_sync.db.revision import revision_sa
+from obs_sync.errors import ObsSyncError
 
 if TYPE_CHECKING:
-    import psycopg
     from sqlalchemy.engine import Connection, Engine
 
 # pg_advisory_xact_lock(MIGRATE_LOCK_CLASS, MIGRATE_LOCK_ID): one key for every obs-sync
@@ -28,14 +31,14 @@ MIGRATE_LOCK_ID = 0
 _REVISION_FILE = re.compile(r"^(\d{4})_\w+\.py$")
 
 
-class MigrationError(Exception):
+class MigrationError(ObsSyncError):
     """The schema is not usable by this obs-sync version; the message says what to do."""
 
 
 @cache
 def migrations_dir() -> Path:
     """The Alembic script directory: shipped inside the package, or the checkout's migrations/."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent
     for candidate in (package / "_migrations", package.parent / "migrations"):
         if (candidate / "env.py").is_file():
             return candidate
@@ -68,36 +71,9 @@ def _quote(connection: Connection, schema: str) -> str:
     return connection.dialect.identifier_preparer.quote_identifier(schema)
 
 
-def current_revision(connection: Connection, schema: str) -> str | None:
-    """The schema's revision, or None when obs-sync's tables were never created there."""
-    from sqlalchemy import text
-
-    table = connection.execute(
-        text("SELECT to_regclass(:name)"), {"name": f"{_quote(connection, schema)}.alembic_version"}
-    ).scalar()
-    if table is None:
-        return None
-    revision: str | None = connection.execute(
-        text(f"SELECT version_num FROM {_quote(connection, schema)}.alembic_version")
-    ).scalar()
-    return revision
-
-
-def revision_of(connection: psycopg.Connection[Any], schema: str) -> str | None:
-    """:func:`current_revision` on a plain psycopg connection (the sync's, no SQLAlchemy)."""
-    quoted = '"' + schema.replace('"', '""') + '"'
-    row = connection.execute(
-        "SELECT to_regclass(%s) IS NOT NULL", (f"{quoted}.alembic_version",)
-    ).fetchone()
-    if not (row and row[0]):
-        return None
-    row = connection.execute(f"SELECT version_num FROM {quoted}.alembic_version").fetchone()
-    return str(row[0]) if row else None
-
-
 def lock_and_create_schema(connection: Connection, schema: str) -> None:
     """Serialize migrations (lock held until the transaction ends) and create the schema."""
-    from sqlalchemy import text
+    from sqlalchemy import text  # off the re-sync path, which only reads the revision
 
     connection.execute(
         text("SELECT pg_advisory_xact_lock(:a, :b)"),
@@ -107,6 +83,7 @@ def lock_and_create_schema(connection: Connection, schema: str) -> None:
 
 
 def _alembic(connection: Connection, schema: str, action: str, revision: str) -> None:
+    # Alembic (with Mako) is heavy: loaded only when a migration really runs.
     from alembic import command
     from alembic.config import Config as AlembicConfig
 
@@ -124,11 +101,11 @@ def upgrade(engine: Engine, schema: str, revision: str = "head") -> tuple[str | 
     """Apply migrations up to ``revision``; returns (revision before, revision after)."""
     with engine.begin() as connection:
         lock_and_create_schema(connection, schema)
-        before = current_revision(connection, schema)
+        before = revision_sa(connection, schema)
         if before is not None:
             _require_known(before, schema, "upgrade obs-sync on this host")
         _alembic(connection, schema, "upgrade", revision)
-        after = current_revision(connection, schema)
+        after = revision_sa(connection, schema)
     return before, after
 
 
@@ -136,12 +113,12 @@ def downgrade(engine: Engine, schema: str, revision: str = "-1") -> tuple[str | 
     """Revert migrations down to ``revision`` ("-1" one step, "base" drops every table)."""
     with engine.begin() as connection:
         lock_and_create_schema(connection, schema)
-        before = current_revision(connection, schema)
+        before = revision_sa(connection, schema)
         if before is None:
             return None, None  # nothing to downgrade: already at base
         _require_known(before, schema)
         _alembic(connection, schema, "downgrade", revision)
-        after = current_revision(connection, schema)
+        after = revision_sa(connection, schema)
     return before, after
 
 
@@ -194,15 +171,16 @@ def downgrade_target(current: str, revision: str) -> tuple[bool, str | None, tup
     return True, target, tuple(reversed(known[index + 1 : position + 1]))
 
 
-def plan_downgrade(engine: Engine, schema: str, revision: str) -> DowngradePlan:
-    """Read-only: the schema's revision and what a downgrade to ``revision`` would undo."""
-    from sqlalchemy import text
+def plan_downgrade(
+    engine: Engine, schema: str, revision: str, tables: Sequence[str]
+) -> DowngradePlan:
+    """Read-only: the schema's revision and what a downgrade to ``revision`` would undo
+    (``tables``: obs-sync's, whose rows it counts)."""
+    from sqlalchemy import text  # off the re-sync path, which only reads the revision
 
-    from obs_sync.tables import metadata
-
-    ours = sorted(table.name for table in metadata.tables.values())
+    ours = sorted(tables)
     with engine.connect() as connection:
-        current = current_revision(connection, schema)
+        current = revision_sa(connection, schema)
         quoted = _quote(connection, schema)
         present = connection.execute(
             text(
@@ -256,18 +234,3 @@ def needs_upgrade(current: str | None, schema: str, *, migrate: bool) -> bool:
             "(or sync without --no-migrate)"
         )
     return True
-
-
-def ensure_current(engine: Engine, schema: str, *, migrate: bool) -> str | None:
-    """Make sure the schema is at the head revision before a sync writes to it.
-
-    Returns the revision the schema was at when it had to be upgraded, else None. With
-    ``migrate=False`` a schema that is behind is an error naming the command to run.
-    """
-    with engine.connect() as connection:
-        current = current_revision(connection, schema)
-        connection.rollback()
-    if not needs_upgrade(current, schema, migrate=migrate):
-        return None
-    before, _ = upgrade(engine, schema)
-    return before or "base"

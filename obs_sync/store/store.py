@@ -2,8 +2,9 @@
 
 Knows SQL, not HTTP. Plain SQL on psycopg connections, from its own small pool (a one-shot
 ``obs-sync sync``, which then never imports SQLAlchemy) or from a SQLAlchemy engine's pool
-(the daemon, tests); the tables as SQLAlchemy metadata are in :mod:`obs_sync.tables`, and
-migrations (Alembic) in :mod:`obs_sync.migrate`.
+(the daemon, tests), both from :mod:`obs_sync.db.pool`; the tables as SQLAlchemy metadata
+are in :mod:`obs_sync.store.tables`, and migrations (Alembic) in :mod:`obs_sync.db.migrate`.
+What a VDN's changes and result are is decided by its :class:`~obs_sync.results.VdnPlan`.
 
 A VDN starts with one unlocked SELECT of its stored codes; when the diff is empty (the
 usual re-sync) that is all, and its ``sync_run_vdn`` row is batched with others. Otherwise
@@ -27,46 +28,26 @@ process or host wrote them. docs/semantics.md states the rules; docs/bi.md the t
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote
 
 import psycopg
-from psycopg.pq import TransactionStatus
 
-from obs_sync.config import ConfigError
-from obs_sync.diff import Changes, StoredCode, compute_changes, find_unstorable
-from obs_sync.results import LOCKED_ERROR, RunStatus, VdnResult, VdnStatus
-
-__all__ = [
-    "LOCKED_ERROR",
-    "EnginePool",
-    "Lease",
-    "OwnPool",
-    "Pool",
-    "RunHandle",
-    "RunStatus",
-    "Store",
-    "StoreError",
-    "URLError",
-    "VdnResult",
-    "VdnStatus",
-    "connect_params",
-    "lock_class",
-    "outcome",
-    "quote_identifier",
-]
+from obs_sync.db.pool import EnginePool, Lease, Pool
+from obs_sync.db.url import quote_identifier
+from obs_sync.diff import Changes, StoredCode
+from obs_sync.errors import ObsSyncError
+from obs_sync.results import RunStatus, VdnPlan, VdnResult
+from obs_sync.store.retention import prune_run_records
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # "obs_sync.store", as logs have always said
 
 ABANDONED_ERROR = (
     "the process running it ended before finishing (killed, crashed, or lost its database "
@@ -94,218 +75,13 @@ _RECORD_COLUMNS = (
 _INT4 = 2**31 - 1
 
 
-class StoreError(Exception):
+class StoreError(ObsSyncError):
     """The stored data contradicts its own invariants; the VDN is not applied."""
 
 
 def lock_class(schema: str, purpose: str) -> int:
     """First key of a two-key advisory lock, distinct per schema and purpose (int4 >= 0)."""
     return zlib.crc32(f"obs-sync:{schema}:{purpose}".encode()) & _INT4
-
-
-def quote_identifier(name: str) -> str:
-    """``name`` as a quoted SQL identifier (always quoted, like SQLAlchemy's)."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-# ------------------------------------------------------------------------- connections
-
-# driver://user:password@host:port/database?query; every part optional after the scheme.
-_URL = re.compile(
-    r"(?P<scheme>[\w+]+)://"
-    r"(?:(?P<user>[^:/@]*)(?::(?P<password>[^@]*))?@)?"
-    r"(?:\[(?P<ipv6>[^\]]*)\]|(?P<host>[^/:?]*))"
-    r"(?::(?P<port>[^/?]*))?"
-    r"(?:/(?P<database>[^?]*))?"
-    r"(?:\?(?P<query>.*))?\Z",
-    re.DOTALL,
-)
-
-
-class URLError(ConfigError, ValueError):
-    """database.url cannot be read (the message never contains the URL: it may hold a password)."""
-
-
-def connect_params(url: str) -> dict[str, Any]:
-    """psycopg keyword arguments for a SQLAlchemy ``postgresql+psycopg://`` URL.
-
-    The same connection SQLAlchemy's psycopg dialect would open: user, password and
-    database percent-decoded; host and port; every query parameter passed on as a libpq
-    keyword (``host=/socket/dir`` of the embedded server, ``sslmode``, ...), a query
-    ``host`` taking precedence; repeated ``host=h:p`` parameters in libpq's comma-separated
-    multi-host form. The result holds the password: never log it.
-    """
-    match = _URL.match(url)
-    if match is None or match["scheme"].split("+")[0] not in ("postgresql", "postgres"):
-        raise URLError("database.url is not a postgresql+psycopg:// URL")
-    params: dict[str, Any] = {}
-    if match["user"]:
-        params["user"] = unquote(match["user"])
-    if match["password"]:  # empty: none (libpq then uses ~/.pgpass or trust)
-        params["password"] = unquote(match["password"])
-    host = match["ipv6"] or match["host"]
-    if host:
-        params["host"] = host
-    if match["port"]:
-        if not match["port"].isdigit():
-            raise URLError("database.url has a port that is not a number")
-        params["port"] = int(match["port"])
-    if match["database"]:
-        params["dbname"] = unquote(match["database"])
-    hosts: list[str] = []
-    for key, value in parse_qsl(match["query"] or ""):
-        if key == "host":
-            hosts.append(value)
-        else:
-            params[key] = value
-    if len(hosts) == 1 and "port" not in params and re.fullmatch(r"[\w.-]*:\d*", hosts[0]):
-        host, _, port = hosts[0].partition(":")
-        params["host"] = host
-        if port:
-            params["port"] = int(port)
-    elif len(hosts) == 1:
-        params["host"] = hosts[0]
-    elif hosts:
-        pairs = [
-            h.partition(":") if ":" in h and not h.startswith("/") else (h, "", "") for h in hosts
-        ]
-        params["host"] = ",".join(h for h, _, _ in pairs)
-        if any(p for _, _, p in pairs):
-            params["port"] = ",".join(p for _, _, p in pairs)
-    return params
-
-
-class Lease:
-    """One psycopg connection lent by a :class:`Pool`, in autocommit mode.
-
-    Statements commit one by one; a transaction is explicit (``connection.transaction()``).
-    """
-
-    def __init__(
-        self,
-        connection: psycopg.Connection[Any],
-        give_back: Callable[[psycopg.Connection[Any], bool], None],
-    ) -> None:
-        self.connection = connection
-        self._give_back = give_back
-        self.released = False
-
-    def release(self) -> None:
-        """Give the connection back (rolled back if needed; dropped when broken)."""
-        if self.released:
-            return
-        self.released = True
-        connection = self.connection
-        usable = not (connection.closed or connection.broken)
-        if usable and connection.info.transaction_status != TransactionStatus.IDLE:
-            try:
-                connection.rollback()
-            except psycopg.Error:
-                usable = False
-        self._give_back(connection, usable)
-
-    def discard(self) -> None:
-        """Close the connection instead of reusing it (frees its session advisory locks)."""
-        if not self.released:
-            self.released = True
-            self._give_back(self.connection, False)
-
-
-class Pool:
-    """Where the store's connections come from: :class:`OwnPool` or :class:`EnginePool`."""
-
-    def acquire(self) -> Lease:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Close the idle connections (leases still out close when released)."""
-
-    @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        lease = self.acquire()
-        try:
-            yield lease.connection
-        finally:
-            lease.release()
-
-
-class OwnPool(Pool):
-    """A small pool of psycopg connections, made on demand (the one-shot ``sync``)."""
-
-    def __init__(self, params: Mapping[str, Any], size: int) -> None:
-        self._params = dict(params)
-        self._size = size
-        self._idle: list[psycopg.Connection[Any]] = []
-        self._lock = threading.Lock()
-        self._closed = False
-        # At most ``size`` connections lent at once: a caller beyond waits for one.
-        self._slots = threading.BoundedSemaphore(size)
-
-    def __repr__(self) -> str:  # the parameters hold the password: never shown
-        return f"<OwnPool size={self._size} idle={len(self._idle)}>"
-
-    def acquire(self) -> Lease:
-        self._slots.acquire()
-        try:
-            with self._lock:
-                connection = self._idle.pop() if self._idle else None
-            if connection is None:
-                connection = psycopg.connect(**self._params, autocommit=True)
-        except BaseException:
-            self._slots.release()
-            raise
-        return Lease(connection, self._give_back)
-
-    def _give_back(self, connection: psycopg.Connection[Any], usable: bool) -> None:
-        try:
-            if usable:
-                with self._lock:
-                    if not self._closed and len(self._idle) < self._size:
-                        self._idle.append(connection)
-                        return
-            connection.close()
-        finally:
-            self._slots.release()
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle, self._closed = self._idle, [], True
-        for connection in idle:
-            connection.close()
-
-
-class EnginePool(Pool):
-    """The psycopg connections of a SQLAlchemy engine's pool (the daemon keeps one engine).
-
-    A lent connection is switched to autocommit and back; a broken one is invalidated, so
-    the engine replaces it. The engine's owner disposes of it.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def acquire(self) -> Lease:
-        proxy = self.engine.raw_connection()
-        connection = proxy.driver_connection
-        assert isinstance(connection, psycopg.Connection)
-        try:
-            connection.autocommit = True
-        except BaseException:
-            proxy.invalidate()
-            raise
-
-        def give_back(connection: psycopg.Connection[Any], usable: bool) -> None:
-            if usable:
-                try:
-                    connection.autocommit = False  # as SQLAlchemy left it
-                except psycopg.Error:
-                    usable = False
-            if usable:
-                proxy.close()
-            else:
-                proxy.invalidate()
-
-        return Lease(connection, give_back)
 
 
 # ------------------------------------------------------------------------------ store
@@ -536,8 +312,6 @@ class Store:
 
     def record_later(self, run_id: int, result: VdnResult) -> VdnResult:
         """Queue the ``sync_run_vdn`` row of a VDN that wrote no data; flushed in batches."""
-        if result.finished_at is None:
-            result = replace(result, finished_at=self.now())
         with self._pending_lock:
             self._pending.append(result)
             full = len(self._pending) >= RECORD_BATCH
@@ -549,8 +323,7 @@ class Store:
         return result
 
     def prune_run_records(self, keep_days: float) -> int:
-        """Delete old ``sync_run_vdn`` rows (see :mod:`obs_sync.retention`); return how many."""
-        from obs_sync.retention import prune_run_records
+        """Delete old ``sync_run_vdn`` rows (:mod:`obs_sync.store.retention`); return how many."""
 
         def execute(sql: str, params: Mapping[str, Any]) -> int:
             with self.pool.connection() as connection:  # autocommit: each batch commits
@@ -582,64 +355,39 @@ class Store:
             params[name] = [getattr(r, "vdn_id" if name == "vdn" else name) for r in results]
         connection.execute(self._record_sql, params)
 
-    def apply_vdn(
-        self,
-        run_id: int,
-        fetched: VdnResult,
-        codes: Mapping[str, str],
-        *,
-        complete: bool,
-        incomplete_reason: str | None,
-        max_delete_fraction: float,
-    ) -> VdnResult:
+    def apply_vdn(self, run_id: int, plan: VdnPlan) -> VdnResult:
         """Apply one VDN's snapshot in one transaction and record it; never raises for data.
 
-        ``fetched`` carries the fetch statistics; the returned result has the status,
-        counts and finish time. A value PostgreSQL cannot store, or a database error,
-        makes the VDN ``failed`` with its rows untouched.
+        ``plan`` says what changes and what the VDN's result is; the store reads and writes.
+        A value PostgreSQL cannot store, or a database error, makes the VDN ``failed`` with
+        its rows untouched.
 
         Fast path: an unlocked read first. When it shows nothing to write (the common
         re-sync), the VDN is done: no lock, no transaction, its record batched. Otherwise
         the VDN is re-read and applied under its lock.
         """
-        problems = find_unstorable(codes)
-        if problems:
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            return self._failed(run_id, fetched, f"data error: {problems[0]}{more}")
-        incomplete_reason = None if complete else (incomplete_reason or "reason unknown")
+        problem = plan.unstorable()
+        if problem is not None:
+            return self.record_later(run_id, plan.failed(problem, self.now()))
+        codes = plan.codes
         for attempt in (1, 2):
             lease: Lease | None = None
             try:
                 # On tables this run created, a VDN with codes certainly has something to
                 # write: straight to the locked path, whose read is authoritative anyway.
                 if not (self.created and codes):
-                    rows = self._read_rows(fetched.vdn_id)
+                    rows = self._read_rows(plan.vdn_id)
                     if _same(rows, codes):  # the usual re-sync: no StoredCode objects, no diff
-                        changes = _no_changes(len(codes))
-                        result = outcome(
-                            fetched, {}, changes, incomplete_reason, max_delete_fraction
-                        )
+                        result = plan.outcome(_no_changes(len(codes)), len(rows), self.now())
                         return self.record_later(run_id, result)
                     stored = {code: StoredCode(code, d, deleted) for code, d, deleted in rows}
-                    changes = compute_changes(
-                        stored, codes, complete=complete, max_delete_fraction=max_delete_fraction
-                    )
+                    changes = plan.changes(stored)
                     if changes.is_empty:
-                        result = outcome(
-                            fetched, stored, changes, incomplete_reason, max_delete_fraction
-                        )
+                        result = plan.outcome(changes, _present(stored), self.now())
                         return self.record_later(run_id, result)
                 lease = self.pool.acquire()
                 with lease.connection.transaction():
-                    applied = self._apply(
-                        lease.connection,
-                        run_id,
-                        fetched,
-                        codes,
-                        complete=complete,
-                        incomplete_reason=incomplete_reason,
-                        max_delete_fraction=max_delete_fraction,
-                    )
+                    applied = self._apply(lease.connection, run_id, plan)
                 lease.release()
                 if applied.skip_reason == "locked":
                     return self.record_later(run_id, applied)
@@ -651,37 +399,25 @@ class Store:
                 # A pooled connection found dead (database restarted): once more, fresh.
                 if attempt == 1 and (broken or isinstance(error, psycopg.OperationalError)):
                     continue
-                return self._failed(run_id, fetched, f"database error: {_db_message(error)}")
+                failed = plan.failed(f"database error: {_db_message(error)}", self.now())
+                return self.record_later(run_id, failed)
             except StoreError as error:
                 if lease is not None:
                     lease.release()
-                return self._failed(run_id, fetched, str(error))
+                return self.record_later(run_id, plan.failed(str(error), self.now()))
             except BaseException:
                 if lease is not None:
                     lease.release()
                 raise
         raise AssertionError("unreachable")
 
-    def _failed(self, run_id: int, fetched: VdnResult, error: str) -> VdnResult:
-        return self.record_later(run_id, replace(fetched, status="failed", error=error))
-
-    def _apply(
-        self,
-        connection: psycopg.Connection[Any],
-        run_id: int,
-        fetched: VdnResult,
-        codes: Mapping[str, str],
-        *,
-        complete: bool,
-        incomplete_reason: str | None,
-        max_delete_fraction: float,
-    ) -> VdnResult:
-        vdn = fetched.vdn_id
+    def _apply(self, connection: psycopg.Connection[Any], run_id: int, plan: VdnPlan) -> VdnResult:
+        vdn = plan.vdn_id
         row = connection.execute(self._lock_sql, {"cls": self.vdn_lock, "vdn": vdn}).fetchone()
         assert row is not None
         got, now = row
         if not got:
-            return replace(fetched, status="skipped", error=LOCKED_ERROR, skip_reason="locked")
+            return plan.locked(self.now())
         stored: dict[str, StoredCode] = {}
         latest: datetime = now
         rows = connection.execute(self._read_locked_sql, {"vdn": vdn}).fetchall()
@@ -689,13 +425,10 @@ class Store:
             stored[code] = StoredCode(code, desc, deleted)
             if changed_at >= latest:
                 latest = changed_at + _MICROSECOND
-        changes = compute_changes(
-            stored, codes, complete=complete, max_delete_fraction=max_delete_fraction
-        )
+        changes = plan.changes(stored)
         if not changes.is_empty:
             self._write(connection, run_id, vdn, changes, latest)
-        result = outcome(fetched, stored, changes, incomplete_reason, max_delete_fraction)
-        result = replace(result, finished_at=self.now())
+        result = plan.outcome(changes, _present(stored), self.now())
         # In the VDN's transaction: its changes and its record commit together.
         self._insert_records(connection, run_id, [result])
         return result
@@ -762,38 +495,8 @@ def _no_changes(unchanged: int) -> Changes:
     )
 
 
-def outcome(
-    fetched: VdnResult,
-    stored: Mapping[str, StoredCode],
-    changes: Changes,
-    incomplete_reason: str | None,
-    max_delete_fraction: float,
-) -> VdnResult:
-    """The VDN's status, counts and error once ``changes`` are applied (or would be)."""
-    status: VdnStatus = "succeeded"
-    error = None
-    if incomplete_reason is not None:
-        status, error = "incomplete", f"incomplete snapshot, nothing deleted: {incomplete_reason}"
-    elif changes.guarded:
-        status = "guarded"
-        present = sum(1 for row in stored.values() if not row.deleted)
-        error = (
-            f"mass-deletion guard: {len(changes.withheld_deletes)} of {present} present codes "
-            f"are missing from a complete snapshot, more than sync.max_delete_fraction = "
-            f"{max_delete_fraction}; deletions withheld (inserts/updates applied). If the "
-            f"deletion is real: obs-sync sync --vdn {fetched.vdn_id} --max-delete-fraction 1"
-        )
-    return replace(
-        fetched,
-        status=status,
-        error=error,
-        inserted=len(changes.inserts),
-        updated=len(changes.updates),
-        deleted=len(changes.deletes),
-        restored=len(changes.restores),
-        unchanged=changes.unchanged,
-        withheld=len(changes.withheld_deletes),
-    )
+def _present(stored: Mapping[str, StoredCode]) -> int:
+    return sum(1 for row in stored.values() if not row.deleted)
 
 
 def _db_message(error: psycopg.Error) -> str:

@@ -1,7 +1,7 @@
 """What ``obs-sync sync`` and ``obs-sync db upgrade|downgrade`` print, and their exit codes.
 
 Kept out of cli.py so the click layer stays a thin parser; this module only formats and
-maps errors to exit codes (0 ok, 1 a VDN or the database failed, 2 configuration/usage).
+maps errors to exit codes (:mod:`obs_sync.errors`: each error carries its own).
 """
 
 from __future__ import annotations
@@ -15,14 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from obs_sync.errors import database_error
+from obs_sync.config import ConfigError
+from obs_sync.db.embedded import EmbeddedError, require_installed
+from obs_sync.db.errors import database_error, is_database_error
+from obs_sync.db.migrate import MigrationError
+from obs_sync.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from obs_sync.observability import setup_logging_for
 from obs_sync.text import plural
 
 if TYPE_CHECKING:
     from obs_sync.config import Config
-    from obs_sync.sync import RunResult, VdnResult
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+    from obs_sync.results import RunResult, VdnResult
 
 
 def _say(message: str) -> None:
@@ -73,9 +76,6 @@ def format_summary(result: RunResult) -> str:
 def run_sync_command(
     config: Config, vdn_ids: Sequence[int], *, dry_run: bool, migrate: bool
 ) -> int:
-    from obs_sync.config import ConfigError
-    from obs_sync.observability import setup_logging_for
-
     configured = set(config.isales.vdn_list)
     unknown = [vdn for vdn in vdn_ids if vdn not in configured]
     if unknown:
@@ -91,9 +91,7 @@ def run_sync_command(
     # the operating system, which reclaims the whole process anyway.
     atexit.register(gc.freeze)
 
-    # Not sqlalchemy: a sync needs it only for a migration (imported then, in the background).
-    from obs_sync.embedded import EmbeddedError, require_installed
-    from obs_sync.migrate import MigrationError
+    # After the checks above: a usage error answers before the client and its HTTP stack load.
     from obs_sync.sync import run_sync
 
     try:
@@ -124,17 +122,16 @@ def run_sync_command(
         )
     except ConfigError as error:
         _say(f"configuration error: {error}")
-        return EXIT_USAGE
+        return error.exit_code
     except EmbeddedError as error:
         _say(error.for_cli())
         return error.exit_code
     except MigrationError as error:
         _say(str(error))
-        return EXIT_FAILED
+        return error.exit_code
     except Exception as error:
-        # psycopg errors (the sync's own statements) or SQLAlchemy's (a migration); checked
-        # by module so that a sync which needed no migration does not import SQLAlchemy.
-        if not type(error).__module__.startswith(("psycopg", "sqlalchemy")):
+        # psycopg's errors (the sync's own statements) or SQLAlchemy's (a migration).
+        if not is_database_error(error):
             raise
         _say(database_error(error))
         return EXIT_FAILED
@@ -153,14 +150,14 @@ def run_migration_command(
     """``obs-sync db upgrade|downgrade``. A downgrade that would undo a migration first
     says what it drops and asks (``assume_yes`` skips that; off a terminal it is required).
     """
-    from obs_sync.observability import setup_logging_for
-
     setup_logging_for(config)
+    # Heavy, and only these commands need them (a sync loads them only to migrate).
+    from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
-    from obs_sync import migrate
-    from obs_sync.embedded import EmbeddedError
-    from obs_sync.sync import make_engine
+    from obs_sync.db import migrate
+    from obs_sync.db.engine import make_engine
+    from obs_sync.store.tables import TABLE_NAMES
 
     schema = config.database.schema_
     try:
@@ -172,7 +169,7 @@ def run_migration_command(
         if action == "upgrade":
             before, after = migrate.upgrade(engine, schema, revision)
         else:
-            plan = migrate.plan_downgrade(engine, schema, revision)
+            plan = migrate.plan_downgrade(engine, schema, revision, TABLE_NAMES)
             if plan.current is not None and not plan.resolved:
                 known = ", ".join(migrate.known_revisions())
                 _say(
@@ -193,15 +190,13 @@ def run_migration_command(
                     _say("nothing changed")
                     return EXIT_FAILED
             before, after = migrate.downgrade(engine, schema, revision)
-    except migrate.MigrationError as error:
+    except MigrationError as error:
         _say(str(error))
-        return EXIT_FAILED
+        return error.exit_code
     except SQLAlchemyError as error:
         _say(database_error(error))
         return EXIT_FAILED
-    except Exception as error:  # Alembic's CommandError: unknown revision and the like
-        if type(error).__name__ != "CommandError":
-            raise
+    except CommandError as error:  # Alembic's: an unknown revision and the like
         _say(f"{action} {revision}: {error}")
         return EXIT_USAGE
     finally:

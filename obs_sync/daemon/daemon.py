@@ -18,286 +18,27 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from obs_sync.errors import one_line
+from obs_sync.daemon.job import Job, StartError, SyncJob
+from obs_sync.daemon.schedule import ScheduleError, Timing, make_trigger
+from obs_sync.errors import EXIT_FAILED, EXIT_OK, one_line
 from obs_sync.health import Failure, HealthTracker
 from obs_sync.logcontext import PendingRun, bind
 from obs_sync.text import minutes, plural
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
-    from obs_sync.config import Config, ScheduleConfig
+    from obs_sync.config import Config
     from obs_sync.observability import Metrics, MetricsServer
-    from obs_sync.status import VdnRow
+    from obs_sync.store.status import VdnRow
 
-log = logging.getLogger(__name__)
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class ScheduleError(ValueError):
-    """The schedule section cannot be turned into a trigger; the message names the key."""
-
-
-class StartError(Exception):
-    """The daemon cannot start as configured (it would fail at every run or not serve at
-    all); the message names the setting to change. ``obs-sync run`` exits 2."""
-
-
-# --------------------------------------------------------------------------- triggers
-
-_CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-
-
-def _crontab_days(field: str) -> str:
-    """Translate a crontab day-of-week field to APScheduler 3 names.
-
-    APScheduler 3 numbers weekdays from Monday = 0, crontab from Sunday = 0 (7 is Sunday
-    too): passing ``1-5`` through unchanged would run Tuesday to Saturday. Numbers are
-    expanded to explicit day names; names and ``*`` pass through.
-    """
-    if field == "*" or re.search(r"[a-zA-Z]", field):
-        return field
-    days: set[int] = set()
-    for part in field.split(","):
-        match = re.fullmatch(r"(\*|\d+)(?:-(\d+))?(?:/(\d+))?", part)
-        if not match:
-            raise ScheduleError(f"schedule.cron: day-of-week field {field!r} is not valid")
-        start_text, end_text, step_text = match.groups()
-        if start_text == "*":
-            low, high = 0, 6
-        else:
-            low = int(start_text)
-            high = int(end_text) if end_text is not None else (7 if step_text else low)
-        step = int(step_text) if step_text else 1
-        if not (0 <= low <= 7 and 0 <= high <= 7 and low <= high and step >= 1):
-            raise ScheduleError(
-                f"schedule.cron: day-of-week {part!r} must be within 0-7 (0 and 7 are Sunday)"
-            )
-        days.update(d % 7 for d in range(low, high + 1, step))
-    return ",".join(_CRON_DAYS[d] for d in sorted(days))
-
-
-def _bad_cron_field(fields: dict[str, str]) -> str | None:
-    """Which field of a rejected crontab is wrong, and why (APScheduler does not say which)."""
-    from apscheduler.triggers.cron import CronTrigger
-
-    labels = {"minute": "minute (0-59)", "hour": "hour (0-23)", "day": "day of month (1-31)"}
-    labels |= {"month": "month (1-12)", "day_of_week": "day of week (0-7)"}
-    for name, value in fields.items():
-        try:
-            CronTrigger(**{name: value}, timezone="UTC")
-        except ValueError as error:
-            detail = re.sub(r"^Error validating expression '[^']*': ", "", str(error))
-            return f"the {labels[name]} field {value!r} is not valid: {detail}"
-    return None
-
-
-def make_trigger(schedule: ScheduleConfig, tz: Any = None) -> Any:
-    """The APScheduler trigger for ``schedule`` (interval or 5-field crontab, with jitter)."""
-    from apscheduler.triggers.cron import CronTrigger
-    from apscheduler.triggers.interval import IntervalTrigger
-
-    jitter = schedule.jitter_seconds or None
-    if schedule.cron:
-        minute, hour, day, month, day_of_week = schedule.cron.split()
-        fields = {
-            "minute": minute,
-            "hour": hour,
-            "day": day,
-            "month": month,
-            "day_of_week": _crontab_days(day_of_week),
-        }
-        try:
-            return CronTrigger(**fields, timezone=tz, jitter=jitter)
-        except ValueError as error:
-            raise ScheduleError(
-                f"schedule.cron {schedule.cron!r}: {_bad_cron_field(fields) or error}"
-            ) from None
-    assert schedule.interval_minutes is not None  # the config fills in the default
-    return IntervalTrigger(seconds=schedule.interval_minutes * 60, timezone=tz, jitter=jitter)
-
-
-def _next_fires(trigger: Any, after: datetime, count: int) -> list[datetime]:
-    """The next ``count`` fire times strictly after ``after`` (jitter ignored)."""
-    saved = getattr(trigger, "jitter", None)
-    trigger.jitter = None
-    try:
-        fires: list[datetime] = []
-        previous: datetime | None = None
-        now = after + timedelta(microseconds=1)
-        while len(fires) < count:
-            fire = trigger.get_next_fire_time(previous, now)
-            if fire is None:
-                break
-            fires.append(fire)
-            previous, now = fire, fire + timedelta(microseconds=1)
-        return fires
-    finally:
-        trigger.jitter = saved
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Deadlines derived from the schedule, shared by the scheduler and /healthz."""
-
-    schedule: ScheduleConfig
-    trigger: Any
-
-    def run_deadline_seconds(self, now: datetime) -> float:
-        if self.schedule.run_deadline_seconds is not None:
-            return self.schedule.run_deadline_seconds
-        if self.schedule.interval_minutes is not None and not self.schedule.cron:
-            return 0.9 * self.schedule.interval_minutes * 60
-        fires = _next_fires(self.trigger, now, 2)
-        gap = (fires[1] - fires[0]).total_seconds() if len(fires) == 2 else 3600.0
-        return 0.9 * gap
-
-    def due(self, since: datetime) -> datetime:
-        """When a run is overdue if the previous one finished (or the daemon started) at ``since``.
-
-        Interval: 2 x the interval (+ jitter). Cron: the second fire time after ``since``
-        (+ jitter), i.e. one scheduled run may be missed entirely; for a regular crontab
-        that is about 2 x the gap between fire times, and an irregular one (weekdays only)
-        is not flagged over a weekend.
-        """
-        slack = timedelta(seconds=self.schedule.jitter_seconds)
-        if self.schedule.interval_minutes is not None and not self.schedule.cron:
-            return since + timedelta(minutes=2 * self.schedule.interval_minutes) + slack
-        fires = _next_fires(self.trigger, since, 2)
-        if len(fires) < 2:
-            return datetime.max.replace(tzinfo=timezone.utc)
-        return fires[1] + slack
-
-
-# --------------------------------------------------------------------------- the job
-
-
-class RunResultLike(Protocol):
-    @property
-    def status(self) -> str: ...
-    @property
-    def vdns(self) -> Sequence[Any]: ...
-    @property
-    def run_id(self) -> int | None: ...
-
-
-class Job(Protocol):
-    """One sync run; :class:`SyncJob` calls :func:`obs_sync.sync.run_sync`."""
-
-    def __call__(
-        self,
-        *,
-        stop: threading.Event,
-        deadline: float,
-        on_vdn: Callable[[Any], None],
-        on_request: Callable[[Any], None] | None,
-        log_run: PendingRun,
-    ) -> RunResultLike: ...
-
-
-class SyncJob:
-    """:func:`~obs_sync.sync.run_sync` with one engine (connection pool) for the daemon's life.
-
-    Pending migrations are applied by the first run that reaches the database (the one at
-    start, with ``run_at_start``); later runs skip that step, so a database that is down at
-    start delays migrations rather than preventing them.
-    """
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.engine: Engine | None = None
-        self.migrated = False
-        # A missing embedded extra never heals by itself: refuse to start, not fail every run.
-        from obs_sync.embedded import EmbeddedError, require_installed
-
-        try:
-            require_installed(config.database.url.get_secret_value())
-        except EmbeddedError as error:
-            raise StartError(str(error)) from None
-
-    def prepare(self) -> None:
-        """Create the engine (starting the embedded PostgreSQL if configured) and connect once."""
-        from sqlalchemy import text
-
-        from obs_sync.migrate import MigrationError, current_revision, needs_upgrade
-        from obs_sync.sync import make_engine
-
-        if self.engine is None:
-            self.engine = make_engine(self.config)
-        schema = self.config.database.schema_
-        with self.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-            revision = current_revision(connection, schema)
-        try:
-            needs_upgrade(revision, schema, migrate=True)
-        except MigrationError as error:  # migrated by a newer obs-sync: every run would fail
-            raise StartError(str(error)) from None
-
-    def recorded(self) -> Sequence[VdnRow]:
-        """Each configured VDN's recorded freshness and failure streak (empty before the
-        first run ever), so health and metrics survive a restart."""
-        from obs_sync.status import StatusError, read_status
-        from obs_sync.sync import make_engine
-
-        if self.engine is None:  # prepare() failed: the database was down at start
-            self.engine = make_engine(self.config)
-        try:
-            status = read_status(
-                self.engine, self.config.database.schema_, self.config.isales.vdn_list, limit=1
-            )
-        except StatusError:
-            return []
-        return status.vdns
-
-    def __call__(
-        self,
-        *,
-        stop: threading.Event,
-        deadline: float,
-        on_vdn: Callable[[Any], None],
-        on_request: Callable[[Any], None] | None,
-        log_run: PendingRun,
-    ) -> RunResultLike:
-        from obs_sync.sync import make_engine, run_sync
-
-        if self.engine is None:
-            self.engine = make_engine(self.config)
-        elif not self.config.database.url.get_secret_value():
-            from obs_sync.embedded import restart_if_stopped
-
-            if restart_if_stopped():
-                log.warning("the embedded PostgreSQL had stopped; started it again")
-        result = run_sync(
-            self.config,
-            engine=self.engine,
-            migrate=not self.migrated,
-            trigger="schedule",
-            on_vdn=on_vdn,
-            on_request=on_request,
-            stop=stop,
-            deadline=deadline,
-            log_run=log_run,
-        )
-        self.migrated = True
-        return result
-
-    def close(self) -> None:
-        if self.engine is not None:
-            self.engine.dispose()
-
-
-# --------------------------------------------------------------------------- the daemon
+log = logging.getLogger(__package__)
 
 
 def _utcnow() -> datetime:
@@ -433,6 +174,7 @@ class Daemon:
         signal.signal(signal.SIGINT, self._on_signal)
 
     def start_metrics(self) -> None:
+        # prometheus_client is heavy: imported only when the daemon serves metrics.
         from obs_sync.observability import Metrics, MetricsServer
 
         self.metrics = Metrics()
@@ -458,7 +200,7 @@ class Daemon:
 
     def serve(self, *, install_signals: bool = True) -> int:
         """Run until a signal (or :meth:`request_shutdown`); return the exit code."""
-        from apscheduler.schedulers.background import BackgroundScheduler
+        from apscheduler.schedulers.background import BackgroundScheduler  # heavy: `run` only
 
         if install_signals:
             self.install_signal_handlers()
@@ -580,7 +322,7 @@ def run_daemon(config: Config, *, job: Job | None = None, install_signals: bool 
         code = daemon.serve(install_signals=install_signals)
     except (ScheduleError, StartError) as error:
         log.error("cannot start: %s", error)
-        return EXIT_USAGE
+        return error.exit_code
     if code != EXIT_OK:
         # The run in flight is still going in a worker thread that the interpreter would
         # join at exit; only a hard exit keeps the shutdown bound.

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sqlalchemy import text
+
+from obs_sync.errors import ObsSyncError
+from obs_sync.store.tables import TABLE_NAMES
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-BI_TABLES = ("result_code", "result_code_history", "sync_run", "sync_run_vdn")
 
-
-class GrantError(Exception):
+class GrantError(ObsSyncError):
     """The grant cannot be made; the message says what to do."""
 
 
@@ -28,8 +31,6 @@ def grant_reader(engine: Engine, schema: str, role: str) -> list[str]:
     Returns the statements executed (one transaction). The role must exist already: we
     never create roles (that means choosing a password, which is the DBA's business).
     """
-    from sqlalchemy import text
-
     validate_role(role)
     quote = engine.dialect.identifier_preparer.quote_identifier
     statements: list[str] = []
@@ -56,7 +57,7 @@ def grant_reader(engine: Engine, schema: str, role: str) -> list[str]:
             )
         missing = [
             table
-            for table in BI_TABLES
+            for table in TABLE_NAMES
             if connection.execute(
                 text("SELECT to_regclass(:name)"), {"name": f"{quote(schema)}.{quote(table)}"}
             ).scalar()
@@ -67,7 +68,7 @@ def grant_reader(engine: Engine, schema: str, role: str) -> list[str]:
                 f"tables {', '.join(missing)} do not exist in schema {schema!r} yet; "
                 "run `obs-sync db upgrade` (or a first sync) first"
             )
-        tables = ", ".join(f"{quote(schema)}.{quote(table)}" for table in BI_TABLES)
+        tables = ", ".join(f"{quote(schema)}.{quote(table)}" for table in TABLE_NAMES)
         statements = [
             f"GRANT USAGE ON SCHEMA {quote(schema)} TO {quote(role)}",
             f"GRANT SELECT ON {tables} TO {quote(role)}",

@@ -16,6 +16,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from obs_sync.db.url import quote_identifier
+
 log = logging.getLogger(__name__)
 
 # Rows deleted per statement: bounded so one prune never holds locks for long. Called after
@@ -52,8 +54,6 @@ def prune_run_records(
     """Delete run records older than ``keep_days``; return how many. 0 days: keep all."""
     if keep_days <= 0:
         return 0
-    from obs_sync.store import quote_identifier
-
     sql = _PRUNE.format(s=quote_identifier(schema))
     deleted = 0
     for _ in range(max_batches):

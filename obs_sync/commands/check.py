@@ -9,14 +9,28 @@ database authentication, ...).
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from sqlalchemy import text
+
 from obs_sync.config import Config
+from obs_sync.daemon.schedule import ScheduleError, make_trigger
+from obs_sync.db.embedded import EmbeddedError
+from obs_sync.db.engine import make_engine
+from obs_sync.db.migrate import head_revision, known_revisions
+from obs_sync.db.revision import revision_sa
 from obs_sync.errors import one_line
+from obs_sync.isales.client import ISalesClient
+from obs_sync.isales.errors import AuthenticationError, DataError, HTTPStatusError, VendorError
+from obs_sync.observability import redactor_for
 from obs_sync.text import plural
 
 log = logging.getLogger(__name__)
@@ -34,7 +48,6 @@ def check_config(config: Config, path: Path | None) -> CheckResult:
     vdns = config.isales.vdn_list
     shown = f"{vdns[0]}..{vdns[-1]}" if len(vdns) > 1 else str(vdns[0])
     where = f"{path}: " if path else ""
-    from obs_sync.scheduler import ScheduleError, make_trigger
 
     try:
         make_trigger(config.schedule)  # what `obs-sync run` would refuse at start
@@ -81,28 +94,14 @@ def _database_fix(message: str) -> str:
 
 
 def check_database(config: Config) -> CheckResult:
-    from obs_sync.embedded import EmbeddedError
-
     embedded = not config.database.url.get_secret_value()
     try:
-        from sqlalchemy import text
-
-        from obs_sync.sync import make_engine
-
         engine = make_engine(config)
         try:
             with engine.connect() as connection:
                 version = connection.execute(text("SHOW server_version")).scalar_one()
                 schema = config.database.schema_
-                revision = None
-                has_table = connection.execute(
-                    text("SELECT to_regclass(:name) IS NOT NULL"),
-                    {"name": f"{schema}.alembic_version"},
-                ).scalar_one()
-                if has_table:
-                    revision = connection.execute(
-                        text(f'SELECT version_num FROM "{schema}".alembic_version')
-                    ).scalar()
+                revision = revision_sa(connection, schema)
             url = engine.url
             socket_dir = url.query.get("host")
             where = (
@@ -125,7 +124,6 @@ def check_database(config: Config) -> CheckResult:
 
 def _schema_result(found: str, schema: str, revision: str | None) -> CheckResult:
     """The schema's migration state: usable now, upgraded by the next sync, or unusable."""
-    from obs_sync.migrate import head_revision, known_revisions
 
     head = head_revision()
     if revision is None:
@@ -150,7 +148,6 @@ def _schema_result(found: str, schema: str, revision: str | None) -> CheckResult
 
 
 def _isales_fix(error: BaseException, base_url: str) -> str:
-    from obs_sync.isales import AuthenticationError, DataError, HTTPStatusError, VendorError
 
     text = str(error)
     lowered = text.lower()
@@ -217,7 +214,6 @@ def _isales_fix(error: BaseException, base_url: str) -> str:
 
 
 def check_isales(config: Config) -> CheckResult:
-    from obs_sync.isales import ISalesClient
 
     vdn = config.isales.vdn_list[0]
     # One quick attempt: check should answer in seconds, not after the sync's full backoff.
@@ -228,8 +224,6 @@ def check_isales(config: Config) -> CheckResult:
         with ISalesClient(quick) as client:
             page = client.fetch_page(vdn, 1, 1)
     except Exception as error:
-        from obs_sync.observability import redactor_for
-
         detail = redactor_for(config)(one_line(error))  # the server's text may echo a secret
         return CheckResult("isales", False, detail, _isales_fix(error, config.isales.base_url))
     sample = f", e.g. {page.codes[0][0]} = {page.codes[0][1]!r}" if page.codes else ""
@@ -242,11 +236,6 @@ def check_isales(config: Config) -> CheckResult:
 
 def check_metrics(config: Config) -> CheckResult:
     """Can ``obs-sync run`` listen on metrics.host:metrics.port? (It refuses to start if not.)"""
-    import errno
-    import socket
-    import urllib.error
-    import urllib.request
-
     host, port = config.metrics.host, config.metrics.port
     if port == 0:
         return CheckResult("metrics", True, "endpoint off (metrics.port: 0)")

@@ -1,0 +1,134 @@
+"""The daemon's job: one sync run per fire time, with one engine for the daemon's life."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy import text
+
+from obs_sync.db.embedded import EmbeddedError, require_installed, restart_if_stopped
+from obs_sync.db.engine import make_engine
+from obs_sync.db.migrate import MigrationError, needs_upgrade
+from obs_sync.db.revision import revision_sa
+from obs_sync.errors import UsageError
+from obs_sync.logcontext import PendingRun
+from obs_sync.store.status import StatusError, read_status
+from obs_sync.sync import connections_per_run, run_sync
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from obs_sync.config import Config
+    from obs_sync.store.status import VdnRow
+
+log = logging.getLogger(__package__)
+
+
+class StartError(UsageError):
+    """The daemon cannot start as configured (it would fail at every run or not serve at
+    all); the message names the setting to change. ``obs-sync run`` exits 2."""
+
+
+class RunResultLike(Protocol):
+    @property
+    def status(self) -> str: ...
+    @property
+    def vdns(self) -> Sequence[Any]: ...
+    @property
+    def run_id(self) -> int | None: ...
+
+
+class Job(Protocol):
+    """One sync run; :class:`SyncJob` calls :func:`obs_sync.sync.run_sync`."""
+
+    def __call__(
+        self,
+        *,
+        stop: threading.Event,
+        deadline: float,
+        on_vdn: Callable[[Any], None],
+        on_request: Callable[[Any], None] | None,
+        log_run: PendingRun,
+    ) -> RunResultLike: ...
+
+
+class SyncJob:
+    """:func:`~obs_sync.sync.run_sync` with one engine (connection pool) for the daemon's life.
+
+    Pending migrations are applied by the first run that reaches the database (the one at
+    start, with ``run_at_start``); later runs skip that step, so a database that is down at
+    start delays migrations rather than preventing them.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.engine: Engine | None = None
+        self.migrated = False
+        # A missing embedded extra never heals by itself: refuse to start, not fail every run.
+        try:
+            require_installed(config.database.url.get_secret_value())
+        except EmbeddedError as error:
+            raise StartError(str(error)) from None
+
+    def prepare(self) -> None:
+        """Create the engine (starting the embedded PostgreSQL if configured) and connect once."""
+        if self.engine is None:
+            self.engine = self._make_engine()
+        schema = self.config.database.schema_
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+            revision = revision_sa(connection, schema)
+        try:
+            needs_upgrade(revision, schema, migrate=True)
+        except MigrationError as error:  # migrated by a newer obs-sync: every run would fail
+            raise StartError(str(error)) from None
+
+    def recorded(self) -> Sequence[VdnRow]:
+        """Each configured VDN's recorded freshness and failure streak (empty before the
+        first run ever), so health and metrics survive a restart."""
+        if self.engine is None:  # prepare() failed: the database was down at start
+            self.engine = self._make_engine()
+        try:
+            status = read_status(
+                self.engine, self.config.database.schema_, self.config.isales.vdn_list, limit=1
+            )
+        except StatusError:
+            return []
+        return status.vdns
+
+    def __call__(
+        self,
+        *,
+        stop: threading.Event,
+        deadline: float,
+        on_vdn: Callable[[Any], None],
+        on_request: Callable[[Any], None] | None,
+        log_run: PendingRun,
+    ) -> RunResultLike:
+        if self.engine is None:
+            self.engine = self._make_engine()
+        elif not self.config.database.url.get_secret_value() and restart_if_stopped():
+            log.warning("the embedded PostgreSQL had stopped; started it again")
+        result = run_sync(
+            self.config,
+            engine=self.engine,
+            migrate=not self.migrated,
+            trigger="schedule",
+            on_vdn=on_vdn,
+            on_request=on_request,
+            stop=stop,
+            deadline=deadline,
+            log_run=log_run,
+        )
+        self.migrated = True
+        return result
+
+    def _make_engine(self) -> Engine:
+        return make_engine(self.config, connections=connections_per_run(self.config))
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.dispose()

@@ -1,0 +1,40 @@
+"""SQLAlchemy engines: the daemon's long-lived one, and a short-lived one for a migration.
+
+In-function imports of SQLAlchemy: a one-shot ``sync`` imports this module's callers
+without needing an engine unless a migration is due.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from obs_sync.db.url import CONNECT_ARGS, database_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from obs_sync.config import Config
+
+
+def make_engine(config: Config, *, connections: int = 1) -> Engine:
+    """An engine whose pool holds up to ``connections`` (each the same again as overflow)."""
+    from sqlalchemy import create_engine  # heavy: only commands that need an engine pay
+
+    return create_engine(
+        database_url(config),
+        pool_size=connections,
+        max_overflow=connections,
+        pool_recycle=1800,
+        # A pooled connection that died (database restart, failover, a terminated backend)
+        # is replaced at checkout instead of failing the daemon's next runs.
+        pool_pre_ping=True,
+        connect_args=dict(CONNECT_ARGS),
+    )
+
+
+def single_use_engine(config: Config) -> Engine:
+    """An engine without a pool, for one migration of a one-shot sync (disposed after)."""
+    from sqlalchemy import create_engine  # heavy: only a sync that migrates pays
+    from sqlalchemy.pool import NullPool
+
+    return create_engine(database_url(config), poolclass=NullPool, connect_args=CONNECT_ARGS)

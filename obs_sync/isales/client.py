@@ -1,0 +1,367 @@
+"""Signed CC-iSales client: one VDN's complete, verified snapshot of OBS result codes.
+
+The vendor's API is ``queryOBSResultCode`` (its constants: :mod:`obs_sync.isales.vendor`);
+signing is C2/AK-SK (:mod:`obs_sync.signing`). This module is the policy around one
+request: rate limit, retry only what is transient (bounded exponential backoff with
+jitter), map each HTTP status to an error, and report each attempt to ``on_request``.
+The pages to ask for and whether the result is complete are decided by
+:mod:`obs_sync.isales.paging`; a body is validated by :mod:`obs_sync.isales.page`;
+transport failures are worded by :mod:`obs_sync.isales.diagnosis`; bytes move through
+:mod:`obs_sync.isales.wire`. Shared by the sync's worker threads: one process-wide rate
+limiter, one connection pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+import requests
+import tenacity
+from requests.adapters import BaseAdapter
+
+from obs_sync import __version__, logcontext
+from obs_sync.config import VDN_MAX, VDN_MIN, ConfigError, ISalesConfig
+from obs_sync.isales.diagnosis import (
+    clean,
+    clock_hint,
+    connection_reason,
+    tls_config_problem,
+    tls_reason,
+)
+from obs_sync.isales.errors import (
+    AuthenticationError,
+    HTTPStatusError,
+    ISalesError,
+    TransportError,
+    VendorError,
+)
+from obs_sync.isales.events import RequestEvent
+from obs_sync.isales.page import (
+    Page,
+    decode_json,
+    error_detail,
+    known_failure,
+    parse_page,
+    parse_retry_after,
+    snippet,
+)
+from obs_sync.isales.paging import Pager
+from obs_sync.isales.vendor import MAX_PAGE_SIZE, PATH_TEMPLATE
+from obs_sync.isales.wire import Wire
+from obs_sync.ratelimit import RateLimiter
+from obs_sync.signing import C2Auth
+from obs_sync.snapshot import FetchStats, Snapshot
+
+log = logging.getLogger(__package__)  # "obs_sync.isales", as logs have always said
+
+CONTENT_TYPE = "application/json; charset=UTF-8"
+
+
+class _Transient(Exception):
+    """One attempt failed in a way that another attempt may fix (internal)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class _Counters:
+    """Mutable per-fetch request counters (one fetch runs in one thread)."""
+
+    __slots__ = ("requests", "retries")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.retries = 0
+
+
+class ISalesClient:
+    """Fetches VDN snapshots; safe to share between up to ``max_concurrency`` threads."""
+
+    def __init__(
+        self,
+        config: ISalesConfig,
+        *,
+        on_request: Callable[[RequestEvent], None] | None = None,
+        adapter: BaseAdapter | None = None,
+    ) -> None:
+        """``adapter``: the requests transport (default: a pooled ``HTTPAdapter``)."""
+        self.config = config
+        self._on_request = on_request
+        self._timeout = config.timeout_seconds
+        self._page_size = config.page_size
+        auth = C2Auth(
+            config.access_key,
+            config.secret_key.get_secret_value(),
+            config.signing.signed_headers,
+            config.signing.timestamp_precision,
+        )
+        headers = {
+            "User-Agent": f"obs-sync/{__version__}",
+            "Accept": "application/json",
+            "Accept-Encoding": "gzip, deflate",
+            "Content-Type": CONTENT_TYPE,
+        }
+        if config.locale:
+            headers["locale"] = config.locale
+        sendable = {name.lower() for name in headers} | {"host", "content-length"}
+        missing = [h for h in config.signing.signed_headers if h not in sendable]
+        if missing:
+            raise ConfigError(
+                f"isales.signing.signed_headers: {', '.join(missing)} is never sent "
+                f"(sign a subset of: {', '.join(sorted(sendable))}; "
+                "locale only when isales.locale is set)"
+            )
+
+        self.wire = Wire(
+            config.base_url,
+            headers=headers,
+            auth=auth,
+            timeout=config.timeout_seconds,
+            verify_tls=config.verify_tls,
+            pool_size=max(config.max_concurrency, 1) + 1,
+            adapter=adapter,
+        )
+        self._limiter = RateLimiter(config.max_requests_per_second)
+        self._closed = False
+
+        self._retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(config.max_retries + 1),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception_type(_Transient),
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+
+    def __repr__(self) -> str:
+        return f"ISalesClient(base_url={self.config.base_url!r})"
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> ISalesClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self.wire.close()
+
+    # ----------------------------------------------------------------- public API
+
+    def fetch_page(self, vdn_id: int, page_num: int, page_size: int) -> Page:
+        """Fetch and validate one page (with retries). Used by ``check`` and the paging loop."""
+        if not VDN_MIN <= vdn_id <= VDN_MAX:
+            raise ValueError(f"vdn_id {vdn_id} is outside {VDN_MIN}..{VDN_MAX}")
+        if page_num < 1:
+            raise ValueError(f"page_num {page_num} must be >= 1")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size {page_size} is outside 1..{MAX_PAGE_SIZE}")
+        return self._fetch_page(vdn_id, page_num, page_size, _Counters())
+
+    def fetch_snapshot(self, vdn_id: int) -> Snapshot:
+        """Every page of one VDN, verified; ``complete`` says whether deletions are safe."""
+        if not VDN_MIN <= vdn_id <= VDN_MAX:
+            raise ValueError(f"vdn_id {vdn_id} is outside {VDN_MIN}..{VDN_MAX}")
+        started = time.perf_counter()
+        counters = _Counters()
+        pager = Pager(
+            lambda page_num, page_size: self._fetch_page(vdn_id, page_num, page_size, counters),
+            vdn_id,
+            page_size=self._page_size,
+            max_pages=self.config.max_pages,
+        )
+
+        def stats(total_count: int | None) -> FetchStats:
+            return FetchStats(
+                pages=pager.pages,
+                requests=counters.requests,
+                retries=counters.retries,
+                restarts=pager.restarts,
+                total_count=total_count,
+                seconds=time.perf_counter() - started,
+            )
+
+        with logcontext.bind(vdn=vdn_id):
+            try:
+                paged = pager.run()
+            except ISalesError as error:
+                error.stats = stats(None)  # so a failed VDN still reports what it cost
+                raise
+        return Snapshot(
+            vdn_id=vdn_id,
+            codes=paged.codes,
+            complete=paged.incomplete_reason is None,
+            stats=stats(paged.total),
+            incomplete_reason=paged.incomplete_reason,
+        )
+
+    # ----------------------------------------------------------------- one page
+
+    def _url(self, vdn_id: int, page_num: int, page_size: int) -> str:
+        path = PATH_TEMPLATE.format(vdn_id=vdn_id)
+        return f"{self.wire.base_url}{path}?pageSize={page_size}&pageNum={page_num}"
+
+    def _fetch_page(self, vdn_id: int, page_num: int, page_size: int, counters: _Counters) -> Page:
+        url = self._url(vdn_id, page_num, page_size)
+        before = counters.requests
+        try:
+            page: Page = self._retrying(self._attempt, vdn_id, page_num, page_size, url, counters)
+            return page
+        except _Transient as last:
+            attempts = counters.requests - before
+            # The cause first: a reader (or a status table cutting the line short) sees
+            # why before the long URL.
+            raise TransportError(
+                f"{last}; failed after {attempts} attempt{'s' * (attempts != 1)} (GET {url})",
+                vdn_id=vdn_id,
+                attempts=attempts,
+            ) from None
+        finally:
+            counters.retries += max(0, counters.requests - before - 1)
+
+    def _emit(self, vdn_id: int, outcome: str, status: int | None, started: float) -> None:
+        if self._on_request is None:
+            return
+        try:
+            self._on_request(RequestEvent(vdn_id, outcome, status, time.perf_counter() - started))
+        except Exception:  # a broken metrics hook must not break fetching
+            log.exception("on_request hook failed")
+
+    def _attempt(
+        self, vdn_id: int, page_num: int, page_size: int, url: str, counters: _Counters
+    ) -> Page:
+        if self._closed:
+            raise ISalesError("the iSales client is closed")
+        self._limiter.acquire()
+        counters.requests += 1
+        started = time.perf_counter()
+        try:
+            response = self.wire.get(url)
+        except requests.exceptions.SSLError as error:
+            self._emit(vdn_id, "connection_error", None, started)
+            problem = tls_config_problem(error, url)
+            if problem is not None:
+                raise ISalesError(problem, vdn_id=vdn_id) from None
+            raise _Transient(f"TLS error: {tls_reason(error, url, self._timeout)}") from None
+        except requests.exceptions.Timeout as error:
+            self._emit(vdn_id, "timeout", None, started)
+            if isinstance(error, requests.exceptions.ConnectTimeout):
+                raise _Transient(
+                    f"connect timeout: no connection within {self._timeout:g}s"
+                ) from None
+            raise _Transient(f"no response within {self._timeout:g}s") from None
+        except (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+        ) as error:
+            self._emit(vdn_id, "connection_error", None, started)
+            raise _Transient(connection_reason(error, url, self._timeout)) from None
+        except requests.exceptions.RequestException as error:
+            self._emit(vdn_id, "connection_error", None, started)
+            # (an invalid header's message quotes its value: the signature, never shown)
+            what = (
+                "a request header is invalid"
+                if isinstance(error, requests.exceptions.InvalidHeader)
+                else clean(str(error)) or type(error).__name__
+            )
+            raise ISalesError(f"request failed: {what} (GET {url})", vdn_id=vdn_id) from None
+
+        status = response.status_code
+        content_type = response.headers.get("Content-Type")
+        if 200 <= status < 300:
+            try:
+                body = decode_json(response.content, content_type)
+            except ValueError:
+                self._emit(vdn_id, "non_json", status, started)
+                kind = content_type or "no Content-Type"
+                raise _Transient(
+                    f"HTTP {status} body is not JSON ({kind}): {snippet(response.content)}"
+                ) from None
+            try:
+                page = parse_page(vdn_id, page_num, page_size, body)
+            except ISalesError:
+                self._emit(vdn_id, "vendor_error", status, started)
+                raise
+            self._emit(vdn_id, "ok", status, started)
+            return page
+
+        detail = error_detail(response.content, content_type)
+        if status == 401:
+            self._emit(vdn_id, "auth_error", status, started)
+            said = f"; server said: {detail}" if detail else ""
+            raise AuthenticationError(
+                f"HTTP 401 from {url}: the server rejected the signature; check "
+                "isales.access_key/secret_key, isales.signing.signed_headers and the host "
+                f"clock (not retried){said}{clock_hint(response.headers.get('Date'))}",
+                vdn_id=vdn_id,
+            )
+        # A vendor parameter-error code in an error status's JSON body is as final as in a
+        # 200: repeating the same request cannot fix it, whatever the status.
+        failure = known_failure(response.content, content_type)
+        if failure is not None:
+            self._emit(vdn_id, "vendor_error", status, started)
+            raise VendorError(failure[0], failure[1], vdn_id=vdn_id, status=status)
+        self._emit(vdn_id, "http_error", status, started)
+        if status in (408, 429) or status >= 500:
+            suffix = f": {detail}" if detail else ""
+            raise _Transient(
+                f"HTTP {status}{suffix}", parse_retry_after(response.headers.get("Retry-After"))
+            )
+        if 300 <= status < 400:
+            location = response.headers.get("Location", "no Location")
+            raise HTTPStatusError(
+                status,
+                f"HTTP {status} redirect from {url} to {location}; set isales.base_url "
+                "to the server's real address",
+                vdn_id=vdn_id,
+            )
+        hint = ""
+        if status == 403:
+            hint = (
+                "; the access key may lack permission for this API, or the server rejected "
+                "the signature (check isales.access_key/secret_key and the host clock)"
+            )
+        raise HTTPStatusError(
+            status,
+            f"HTTP {status} from {url} (not retried): {detail or 'no body'}{hint}",
+            vdn_id=vdn_id,
+        )
+
+    # ----------------------------------------------------------------- retry policy
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, _Transient) and error.retry_after is not None:
+            return min(error.retry_after, self.config.backoff_max_seconds)
+        # Exponential from backoff_initial_seconds, plus up to that much jitter so that
+        # parallel VDNs do not retry in lockstep; never above backoff_max_seconds.
+        initial = self.config.backoff_initial_seconds
+        exponential: float = initial * 2.0 ** min(state.attempt_number - 1, 32)
+        return min(exponential + random.uniform(0, initial), self.config.backoff_max_seconds)
+
+    def _before_sleep(self, state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        delay = state.next_action.sleep if state.next_action else 0.0
+        vdn_id, page_num = state.args[0], state.args[1]
+        log.warning(
+            "VDN %s page %s: %s; retry %d of %d in %.2fs",
+            vdn_id,
+            page_num,
+            error,
+            state.attempt_number,
+            self.config.max_retries,
+            delay,
+        )

@@ -1,0 +1,62 @@
+"""The iSales client's errors: one line each, naming the VDN and what to check."""
+
+from __future__ import annotations
+
+from obs_sync.errors import ObsSyncError
+from obs_sync.isales.vendor import FAILURE_CODES, UNKNOWN_FAILURE
+from obs_sync.snapshot import FetchStats
+
+
+class ISalesError(ObsSyncError):
+    """A fetch failed; the message is one clear line naming the VDN and what to check."""
+
+    def __init__(self, message: str, *, vdn_id: int | None = None, retryable: bool = False):
+        if vdn_id is not None:
+            message = f"VDN {vdn_id}: {message}"
+        super().__init__(message)
+        self.vdn_id = vdn_id
+        self.retryable = retryable  # a later run may succeed (the client already retried)
+        # What the failed fetch did (pages read, requests sent), set by fetch_snapshot.
+        self.stats: FetchStats | None = None
+
+
+class AuthenticationError(ISalesError):
+    """HTTP 401: the server rejected the signature. Never retried."""
+
+
+class VendorError(ISalesError):
+    """The body carried a failure resultCode/returnCode."""
+
+    def __init__(
+        self, code: str, desc: str, *, vdn_id: int | None = None, status: int | None = None
+    ):
+        self.code = code
+        self.meaning = FAILURE_CODES.get(code, UNKNOWN_FAILURE)
+        self.desc = desc
+        self.status = status  # the HTTP status when not 200
+        where = f" (HTTP {status})" if status is not None and status != 200 else ""
+        super().__init__(
+            f"iSales failure code {code} ({self.meaning}){where}: {desc or '(no resultDesc)'}",
+            vdn_id=vdn_id,
+            retryable=code not in FAILURE_CODES,
+        )
+
+
+class DataError(ISalesError):
+    """The server's data cannot be trusted: malformed body, bad or conflicting codes."""
+
+
+class HTTPStatusError(ISalesError):
+    """An HTTP status that retrying cannot fix (4xx other than 401/429, redirects)."""
+
+    def __init__(self, status: int, message: str, *, vdn_id: int | None = None):
+        self.status = status
+        super().__init__(message, vdn_id=vdn_id)
+
+
+class TransportError(ISalesError):
+    """Transient failures (connection, timeout, 429, 5xx, non-JSON) outlasted the retries."""
+
+    def __init__(self, message: str, *, vdn_id: int | None = None, attempts: int = 0):
+        self.attempts = attempts
+        super().__init__(message, vdn_id=vdn_id, retryable=True)
