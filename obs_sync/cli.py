@@ -427,7 +427,8 @@ def status(ctx: click.Context, fmt: str) -> None:
     config = get_config(ctx, credentials=False)
     from sqlalchemy.exc import SQLAlchemyError
 
-    from obs_sync.store.status import StatusError, format_json, format_table, read_status
+    from obs_sync.commands.status import format_json, format_table
+    from obs_sync.store.status import StatusError, read_status
 
     engine = open_engine(config)
     try:

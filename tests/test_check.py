@@ -166,8 +166,8 @@ def metrics_config(host: str, port: int) -> Config:
 
 def test_metrics_check() -> None:
     from obs_sync.commands.check import check_metrics
+    from obs_sync.daemon.metrics import Metrics, MetricsServer
     from obs_sync.health import Health
-    from obs_sync.observability import Metrics, MetricsServer
 
     assert check_metrics(metrics_config("127.0.0.1", 0)).ok
     with socket.socket() as holder:

@@ -15,9 +15,10 @@ import pytest
 from pydantic import SecretStr
 
 from obs_sync.config import LoggingConfig, parse_config
+from obs_sync.daemon.metrics import Metrics, MetricsServer
 from obs_sync.health import Health
 from obs_sync.logcontext import PendingRun, bind
-from obs_sync.observability import Metrics, MetricsServer, config_secrets, setup_logging
+from obs_sync.observability import config_secrets, setup_logging
 
 SECRET = "s3cr3t-Key/with+chars\"'"
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from obs_sync.store.status import RunRow, Status, VdnRow, format_json, format_table
+from obs_sync.commands.status import format_json, format_table
+from obs_sync.store.status import RunRow, Status, VdnRow
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 UTC8 = timezone(timedelta(hours=8))

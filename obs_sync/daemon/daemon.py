@@ -27,6 +27,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from obs_sync.daemon.job import Job, StartError, SyncJob
+from obs_sync.daemon.metrics import Metrics, MetricsServer
 from obs_sync.daemon.schedule import ScheduleError, Timing, make_trigger
 from obs_sync.errors import EXIT_FAILED, EXIT_OK, one_line
 from obs_sync.health import Failure, HealthTracker
@@ -35,7 +36,6 @@ from obs_sync.text import minutes, plural
 
 if TYPE_CHECKING:
     from obs_sync.config import Config
-    from obs_sync.observability import Metrics, MetricsServer
     from obs_sync.store.status import VdnRow
 
 log = logging.getLogger(__package__)
@@ -174,9 +174,6 @@ class Daemon:
         signal.signal(signal.SIGINT, self._on_signal)
 
     def start_metrics(self) -> None:
-        # prometheus_client is heavy: imported only when the daemon serves metrics.
-        from obs_sync.observability import Metrics, MetricsServer
-
         self.metrics = Metrics()
         host, port = self.config.metrics.host, self.config.metrics.port
         if port == 0:

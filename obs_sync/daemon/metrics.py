@@ -1,0 +1,216 @@
+"""The daemon's Prometheus metrics and its /metrics + /healthz HTTP endpoint.
+
+Metrics live in their own :class:`~prometheus_client.CollectorRegistry` so tests and several
+daemons in one process never collide on the global registry. Names and labels are listed in
+docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from obs_sync.health import Health
+from obs_sync.isales.events import OUTCOMES, RequestEvent
+from obs_sync.results import FAILING, VDN_STATUSES, VdnResult
+
+log = logging.getLogger(__name__)
+
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+RUN_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+
+
+class Metrics:
+    """The daemon's Prometheus metrics (names and labels listed in docs/operations.md)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.runs = Counter("obs_sync_runs", "Sync runs by final status.", ["status"], registry=r)
+        self.vdn_results = Counter(
+            "obs_sync_vdn_results",
+            "Per-VDN sync results by status (succeeded, failed, incomplete, skipped, guarded).",
+            ["status"],
+            registry=r,
+        )
+        self.vdn_last_success = Gauge(
+            "obs_sync_vdn_last_success_timestamp_seconds",
+            "Unix time of each VDN's last successful sync (one series per VDN).",
+            ["vdn"],
+            registry=r,
+        )
+        self.vdns_failing = Gauge(
+            "obs_sync_vdns_failing",
+            "VDNs whose latest result was failed, incomplete or guarded.",
+            registry=r,
+        )
+        self.codes_changed = Counter(
+            "obs_sync_codes_changed",
+            "Result codes written, by kind (inserted, updated, deleted, restored).",
+            ["kind"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "obs_sync_http_request_duration_seconds",
+            "iSales HTTP requests by outcome; _count is the number of requests.",
+            ["outcome"],
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.run_seconds = Histogram(
+            "obs_sync_run_duration_seconds",
+            "Wall time of whole sync runs.",
+            buckets=RUN_BUCKETS,
+            registry=r,
+        )
+        self.last_run_finish = Gauge(
+            "obs_sync_last_run_finish_timestamp_seconds",
+            "Unix time the last run finished (whatever its status).",
+            registry=r,
+        )
+        self.last_run_success = Gauge(
+            "obs_sync_last_run_success_timestamp_seconds",
+            "Unix time the last run in which every VDN succeeded finished.",
+            registry=r,
+        )
+        self.healthy = Gauge(
+            "obs_sync_healthy",
+            "1 while /healthz answers 200, else 0 (absent when the endpoint is off).",
+            registry=r,
+        )
+        # Every known label value exists from the start at 0, so rate() and increase()
+        # alerts also see the first occurrence (a series born at 1 has no increase).
+        for status in ("succeeded", "failed", "stopped", "error"):
+            self.runs.labels(status)
+        for status in VDN_STATUSES:
+            self.vdn_results.labels(status)
+        for kind in ("inserted", "updated", "deleted", "restored"):
+            self.codes_changed.labels(kind)
+        for outcome in sorted(OUTCOMES):
+            self.request_seconds.labels(outcome)
+        self._failing: set[int] = set()
+        self._lock = threading.Lock()
+
+    def seed(self, last_success: Mapping[int, datetime], failing: Iterable[int]) -> None:
+        """State recorded before this process started (from the run records), so the
+        per-VDN series do not vanish from dashboards and alerts at every restart."""
+        with self._lock:
+            for vdn_id, when in last_success.items():
+                self.vdn_last_success.labels(str(vdn_id)).set(when.timestamp())
+            self._failing.update(failing)
+            self.vdns_failing.set(len(self._failing))
+
+    def on_request(self, event: RequestEvent) -> None:
+        self.request_seconds.labels(event.outcome).observe(max(event.seconds, 0.0))
+
+    def on_vdn(self, result: VdnResult, finished_at: datetime | None = None) -> None:
+        self.vdn_results.labels(result.status).inc()
+        for kind in ("inserted", "updated", "deleted", "restored"):
+            count = int(getattr(result, kind) or 0)
+            if count:
+                self.codes_changed.labels(kind).inc(count)
+        with self._lock:
+            if result.status == "succeeded":
+                when = finished_at or datetime.now(timezone.utc)
+                self.vdn_last_success.labels(str(result.vdn_id)).set(when.timestamp())
+                self._failing.discard(result.vdn_id)
+            elif result.status in FAILING:
+                self._failing.add(result.vdn_id)
+            self.vdns_failing.set(len(self._failing))
+
+    def on_run(self, status: str, seconds: float, finished_at: datetime) -> None:
+        self.runs.labels(status).inc()
+        self.run_seconds.observe(max(seconds, 0.0))
+        self.last_run_finish.set(finished_at.timestamp())
+        if status == "succeeded":
+            self.last_run_success.set(finished_at.timestamp())
+
+    def mark_failing(self, vdn_ids: Iterable[int]) -> None:
+        with self._lock:
+            self._failing.update(vdn_ids)
+            self.vdns_failing.set(len(self._failing))
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+# --------------------------------------------------------------------------------------
+# HTTP endpoint
+
+
+class MetricsServer:
+    """Serves ``GET /metrics`` and ``GET /healthz`` from daemon threads."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        metrics: Metrics,
+        health: Callable[[], Health],
+    ) -> None:
+        self.metrics = metrics
+        self.health = health
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            server_version = "obs-sync"
+
+            def do_GET(self) -> None:
+                path = urlsplit(self.path).path
+                if path == "/metrics":
+                    body, content_type = server.metrics.render()
+                    self._send(200, body, content_type)
+                elif path in ("/healthz", "/health"):
+                    verdict = server.health()
+                    self._send(verdict.http_status, verdict.to_json(), "application/json")
+                else:
+                    self._send(404, b'{"error": "try /metrics or /healthz"}', "application/json")
+
+            def _send(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("http %s %s", self.address_string(), format % args)
+
+        metrics.healthy.set_function(lambda: 1.0 if health().ok else 0.0)
+        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    def start(self) -> MetricsServer:
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="obs-sync-metrics", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
