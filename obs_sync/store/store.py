@@ -43,6 +43,7 @@ from obs_sync.diff import Changes, StoredCode
 from obs_sync.errors import ObsSyncError
 from obs_sync.results import RunStatus, VdnPlan, VdnResult
 from obs_sync.store.retention import prune_run_records
+from obs_sync.store.sql import RECORD_COLUMNS, statements
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -55,23 +56,6 @@ ABANDONED_ERROR = (
 )
 _MICROSECOND = timedelta(microseconds=1)
 RECORD_BATCH = 500
-# sync_run_vdn columns written per VDN (the parameter name "vdn" is VdnResult.vdn_id).
-_RECORD_COLUMNS = (
-    ("vdn", "integer"),
-    ("status", "text"),
-    ("started_at", "timestamptz"),
-    ("finished_at", "timestamptz"),
-    ("pages", "integer"),
-    ("requests", "integer"),
-    ("total_count", "integer"),
-    ("inserted", "integer"),
-    ("updated", "integer"),
-    ("deleted", "integer"),
-    ("restored", "integer"),
-    ("unchanged", "integer"),
-    ("withheld", "integer"),
-    ("error", "text"),
-)
 _INT4 = 2**31 - 1
 
 
@@ -102,97 +86,10 @@ class Store:
     def __init__(self, pool: Pool | Engine, schema: str) -> None:
         self.pool = pool if isinstance(pool, Pool) else EnginePool(pool)
         self.schema = schema
-        s = quote_identifier(schema)
         self.vdn_lock = lock_class(schema, "vdn")
         self.run_lock = lock_class(schema, "run")
 
-        def sql(statement: str) -> str:
-            return statement.format(s=s)
-
-        self._lock_sql = sql(
-            "SELECT pg_try_advisory_xact_lock(%(cls)s::int4, %(vdn)s::int4), clock_timestamp()"
-        )
-        # The unlocked read of the no-change path needs no timestamps; the locked one also
-        # reads the latest change instant, so the VDN's new instant is later.
-        self._read_sql = sql(
-            "SELECT obs_code, obs_code_desc, deleted_at IS NOT NULL "
-            "FROM {s}.result_code WHERE vdn_id = %(vdn)s::int4"
-        )
-        self._read_locked_sql = sql(
-            "SELECT obs_code, obs_code_desc, deleted_at IS NOT NULL, "
-            "greatest(updated_at, deleted_at) FROM {s}.result_code WHERE vdn_id = %(vdn)s::int4"
-        )
-        # Arrays go in binary format (%b): psycopg dumps a text[] in text format with a
-        # regular-expression escape per element, about 4x the client CPU (measured: 240 vs
-        # 60 us for 2 x 120 strings).
-        # Each statement that gives codes a description also opens their new version, from
-        # its own RETURNING rows. Versions are closed first (_close_versions_sql): at most
-        # one open version per code is enforced at every row.
-        self._insert_codes_sql = sql(
-            "WITH new AS (INSERT INTO {s}.result_code (vdn_id, obs_code, obs_code_desc, "
-            "first_seen_at, updated_at) SELECT %(vdn)s::int4, c, d, %(ts)s, %(ts)s "
-            "FROM unnest(%(codes)b::text[], %(descs)b::text[]) AS u(c, d) "
-            "RETURNING obs_code, obs_code_desc) "
-            "INSERT INTO {s}.result_code_history (vdn_id, obs_code, obs_code_desc, valid_from, "
-            "sync_run_id) SELECT %(vdn)s::int4, obs_code, obs_code_desc, %(ts)s, %(run)s::int8 "
-            "FROM new"
-        )
-        # Changed and restored codes: new description, present again, new version instant.
-        self._update_codes_sql = sql(
-            "WITH changed AS (UPDATE {s}.result_code AS r SET obs_code_desc = u.d, "
-            "updated_at = %(ts)s, deleted_at = NULL "
-            "FROM unnest(%(codes)b::text[], %(descs)b::text[]) AS u(c, d) "
-            "WHERE r.vdn_id = %(vdn)s::int4 AND r.obs_code = u.c "
-            "RETURNING r.obs_code, r.obs_code_desc) "
-            "INSERT INTO {s}.result_code_history (vdn_id, obs_code, obs_code_desc, valid_from, "
-            "sync_run_id) SELECT %(vdn)s::int4, obs_code, obs_code_desc, %(ts)s, %(run)s::int8 "
-            "FROM changed"
-        )
-        self._delete_codes_sql = sql(
-            "UPDATE {s}.result_code SET deleted_at = %(ts)s "
-            "WHERE vdn_id = %(vdn)s::int4 AND obs_code = ANY(%(codes)b::text[]) "
-            "AND deleted_at IS NULL"
-        )
-        self._close_versions_sql = sql(
-            "UPDATE {s}.result_code_history SET valid_to = %(ts)s, "
-            "closed_by_sync_run_id = %(run)s::int8 WHERE vdn_id = %(vdn)s::int4 "
-            "AND obs_code = ANY(%(codes)b::text[]) AND valid_to IS NULL"
-        )
-        # sync_run_vdn rows, one or many per statement (parallel arrays, one per column).
-        self._record_sql = sql(
-            "INSERT INTO {s}.sync_run_vdn (sync_run_id, vdn_id, status, started_at, finished_at, "
-            "pages, requests, total_count, inserted, updated, deleted, restored, unchanged, "
-            "withheld, error) SELECT %(run)s::int8, * FROM unnest("
-            + ", ".join(f"%({name})b::{kind}[]" for name, kind in _RECORD_COLUMNS)
-            + ")"
-        )
-        self._start_run_sql = sql(
-            "INSERT INTO {s}.sync_run (started_at, status, trigger, hostname, pid, "
-            "obs_sync_version, dry_run) VALUES (clock_timestamp(), 'running', %(trigger)s, "
-            "%(hostname)s, %(pid)s::int4, %(version)s, false) RETURNING id, started_at"
-        )
-        # A 'running' run whose liveness lock nobody holds belongs to a dead process.
-        self._abandon_sql = sql(
-            "UPDATE {s}.sync_run AS r SET status = 'abandoned', "
-            "finished_at = clock_timestamp(), error = %(error)s "
-            "WHERE r.status = 'running' AND r.id <> %(me)s::int8 AND NOT EXISTS ("
-            " SELECT 1 FROM pg_locks AS l WHERE l.locktype = 'advisory' AND l.granted"
-            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            " AND l.classid::bigint = %(cls)s::int8 AND l.objid::bigint = r.id %% 2147483647"
-            " AND l.objsubid = 2) RETURNING r.id"
-        )
-        self._finish_run_sql = sql(
-            "UPDATE {s}.sync_run SET finished_at = clock_timestamp(), status = %(status)s, "
-            "vdns = %(vdns)s::int4, succeeded = %(succeeded)s::int4, "
-            "failed = %(failed)s::int4, incomplete = %(incomplete)s::int4, "
-            "guarded = %(guarded)s::int4, skipped = %(skipped)s::int4, "
-            "inserted = %(inserted)s::int8, updated = %(updated)s::int8, "
-            "deleted = %(deleted)s::int8, restored = %(restored)s::int8, "
-            "unchanged = %(unchanged)s::int8, error = %(error)s "
-            "WHERE id = %(run)s::int8 RETURNING finished_at"
-        )
-        self._run_lock_sql = "SELECT pg_advisory_lock(%(cls)s::int4, %(key)s::int4)"
-        self._run_unlock_sql = "SELECT pg_advisory_unlock(%(cls)s::int4, %(key)s::int4)"
+        self.sql = statements(schema)
         # Records of VDNs that wrote no data are batched (one INSERT per RECORD_BATCH VDNs):
         # nothing to keep consistent with, and a no-change VDN then costs one round trip.
         self._pending: list[VdnResult] = []
@@ -220,17 +117,15 @@ class Store:
         try:
             with connection.transaction():
                 row = connection.execute(
-                    self._start_run_sql,
+                    self.sql.start_run,
                     {"trigger": trigger, "hostname": hostname, "pid": pid, "version": version},
                 ).fetchone()
                 assert row is not None
                 run_id, started_at = row
                 self.clock_offset = started_at - datetime.now(timezone.utc)
-                connection.execute(
-                    self._run_lock_sql, {"cls": self.run_lock, "key": run_id % _INT4}
-                )
+                connection.execute(self.sql.run_lock, {"cls": self.run_lock, "key": run_id % _INT4})
             abandoned = connection.execute(
-                self._abandon_sql,
+                self.sql.abandon,
                 {"me": run_id, "cls": self.run_lock, "error": ABANDONED_ERROR},
             ).fetchall()
         except BaseException:
@@ -269,7 +164,7 @@ class Store:
             with connection.transaction():
                 self.flush_records(handle.run_id, connection)
                 row = connection.execute(
-                    self._finish_run_sql,
+                    self.sql.finish_run,
                     {
                         "run": handle.run_id,
                         "status": status,
@@ -282,7 +177,7 @@ class Store:
                 assert row is not None
                 finished_at: datetime = row[0]
                 connection.execute(
-                    self._run_unlock_sql, {"cls": self.run_lock, "key": handle.run_id % _INT4}
+                    self.sql.run_unlock, {"cls": self.run_lock, "key": handle.run_id % _INT4}
                 )
         except BaseException:
             handle.lease.discard()  # the lock goes with the session
@@ -302,7 +197,7 @@ class Store:
 
     def _read_rows(self, vdn_id: int) -> list[tuple[str, str, bool]]:
         with self.pool.connection() as connection:
-            return connection.execute(self._read_sql, {"vdn": vdn_id}).fetchall()
+            return connection.execute(self.sql.read, {"vdn": vdn_id}).fetchall()
 
     def read_codes(self, vdn_id: int) -> dict[str, StoredCode]:
         """The VDN's stored codes (present and deleted), unlocked, in one round trip."""
@@ -351,9 +246,9 @@ class Store:
         self, connection: psycopg.Connection[Any], run_id: int, results: Sequence[VdnResult]
     ) -> None:
         params: dict[str, Any] = {"run": run_id}
-        for name, _ in _RECORD_COLUMNS:
+        for name, _ in RECORD_COLUMNS:
             params[name] = [getattr(r, "vdn_id" if name == "vdn" else name) for r in results]
-        connection.execute(self._record_sql, params)
+        connection.execute(self.sql.record, params)
 
     def apply_vdn(self, run_id: int, plan: VdnPlan) -> VdnResult:
         """Apply one VDN's snapshot in one transaction and record it; never raises for data.
@@ -413,14 +308,14 @@ class Store:
 
     def _apply(self, connection: psycopg.Connection[Any], run_id: int, plan: VdnPlan) -> VdnResult:
         vdn = plan.vdn_id
-        row = connection.execute(self._lock_sql, {"cls": self.vdn_lock, "vdn": vdn}).fetchone()
+        row = connection.execute(self.sql.lock, {"cls": self.vdn_lock, "vdn": vdn}).fetchone()
         assert row is not None
         got, now = row
         if not got:
             return plan.locked(self.now())
         stored: dict[str, StoredCode] = {}
         latest: datetime = now
-        rows = connection.execute(self._read_locked_sql, {"vdn": vdn}).fetchall()
+        rows = connection.execute(self.sql.read_locked, {"vdn": vdn}).fetchall()
         for code, desc, deleted, changed_at in rows:
             stored[code] = StoredCode(code, desc, deleted)
             if changed_at >= latest:
@@ -453,12 +348,12 @@ class Store:
 
         closed = [c for c, _, _ in changes.updates] + list(changes.deletes)
         if closed:
-            run(self._close_versions_sql, len(closed), codes=closed, run=run_id)
+            run(self.sql.close_versions, len(closed), codes=closed, run=run_id)
         if changes.deletes:
-            run(self._delete_codes_sql, len(changes.deletes), codes=list(changes.deletes))
+            run(self.sql.delete_codes, len(changes.deletes), codes=list(changes.deletes))
         if changes.inserts:
             run(
-                self._insert_codes_sql,
+                self.sql.insert_codes,
                 len(changes.inserts),
                 codes=[c for c, _ in changes.inserts],
                 descs=[d for _, d in changes.inserts],
@@ -467,7 +362,7 @@ class Store:
         rewritten = [(c, new) for c, _, new in changes.updates] + list(changes.restores)
         if rewritten:
             run(
-                self._update_codes_sql,
+                self.sql.update_codes,
                 len(rewritten),
                 codes=[c for c, _ in rewritten],
                 descs=[d for _, d in rewritten],
