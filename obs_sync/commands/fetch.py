@@ -1,0 +1,54 @@
+"""``obs-sync fetch``: one VDN's codes as iSales sends them, printed; nothing is stored."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from obs_sync.config import Config, ConfigError
+from obs_sync.errors import EXIT_FAILED, EXIT_OK
+from obs_sync.isales.client import ISalesClient
+from obs_sync.isales.errors import ISalesError
+from obs_sync.observability import redactor_for, setup_logging_for
+from obs_sync.text import plural
+
+
+def _say(message: str) -> None:
+    click.echo(f"obs-sync: {message}", err=True)
+
+
+def run_fetch(config: Config, vdn_id: int, fmt: str) -> int:
+    """Print the codes (table or JSON lines) and a summary on stderr; the exit code."""
+    setup_logging_for(config)  # retries and incomplete-snapshot warnings go to stderr
+    try:
+        with ISalesClient(config.isales) as client:
+            snapshot = client.fetch_snapshot(vdn_id)
+    except ConfigError as error:
+        _say(f"configuration error: {error}")
+        return error.exit_code
+    except ISalesError as error:
+        _say(redactor_for(config)(str(error)))  # the server's text may echo a secret
+        return error.exit_code
+    codes = snapshot.codes
+    if fmt == "json":
+        lines = [
+            json.dumps({"obs_code": code, "obs_code_desc": desc}, ensure_ascii=False)
+            for code, desc in codes.items()
+        ]
+    else:
+        width = max([len("OBS_CODE"), *(len(code) for code in codes)])
+        lines = [f"{'OBS_CODE':<{width}}  DESCRIPTION"]
+        lines += [f"{code:<{width}}  {desc}" for code, desc in codes.items()]
+    if lines:
+        click.echo("\n".join(lines))
+    stats = snapshot.stats
+    state = "complete" if snapshot.complete else f"INCOMPLETE: {snapshot.incomplete_reason}"
+    click.echo(
+        f"VDN {vdn_id}: {plural(len(codes), 'code')} (totalCount {stats.total_count}), "
+        f"{plural(stats.pages, 'page')}, {plural(stats.requests, 'request')} "
+        f"({plural(stats.retries, 'retry', 'retries')}, {plural(stats.restarts, 'restart')}) "
+        f"in {stats.seconds:.2f}s; {state}",
+        err=True,
+    )
+    return EXIT_OK if snapshot.complete else EXIT_FAILED
