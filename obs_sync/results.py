@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from obs_sync.diff import Changes, StoredCode, compute_changes, find_unstorable
+from obs_sync.errors import EXIT_FAILED, EXIT_OK
 from obs_sync.snapshot import FetchStats, Snapshot
 
 VdnStatus = Literal["succeeded", "failed", "incomplete", "skipped", "guarded"]
@@ -192,6 +193,8 @@ def run_status(results: Sequence[VdnResult]) -> RunStatus:
 
 @dataclass
 class RunResult:
+    """One run: its VDNs' results in configured order, and what the operator is told once."""
+
     run_id: int | None  # None for a dry run (nothing recorded)
     status: RunStatus
     vdns: list[VdnResult]
@@ -201,9 +204,9 @@ class RunResult:
     notes: list[str] = field(default_factory=list)  # said once to the operator (CLI prints)
 
     @property
-    def exit_code(self) -> Literal[0, 1]:
+    def exit_code(self) -> int:
         """0 when every VDN succeeded or was left to another process holding it, else 1."""
-        return 0 if all(vdn.ok for vdn in self.vdns) else 1
+        return EXIT_OK if all(vdn.ok for vdn in self.vdns) else EXIT_FAILED
 
     def total(self, name: str) -> int:
         return sum(int(getattr(vdn, name)) for vdn in self.vdns)

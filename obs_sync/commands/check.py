@@ -33,7 +33,7 @@ from obs_sync.isales.errors import AuthenticationError, DataError, HTTPStatusErr
 from obs_sync.observability import redactor_for
 from obs_sync.text import plural
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("obs_sync.checks")  # the name logs have always shown
 
 
 @dataclass(frozen=True)

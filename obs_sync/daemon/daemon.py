@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from obs_sync.config import Config
     from obs_sync.store.status import VdnRow
 
-log = logging.getLogger(__package__)
+log = logging.getLogger("obs_sync.scheduler")  # the name logs have always shown
 
 
 def _utcnow() -> datetime:

@@ -18,7 +18,7 @@ from typing import Any
 
 from obs_sync.db.url import quote_identifier
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("obs_sync.retention")  # the name logs have always shown
 
 # Rows deleted per statement: bounded so one prune never holds locks for long. Called after
 # every run, a batch larger than a run's own rows keeps up and catches up on a backlog.
