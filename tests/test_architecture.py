@@ -331,3 +331,9 @@ def test_the_architecture_page_draws_the_tree_as_it_is() -> None:
         if path.name != "__init__.py"
     }
     assert tree_in_page() == modules
+
+
+def test_every_folder_is_a_package() -> None:
+    """A folder without __init__.py is left out of the wheel (setuptools finds packages)."""
+    folders = {path.parent for path in MODULES.values()}
+    assert sorted(str(f) for f in folders if not (f / "__init__.py").is_file()) == []
