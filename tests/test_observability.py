@@ -256,6 +256,7 @@ def test_two_metrics_instances_do_not_collide() -> None:
 
 def test_exposition_has_build_info_help_everywhere_and_no_created_series() -> None:
     import platform
+    import re
 
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -273,8 +274,10 @@ def test_exposition_has_build_info_help_everywhere_and_no_created_series() -> No
     names = {sample.name for family in families for sample in family.samples}
     assert [name for name in names if name.endswith("_created")] == []
     # Every family also says so in the text itself (what Prometheus and Grafana show).
-    for family in families:
-        assert f"# HELP {family.name}" in text
+    helps = dict(re.findall(r"^# HELP (\S+) (.*)$", text, re.M))
+    types = re.findall(r"^# TYPE (\S+) ", text, re.M)
+    assert sorted(set(types) - set(helps)) == []
+    assert [name for name, help_text in helps.items() if not help_text.strip()] == []
     assert samples(text, "obs_sync_build_info") == {
         (
             ("python", platform.python_version()),

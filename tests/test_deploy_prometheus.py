@@ -1,0 +1,98 @@
+"""deploy/prometheus: the alert rules load in promtool, their unit tests pass, every alert is
+tested firing and not firing, and each one links to a runbook section that exists."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from tests.deploy_support import (
+    ALERT_TESTS,
+    ALERTS,
+    RUNBOOK_BASE,
+    doc_anchors,
+    load_alert_rules,
+    require_tool,
+)
+
+# What the issue asks to alert on, by alert name.
+EXPECTED_ALERTS = {
+    "ObsSyncDown",  # up == 0
+    "ObsSyncAbsent",  # no target at all
+    "ObsSyncUnhealthy",
+    "ObsSyncDataStale",
+    "ObsSyncVdnsFailing",
+    "ObsSyncAuthErrors",
+    "ObsSyncDeletionsGuarded",
+    "ObsSyncRunOverDeadline",
+}
+
+
+def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [require_tool("promtool", "prometheus"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
+def test_alert_rules_pass_promtool_check() -> None:
+    result = promtool("check", "rules", str(ALERTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(EXPECTED_ALERTS)} rules found" in result.stdout
+
+
+def test_alert_unit_tests_pass() -> None:
+    result = promtool("test", "rules", str(ALERT_TESTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_the_unit_tests_catch_a_broken_rule(tmp_path: Path) -> None:
+    """The rule tests have teeth: a staleness threshold of 2 intervals instead of 3 fails."""
+    shutil.copy(ALERT_TESTS, tmp_path / ALERT_TESTS.name)
+    text = ALERTS.read_text("utf-8")
+    assert "> 3 * 3600" in text
+    (tmp_path / ALERTS.name).write_text(text.replace("> 3 * 3600", "> 2 * 3600"), "utf-8")
+    result = promtool("test", "rules", ALERT_TESTS.name, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "ObsSyncDataStale" in result.stdout + result.stderr
+
+
+def test_every_alert_has_severity_summary_description_and_runbook() -> None:
+    rules = load_alert_rules()
+    assert {rule["alert"] for rule in rules} == EXPECTED_ALERTS
+    anchors = doc_anchors()
+    for rule in rules:
+        name = rule["alert"]
+        assert rule["labels"]["severity"] in ("critical", "warning"), name
+        annotations = rule["annotations"]
+        assert annotations["summary"].strip() and annotations["description"].strip(), name
+        url = annotations["runbook_url"]
+        assert url.startswith(RUNBOOK_BASE), (name, url)
+        anchor = url.removeprefix(RUNBOOK_BASE)
+        assert anchor == name.lower(), (name, url)
+        assert anchor in anchors, f"{name}: docs/operations.md has no heading for #{anchor}"
+
+
+def alert_test_cases() -> dict[str, dict[str, int]]:
+    """Per alert: how many evaluations expect it firing and how many expect it silent."""
+    document = yaml.safe_load(ALERT_TESTS.read_text("utf-8"))
+    cases: dict[str, dict[str, int]] = {}
+    for test in document["tests"]:
+        for case in test.get("alert_rule_test", []):
+            counts = cases.setdefault(case["alertname"], {"firing": 0, "silent": 0})
+            counts["firing" if case.get("exp_alerts") else "silent"] += 1
+    return cases
+
+
+def test_every_alert_is_tested_firing_and_not_firing() -> None:
+    cases = alert_test_cases()
+    assert set(cases) == EXPECTED_ALERTS
+    for name, counts in sorted(cases.items()):
+        assert counts["firing"] >= 1 and counts["silent"] >= 1, (name, counts)
