@@ -31,7 +31,9 @@ def require_tool(name: str, package: str) -> str:
     found = shutil.which(name)
     if found:
         return found
-    message = f"{name} is not installed (Debian: apt-get install {package}; or run scripts/ensure-tools)"
+    message = (
+        f"{name} is not installed (Debian: apt-get install {package}; or run scripts/ensure-tools)"
+    )
     if in_ci():
         pytest.fail(f"{message}: CI must run this test", pytrace=False)
     pytest.skip(message)

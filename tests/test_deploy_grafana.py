@@ -94,3 +94,12 @@ def test_provisioning_points_at_the_dashboard_folder() -> None:
     assert provisioning["apiVersion"] == 1
     (provider,) = provisioning["providers"]
     assert provider["type"] == "file" and provider["options"]["path"].startswith("/")
+
+
+def test_metric_names_are_found_in_expressions() -> None:
+    """The extraction that the scrape test relies on: metrics in, functions and labels out."""
+    expr = (
+        'histogram_quantile(0.9, sum by (le, outcome) (rate(obs_sync_x_bucket{outcome="ok",'
+        ' le!="1"}[5m]))) > on(instance) group_left obs_sync_y or vector(0) and time() - up'
+    )
+    assert promql_metric_names(expr) == {"obs_sync_x_bucket", "obs_sync_y", "up"}

@@ -12,6 +12,7 @@ import yaml
 from tests.deploy_support import (
     ALERT_TESTS,
     ALERTS,
+    REPO,
     RUNBOOK_BASE,
     doc_anchors,
     load_alert_rules,
@@ -96,3 +97,25 @@ def test_every_alert_is_tested_firing_and_not_firing() -> None:
     assert set(cases) == EXPECTED_ALERTS
     for name, counts in sorted(cases.items()):
         assert counts["firing"] >= 1 and counts["silent"] >= 1, (name, counts)
+
+
+def test_missing_promtool_fails_in_ci_and_skips_elsewhere(tmp_path: Path) -> None:
+    """CI must not pass by skipping: without promtool on PATH the test fails when CI=true."""
+    import os
+    import sys
+
+    target = f"{Path(__file__).relative_to(REPO)}::test_alert_rules_pass_promtool_check"
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["PATH"] = str(tmp_path)  # an empty directory: no promtool
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", target]
+
+    def run(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command, cwd=REPO, env={**env, **extra}, capture_output=True, text=True, timeout=120
+        )
+
+    local = run({})
+    assert local.returncode == 0 and "1 skipped" in local.stdout, local.stdout
+    ci = run({"CI": "true"})
+    assert ci.returncode == 1 and "1 failed" in ci.stdout, ci.stdout
+    assert "promtool is not installed" in ci.stdout and "scripts/ensure-tools" in ci.stdout

@@ -48,9 +48,7 @@ class Scrape:
 
 
 @pytest.fixture(scope="module")
-def scrape(
-    pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Scrape]:
+def scrape(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrape]:
     name = f"obs_sync_t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_admin_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
