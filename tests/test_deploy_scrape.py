@@ -7,6 +7,7 @@ text on every metric and no ``_created`` series."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import Iterator
@@ -47,29 +48,36 @@ class Scrape:
         return {s.labels[label] for s in self.samples if s.name == name and label in s.labels}
 
 
-@pytest.fixture(scope="module")
-def scrape(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrape]:
+@contextlib.contextmanager
+def own_database(pg_admin_url: str) -> Iterator[str]:
+    """A database of its own (like the ``database_url`` fixture, for any scope)."""
     name = f"obs_sync_t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_admin_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     url = make_url(pg_admin_url).set(drivername="postgresql+psycopg", database=name)
-    tmp: Path = tmp_path_factory.mktemp("scrape")
-    data = SimulatorData.generate(vdn_ids=range(1, 4), codes_per_vdn=15, seed=13)
     try:
-        with (
-            Simulator(data, access_key=ACCESS, secret_key=SECRET) as sim,
-            daemon(tmp, sim, url.render_as_string(hide_password=False)) as d,
-        ):
-            wait_for(lambda: d.get("/metrics")[0] == 200, "the metrics endpoint")
-            wait_for(lambda: d.metric("obs_sync_runs_total", status="succeeded") >= 1, "a run")
-            d.assert_alive()
-            status, body = d.get("/metrics")
-            assert status == 200
-            yield Scrape(body.decode())
-            assert d.terminate() == 0
+        yield url.render_as_string(hide_password=False)
     finally:
         with psycopg.connect(pg_admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def scrape(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrape]:
+    tmp: Path = tmp_path_factory.mktemp("scrape")
+    data = SimulatorData.generate(vdn_ids=range(1, 4), codes_per_vdn=15, seed=13)
+    with (
+        own_database(pg_admin_url) as url,
+        Simulator(data, access_key=ACCESS, secret_key=SECRET) as sim,
+        daemon(tmp, sim, url) as d,
+    ):
+        wait_for(lambda: d.get("/metrics")[0] == 200, "the metrics endpoint")
+        wait_for(lambda: d.metric("obs_sync_runs_total", status="succeeded") >= 1, "a run")
+        d.assert_alive()
+        status, body = d.get("/metrics")
+        assert status == 200
+        yield Scrape(body.decode())
+        assert d.terminate() == 0
 
 
 def assert_exported(scrape: Scrape, exprs: list[str], where: str) -> None:
@@ -116,3 +124,26 @@ def test_real_exposition_has_build_info_help_and_no_created_series(scrape: Scrap
     assert len(types) >= 12
     assert sorted(set(types) - set(helps)) == []
     assert [name for name, text in helps.items() if not text.strip()] == []
+
+
+def test_a_run_over_its_deadline_is_counted(pg_admin_url: str, tmp_path: Path) -> None:
+    """The metric behind ObsSyncRunOverDeadline, end to end: a slow server and a short
+    run deadline leave VDNs unstarted, and the daemon counts the run."""
+    data = SimulatorData.generate(vdn_ids=range(1, 7), codes_per_vdn=15, seed=17)
+    with (
+        own_database(pg_admin_url) as url,
+        Simulator(data, access_key=ACCESS, secret_key=SECRET) as sim,
+    ):
+        sim.latency_seconds = 0.4  # 2 pages per VDN: the first VDN outlasts the deadline
+        with daemon(
+            tmp_path,
+            sim,
+            url,
+            isales={"max_concurrency": 1},
+            schedule={"interval_minutes": 60, "run_deadline_seconds": 0.5},
+        ) as d:
+            wait_for(lambda: d.get("/metrics")[0] == 200, "the metrics endpoint")
+            wait_for(lambda: d.metric("obs_sync_runs_total") >= 1, "a run")
+            assert d.metric("obs_sync_run_deadline_exceeded_total") == 1
+            assert d.metric("obs_sync_vdn_results_total", status="skipped") >= 4
+            assert d.terminate() == 0
