@@ -12,6 +12,7 @@ import yaml
 from tests.deploy_support import (
     ALERT_TESTS,
     ALERTS,
+    OPERATIONS,
     REPO,
     RUNBOOK_BASE,
     doc_anchors,
@@ -119,3 +120,22 @@ def test_missing_promtool_fails_in_ci_and_skips_elsewhere(tmp_path: Path) -> Non
     ci = run({"CI": "true"})
     assert ci.returncode == 1 and "1 failed" in ci.stdout, ci.stdout
     assert "promtool is not installed" in ci.stdout and "scripts/ensure-tools" in ci.stdout
+
+
+def test_the_documented_prometheus_config_loads_the_rules(tmp_path: Path) -> None:
+    """The prometheus.yml snippet in docs/operations.md passes ``promtool check config``
+    (its rule file path pointed at the shipped alerts.yml)."""
+    import re
+
+    docs = OPERATIONS.read_text("utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", docs, re.S)
+    (snippet,) = [b for b in blocks if "scrape_configs:" in b]
+    config = yaml.safe_load(snippet)
+    assert config["scrape_configs"][0]["job_name"] == "obs-sync"  # what the rules expect
+    assert len(config["rule_files"]) == 1
+    config["rule_files"] = [str(ALERTS)]
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config), "utf-8")
+    result = promtool("check", "config", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(EXPECTED_ALERTS)} rules found" in result.stdout
