@@ -253,3 +253,65 @@ def test_counter_label_values_exist_from_the_start_at_zero() -> None:
 def test_two_metrics_instances_do_not_collide() -> None:
     Metrics()
     Metrics()  # a second registry in the same process must not raise "Duplicated timeseries"
+
+
+def test_exposition_has_build_info_help_everywhere_and_no_created_series() -> None:
+    import platform
+    import re
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    import obs_sync
+
+    metrics = Metrics()
+    now = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    metrics.on_request(_Event(1, "ok", 200, 0.02))
+    metrics.on_vdn(_Vdn(1, "succeeded", inserted=3), now)
+    metrics.on_run("succeeded", 1.0, now)
+    text = metrics.render()[0].decode()
+
+    families = list(text_string_to_metric_families(text))
+    assert [f.name for f in families if not f.documentation.strip()] == []
+    names = {sample.name for family in families for sample in family.samples}
+    assert [name for name in names if name.endswith("_created")] == []
+    # Every family also says so in the text itself (what Prometheus and Grafana show).
+    helps = dict(re.findall(r"^# HELP (\S+) (.*)$", text, re.M))
+    types = re.findall(r"^# TYPE (\S+) ", text, re.M)
+    assert sorted(set(types) - set(helps)) == []
+    assert [name for name, help_text in helps.items() if not help_text.strip()] == []
+    assert samples(text, "obs_sync_build_info") == {
+        (
+            ("python", platform.python_version()),
+            ("python_implementation", platform.python_implementation()),
+            ("version", obs_sync.__version__),
+        ): 1.0
+    }
+
+
+def test_runs_that_reach_their_deadline_are_counted_once_each() -> None:
+    from obs_sync.results import VdnResult
+
+    metrics = Metrics()
+    now = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+    def deadline_runs() -> float:
+        return samples(metrics.render()[0].decode(), "obs_sync_run_deadline_exceeded_total")[()]
+
+    assert deadline_runs() == 0
+    # A run whose last two VDNs never started because the deadline had passed.
+    metrics.on_vdn(VdnResult(1, "succeeded", started_at=now, finished_at=now), now)
+    for vdn in (2, 3):
+        skipped = VdnResult(vdn, "skipped", started_at=now, finished_at=now, skip_reason="deadline")
+        metrics.on_vdn(skipped, now)
+    metrics.on_run("succeeded", 50.0, now)
+    assert deadline_runs() == 1
+    # Skips for other reasons (another replica, shutdown) and later runs do not count.
+    metrics.on_vdn(
+        VdnResult(1, "skipped", started_at=now, finished_at=now, skip_reason="locked"), now
+    )
+    metrics.on_vdn(
+        VdnResult(2, "skipped", started_at=now, finished_at=now, skip_reason="stopped"), now
+    )
+    metrics.on_run("stopped", 1.0, now)
+    metrics.on_run("succeeded", 1.0, now)
+    assert deadline_runs() == 1

@@ -8,6 +8,7 @@ docs/operations.md.
 from __future__ import annotations
 
 import logging
+import platform
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
@@ -21,9 +22,12 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Info,
+    disable_created_metrics,
     generate_latest,
 )
 
+from obs_sync import __version__
 from obs_sync.health import Health
 from obs_sync.isales.events import OUTCOMES, RequestEvent
 from obs_sync.results import FAILING, VDN_STATUSES, VdnResult
@@ -34,12 +38,28 @@ REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 RUN_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 
 
+def build_labels() -> dict[str, str]:
+    """The labels of ``obs_sync_build_info``: what is running, for dashboards and upgrades."""
+    return {
+        "version": __version__,
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+    }
+
+
 class Metrics:
     """The daemon's Prometheus metrics (names and labels listed in docs/operations.md)."""
 
     def __init__(self) -> None:
+        # ``_created`` series (one per counter/histogram child) double the exposition and
+        # nothing here uses them. The switch is process-wide: the daemon's only metrics
+        # are these.
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in the library
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        Info("obs_sync_build", "The running obs-sync: version and Python.", registry=r).info(
+            build_labels()
+        )
         self.runs = Counter("obs_sync_runs", "Sync runs by final status.", ["status"], registry=r)
         self.vdn_results = Counter(
             "obs_sync_vdn_results",
@@ -87,6 +107,12 @@ class Metrics:
             "Unix time the last run in which every VDN succeeded finished.",
             registry=r,
         )
+        self.deadline_runs = Counter(
+            "obs_sync_run_deadline_exceeded",
+            "Runs that reached schedule.run_deadline_seconds with VDNs not started "
+            "(recorded as skipped).",
+            registry=r,
+        )
         self.healthy = Gauge(
             "obs_sync_healthy",
             "1 while /healthz answers 200, else 0 (absent when the endpoint is off).",
@@ -103,6 +129,7 @@ class Metrics:
         for outcome in sorted(OUTCOMES):
             self.request_seconds.labels(outcome)
         self._failing: set[int] = set()
+        self._deadline_hit = False  # in the run in flight, a VDN was skipped at the deadline
         self._lock = threading.Lock()
 
     def seed(self, last_success: Mapping[int, datetime], failing: Iterable[int]) -> None:
@@ -130,6 +157,8 @@ class Metrics:
                 self._failing.discard(result.vdn_id)
             elif result.status in FAILING:
                 self._failing.add(result.vdn_id)
+            elif result.skip_reason == "deadline":
+                self._deadline_hit = True
             self.vdns_failing.set(len(self._failing))
 
     def on_run(self, status: str, seconds: float, finished_at: datetime) -> None:
@@ -138,6 +167,10 @@ class Metrics:
         self.last_run_finish.set(finished_at.timestamp())
         if status == "succeeded":
             self.last_run_success.set(finished_at.timestamp())
+        with self._lock:
+            if self._deadline_hit:
+                self.deadline_runs.inc()
+            self._deadline_hit = False
 
     def mark_failing(self, vdn_ids: Iterable[int]) -> None:
         with self._lock:
