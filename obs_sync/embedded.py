@@ -560,8 +560,8 @@ def _start() -> str:
         raise EmbeddedError(
             f"the embedded PostgreSQL's data is in {old}, under root's private home, "
             f"where its unprivileged server account cannot reach it",
-            f"stop it (kill the postgres of that directory), move it: mv {old} {directory} "
-            f"(and chown -R {SERVER_ACCOUNT} {directory}), or set {DATA_DIR_ENV}",
+            f"stop it (OBS_SYNC_DATA_DIR={old.parent} obs-sync db stop-embedded), move it "
+            f"(mv {old} {directory}), or set {DATA_DIR_ENV} to a directory its owner can reach",
             usage=True,
         )
     try:
