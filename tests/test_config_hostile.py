@@ -226,7 +226,10 @@ def test_a_valid_configuration_at_the_bounds_runs(
         "isales.timeout_seconds": "600",
         "isales.max_pages": "100000",
         "isales.max_requests_per_second": "10000",
-        "isales.signing.signed_headers": "[accept, content-type, host, user-agent]",
+        # every header the configuration accepts is really sent (the simulator verifies)
+        "isales.signing.signed_headers": (
+            "[accept, accept-encoding, content-length, content-type, host, user-agent]"
+        ),
         "schedule.interval_minutes": "0.01",
         "sync.keep_run_records_days": "36500",
         "sync.max_delete_fraction": "1",
