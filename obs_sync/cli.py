@@ -8,6 +8,7 @@ rule tests/test_architecture.py allows for this module).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -26,6 +27,16 @@ if TYPE_CHECKING:
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     click.echo(f"obs-sync: {message}", err=True)
     sys.exit(code)
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A FloatRange that also refuses nan and inf (click's own range check lets nan pass)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 def get_config(ctx: click.Context, *, credentials: bool = True) -> Config:
@@ -127,14 +138,14 @@ def fetch(ctx: click.Context, vdn_ids: tuple[int, ...], fmt: str) -> None:
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), help="PEM private key.")
 @click.option(
     "--latency-ms",
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(0, 600_000),
     default=0,
     show_default=True,
     help="Added to every iSales request.",
 )
 @click.option(
     "--max-clock-skew",
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(0, 366 * 86_400),
     default=900,
     show_default=True,
     help="Seconds a signature timestamp may be off (0: no check).",
@@ -222,7 +233,7 @@ def simulator(
 @click.option("--no-migrate", is_flag=True, help="Do not apply pending database migrations.")
 @click.option(
     "--max-delete-fraction",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloatRange(0, 1),
     help="sync.max_delete_fraction for this run only, e.g. 1 to accept a real mass "
     "deletion that guarded a VDN (best with --vdn).",
 )

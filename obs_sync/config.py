@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -28,11 +29,18 @@ from pydantic import (
     model_validator,
 )
 
-from obs_sync.errors import UsageError
+from obs_sync.errors import UsageError, one_line
 
 DEFAULT_CONFIG_PATH = Path("config.yaml")
 CONFIG_ENV = "OBS_SYNC_CONFIG"
 VDN_MIN, VDN_MAX = 1, 9999
+
+# Fixed limits of the file itself, checked before anything in it is trusted (so they cannot
+# be keys of it): a real configuration is a few KiB, a few hundred values, 4 levels deep.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_CONFIG_VALUES = 10_000  # after YAML aliases are expanded: an alias bomb stops here
+MAX_CONFIG_DEPTH = 32
+MAX_ERRORS_SHOWN = 20
 
 
 class ConfigError(UsageError):
@@ -104,7 +112,8 @@ VdnRange = Annotated[tuple[int, int], BeforeValidator(_vdn_range)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # nan/inf are never a sane timeout, interval or fraction (and .inf passes any lower bound).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SigningConfig(_Section):
@@ -131,6 +140,13 @@ class SigningConfig(_Section):
         return names
 
 
+# The headers every request carries (the client's own, and those the HTTP library adds):
+# only these can be signed. ``locale`` too when isales.locale is set.
+SENT_HEADERS = frozenset(
+    {"accept", "accept-encoding", "content-length", "content-type", "host", "user-agent"}
+)
+
+
 class ISalesConfig(_Section):
     base_url: str
     access_key: str = Field(min_length=1)
@@ -139,18 +155,25 @@ class ISalesConfig(_Section):
     # misleading "at least 1 item" error next to the real one; _vdn_ids checks instead.
     vdn_ids: tuple[VdnRange, ...]
     page_size: int = Field(50, ge=1, le=50)
-    timeout_seconds: float = Field(10, gt=0)
+    timeout_seconds: float = Field(10, ge=0.1, le=600)
     verify_tls: bool | str = True
     max_concurrency: int = Field(4, ge=1, le=256)
-    max_requests_per_second: float = Field(20, ge=0)
+    max_requests_per_second: float = Field(20, ge=0, le=10_000)  # 0: unlimited
     locale: str | None = None
     signing: SigningConfig = SigningConfig()
     # Retry policy for transient failures (connection errors, timeouts, 429, 5xx, non-JSON).
     max_retries: int = Field(5, ge=0, le=20)
-    backoff_initial_seconds: float = Field(0.5, ge=0)
-    backoff_max_seconds: float = Field(30, ge=0)
+    backoff_initial_seconds: float = Field(0.5, ge=0, le=3600)
+    backoff_max_seconds: float = Field(30, ge=0, le=3600)
     # Safety cap on pages per VDN, so a misbehaving server cannot loop us forever.
-    max_pages: int = Field(2000, ge=1)
+    max_pages: int = Field(2000, ge=1, le=100_000)
+
+    @field_validator("max_requests_per_second")
+    @classmethod
+    def _rate(cls, value: float) -> float:
+        if 0 < value < 0.01:  # one request in more than 100 s: a typo, not a rate limit
+            raise ValueError("must be 0 (unlimited) or at least 0.01")
+        return value
 
     @field_validator("base_url")
     @classmethod
@@ -158,6 +181,8 @@ class ISalesConfig(_Section):
         value = value.strip().rstrip("/")
         # Errors quote the URL without any user:password part (a secret).
         shown = repr(re.sub(r"(?<=//)[^/@]*@", "***@", value))
+        if _CONTROL.search(value) or not value.isprintable():
+            raise ValueError(f"{shown} contains a control character (a stray newline or escape?)")
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError(f"{shown} is not an http(s) URL (e.g. https://10.0.0.5:18443)")
         parts = urlsplit(value)
@@ -243,6 +268,19 @@ class ISalesConfig(_Section):
             return str(path)
         return value
 
+    @model_validator(mode="after")
+    def _signable(self) -> ISalesConfig:
+        # Checked here, not when the client is built: a run record must not be written first.
+        sendable = SENT_HEADERS | ({"locale"} if self.locale else set())
+        missing = [h for h in self.signing.signed_headers if h not in sendable]
+        if missing:
+            raise ValueError(
+                f"@signing.signed_headers: {', '.join(missing)} is never sent (sign a subset "
+                f"of: {', '.join(sorted(sendable | {'locale'}))}; locale only when "
+                "isales.locale is set)"
+            )
+        return self
+
     @property
     def vdn_list(self) -> list[int]:
         """The configured VDN ids, ranges expanded, sorted, without duplicates."""
@@ -253,12 +291,29 @@ class DatabaseConfig(_Section):
     url: SecretStr = SecretStr("")  # may carry a password
     schema_: str = Field("obs_sync", alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
+
+    @field_validator("schema_")
+    @classmethod
+    def _not_a_system_schema(cls, value: str) -> str:
+        # PostgreSQL reserves pg_* (CREATE SCHEMA refuses it; pg_catalog, pg_toast, pg_temp_N
+        # are its own) and information_schema is the standard's: pg_dump skips them all.
+        if value.startswith("pg_") or value == "information_schema":
+            raise ValueError(
+                f"{value!r} is a PostgreSQL system schema (pg_dump skips it); use a schema of "
+                "your own, e.g. obs_sync"
+            )
+        return value
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: SecretStr) -> SecretStr:
         text = value.get_secret_value().strip()
+        if _CONTROL.search(text) or not text.isprintable():
+            # never echoes the URL: it may hold the password
+            raise ValueError("contains a control character (a stray newline or escape?)")
         # "postgres://" is what many tools (Heroku, Django settings, psql docs) write.
         text = re.sub(r"^postgres(ql)?(\+psycopg)?://", "postgresql+psycopg://", text)
         if text and not text.startswith("postgresql+psycopg://"):
@@ -299,14 +354,18 @@ def _url_problem(url: str) -> str | None:
     return None
 
 
+MIN_INTERVAL_MINUTES = 0.01  # 0.6 s: shorter than the scheduler and one run can keep up with
+
+
 class ScheduleConfig(_Section):
-    interval_minutes: float | None = Field(None, gt=0)
+    interval_minutes: float | None = Field(None, ge=MIN_INTERVAL_MINUTES, le=525_600)  # 1 year
     cron: str | None = None
-    jitter_seconds: int = Field(0, ge=0)
+    jitter_seconds: int = Field(0, ge=0, le=86_400)
     run_at_start: bool = True
-    misfire_grace_seconds: int = Field(300, ge=1)
-    run_deadline_seconds: float | None = Field(None, gt=0)  # default: 0.9 x the interval
-    shutdown_timeout_seconds: float = Field(30, gt=0)
+    misfire_grace_seconds: int = Field(300, ge=1, le=86_400)
+    # default: 0.9 x the interval
+    run_deadline_seconds: float | None = Field(None, ge=1, le=604_800)
+    shutdown_timeout_seconds: float = Field(30, ge=0.1, le=3600)
 
     @field_validator("cron")
     @classmethod
@@ -329,13 +388,14 @@ class ScheduleConfig(_Section):
 class SyncConfig(_Section):
     max_delete_fraction: float = Field(0.5, ge=0, le=1)
     # sync_run_vdn rows older than this are pruned after each run (0 keeps them forever).
-    keep_run_records_days: float = Field(90, ge=0)
+    keep_run_records_days: float = Field(90, ge=0, le=36_500)
 
 
 class MetricsConfig(_Section):
     host: str = "0.0.0.0"
     port: int = Field(9464, ge=0, le=65535)  # 0 turns the HTTP endpoint off
-    max_failing_minutes: float = Field(180, gt=0)  # /healthz: a VDN failing longer is unhealthy
+    # /healthz: a VDN failing longer is unhealthy
+    max_failing_minutes: float = Field(180, ge=0.001, le=525_600)
 
 
 class LoggingConfig(_Section):
@@ -374,13 +434,19 @@ def format_validation_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors(include_input=False, include_url=False):
         message = item["msg"].removeprefix("Value error, ")
+        where = _location(tuple(item["loc"]))
+        if message.startswith("@"):  # a model check naming the key below its section
+            key, _, message = message[1:].partition(": ")
+            where = f"{where}.{key}" if where else key
         if item["type"] == "extra_forbidden":
             message = "unknown key (check its spelling against config.example.yaml)"
         elif item["type"] == "missing":
             message = "is required"
         elif item["type"] == "string_type":
             message += " (quote the value in YAML)"
-        lines.append(f"{_location(tuple(item['loc']))}: {message}")
+        lines.append(f"{where}: {message}")
+    if len(lines) > MAX_ERRORS_SHOWN:
+        lines[MAX_ERRORS_SHOWN:] = [f"... and {len(lines) - MAX_ERRORS_SHOWN} more problems"]
     return "\n".join(lines)
 
 
@@ -399,12 +465,84 @@ def parse_config(
     """
     if not isinstance(data, dict):
         raise ConfigError("the configuration must be a YAML mapping with an 'isales' section")
+    _check_shape(data)
     optional = frozenset() if credentials else CREDENTIALS
     expanded = _expand_env(data, os.environ if env is None else env, "", optional)
     try:
         return Config.model_validate(expanded, context={"base_dir": base_dir})
     except ValidationError as error:
         raise ConfigError(format_validation_error(error)) from None
+
+
+def _check_shape(data: Any) -> None:
+    """Refuse a structure too big or too deep to be a configuration, before walking it.
+
+    YAML aliases share one object, so ``yaml.safe_load`` of an alias bomb is small; what
+    would explode is every later walk (``${VAR}`` expansion, validation). Sizes are counted
+    as if expanded, each shared object once (memoized), so this check itself stays cheap.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(value: Any, depth: int) -> int:
+        if not isinstance(value, (dict, list)):
+            return 1
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(
+                f"nested more than {MAX_CONFIG_DEPTH} levels deep; this is not an obs-sync "
+                "configuration (see config.example.yaml)"
+            )
+        key = id(value)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ConfigError("a YAML alias refers to itself (a cycle): remove the alias")
+        active.add(key)
+        children = value.values() if isinstance(value, dict) else value
+        total = 1
+        for child in children:
+            total += size(child, depth + 1)
+            if total > MAX_CONFIG_VALUES:
+                raise ConfigError(
+                    f"more than {MAX_CONFIG_VALUES} values once YAML aliases are expanded "
+                    "(an alias bomb?); this is not an obs-sync configuration"
+                )
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    size(data, 0)
+
+
+def _read_config_text(path: Path) -> str:
+    """The file's text: a regular file of at most MAX_CONFIG_BYTES of UTF-8, else ConfigError.
+
+    Opened non-blocking and checked with fstat first: a FIFO or a device (``/dev/zero``,
+    ``/dev/urandom``) would otherwise block or never end.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            kind = "a directory" if stat.S_ISDIR(os.fstat(fd).st_mode) else "a device or FIFO"
+            raise ConfigError(f"is {kind}, not a regular file: give the path of a YAML file")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"is larger than {MAX_CONFIG_BYTES // 1024} KiB, the limit for a configuration "
+            "file; is this the right file?"
+        )
+    if b"\x00" in raw:
+        raise ConfigError("is not a text file (it contains NUL bytes); give a YAML file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"is not UTF-8 text (invalid byte at offset {error.start}); save it as UTF-8"
+        ) from None
 
 
 def resolve_config_path(path: str | os.PathLike[str] | None) -> Path:
@@ -419,7 +557,9 @@ def load_config(path: str | os.PathLike[str] | None = None, *, credentials: bool
     """Load ``--config PATH``, else ``$OBS_SYNC_CONFIG``, else ``./config.yaml``."""
     resolved = resolve_config_path(path)
     try:
-        text = resolved.read_text(encoding="utf-8")
+        text = _read_config_text(resolved)
+    except ConfigError as error:
+        raise ConfigError(f"{resolved}: {error}") from None
     except FileNotFoundError:
         if path:
             hint = "check the --config path"
@@ -438,6 +578,12 @@ def load_config(path: str | os.PathLike[str] | None = None, *, credentials: bool
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{resolved}:{where}: invalid YAML") from None
+    except RecursionError:  # the YAML parser recurses once per nesting level
+        raise ConfigError(
+            f"{resolved}: nested too deeply to be an obs-sync configuration (invalid YAML)"
+        ) from None
+    except (ValueError, OverflowError) as error:  # e.g. an integer of over 4300 digits
+        raise ConfigError(f"{resolved}: invalid YAML value ({one_line(error)})") from None
     try:
         return parse_config(data, base_dir=resolved.absolute().parent, credentials=credentials)
     except ConfigError as error:

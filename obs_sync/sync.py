@@ -373,7 +373,7 @@ def run_sync(
 ) -> RunResult:
     """Sync ``vdn_ids`` (default: every configured VDN) once.
 
-    Raises :class:`obs_sync.migrate.MigrationError` when the schema cannot be used, and
+    Raises :class:`obs_sync.db.migrate.MigrationError` when the schema cannot be used, and
     psycopg (or, for a migration, SQLAlchemy) errors when the database cannot be reached
     at all (nothing was recorded).
     Per-VDN problems never raise: they are in the returned results and run records.

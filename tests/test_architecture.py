@@ -295,6 +295,7 @@ def test_no_module_grows_past_400_lines_unless_listed() -> None:
         "obs_sync.simulator.server",  # the stand-in server, one HTTP handler
         "obs_sync.cli",  # every command's options and help
         "obs_sync.sync",  # one run's concurrency: workers, fetch slots, background set-up
+        "obs_sync.db.embedded",  # one private server's life: initdb, accounts, socket, pg_ctl
     }
     long = {
         module: n

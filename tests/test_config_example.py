@@ -39,3 +39,43 @@ def test_example_documents_every_key() -> None:
     documented = set(re.findall(r"^\s*#?\s*([a-z_]+):", text, flags=re.MULTILINE))
     missing = [key for key in _keys(Config) if key.rsplit(".", 1)[-1] not in documented]
     assert not missing, f"config.example.yaml does not mention: {missing}"
+
+
+def _numeric_fields(model: type[BaseModel], prefix: str = "") -> dict[str, list[object]]:
+    fields: dict[str, list[object]] = {}
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{field.alias or name}"
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            fields.update(_numeric_fields(annotation, f"{key}."))
+        elif str(annotation).replace("None", "").strip(" |") in (
+            "int",
+            "float",
+            "<class 'int'>",
+            "<class 'float'>",
+        ):
+            fields[key] = field.metadata
+    return fields
+
+
+def test_every_numeric_key_has_both_bounds_and_the_example_states_them() -> None:
+    import annotated_types
+
+    text = EXAMPLE.read_text(encoding="utf-8")
+    fields = _numeric_fields(Config)
+    assert "isales.timeout_seconds" in fields and "metrics.port" in fields
+    for key, metadata in fields.items():
+        lower = [m for m in metadata if isinstance(m, (annotated_types.Ge, annotated_types.Gt))]
+        upper = [m for m in metadata if isinstance(m, (annotated_types.Le, annotated_types.Lt))]
+        assert lower and upper, f"{key} has no lower or upper bound"
+        bound = upper[0]
+        limit = getattr(bound, "le", None) or getattr(bound, "lt", None)
+        lines = text.splitlines()
+        name = key.rsplit(".", 1)[-1]
+        at = next(i for i, line in enumerate(lines) if re.match(rf"^\s*#?\s*{name}:", line))
+        line = lines[at]
+        for following in lines[at + 1 :]:  # the comment may continue on the next lines
+            if not re.match(r"^\s{30,}#", following):
+                break
+            line += following
+        assert f"..{limit:g}".replace("e+0", "e") in line.replace("_", ""), (key, limit, line)

@@ -287,10 +287,12 @@ def test_signed_headers_follow_config(
 
 
 def test_signing_a_header_never_sent_is_a_config_error(wire: Capture) -> None:
-    from obs_sync.config import ConfigError
+    from obs_sync.config import ConfigError, parse_config
 
+    # Found with the rest of the configuration, before a client (or a run record) exists.
+    isales = {"base_url": wire.url, "access_key": AK, "secret_key": SK, "vdn_ids": [7]}
     with pytest.raises(ConfigError, match=r"isales\.signing\.signed_headers: locale"):
-        ISalesClient(client_config(wire.url, signing={"signed_headers": ["host", "locale"]}))
+        parse_config({"isales": {**isales, "signing": {"signed_headers": ["host", "locale"]}}})
 
 
 @pytest.mark.parametrize(

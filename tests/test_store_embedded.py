@@ -74,6 +74,10 @@ def test_data_dir_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert embedded.data_dir() == tmp_path / "obs-sync" / "pg"
     monkeypatch.delenv("XDG_DATA_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert embedded.data_dir() == tmp_path / ".local" / "share" / "obs-sync" / "pg"
+    # root's home is private: a place the unprivileged server account can reach.
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert embedded.data_dir() == Path("/var/lib/obs-sync/pg")
     monkeypatch.setenv(embedded.DATA_DIR_ENV, str(tmp_path / "x"))
     assert embedded.data_dir() == tmp_path / "x" / "pg"
