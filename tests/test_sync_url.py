@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import sqlalchemy
 from sqlalchemy import create_engine
 
 from obs_sync.db.pool import OwnPool
@@ -14,7 +15,16 @@ from obs_sync.db.url import URLError, connect_params
 
 URLS = [
     "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
-    "postgresql+psycopg://u:p%40ss%3Aw%2Frd%25x@db.example.com:6543/obs%20data",
+    pytest.param(
+        "postgresql+psycopg://u:p%40ss%3Aw%2Frd%25x@db.example.com:6543/obs%20data",
+        # SQLAlchemy 2.0 (the newest on Python 3.10) leaves the database name
+        # percent-encoded; 2.1 decodes it as libpq and obs-sync's own connections do.
+        marks=pytest.mark.xfail(
+            sqlalchemy.__version__.startswith("2.0."),
+            reason="SQLAlchemy 2.0 does not decode a percent-encoded database name",
+            strict=True,
+        ),
+    ),
     "postgresql+psycopg://u:p@ss/w:rd@db.example.com/obs",  # unencoded '/' and ':' in password
     "postgresql+psycopg://user@/obs?host=/var/run/postgresql",
     "postgresql+psycopg://postgres:@/obs_sync?host=/tmp/obs-sync data/pg",  # embedded server
