@@ -290,10 +290,27 @@ class ISalesConfig(_Section):
 class DatabaseConfig(_Section):
     url: SecretStr = SecretStr("")  # may carry a password
     schema_: str = Field("obs_sync", alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    # Bounds on every obs-sync session (0 turns one off), so a held lock or a hung peer
+    # cannot block a run forever: see docs/operations.md.
+    lock_timeout_seconds: float = Field(30, ge=0, le=86_400)
+    statement_timeout_seconds: float = Field(600, ge=0, le=86_400)
+    idle_in_transaction_timeout_seconds: float = Field(60, ge=0, le=86_400)
+    keepalives_idle_seconds: int = Field(60, ge=1, le=86_400)
+    keepalives_interval_seconds: int = Field(10, ge=1, le=3600)
+    keepalives_count: int = Field(6, ge=1, le=100)
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
     )
+
+    @field_validator(
+        "lock_timeout_seconds", "statement_timeout_seconds", "idle_in_transaction_timeout_seconds"
+    )
+    @classmethod
+    def _timeout(cls, value: float) -> float:
+        if 0 < value < 0.01:  # below PostgreSQL's millisecond: a typo, not a bound
+            raise ValueError("must be 0 (no limit) or at least 0.01")
+        return value
 
     @field_validator("schema_")
     @classmethod
@@ -385,10 +402,19 @@ class ScheduleConfig(_Section):
         return self
 
 
+# The longest obsCode any setting may allow: a code is a key of three btree indexes, whose
+# entries hold at most ~2,700 bytes (with the VDN id and the version's instants beside it).
+MAX_CODE_BYTES_CAP = 2048
+
+
 class SyncConfig(_Section):
     max_delete_fraction: float = Field(0.5, ge=0, le=1)
     # sync_run_vdn rows older than this are pruned after each run (0 keeps them forever).
     keep_run_records_days: float = Field(90, ge=0, le=36_500)
+    # A longer obsCode (UTF-8 bytes) is not stored: only that code, and the VDN deletes nothing.
+    max_code_bytes: int = Field(1024, ge=1, le=MAX_CODE_BYTES_CAP)
+    # From this many consecutive runs that found the VDN's lock held, the VDN is failed.
+    max_lock_skips: int = Field(3, ge=1, le=1000)
 
 
 class MetricsConfig(_Section):

@@ -9,7 +9,7 @@ the database side is ready; see :mod:`obs_sync.sync`). The store reads and write
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -27,10 +27,14 @@ VDN_STATUSES: tuple[VdnStatus, ...] = ("succeeded", "failed", "incomplete", "ski
 FAILING: frozenset[VdnStatus] = frozenset({"failed", "incomplete", "guarded"})
 FAILING_SQL = "(" + ", ".join(f"'{s}'" for s in sorted(FAILING)) + ")"  # an SQL IN list
 
-SkipReason = Literal["locked", "stopped", "deadline"]
-LOCKED_ERROR = "another obs-sync process is syncing this VDN right now; left to it"
+SkipReason = Literal["locked", "superseded", "stopped", "deadline"]
+# Skips that are not failures: another process has (or had) the VDN, with data as new.
+LEFT_TO_OTHERS: frozenset[SkipReason] = frozenset({"locked", "superseded"})
+LOCKED_ERROR = "another session holds this VDN's lock"  # the start of a lock skip's error
+SUPERSEDED_ERROR = "superseded"  # the start of the error of a superseded VDN
 STOPPED_ERROR = "not started: stop requested"
 DEADLINE_ERROR = "not started: run deadline exceeded"
+INT4_MAX = 2**31 - 1  # the run records' integer columns
 
 
 @dataclass(frozen=True)
@@ -51,14 +55,18 @@ class VdnResult:
     requests: int = 0
     total_count: int | None = None
     error: str | None = None
-    # Why a VDN was skipped: "locked" (another process had it: not a failure), "stopped"
-    # (stop requested) or "deadline" (run deadline passed); None otherwise.
+    # Why a VDN was not applied: "locked" (its lock was held: skipped, or failed once that
+    # happened sync.max_lock_skips runs in a row), "superseded" (a newer snapshot was
+    # already applied: not a failure), "stopped" (stop requested) or "deadline" (run
+    # deadline passed); None otherwise.
     skip_reason: SkipReason | None = None
 
     @property
     def ok(self) -> bool:
         """Counts as success for the exit code: succeeded, or left to another process."""
-        return self.status == "succeeded" or self.skip_reason == "locked"
+        return self.status == "succeeded" or (
+            self.status == "skipped" and self.skip_reason in LEFT_TO_OTHERS
+        )
 
 
 def not_started(vdn_id: int, at: datetime, reason: Literal["stopped", "deadline"]) -> VdnResult:
@@ -77,7 +85,7 @@ def fetch_failed(
         vdn_id,
         "failed",
         started_at=started_at,
-        finished_at=finished_at,
+        finished_at=max(finished_at, started_at),  # both database clock; the end estimated
         pages=stats.pages,
         requests=stats.requests,
         error=error,
@@ -94,8 +102,9 @@ class VdnPlan:
     """
 
     snapshot: Snapshot
-    started_at: datetime  # on the database clock
+    started_at: datetime  # when the fetch began, on the database clock
     max_delete_fraction: float
+    max_lock_skips: int = 3  # sync.max_lock_skips
 
     @property
     def vdn_id(self) -> int:
@@ -114,6 +123,12 @@ class VdnPlan:
 
     def unstorable(self) -> str | None:
         """Why PostgreSQL cannot store this snapshot (then nothing is applied), or None."""
+        total = self.snapshot.stats.total_count
+        if total is not None and not 0 <= total <= INT4_MAX:
+            return (
+                f"data error: the server reported totalCount {total}, outside 0..{INT4_MAX} "
+                "(no VDN has that many codes): its answer is wrong; nothing stored"
+            )
         problems = find_unstorable(self.snapshot.codes)
         if not problems:
             return None
@@ -131,14 +146,17 @@ class VdnPlan:
 
     def _result(self, status: VdnStatus, finished_at: datetime, **fields: Any) -> VdnResult:
         stats = self.snapshot.stats
+        total = stats.total_count
         return VdnResult(
             self.vdn_id,
             status,
             started_at=self.started_at,
-            finished_at=finished_at,
+            # Both on the database clock, the finish estimated from this host's clock: never
+            # shown before the start.
+            finished_at=max(finished_at, self.started_at),
             pages=stats.pages,
             requests=stats.requests,
-            total_count=stats.total_count,
+            total_count=total if total is None or 0 <= total <= INT4_MAX else None,
             **fields,
         )
 
@@ -177,9 +195,63 @@ class VdnPlan:
         """The VDN could not be applied: nothing of it was written."""
         return self._result("failed", finished_at, error=error)
 
-    def locked(self, finished_at: datetime) -> VdnResult:
-        """Another process held the VDN's lock: left to it (not a failure)."""
-        return self._result("skipped", finished_at, error=LOCKED_ERROR, skip_reason="locked")
+    def locked(self, finished_at: datetime, holder: str | None, streak: int) -> VdnResult:
+        """Another session held the VDN's lock: left to it, not a failure, until that has
+        happened ``max_lock_skips`` runs in a row (``streak`` counts this one): then the
+        VDN is failed, since nothing has been written to it for that long.
+
+        ``holder`` describes the session holding the lock (None: released meanwhile).
+        """
+        who = f" ({holder})" if holder else ""
+        if streak < self.max_lock_skips:
+            error = f"{LOCKED_ERROR}{who}; left to it"
+            return self._result("skipped", finished_at, error=error, skip_reason="locked")
+        error = (
+            f"not synced: this VDN's lock was held by another session{who} in "
+            f"{streak} runs in a row (sync.max_lock_skips = {self.max_lock_skips}); nothing "
+            "written meanwhile. If that session is not an obs-sync sync, end it (SELECT "
+            "pg_terminate_backend(pid))"
+        )
+        return self._result("failed", finished_at, error=error, skip_reason="locked")
+
+    def superseded(self, newer: datetime, finished_at: datetime) -> VdnResult:
+        """A snapshot whose fetch began later (at ``newer``) already wrote this VDN: this
+        older one is not applied over it (not a failure: the VDN has newer data)."""
+        error = (
+            f"{SUPERSEDED_ERROR}: another obs-sync process applied a snapshot of this VDN "
+            f"fetched after this one began ({newer.isoformat()} > "
+            f"{self.started_at.isoformat()}); this older one was not applied"
+        )
+        return self._result("skipped", finished_at, error=error, skip_reason="superseded")
+
+
+def without_long_codes(snapshot: Snapshot, max_code_bytes: int) -> Snapshot:
+    """``snapshot`` without its codes longer than ``max_code_bytes`` (UTF-8), which cannot be
+    stored: only those codes fail. The rest is applied as an incomplete snapshot, whose
+    reason names the code, so nothing is deleted on that run."""
+    long = sorted(code for code in snapshot.codes if _utf8_bytes(code) > max_code_bytes)
+    if not long:
+        return snapshot
+    first = long[0]
+    shown = first if len(first) <= 40 else first[:40] + "..."
+    more = f" (and {len(long) - 1} more)" if len(long) > 1 else ""
+    reason = (
+        f"obsCode {shown!r} is {_utf8_bytes(first)} bytes, longer "
+        f"than sync.max_code_bytes = {max_code_bytes}{more}: not stored"
+    )
+    if snapshot.incomplete_reason:
+        reason = f"{snapshot.incomplete_reason}; {reason}"
+    rejected = set(long)
+    return replace(
+        snapshot,
+        codes={code: desc for code, desc in snapshot.codes.items() if code not in rejected},
+        complete=False,
+        incomplete_reason=reason,
+    )
+
+
+def _utf8_bytes(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))  # a lone surrogate is failed elsewhere
 
 
 def run_status(results: Sequence[VdnResult]) -> RunStatus:

@@ -41,6 +41,7 @@ from obs_sync.results import (
     fetch_failed,
     not_started,
     run_status,
+    without_long_codes,
 )
 from obs_sync.snapshot import FetchStats, Snapshot
 from obs_sync.text import plural
@@ -142,14 +143,14 @@ class _Prepared:
         try:
             # Imported in this thread on purpose: psycopg's import overlaps the first fetches.
             from obs_sync.db.pool import EnginePool, OwnPool
-            from obs_sync.db.url import CONNECT_ARGS, connect_params, database_url
+            from obs_sync.db.url import connect_params, database_url, session_args
             from obs_sync.store.store import Store
 
             if self.engine is not None:
                 self.pool = EnginePool(self.engine)
             else:  # one-shot: plain psycopg, no SQLAlchemy unless a migration is due
                 params = connect_params(database_url(self.config))
-                params.update(CONNECT_ARGS)
+                params.update(session_args(self.config, params.get("options")))
                 self.pool = OwnPool(params, connections_per_run(self.config))
             schema = self.config.database.schema_
             store = Store(self.pool, schema)
@@ -206,6 +207,10 @@ class _Prepared:
         if self.store is None:
             raise _Aborted
         return self.store
+
+    def store_if_ready(self) -> Store | None:
+        """The store, if the database side is ready now (never waits for it)."""
+        return self.store if self.ready.is_set() else None
 
     @property
     def run_id(self) -> int | None:
@@ -292,21 +297,42 @@ class _Run:
 
     def fetch(self, vdn_id: int) -> _Fetched:
         """The VDN's snapshot, or why it could not be fetched."""
-        started = datetime.now(timezone.utc)
+        started = time.monotonic()
+        read = self.read_before_fetch(vdn_id)
         try:
-            return _Fetched(vdn_id, started, self.client.fetch_snapshot(vdn_id))
+            return _Fetched(vdn_id, started, self.client.fetch_snapshot(vdn_id), read=read)
         except ISalesError as error:
             # What the failed fetch cost goes to the run record.
             error_text = self.redact(_short(error, vdn_id))
-            return _Fetched(vdn_id, started, error_text, error.stats or FetchStats())
+            return _Fetched(vdn_id, started, error_text, error.stats or FetchStats(), read)
         except Exception as error:  # a bug must not take the other VDNs down
             log.exception("unexpected error fetching VDN %d", vdn_id)
             error_text = self.redact(f"internal error: {_short(error, vdn_id)}")
-            return _Fetched(vdn_id, started, error_text)
+            return _Fetched(vdn_id, started, error_text, read=read)
+
+    def read_before_fetch(self, vdn_id: int) -> _Read | None:
+        """The VDN's stored codes and the database clock, just before its fetch begins.
+
+        The clock is the instant that orders this snapshot against other processes' (an
+        older snapshot is never applied over a newer one). Not before the database side is
+        ready (the first fetches of a run do not wait for it: their instant is then this
+        host's clock mapped onto the database's, erring early), nor on tables this run
+        created (nothing to read), nor for a dry run.
+        """
+        store = self.prepared.store_if_ready()
+        if store is None or store.created or self.dry_run:
+            return None
+        try:
+            return _Read(*store.read_before_fetch(vdn_id))
+        except Exception as error:  # the database is down: applying will say so
+            log.debug("cannot read VDN %d before its fetch: %s", vdn_id, error)
+            return None
 
     def apply(self, fetched: _Fetched) -> VdnResult:
         store = self.prepared.wait()
-        started_at = fetched.started_at + store.clock_offset  # on the database clock
+        read = fetched.read
+        # When the fetch began, on the database clock.
+        started_at = read.at if read is not None else store.db_time(fetched.started)
         snapshot = fetched.snapshot
         if isinstance(snapshot, str):
             failed = fetch_failed(
@@ -316,13 +342,19 @@ class _Run:
             if not self.dry_run and run_id is not None:
                 store.record_later(run_id, failed)
             return failed
-        plan = VdnPlan(snapshot, started_at, self.config.sync.max_delete_fraction)
+        sync = self.config.sync
+        plan = VdnPlan(
+            without_long_codes(snapshot, sync.max_code_bytes),
+            started_at,
+            sync.max_delete_fraction,
+            sync.max_lock_skips,
+        )
         if self.dry_run:
             return self.dry_apply(store, plan)
         run_id = self.prepared.run_id
         assert run_id is not None
         try:
-            return store.apply_vdn(run_id, plan)
+            return store.apply_vdn(run_id, plan, read.rows if read is not None else None)
         except Exception as error:  # e.g. the database is unreachable even for the record
             log.exception("cannot apply VDN %d", plan.vdn_id)
             kind = "database error" if is_database_error(error) else "internal error"
@@ -340,13 +372,22 @@ class _Run:
 
 
 @dataclass(frozen=True)
+class _Read:
+    """A VDN's stored codes as read just before its fetch, and the database clock then."""
+
+    at: datetime
+    rows: list[tuple[str, str, bool]]
+
+
+@dataclass(frozen=True)
 class _Fetched:
     """One VDN's fetch: its snapshot, or the error text when it failed (with its cost)."""
 
     vdn_id: int
-    started_at: datetime  # this host's clock
+    started: float  # time.monotonic() when the fetch began
     snapshot: Snapshot | str
     failed_stats: FetchStats = field(default_factory=FetchStats)
+    read: _Read | None = None
 
 
 def _prune(store: Store, keep_days: float) -> None:

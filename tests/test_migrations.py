@@ -21,7 +21,7 @@ from obs_sync.simulator import Simulator
 from tests.fixtures_db import write_config
 
 SCHEMA = "obs_sync_mig"
-TABLES = {"result_code", "result_code_history", "sync_run", "sync_run_vdn"}
+TABLES = {"result_code", "result_code_history", "sync_run", "sync_run_vdn", "vdn_state"}
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -172,12 +172,14 @@ def test_db_commands(
             )
         )
     # Not on a terminal and no --yes: says what would be lost, changes nothing.
-    result = runner.invoke(main, ["--config", path, "db", "downgrade"])
+    result = runner.invoke(main, ["--config", path, "db", "downgrade", "--revision", "base"])
     assert result.exit_code == 2, result.output
     assert f"schema {SCHEMA}: downgrade from {migrate.head_revision()} drops every" in result.output
     assert "sync_run (1 rows)" in result.output and "add --yes" in result.output
     assert tables(db_engine) == TABLES | {"alembic_version"}
-    result = runner.invoke(main, ["--config", path, "db", "downgrade", "--yes"])
+    result = runner.invoke(
+        main, ["--config", path, "db", "downgrade", "--revision", "base", "--yes"]
+    )
     assert result.exit_code == 0 and tables(db_engine) == {"alembic_version"}
     result = runner.invoke(main, ["--config", path, "db", "downgrade"])  # nothing left: no ask
     assert result.exit_code == 0 and "already at base" in result.output
@@ -218,17 +220,19 @@ def test_alembic_command_line_reads_obs_sync_config(
 @pytest.mark.parametrize(
     ("revision", "expected"),
     [
-        ("-1", (True, None, ("0001",))),
-        ("base", (True, None, ("0001",))),
-        ("0001", (True, "0001", ())),
-        ("-2", (False, None, ())),  # below base: left for Alembic to reject
+        ("-1", (True, "0001", ("0003",))),
+        ("-2", (True, None, ("0003", "0001"))),
+        ("base", (True, None, ("0003", "0001"))),
+        ("0001", (True, "0001", ("0003",))),
+        ("0003", (True, "0003", ())),
+        ("-3", (False, None, ())),  # below base: left for Alembic to reject
         ("head", (False, None, ())),
         ("nope", (False, None, ())),
     ],
 )
 def test_downgrade_target(revision: str, expected: tuple[object, ...]) -> None:
-    assert migrate.known_revisions() == ("0001",), "extend these cases with each new migration"
-    assert migrate.downgrade_target("0001", revision) == expected
+    assert migrate.known_revisions() == ("0001", "0003"), "extend these cases with each migration"
+    assert migrate.downgrade_target("0003", revision) == expected
 
 
 def test_downgrade_asks_on_a_terminal(
@@ -239,11 +243,13 @@ def test_downgrade_asks_on_a_terminal(
     path = write_config(tmp_path / "c.yaml", simulator, database_url, schema=SCHEMA)
     migrate.upgrade(db_engine, SCHEMA)
 
+    command = [sys.executable, "-m", "obs_sync", "--config", path]
+
     def downgrade(answer: str) -> tuple[int, str]:
         controller, terminal = pty.openpty()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "obs_sync", "--config", path, "db", "downgrade"],
+                [*command, "db", "downgrade", "--revision", "base"],
                 stdin=terminal,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

@@ -491,10 +491,13 @@ def test_vdn_held_by_another_process_is_skipped(
         simulator.data.set_code(vdn, "NEW", "needs the lock to be written")
     with engine.connect() as holder:
         holder.execute(text("SELECT pg_advisory_xact_lock(:c, 2)"), {"c": lock_class(S, "vdn")})
+        pid = holder.execute(text("SELECT pg_backend_pid()")).scalar()
         result = sync(config, engine)
         holder.rollback()
     vdn2 = by_vdn(result)[2]
-    assert vdn2.status == "skipped" and vdn2.error == LOCKED_ERROR
+    # The skip names the session holding the lock.
+    assert vdn2.status == "skipped" and vdn2.skip_reason == "locked"
+    assert (vdn2.error or "").startswith(LOCKED_ERROR) and f"pid {pid}," in (vdn2.error or "")
     assert result.exit_code == 0 and result.status == "succeeded"
     assert all(v.status == "succeeded" for k, v in by_vdn(result).items() if k != 2)
 

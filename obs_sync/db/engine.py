@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from obs_sync.db.url import CONNECT_ARGS, database_url
+from obs_sync.db.url import connect_params, database_url, session_args
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -20,15 +20,16 @@ def make_engine(config: Config, *, connections: int = 1) -> Engine:
     """An engine whose pool holds up to ``connections`` (each the same again as overflow)."""
     from sqlalchemy import create_engine  # heavy: only commands that need an engine pay
 
+    url = database_url(config)
     return create_engine(
-        database_url(config),
+        url,
         pool_size=connections,
         max_overflow=connections,
         pool_recycle=1800,
         # A pooled connection that died (database restart, failover, a terminated backend)
         # is replaced at checkout instead of failing the daemon's next runs.
         pool_pre_ping=True,
-        connect_args=dict(CONNECT_ARGS),
+        connect_args=session_args(config, connect_params(url).get("options")),
     )
 
 
@@ -37,4 +38,6 @@ def single_use_engine(config: Config) -> Engine:
     from sqlalchemy import create_engine  # heavy: only a sync that migrates pays
     from sqlalchemy.pool import NullPool
 
-    return create_engine(database_url(config), poolclass=NullPool, connect_args=CONNECT_ARGS)
+    url = database_url(config)
+    connect_args = session_args(config, connect_params(url).get("options"))
+    return create_engine(url, poolclass=NullPool, connect_args=connect_args)

@@ -19,6 +19,46 @@ if TYPE_CHECKING:
 CONNECT_ARGS = {"application_name": "obs-sync", "connect_timeout": 10}
 
 
+def session_args(config: Config, url_options: str | None = None) -> dict[str, Any]:
+    """:data:`CONNECT_ARGS` plus the configured bounds on every obs-sync session.
+
+    The server-side settings travel in libpq's ``options`` (no round trip): a lock or a
+    statement waits at most ``lock_timeout`` / ``statement_timeout``, and a session idle in
+    an open transaction (a hung or half-open writer holding its VDN's lock) is ended by the
+    server after ``idle_in_transaction_session_timeout``. TCP keepalives are set on both
+    ends (libpq's ``keepalives*`` and the server's ``tcp_keepalives_*``), so a peer that
+    vanished is noticed in about idle + interval x count seconds. ``options`` already in
+    ``database.url`` (``url_options``) come last, so they take precedence.
+    """
+    db = config.database
+    server = {
+        "lock_timeout": _milliseconds(db.lock_timeout_seconds),
+        "statement_timeout": _milliseconds(db.statement_timeout_seconds),
+        "idle_in_transaction_session_timeout": _milliseconds(
+            db.idle_in_transaction_timeout_seconds
+        ),
+        "tcp_keepalives_idle": db.keepalives_idle_seconds,
+        "tcp_keepalives_interval": db.keepalives_interval_seconds,
+        "tcp_keepalives_count": db.keepalives_count,
+    }
+    options = " ".join(f"-c {name}={value}" for name, value in server.items())
+    if url_options:
+        options = f"{options} {url_options}"
+    return {
+        **CONNECT_ARGS,
+        "keepalives": 1,
+        "keepalives_idle": db.keepalives_idle_seconds,
+        "keepalives_interval": db.keepalives_interval_seconds,
+        "keepalives_count": db.keepalives_count,
+        "options": options,
+    }
+
+
+def _milliseconds(seconds: float) -> int:
+    """PostgreSQL's unit for these settings; 0 stays 0 (off), anything else at least 1 ms."""
+    return max(1, round(seconds * 1000)) if seconds > 0 else 0
+
+
 def quote_identifier(name: str) -> str:
     """``name`` as a quoted SQL identifier (always quoted, like SQLAlchemy's)."""
     return '"' + name.replace('"', '""') + '"'

@@ -25,6 +25,7 @@ RECORD_COLUMNS = (
     ("unchanged", "integer"),
     ("withheld", "integer"),
     ("error", "text"),
+    ("skip_reason", "text"),
 )
 
 
@@ -35,11 +36,13 @@ class Statements:
     lock: str
     read: str
     read_locked: str
+    lock_holder: str
     insert_codes: str
     update_codes: str
     delete_codes: str
     close_versions: str
     record: str
+    record_applied: str
     start_run: str
     abandon: str
     finish_run: str
@@ -55,15 +58,37 @@ def statements(schema: str) -> Statements:
         return statement.format(s=s)
 
     lock = sql("SELECT pg_try_advisory_xact_lock(%(cls)s::int4, %(vdn)s::int4), clock_timestamp()")
-    # The unlocked read of the no-change path needs no timestamps; the locked one also
-    # reads the latest change instant, so the VDN's new instant is later.
+    # The unlocked read, made just before the VDN is fetched: also the database clock, the
+    # instant the fetch begins (one row of NULLs and the clock for a VDN without codes).
     read = sql(
-        "SELECT obs_code, obs_code_desc, deleted_at IS NOT NULL "
-        "FROM {s}.result_code WHERE vdn_id = %(vdn)s::int4"
+        "SELECT obs_code, obs_code_desc, deleted_at IS NOT NULL, t.now "
+        "FROM (SELECT clock_timestamp()) AS t(now) "
+        "LEFT JOIN {s}.result_code ON vdn_id = %(vdn)s::int4"
     )
+    # Under the lock: also the latest change instant, so the VDN's new instant is later,
+    # and when the fetch of the snapshot that wrote the current state began.
     read_locked = sql(
         "SELECT obs_code, obs_code_desc, deleted_at IS NOT NULL, "
-        "greatest(updated_at, deleted_at) FROM {s}.result_code WHERE vdn_id = %(vdn)s::int4"
+        "greatest(updated_at, deleted_at), "
+        "(SELECT snapshot_started_at FROM {s}.vdn_state WHERE vdn_id = %(vdn)s::int4) "
+        "FROM {s}.result_code WHERE vdn_id = %(vdn)s::int4"
+    )
+    # The lock was not free: who holds it, and how many runs in a row found it held (lock
+    # skips since the VDN's last result that was not one, or a superseded skip).
+    lock_holder = sql(
+        "SELECT h.pid, h.application_name, h.usename, h.state, (SELECT count(*) "
+        " FROM {s}.sync_run_vdn AS v WHERE v.vdn_id = %(vdn)s::int4 "
+        " AND v.skip_reason = 'locked' AND v.finished_at > coalesce(("
+        "  SELECT max(w.finished_at) FROM {s}.sync_run_vdn AS w "
+        "  WHERE w.vdn_id = %(vdn)s::int4 "
+        "  AND (w.skip_reason IS NULL OR w.skip_reason = 'superseded')), '-infinity')) "
+        "FROM (SELECT 1) AS one LEFT JOIN LATERAL ("
+        " SELECT a.pid, a.application_name, a.usename, a.state "
+        " FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid "
+        " WHERE l.locktype = 'advisory' AND l.granted "
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        " AND l.classid::bigint = %(cls)s::int8 AND l.objid::bigint = %(vdn)s::int8 "
+        " AND l.objsubid = 2 LIMIT 1) AS h ON true"
     )
     # Arrays go in binary format (%b): psycopg dumps a text[] in text format with a
     # regular-expression escape per element, about 4x the client CPU (measured: 240 vs
@@ -105,9 +130,32 @@ def statements(schema: str) -> Statements:
     record = sql(
         "INSERT INTO {s}.sync_run_vdn (sync_run_id, vdn_id, status, started_at, finished_at, "
         "pages, requests, total_count, inserted, updated, deleted, restored, unchanged, "
-        "withheld, error) SELECT %(run)s::int8, * FROM unnest("
+        "withheld, error, skip_reason) SELECT %(run)s::int8, * FROM unnest("
         + ", ".join(f"%({name})b::{kind}[]" for name, kind in RECORD_COLUMNS)
         + ")"
+    )
+    # The record of a VDN that took its lock, in its transaction: its times from the
+    # database clock around the change instant %(ts)s (started_at <= ts <= finished_at),
+    # and, when it wrote (%(wrote)s), the instant its fetch began, in vdn_state.
+    names = [name for name, _ in RECORD_COLUMNS]
+    values = ", ".join(
+        {
+            "vdn": "%(vdn)s::int4",
+            "started_at": "least(%(started_at)s::timestamptz, %(ts)s::timestamptz)",
+            "finished_at": "greatest(clock_timestamp(), %(ts)s::timestamptz)",
+        }.get(name, f"%({name})s::{kind}")
+        for name, kind in RECORD_COLUMNS
+    )
+    record_applied = sql(
+        "WITH mark AS (INSERT INTO {s}.vdn_state AS s (vdn_id, snapshot_started_at) "
+        "SELECT %(vdn)s::int4, %(started_at)s::timestamptz WHERE %(wrote)s::boolean "
+        "ON CONFLICT (vdn_id) DO UPDATE SET snapshot_started_at = "
+        "greatest(s.snapshot_started_at, EXCLUDED.snapshot_started_at)) "
+        "INSERT INTO {s}.sync_run_vdn (sync_run_id, "
+        + ", ".join("vdn_id" if name == "vdn" else name for name in names)
+        + ") VALUES (%(run)s::int8, "
+        + values
+        + ") RETURNING started_at, finished_at"
     )
     start_run = sql(
         "INSERT INTO {s}.sync_run (started_at, status, trigger, hostname, pid, "
@@ -140,11 +188,13 @@ def statements(schema: str) -> Statements:
         lock=lock,
         read=read,
         read_locked=read_locked,
+        lock_holder=lock_holder,
         insert_codes=insert_codes,
         update_codes=update_codes,
         delete_codes=delete_codes,
         close_versions=close_versions,
         record=record,
+        record_applied=record_applied,
         start_run=start_run,
         abandon=abandon,
         finish_run=finish_run,

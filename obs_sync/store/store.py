@@ -6,17 +6,22 @@ Knows SQL, not HTTP. Plain SQL on psycopg connections, from its own small pool (
 are in :mod:`obs_sync.store.tables`, and migrations (Alembic) in :mod:`obs_sync.db.migrate`.
 What a VDN's changes and result are is decided by its :class:`~obs_sync.results.VdnPlan`.
 
-A VDN starts with one unlocked SELECT of its stored codes; when the diff is empty (the
-usual re-sync) that is all, and its ``sync_run_vdn`` row is batched with others. Otherwise
-it is applied in one transaction with a fixed, small number of statements whatever its
-code count (set-based SQL over ``unnest`` arrays):
+A VDN starts with one unlocked SELECT of its stored codes, made just before its fetch
+(:meth:`Store.read_before_fetch`), which also reads the database clock: the instant the
+fetch began. When the diff is empty (the usual re-sync) that is all, and its
+``sync_run_vdn`` row is batched with others. Otherwise it is applied in one transaction
+with a fixed, small number of statements whatever its code count (set-based SQL over
+``unnest`` arrays):
 
-1. ``pg_try_advisory_xact_lock`` on the VDN, and the database clock;
-2. one SELECT of the VDN's stored codes;
+1. ``pg_try_advisory_xact_lock`` on the VDN, and the database clock (when the lock is
+   held by another session: who holds it, and how many runs in a row found it held);
+2. one SELECT of the VDN's stored codes, and when the fetch of the snapshot that wrote
+   them began: a snapshot whose fetch began earlier is not applied over them (superseded);
 3. only when something changed: close the superseded versions, mark deleted codes,
    insert new codes with their first version, update changed/restored codes with their
    new version (one statement each, only those needed);
-4. the ``sync_run_vdn`` record, in the same transaction (so a killed process leaves either
+4. the ``sync_run_vdn`` record with its times from the database clock, and the instant
+   this snapshot's fetch began, in the same transaction (so a killed process leaves either
    the VDN's changes with their record, or neither).
 
 Every timestamp one VDN transaction writes is one instant, read from the database after
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,11 +45,21 @@ import psycopg
 
 from obs_sync.db.pool import EnginePool, Lease, Pool
 from obs_sync.db.url import quote_identifier
-from obs_sync.diff import Changes, StoredCode
-from obs_sync.errors import ObsSyncError
+from obs_sync.diff import StoredCode
 from obs_sync.results import RunStatus, VdnPlan, VdnResult
 from obs_sync.store.retention import prune_run_records
 from obs_sync.store.sql import RECORD_COLUMNS, statements
+from obs_sync.store.writes import (
+    StoreError,
+    bounded,
+    db_message,
+    describe_holder,
+    insert_applied,
+    no_changes,
+    present,
+    same,
+    write_changes,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -57,10 +73,6 @@ ABANDONED_ERROR = (
 _MICROSECOND = timedelta(microseconds=1)
 RECORD_BATCH = 500
 _INT4 = 2**31 - 1
-
-
-class StoreError(ObsSyncError):
-    """The stored data contradicts its own invariants; the VDN is not applied."""
 
 
 def lock_class(schema: str, purpose: str) -> int:
@@ -96,13 +108,27 @@ class Store:
         self._pending_lock = threading.Lock()
         # True when this run created the tables (a first sync): every VDN starts empty.
         self.created = False
-        # Database clock minus this host's, measured when the run starts, so VDN records
-        # carry database time like everything else without asking the server each time.
-        self.clock_offset = timedelta(0)
+        # The latest database clock reading, and this host's monotonic clock just after it
+        # came back, so VDN records carry database time without asking the server each
+        # time. (This host's own clock until the run starts.)
+        self._clock = (datetime.now(timezone.utc), time.monotonic())
 
     def now(self) -> datetime:
-        """The database clock, estimated from this host's."""
-        return datetime.now(timezone.utc) + self.clock_offset
+        """The database clock, estimated from the latest reading and this host's."""
+        return self.db_time(time.monotonic())
+
+    def db_time(self, monotonic: float) -> datetime:
+        """This host's ``time.monotonic()`` instant on the database clock.
+
+        The reading was taken before the monotonic instant recorded with it, so for an
+        earlier instant this errs early, never late (safe for a fetch-start instant: an
+        earlier start can only make a snapshot count as older).
+        """
+        reading, at = self._clock
+        return reading + timedelta(seconds=monotonic - at)
+
+    def _observe(self, reading: datetime) -> None:
+        self._clock = (reading, time.monotonic())
 
     # -------------------------------------------------------------------------- runs
 
@@ -122,7 +148,7 @@ class Store:
                 ).fetchone()
                 assert row is not None
                 run_id, started_at = row
-                self.clock_offset = started_at - datetime.now(timezone.utc)
+                self._observe(started_at)
                 connection.execute(self.sql.run_lock, {"cls": self.run_lock, "key": run_id % _INT4})
             abandoned = connection.execute(
                 self.sql.abandon,
@@ -195,9 +221,16 @@ class Store:
             ).fetchone()
         return bool(row and row[0])
 
-    def _read_rows(self, vdn_id: int) -> list[tuple[str, str, bool]]:
+    def read_before_fetch(self, vdn_id: int) -> tuple[datetime, list[tuple[str, str, bool]]]:
+        """The database clock now (the VDN's fetch begins) and its stored codes, unlocked."""
         with self.pool.connection() as connection:
-            return connection.execute(self.sql.read, {"vdn": vdn_id}).fetchall()
+            rows = connection.execute(self.sql.read, {"vdn": vdn_id}).fetchall()
+        now: datetime = rows[0][3]
+        self._observe(now)
+        return now, [(code, desc, deleted) for code, desc, deleted, _ in rows if code is not None]
+
+    def _read_rows(self, vdn_id: int) -> list[tuple[str, str, bool]]:
+        return self.read_before_fetch(vdn_id)[1]
 
     def read_codes(self, vdn_id: int) -> dict[str, StoredCode]:
         """The VDN's stored codes (present and deleted), unlocked, in one round trip."""
@@ -250,16 +283,19 @@ class Store:
             params[name] = [getattr(r, "vdn_id" if name == "vdn" else name) for r in results]
         connection.execute(self.sql.record, params)
 
-    def apply_vdn(self, run_id: int, plan: VdnPlan) -> VdnResult:
+    def apply_vdn(
+        self, run_id: int, plan: VdnPlan, rows: Sequence[tuple[str, str, bool]] | None = None
+    ) -> VdnResult:
         """Apply one VDN's snapshot in one transaction and record it; never raises for data.
 
         ``plan`` says what changes and what the VDN's result is; the store reads and writes.
         A value PostgreSQL cannot store, or a database error, makes the VDN ``failed`` with
         its rows untouched.
 
-        Fast path: an unlocked read first. When it shows nothing to write (the common
-        re-sync), the VDN is done: no lock, no transaction, its record batched. Otherwise
-        the VDN is re-read and applied under its lock.
+        Fast path: an unlocked read first (``rows``, read before the fetch, or read now).
+        When it shows nothing to write (the common re-sync), the VDN is done: no lock, no
+        transaction, its record batched. Otherwise the VDN is re-read and applied under its
+        lock.
         """
         problem = plan.unstorable()
         if problem is not None:
@@ -271,20 +307,21 @@ class Store:
                 # On tables this run created, a VDN with codes certainly has something to
                 # write: straight to the locked path, whose read is authoritative anyway.
                 if not (self.created and codes):
-                    rows = self._read_rows(plan.vdn_id)
-                    if _same(rows, codes):  # the usual re-sync: no StoredCode objects, no diff
-                        result = plan.outcome(_no_changes(len(codes)), len(rows), self.now())
+                    if rows is None or attempt == 2:
+                        rows = self._read_rows(plan.vdn_id)
+                    if same(rows, codes):  # the usual re-sync: no StoredCode objects, no diff
+                        result = plan.outcome(no_changes(len(codes)), len(rows), self.now())
                         return self.record_later(run_id, result)
                     stored = {code: StoredCode(code, d, deleted) for code, d, deleted in rows}
                     changes = plan.changes(stored)
                     if changes.is_empty:
-                        result = plan.outcome(changes, _present(stored), self.now())
+                        result = plan.outcome(changes, present(stored), self.now())
                         return self.record_later(run_id, result)
                 lease = self.pool.acquire()
                 with lease.connection.transaction():
                     applied = self._apply(lease.connection, run_id, plan)
                 lease.release()
-                if applied.skip_reason == "locked":
+                if applied.skip_reason is not None:  # locked or superseded: nothing written
                     return self.record_later(run_id, applied)
                 return applied
             except psycopg.Error as error:
@@ -292,9 +329,11 @@ class Store:
                 if lease is not None:
                     lease.release()
                 # A pooled connection found dead (database restarted): once more, fresh.
-                if attempt == 1 and (broken or isinstance(error, psycopg.OperationalError)):
+                if attempt == 1 and (
+                    broken or (isinstance(error, psycopg.OperationalError) and not bounded(error))
+                ):
                     continue
-                failed = plan.failed(f"database error: {_db_message(error)}", self.now())
+                failed = plan.failed(f"database error: {db_message(error)}", self.now())
                 return self.record_later(run_id, failed)
             except StoreError as error:
                 if lease is not None:
@@ -311,90 +350,31 @@ class Store:
         row = connection.execute(self.sql.lock, {"cls": self.vdn_lock, "vdn": vdn}).fetchone()
         assert row is not None
         got, now = row
+        self._observe(now)
         if not got:
-            return plan.locked(self.now())
+            holder = connection.execute(
+                self.sql.lock_holder, {"cls": self.vdn_lock, "vdn": vdn}
+            ).fetchone()
+            assert holder is not None
+            *who, skips = holder
+            return plan.locked(self.now(), describe_holder(*who), int(skips) + 1)
         stored: dict[str, StoredCode] = {}
         latest: datetime = now
+        newer: datetime | None = None
         rows = connection.execute(self.sql.read_locked, {"vdn": vdn}).fetchall()
-        for code, desc, deleted, changed_at in rows:
+        for code, desc, deleted, changed_at, snapshot_at in rows:
             stored[code] = StoredCode(code, desc, deleted)
             if changed_at >= latest:
                 latest = changed_at + _MICROSECOND
+            newer = snapshot_at
         changes = plan.changes(stored)
+        if not changes.is_empty and newer is not None and newer > plan.started_at:
+            # Its fetch began before that of the snapshot the stored state comes from.
+            return plan.superseded(newer, self.now())
         if not changes.is_empty:
-            self._write(connection, run_id, vdn, changes, latest)
-        result = plan.outcome(changes, _present(stored), self.now())
+            write_changes(connection, self.sql, run_id, vdn, changes, latest)
+        result = plan.outcome(changes, present(stored), self.now())
         # In the VDN's transaction: its changes and its record commit together.
-        self._insert_records(connection, run_id, [result])
-        return result
-
-    def _write(
-        self,
-        connection: psycopg.Connection[Any],
-        run_id: int,
-        vdn: int,
-        changes: Changes,
-        ts: datetime,
-    ) -> None:
-        """The set-based statements for one VDN's changes; row counts are verified."""
-
-        def run(statement: str, expected: int, **params: Any) -> None:
-            count = connection.execute(statement, {"vdn": vdn, "ts": ts, **params}).rowcount
-            if count != expected:
-                raise StoreError(
-                    f"stored data inconsistent for VDN {vdn}: a statement changed {count} rows, "
-                    f"expected {expected}; nothing applied for this VDN"
-                )
-
-        closed = [c for c, _, _ in changes.updates] + list(changes.deletes)
-        if closed:
-            run(self.sql.close_versions, len(closed), codes=closed, run=run_id)
-        if changes.deletes:
-            run(self.sql.delete_codes, len(changes.deletes), codes=list(changes.deletes))
-        if changes.inserts:
-            run(
-                self.sql.insert_codes,
-                len(changes.inserts),
-                codes=[c for c, _ in changes.inserts],
-                descs=[d for _, d in changes.inserts],
-                run=run_id,
-            )
-        rewritten = [(c, new) for c, _, new in changes.updates] + list(changes.restores)
-        if rewritten:
-            run(
-                self.sql.update_codes,
-                len(rewritten),
-                codes=[c for c, _ in rewritten],
-                descs=[d for _, d in rewritten],
-                run=run_id,
-            )
-
-
-def _same(rows: Sequence[tuple[str, str, bool]], codes: Mapping[str, str]) -> bool:
-    """True when the stored rows are exactly the snapshot: all present, same descriptions."""
-    if len(rows) != len(codes):
-        return False
-    get = codes.get
-    return all(not deleted and get(code) == desc for code, desc, deleted in rows)
-
-
-def _no_changes(unchanged: int) -> Changes:
-    return Changes(
-        inserts=(),
-        updates=(),
-        deletes=(),
-        restores=(),
-        unchanged=unchanged,
-        guarded=False,
-        withheld_deletes=(),
-    )
-
-
-def _present(stored: Mapping[str, StoredCode]) -> int:
-    return sum(1 for row in stored.values() if not row.deleted)
-
-
-def _db_message(error: psycopg.Error) -> str:
-    """The database's own message, one line, without SQL or parameters (they may be huge)."""
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
+        return insert_applied(
+            connection, self.sql, run_id, result, latest, wrote=not changes.is_empty
+        )

@@ -1,9 +1,10 @@
 """The BI contract's tables as SQLAlchemy metadata, for tools and tests.
 
-As created by migrations/versions/0001_initial.py (schema-less here: apply the configured
-schema with ``schema_translate_map`` or qualified names). The migrations are the source of
-truth; the sync itself (:mod:`obs_sync.store.store`) writes plain SQL on psycopg and does not
-import this module, so a one-shot ``obs-sync sync`` does not pay for SQLAlchemy.
+As created by migrations/versions/ (0001_initial.py, 0003_hostile_world.py); schema-less
+here (apply the configured schema with ``schema_translate_map`` or qualified names). The
+migrations are the source of truth; the sync itself (:mod:`obs_sync.store.store`) writes
+plain SQL on psycopg and does not import this module, so a one-shot ``obs-sync sync`` does
+not pay for SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "result_code_history",
     "sync_run",
     "sync_run_vdn",
+    "vdn_state",
 ]
 
 
@@ -71,6 +73,16 @@ sync_run_vdn = Table(
         for name in ("inserted", "updated", "deleted", "restored", "unchanged", "withheld")
     ),
     Column("error", Text),
+    # locked, superseded, stopped or deadline: why the VDN was not applied (0003)
+    Column("skip_reason", Text),
+)
+
+# Per VDN: when the fetch began of the snapshot that wrote its current state (0003).
+vdn_state = Table(
+    "vdn_state",
+    metadata,
+    Column("vdn_id", Integer, primary_key=True),
+    Column("snapshot_started_at", TZ, nullable=False),
 )
 
 result_code = Table(
@@ -97,5 +109,5 @@ result_code_history = Table(
     Column("closed_by_sync_run_id", BigInteger, ForeignKey("sync_run.id")),
 )
 
-BI_TABLES = (result_code, result_code_history, sync_run, sync_run_vdn)
+BI_TABLES = (result_code, result_code_history, sync_run, sync_run_vdn, vdn_state)
 TABLE_NAMES = tuple(sorted(table.name for table in BI_TABLES))

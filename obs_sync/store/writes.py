@@ -1,0 +1,142 @@
+"""One VDN's writes under its lock: the set-based change statements and its record.
+
+Called by :class:`obs_sync.store.store.Store` inside the VDN's transaction; plain
+functions over a psycopg connection and the schema's :class:`~obs_sync.store.sql.Statements`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from obs_sync.diff import Changes, StoredCode
+from obs_sync.errors import ObsSyncError
+from obs_sync.results import VdnResult
+from obs_sync.store.sql import RECORD_COLUMNS, Statements
+
+
+class StoreError(ObsSyncError):
+    """The stored data contradicts its own invariants; the VDN is not applied."""
+
+
+def write_changes(
+    connection: psycopg.Connection[Any],
+    sql: Statements,
+    run_id: int,
+    vdn: int,
+    changes: Changes,
+    ts: datetime,
+) -> None:
+    """The set-based statements for one VDN's changes; row counts are verified."""
+
+    def run(statement: str, expected: int, **params: Any) -> None:
+        count = connection.execute(statement, {"vdn": vdn, "ts": ts, **params}).rowcount
+        if count != expected:
+            raise StoreError(
+                f"stored data inconsistent for VDN {vdn}: a statement changed {count} rows, "
+                f"expected {expected}; nothing applied for this VDN"
+            )
+
+    closed = [c for c, _, _ in changes.updates] + list(changes.deletes)
+    if closed:
+        run(sql.close_versions, len(closed), codes=closed, run=run_id)
+    if changes.deletes:
+        run(sql.delete_codes, len(changes.deletes), codes=list(changes.deletes))
+    if changes.inserts:
+        run(
+            sql.insert_codes,
+            len(changes.inserts),
+            codes=[c for c, _ in changes.inserts],
+            descs=[d for _, d in changes.inserts],
+            run=run_id,
+        )
+    rewritten = [(c, new) for c, _, new in changes.updates] + list(changes.restores)
+    if rewritten:
+        run(
+            sql.update_codes,
+            len(rewritten),
+            codes=[c for c, _ in rewritten],
+            descs=[d for _, d in rewritten],
+            run=run_id,
+        )
+
+
+def insert_applied(
+    connection: psycopg.Connection[Any],
+    sql: Statements,
+    run_id: int,
+    result: VdnResult,
+    ts: datetime,
+    *,
+    wrote: bool,
+) -> VdnResult:
+    """The record of a VDN applied under its lock, with its times read back: both from the
+    database clock, around the change instant ``ts``. When it ``wrote``, the instant its
+    fetch began is kept in ``vdn_state`` (no older snapshot is applied over it)."""
+    params: dict[str, Any] = {"run": run_id, "ts": ts, "wrote": wrote}
+    for name, _ in RECORD_COLUMNS:
+        params[name] = getattr(result, "vdn_id" if name == "vdn" else name)
+    row = connection.execute(sql.record_applied, params).fetchone()
+    assert row is not None
+    return replace(result, started_at=row[0], finished_at=row[1])
+
+
+def describe_holder(
+    pid: int | None, application: str | None, user: str | None, state: str | None
+) -> str | None:
+    """The session holding a VDN's lock, in a skip's error (None: released meanwhile)."""
+    if pid is None:
+        return None
+    what = state or "state unknown"
+    return f"pid {pid}, application_name {application or ''!r}, user {user!r}, {what}"
+
+
+def same(rows: Sequence[tuple[str, str, bool]], codes: Mapping[str, str]) -> bool:
+    """True when the stored rows are exactly the snapshot: all present, same descriptions."""
+    if len(rows) != len(codes):
+        return False
+    get = codes.get
+    return all(not deleted and get(code) == desc for code, desc, deleted in rows)
+
+
+def no_changes(unchanged: int) -> Changes:
+    return Changes(
+        inserts=(),
+        updates=(),
+        deletes=(),
+        restores=(),
+        unchanged=unchanged,
+        guarded=False,
+        withheld_deletes=(),
+    )
+
+
+def present(stored: Mapping[str, StoredCode]) -> int:
+    return sum(1 for row in stored.values() if not row.deleted)
+
+
+def db_message(error: psycopg.Error) -> str:
+    """The database's own message, one line, without SQL or parameters (they may be huge);
+    for a bound obs-sync set, the setting that ended the wait."""
+    lines = str(error).strip().splitlines()
+    message = lines[0] if lines else type(error).__name__
+    if isinstance(error, psycopg.errors.LockNotAvailable):
+        message += (
+            " (another session held a lock on this VDN's rows longer than "
+            "database.lock_timeout_seconds)"
+        )
+    elif isinstance(error, psycopg.errors.QueryCanceled):
+        message += (
+            " (a statement ran longer than database.statement_timeout_seconds, or was "
+            "cancelled by an administrator)"
+        )
+    return message
+
+
+def bounded(error: psycopg.Error) -> bool:
+    """The statement was ended by one of the configured bounds (retrying would wait again)."""
+    return isinstance(error, (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled))
