@@ -120,11 +120,12 @@ def config_dict(
     *,
     schema: str = TEST_SCHEMA,
     sync: dict[str, Any] | None = None,
+    database: dict[str, Any] | None = None,
     **isales: Any,
 ) -> dict[str, Any]:
     data: dict[str, Any] = {
         "isales": isales_config_dict(sim, **isales),
-        "database": {"url": database_url, "schema": schema},
+        "database": {"url": database_url, "schema": schema, **(database or {})},
     }
     if sync is not None:
         data["sync"] = sync
