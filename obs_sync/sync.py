@@ -297,42 +297,29 @@ class _Run:
 
     def fetch(self, vdn_id: int) -> _Fetched:
         """The VDN's snapshot, or why it could not be fetched."""
+        # When the fetch begins, on the database clock: this instant orders the snapshot
+        # against other processes' (an older one is never applied over a newer one).
+        # Estimated from the store's latest database clock reading, which every statement
+        # of the run refreshes, so there is no round trip here; the first fetches, which
+        # do not wait for the database side, are mapped once the run's first reading is in.
         started = time.monotonic()
-        read = self.read_before_fetch(vdn_id)
+        store = self.prepared.store_if_ready()
+        at = store.now() if store is not None else None
         try:
-            return _Fetched(vdn_id, started, self.client.fetch_snapshot(vdn_id), read=read)
+            return _Fetched(vdn_id, started, self.client.fetch_snapshot(vdn_id), at=at)
         except ISalesError as error:
             # What the failed fetch cost goes to the run record.
             error_text = self.redact(_short(error, vdn_id))
-            return _Fetched(vdn_id, started, error_text, error.stats or FetchStats(), read)
+            return _Fetched(vdn_id, started, error_text, error.stats or FetchStats(), at)
         except Exception as error:  # a bug must not take the other VDNs down
             log.exception("unexpected error fetching VDN %d", vdn_id)
             error_text = self.redact(f"internal error: {_short(error, vdn_id)}")
-            return _Fetched(vdn_id, started, error_text, read=read)
-
-    def read_before_fetch(self, vdn_id: int) -> _Read | None:
-        """The VDN's stored codes and the database clock, just before its fetch begins.
-
-        The clock is the instant that orders this snapshot against other processes' (an
-        older snapshot is never applied over a newer one). Not before the database side is
-        ready (the first fetches of a run do not wait for it: their instant is then this
-        host's clock mapped onto the database's, erring early), nor on tables this run
-        created (nothing to read), nor for a dry run.
-        """
-        store = self.prepared.store_if_ready()
-        if store is None or store.created or self.dry_run:
-            return None
-        try:
-            return _Read(*store.read_before_fetch(vdn_id))
-        except Exception as error:  # the database is down: applying will say so
-            log.debug("cannot read VDN %d before its fetch: %s", vdn_id, error)
-            return None
+            return _Fetched(vdn_id, started, error_text, at=at)
 
     def apply(self, fetched: _Fetched) -> VdnResult:
         store = self.prepared.wait()
-        read = fetched.read
         # When the fetch began, on the database clock.
-        started_at = read.at if read is not None else store.db_time(fetched.started)
+        started_at = fetched.at if fetched.at is not None else store.db_time(fetched.started)
         snapshot = fetched.snapshot
         if isinstance(snapshot, str):
             failed = fetch_failed(
@@ -354,7 +341,7 @@ class _Run:
         run_id = self.prepared.run_id
         assert run_id is not None
         try:
-            return store.apply_vdn(run_id, plan, read.rows if read is not None else None)
+            return store.apply_vdn(run_id, plan)
         except Exception as error:  # e.g. the database is unreachable even for the record
             log.exception("cannot apply VDN %d", plan.vdn_id)
             kind = "database error" if is_database_error(error) else "internal error"
@@ -372,14 +359,6 @@ class _Run:
 
 
 @dataclass(frozen=True)
-class _Read:
-    """A VDN's stored codes as read just before its fetch, and the database clock then."""
-
-    at: datetime
-    rows: list[tuple[str, str, bool]]
-
-
-@dataclass(frozen=True)
 class _Fetched:
     """One VDN's fetch: its snapshot, or the error text when it failed (with its cost)."""
 
@@ -387,7 +366,7 @@ class _Fetched:
     started: float  # time.monotonic() when the fetch began
     snapshot: Snapshot | str
     failed_stats: FetchStats = field(default_factory=FetchStats)
-    read: _Read | None = None
+    at: datetime | None = None  # the same on the database clock, if known then
 
 
 def _prune(store: Store, keep_days: float) -> None:

@@ -8,9 +8,12 @@ held by other sessions are in tests/test_store_locks.py.
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +24,13 @@ from obs_sync.config import MAX_CODE_BYTES_CAP, Config
 from obs_sync.results import RunResult
 from obs_sync.simulator import Fault, Simulator, SimulatorData
 from obs_sync.sync import run_sync
-from tests.fixtures_db import TEST_SCHEMA, assert_history_invariants, make_config, present_codes
+from tests.fixtures_db import (
+    TEST_SCHEMA,
+    assert_history_invariants,
+    make_config,
+    present_codes,
+    write_config,
+)
 
 S = TEST_SCHEMA
 
@@ -62,7 +71,7 @@ def wait_for(condition: Callable[[], bool], what: str, seconds: float = 30) -> N
 
 
 def test_an_older_snapshot_is_never_applied_over_a_newer_one(
-    config: Config, engine: Engine, simulator: Simulator
+    config: Config, engine: Engine, simulator: Simulator, database_url: str, tmp_path: Path
 ):
     sync(config, engine, vdn_ids=[1])
     old = simulator.data.codes(1)
@@ -74,10 +83,17 @@ def test_an_older_snapshot_is_never_applied_over_a_newer_one(
     wait_for(lambda: len(simulator.faults) == 0, "B's first request")
     new = {code: f"{desc} (new)" for code, desc in old.items()}
     simulator.data.set_codes(1, new)
-    # A fetches after B began, and applies the new state while B still waits.
-    a = sync(config, engine, vdn_ids=[1])
+    # A, another process, fetches after B began and applies the new state while B waits.
+    path = write_config(tmp_path / "a.yaml", simulator, database_url, max_retries=0)
+    a = subprocess.run(
+        [sys.executable, "-m", "obs_sync", "--config", path, "sync", "--vdn", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert b.is_alive(), "B finished before A: the race did not happen (a slower delay?)"
-    assert (by_vdn(a)[1].status, by_vdn(a)[1].updated) == ("succeeded", 120)
+    assert a.returncode == 0, a.stderr
+    assert present_codes(engine)[1] == new
     b.join(timeout=60)
     late = by_vdn(outcome["b"])[1]
     assert late.status == "skipped" and late.skip_reason == "superseded"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -17,8 +18,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from obs_sync.config import Config
+from obs_sync.daemon.metrics import Metrics
 from obs_sync.db.engine import make_engine
 from obs_sync.db.url import connect_params, database_url, session_args
+from obs_sync.health import HealthTracker
 from obs_sync.results import LOCKED_ERROR, RunResult
 from obs_sync.simulator import Simulator
 from obs_sync.store.status import read_status
@@ -118,6 +121,20 @@ def test_a_held_lock_fails_the_vdn_after_max_lock_skips_runs(
         # `status`, /healthz and the metrics read it as any failing VDN.
         status = read_status(engine, S, [2])
         assert status.vdns[0].streak == 1 and "bi-reader" in (status.vdns[0].last_error or "")
+        at = failed.finished_at
+        health = HealthTracker(
+            started_at=at,
+            due=lambda t: t + timedelta(days=1),
+            max_failing=timedelta(minutes=1),
+            clock=lambda: at + timedelta(minutes=2),
+        )
+        health.record_vdn(2, failed.status, failed.error, at)
+        health.record_run_finished(at)
+        verdict = health.check()
+        assert verdict.status == "unhealthy" and "bi-reader" in verdict.reason
+        metrics = Metrics()
+        metrics.on_vdn(failed)
+        assert metrics.registry.get_sample_value("obs_sync_vdns_failing") == 1
         holder.execute(text("SELECT pg_advisory_unlock_all()"))
     released = sync(config)
     assert vdn(released, 2).status == "succeeded" and vdn(released, 2).inserted == 1

@@ -58,8 +58,8 @@ def statements(schema: str) -> Statements:
         return statement.format(s=s)
 
     lock = sql("SELECT pg_try_advisory_xact_lock(%(cls)s::int4, %(vdn)s::int4), clock_timestamp()")
-    # The unlocked read, made just before the VDN is fetched: also the database clock, the
-    # instant the fetch begins (one row of NULLs and the clock for a VDN without codes).
+    # The unlocked read; also the database clock, which keeps the store's estimate of it
+    # fresh (one row of NULLs and the clock for a VDN without codes).
     read = sql(
         "SELECT obs_code, obs_code_desc, deleted_at IS NOT NULL, t.now "
         "FROM (SELECT clock_timestamp()) AS t(now) "

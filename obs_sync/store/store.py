@@ -6,10 +6,10 @@ Knows SQL, not HTTP. Plain SQL on psycopg connections, from its own small pool (
 are in :mod:`obs_sync.store.tables`, and migrations (Alembic) in :mod:`obs_sync.db.migrate`.
 What a VDN's changes and result are is decided by its :class:`~obs_sync.results.VdnPlan`.
 
-A VDN starts with one unlocked SELECT of its stored codes, made just before its fetch
-(:meth:`Store.read_before_fetch`), which also reads the database clock: the instant the
-fetch began. When the diff is empty (the usual re-sync) that is all, and its
-``sync_run_vdn`` row is batched with others. Otherwise it is applied in one transaction
+A VDN starts with one unlocked SELECT of its stored codes (which also reads the database
+clock, so the store's estimate of it stays fresh: see :meth:`Store.now`). When the diff
+is empty (the usual re-sync) that is all, and its ``sync_run_vdn`` row is batched with
+others. Otherwise it is applied in one transaction
 with a fixed, small number of statements whatever its code count (set-based SQL over
 ``unnest`` arrays):
 
@@ -114,7 +114,10 @@ class Store:
         self._clock = (datetime.now(timezone.utc), time.monotonic())
 
     def now(self) -> datetime:
-        """The database clock, estimated from the latest reading and this host's."""
+        """The database clock, estimated from the latest reading and this host's monotonic
+        clock since. Readings come with the run's statements (start, every unlocked read,
+        every lock), so the estimate is never extrapolated far; it errs early by about one
+        statement's return trip (a reading is noted when its statement has come back)."""
         return self.db_time(time.monotonic())
 
     def db_time(self, monotonic: float) -> datetime:
@@ -221,16 +224,12 @@ class Store:
             ).fetchone()
         return bool(row and row[0])
 
-    def read_before_fetch(self, vdn_id: int) -> tuple[datetime, list[tuple[str, str, bool]]]:
-        """The database clock now (the VDN's fetch begins) and its stored codes, unlocked."""
+    def _read_rows(self, vdn_id: int) -> list[tuple[str, str, bool]]:
+        """The VDN's stored codes, unlocked; the database clock read with them is noted."""
         with self.pool.connection() as connection:
             rows = connection.execute(self.sql.read, {"vdn": vdn_id}).fetchall()
-        now: datetime = rows[0][3]
-        self._observe(now)
-        return now, [(code, desc, deleted) for code, desc, deleted, _ in rows if code is not None]
-
-    def _read_rows(self, vdn_id: int) -> list[tuple[str, str, bool]]:
-        return self.read_before_fetch(vdn_id)[1]
+        self._observe(rows[0][3])
+        return [(code, desc, deleted) for code, desc, deleted, _ in rows if code is not None]
 
     def read_codes(self, vdn_id: int) -> dict[str, StoredCode]:
         """The VDN's stored codes (present and deleted), unlocked, in one round trip."""
@@ -283,19 +282,16 @@ class Store:
             params[name] = [getattr(r, "vdn_id" if name == "vdn" else name) for r in results]
         connection.execute(self.sql.record, params)
 
-    def apply_vdn(
-        self, run_id: int, plan: VdnPlan, rows: Sequence[tuple[str, str, bool]] | None = None
-    ) -> VdnResult:
+    def apply_vdn(self, run_id: int, plan: VdnPlan) -> VdnResult:
         """Apply one VDN's snapshot in one transaction and record it; never raises for data.
 
         ``plan`` says what changes and what the VDN's result is; the store reads and writes.
         A value PostgreSQL cannot store, or a database error, makes the VDN ``failed`` with
         its rows untouched.
 
-        Fast path: an unlocked read first (``rows``, read before the fetch, or read now).
-        When it shows nothing to write (the common re-sync), the VDN is done: no lock, no
-        transaction, its record batched. Otherwise the VDN is re-read and applied under its
-        lock.
+        Fast path: an unlocked read first. When it shows nothing to write (the common
+        re-sync), the VDN is done: no lock, no transaction, its record batched. Otherwise
+        the VDN is re-read and applied under its lock.
         """
         problem = plan.unstorable()
         if problem is not None:
@@ -307,8 +303,7 @@ class Store:
                 # On tables this run created, a VDN with codes certainly has something to
                 # write: straight to the locked path, whose read is authoritative anyway.
                 if not (self.created and codes):
-                    if rows is None or attempt == 2:
-                        rows = self._read_rows(plan.vdn_id)
+                    rows = self._read_rows(plan.vdn_id)
                     if same(rows, codes):  # the usual re-sync: no StoredCode objects, no diff
                         result = plan.outcome(no_changes(len(codes)), len(rows), self.now())
                         return self.record_later(run_id, result)
