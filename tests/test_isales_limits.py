@@ -158,7 +158,7 @@ def test_max_response_bytes_counts_decompressed_bytes(framing: str, extra: int) 
 
 def test_max_response_bytes_is_a_documented_key_with_bounds() -> None:
     assert config("http://h:1").max_response_bytes == 8 * 1024 * 1024
-    for bad in (1023, 2**30 + 1):
+    for bad in (1023, 1_000_000_001):
         with pytest.raises(ValueError, match="max_response_bytes"):
             config("http://h:1", max_response_bytes=bad)
     assert config("http://h:1", max_response_bytes=1024).max_response_bytes == 1024
