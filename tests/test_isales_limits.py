@@ -123,6 +123,12 @@ def raw_deflate(data: bytes) -> bytes:
     return squeezer.compress(data) + squeezer.flush()
 
 
+def two_members(data: bytes) -> bytes:
+    """Two gzip members back to back (RFC 1952 allows it; some servers stream that way)."""
+    half = len(data) // 2
+    return gzip.compress(data[:half]) + gzip.compress(data[half:])
+
+
 # How each framing puts a payload on the wire: (Content-Encoding, chunked?, encoder).
 FRAMINGS: dict[str, tuple[str, bool, Callable[[bytes], bytes]]] = {
     "content-length": ("", False, bytes),
@@ -131,6 +137,7 @@ FRAMINGS: dict[str, tuple[str, bool, Callable[[bytes], bytes]]] = {
     "gzip-chunked": ("gzip", True, gzip.compress),
     "deflate": ("deflate", False, zlib.compress),
     "raw-deflate": ("deflate", False, raw_deflate),
+    "gzip-two-members": ("gzip", False, two_members),
 }
 
 LIMIT = 4096
