@@ -29,9 +29,15 @@ from obs_sync.db.migrate import head_revision, known_revisions
 from obs_sync.db.revision import revision_sa
 from obs_sync.errors import one_line
 from obs_sync.isales.client import ISalesClient
-from obs_sync.isales.errors import AuthenticationError, DataError, HTTPStatusError, VendorError
+from obs_sync.isales.errors import (
+    AuthenticationError,
+    DataError,
+    HTTPStatusError,
+    TransportError,
+    VendorError,
+)
 from obs_sync.observability import redactor_for
-from obs_sync.text import plural
+from obs_sync.text import escape_controls, plural
 
 log = logging.getLogger("obs_sync.checks")  # the name logs have always shown
 
@@ -147,27 +153,50 @@ def _schema_result(found: str, schema: str, revision: str | None) -> CheckResult
     return CheckResult("database", True, f"{found}; {state}")
 
 
-def _isales_fix(error: BaseException, base_url: str) -> str:
+def _transport_fix(error: TransportError, scheme: str) -> str:
+    category = error.category
+    if category == "tls_hostname":
+        return (
+            "the certificate does not name the host in isales.base_url: use a host name the "
+            "certificate covers (not an IP address unless the certificate lists it)"
+        )
+    if category.startswith("tls"):
+        return (
+            "TLS failed: set isales.verify_tls to the path of the CA bundle that signed the "
+            "server's certificate (false only for a lab server); check http vs https in "
+            "isales.base_url"
+        )
+    if category in ("timeout", "connect_timeout"):
+        return (
+            "no answer in time: check isales.base_url and the firewall, or raise "
+            "isales.timeout_seconds for a slow server"
+        )
+    if category == "dns":
+        return (
+            "the host name in isales.base_url does not resolve: check its spelling and this "
+            "host's DNS (/etc/resolv.conf), or use the server's IP address"
+        )
+    if category == "unreachable":
+        return (
+            "no network route to the host in isales.base_url: check the address, this "
+            "host's routes and any VPN or firewall between them"
+        )
+    if category in ("refused", "reset", "closed", "cut", "network"):
+        return (
+            f"cannot connect: check the host and port in isales.base_url ({scheme}), that "
+            "the server is running, and that a firewall allows this host to reach it"
+        )
+    if category in ("http_status", "non_json"):
+        return "the server is failing or overloaded: try again later, or ask its operators"
+    return error.fix or "see docs/operations.md (errors) for this message"
 
-    text = str(error)
-    lowered = text.lower()
-    scheme = urlsplit(base_url).scheme
+
+def _isales_fix(error: BaseException, base_url: str) -> str:
     if isinstance(error, AuthenticationError):
         return (
             "the server rejected the signature: check isales.access_key and "
             "isales.secret_key (the pair issued for this API), isales.signing.signed_headers "
             "and the host clock (run NTP; the signature carries a timestamp)"
-        )
-    if "is not issued for" in lowered:
-        return (
-            "the certificate does not name the host in isales.base_url: use a host name the "
-            "certificate covers (not an IP address unless the certificate lists it)"
-        )
-    if "tls" in lowered or "ssl" in lowered or "certificate" in lowered:
-        return (
-            "TLS failed: set isales.verify_tls to the path of the CA bundle that signed the "
-            "server's certificate (false only for a lab server); check http vs https in "
-            "isales.base_url"
         )
     if isinstance(error, VendorError):
         return (
@@ -188,28 +217,8 @@ def _isales_fix(error: BaseException, base_url: str) -> str:
             "the server answered but not as the API describes: is isales.base_url the "
             "iSales server?"
         )
-    if "no response within" in lowered or "timeout" in lowered:
-        return (
-            "no answer in time: check isales.base_url and the firewall, or raise "
-            "isales.timeout_seconds for a slow server"
-        )
-    if "dns lookup failed" in lowered:
-        return (
-            "the host name in isales.base_url does not resolve: check its spelling and this "
-            "host's DNS (/etc/resolv.conf), or use the server's IP address"
-        )
-    if "unreachable" in lowered or "no route" in lowered:
-        return (
-            "no network route to the host in isales.base_url: check the address, this "
-            "host's routes and any VPN or firewall between them"
-        )
-    if "connection" in lowered or "refused" in lowered:
-        return (
-            f"cannot connect: check the host and port in isales.base_url ({scheme}), that "
-            "the server is running, and that a firewall allows this host to reach it"
-        )
-    if "http 5" in lowered or "http 429" in lowered or "not json" in lowered:
-        return "the server is failing or overloaded: try again later, or ask its operators"
+    if isinstance(error, TransportError):  # by the category the client recognised
+        return _transport_fix(error, urlsplit(base_url).scheme)
     return "see docs/operations.md (errors) for this message"
 
 
@@ -226,7 +235,10 @@ def check_isales(config: Config) -> CheckResult:
     except Exception as error:
         detail = redactor_for(config)(one_line(error))  # the server's text may echo a secret
         return CheckResult("isales", False, detail, _isales_fix(error, config.isales.base_url))
-    sample = f", e.g. {page.codes[0][0]} = {page.codes[0][1]!r}" if page.codes else ""
+    # (the server's text, shown: its control characters escaped)
+    sample = (
+        f", e.g. {escape_controls(page.codes[0][0])} = {page.codes[0][1]!r}" if page.codes else ""
+    )
     return CheckResult(
         "isales",
         True,

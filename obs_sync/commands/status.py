@@ -3,14 +3,13 @@ as a table for people or JSON for tools."""
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from obs_sync.store.status import Status
-from obs_sync.text import plural
+from obs_sync.text import escape_controls, json_text, plural
 
 
 def _fixed_zone(now: datetime, zone: tzinfo | None) -> timezone:
@@ -63,7 +62,7 @@ _URL_TAIL = re.compile(r"\b(https?://[^\s/?#]+)[/?#][^\s)]*")
 def _short_error(error: str, width: int) -> str:
     """An error on one line in at most ``width`` characters, its cause kept: URLs lose
     their path first, then the end goes, at a word boundary where one is near."""
-    text = " ".join(error.split())
+    text = escape_controls(" ".join(error.split()))  # (records an old version wrote raw)
     if len(text) <= width:
         return text
     text = _URL_TAIL.sub(r"\1/...", text)
@@ -155,13 +154,12 @@ def format_json(status: Status) -> str:
     def row(item: Any) -> dict[str, Any]:
         return {k: _jsonable(v) for k, v in asdict(item).items()}
 
-    return json.dumps(
+    return json_text(
         {
             "now": status.now.isoformat(),
             "warnings": status.warnings,
             "runs": [row(r) for r in status.runs],
             "vdns": [row(v) for v in status.vdns],
         },
-        ensure_ascii=False,
         indent=2,
     )

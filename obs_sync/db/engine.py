@@ -6,7 +6,7 @@ without needing an engine unless a migration is due.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from obs_sync.db.url import connect_params, database_url, session_args
 
@@ -14,6 +14,21 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from obs_sync.config import Config
+
+
+def _connect_args(config: Config, url: str) -> dict[str, Any]:
+    """Connection arguments that make SQLAlchemy open the database obs-sync's own pools open,
+    with the same session bounds (:func:`~obs_sync.db.url.session_args`).
+
+    SQLAlchemy 2.0 (the newest on Python 3.10) leaves a percent-encoded database name
+    encoded; libpq and :func:`connect_params` decode it, so the decoded name is passed on.
+    """
+    params = connect_params(url)
+    args = session_args(config, params.get("options"))
+    dbname = params.get("dbname")
+    if dbname:
+        args["dbname"] = dbname
+    return args
 
 
 def make_engine(config: Config, *, connections: int = 1) -> Engine:
@@ -29,7 +44,7 @@ def make_engine(config: Config, *, connections: int = 1) -> Engine:
         # A pooled connection that died (database restart, failover, a terminated backend)
         # is replaced at checkout instead of failing the daemon's next runs.
         pool_pre_ping=True,
-        connect_args=session_args(config, connect_params(url).get("options")),
+        connect_args=_connect_args(config, url),
     )
 
 
@@ -39,5 +54,4 @@ def single_use_engine(config: Config) -> Engine:
     from sqlalchemy.pool import NullPool
 
     url = database_url(config)
-    connect_args = session_args(config, connect_params(url).get("options"))
-    return create_engine(url, poolclass=NullPool, connect_args=connect_args)
+    return create_engine(url, poolclass=NullPool, connect_args=_connect_args(config, url))
