@@ -166,8 +166,13 @@ class _Prepared:
         migrate: bool,
         trigger: str,
         log_run: logcontext.PendingRun,
+        vdns: Sequence[int] = (),
+        full: bool = True,
     ) -> None:
         self.config = config
+        # The VDN registry's configured flags (obs_sync/registry.py): a full run sets them
+        # all, a --vdn run only its own.
+        self.register = (list(vdns), full)
         # The run's log lines wait for its id, known once start_run has inserted the row.
         self.log_run = log_run
         if dry_run:
@@ -212,6 +217,10 @@ class _Prepared:
             else:
                 # Tables this run created are empty: the store skips its no-change pre-reads.
                 store.created = self._migrate(schema)
+                from obs_sync.registry import register_vdns
+
+                with self.pool.connection() as connection:
+                    register_vdns(connection, schema, self.register[0], full=self.register[1])
                 self.handle = store.start_run(
                     trigger=self.trigger,
                     hostname=socket.gethostname(),
@@ -465,7 +474,14 @@ def run_sync(
     vdns = list(dict.fromkeys(vdn_ids)) if vdn_ids is not None else config.isales.vdn_list
     pending = log_run if log_run is not None else logcontext.PendingRun()
     prepared = _Prepared(
-        config, engine, dry_run=dry_run, migrate=migrate, trigger=trigger, log_run=pending
+        config,
+        engine,
+        dry_run=dry_run,
+        migrate=migrate,
+        trigger=trigger,
+        log_run=pending,
+        vdns=vdns,
+        full=vdn_ids is None,
     )
     prepared.thread.start()
     try:

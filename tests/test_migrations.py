@@ -19,7 +19,8 @@ from obs_sync.simulator import Simulator
 from tests.fixtures_db import write_config
 
 SCHEMA = "obs_sync_mig"
-TABLES = {"result_code", "result_code_history", "sync_run", "sync_run_vdn"}
+TABLES_0001 = {"result_code", "result_code_history", "sync_run", "sync_run_vdn"}
+TABLES = TABLES_0001 | {"vdn"}  # 0002 adds the VDN registry
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -159,11 +160,16 @@ def test_db_commands(
             )
         )
     # Not on a terminal and no --yes: says what would be lost, changes nothing.
-    result = runner.invoke(main, ["--config", path, "db", "downgrade"])
+    result = runner.invoke(main, ["--config", path, "db", "downgrade", "--revision", "base"])
     assert result.exit_code == 2, result.output
     assert f"schema {SCHEMA}: downgrade from {migrate.head_revision()} drops every" in result.output
     assert "sync_run (1 rows)" in result.output and "add --yes" in result.output
     assert tables(db_engine) == TABLES | {"alembic_version"}
+    # One step back (the default): 0002's objects go, 0001's tables and rows stay.
+    result = runner.invoke(main, ["--config", path, "db", "downgrade"])
+    assert result.exit_code == 2 and "reverts migration(s) 0002 to 0001" in result.output
+    result = runner.invoke(main, ["--config", path, "db", "downgrade", "--yes"])
+    assert result.exit_code == 0 and tables(db_engine) == TABLES_0001 | {"alembic_version"}
     result = runner.invoke(main, ["--config", path, "db", "downgrade", "--yes"])
     assert result.exit_code == 0 and tables(db_engine) == {"alembic_version"}
     result = runner.invoke(main, ["--config", path, "db", "downgrade"])  # nothing left: no ask
@@ -205,17 +211,19 @@ def test_alembic_command_line_reads_obs_sync_config(
 @pytest.mark.parametrize(
     ("revision", "expected"),
     [
-        ("-1", (True, None, ("0001",))),
-        ("base", (True, None, ("0001",))),
-        ("0001", (True, "0001", ())),
-        ("-2", (False, None, ())),  # below base: left for Alembic to reject
+        ("-1", (True, "0001", ("0002",))),
+        ("-2", (True, None, ("0002", "0001"))),
+        ("base", (True, None, ("0002", "0001"))),
+        ("0001", (True, "0001", ("0002",))),
+        ("0002", (True, "0002", ())),
+        ("-3", (False, None, ())),  # below base: left for Alembic to reject
         ("head", (False, None, ())),
         ("nope", (False, None, ())),
     ],
 )
 def test_downgrade_target(revision: str, expected: tuple[object, ...]) -> None:
-    assert migrate.known_revisions() == ("0001",), "extend these cases with each new migration"
-    assert migrate.downgrade_target("0001", revision) == expected
+    assert migrate.known_revisions() == ("0001", "0002"), "extend these cases with each migration"
+    assert migrate.downgrade_target("0002", revision) == expected
 
 
 def test_downgrade_asks_on_a_terminal(
@@ -227,10 +235,11 @@ def test_downgrade_asks_on_a_terminal(
     migrate.upgrade(db_engine, SCHEMA)
 
     def downgrade(answer: str) -> tuple[int, str]:
+        BASE = ("--revision", "base")  # every table, as the answer says
         controller, terminal = pty.openpty()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "obs_sync", "--config", path, "db", "downgrade"],
+                [sys.executable, "-m", "obs_sync", "--config", path, "db", "downgrade", *BASE],
                 stdin=terminal,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
