@@ -301,8 +301,9 @@ def upgrade(ctx: click.Context, revision: str) -> None:
 def downgrade(ctx: click.Context, revision: str, yes: bool) -> None:
     """Revert migrations down to REVISION; "-1" is one step back, "base" drops every table.
 
-    With a single migration so far, both drop every obs-sync table, history included. It
-    first says which tables and how many rows, and asks.
+    From 0002, "-1" drops the BI views, function and VDN registry and keeps the data;
+    "base" drops every obs-sync table, history included. It first says which tables and
+    how many rows, and asks.
     """
     from obs_sync.sync_command import run_migration_command
 

@@ -401,7 +401,7 @@ def format_text(findings: Sequence[Finding], schema: str) -> str:
     vdns = len({f.vdn_id for f in findings})
     lines.append(
         f"obs-sync verify: {len(findings)} finding(s) in {vdns} VDN(s) (schema {schema}); "
-        "docs/operations.md#verify says what to do about each"
+        "docs/operations.md#obs-sync-verify says what to do about each"
     )
     return "\n".join(lines)
 
