@@ -137,3 +137,12 @@ def test_dbt_sources_freshness_and_tests_on_a_synced_database(
         with db_engine.begin() as connection:
             connection.execute(text(f"DROP OWNED BY {role}"))
             connection.execute(text(f"DROP ROLE {role}"))
+
+
+def test_missing_dbt_fails_in_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="dbt is required in CI"):
+        _unavailable("no index")
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception, match="dbt not available"):
+        _unavailable("no index")
