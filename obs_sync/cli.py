@@ -281,8 +281,9 @@ def upgrade(ctx: click.Context, revision: str) -> None:
 def downgrade(ctx: click.Context, revision: str, yes: bool) -> None:
     """Revert migrations down to REVISION; "-1" is one step back, "base" drops every table.
 
-    With a single migration so far, both drop every obs-sync table, history included. It
-    first says which tables and how many rows, and asks.
+    From 0002, "-1" drops the BI views, function and VDN registry and keeps the data;
+    "base" drops every obs-sync table, history included. It first says which tables and
+    how many rows, and asks.
     """
     from obs_sync.commands.sync import run_migration_command
 
@@ -389,6 +390,40 @@ def status(ctx: click.Context, fmt: str) -> None:
     finally:
         engine.dispose()
     click.echo(format_json(report) if fmt == "json" else format_table(report))
+
+
+@main.command(short_help="Check the stored history's integrity; read-only.")
+@click.option("--upstream", is_flag=True, help="Also compare with a fresh fetch from iSales.")
+@click.option(
+    "--vdn",
+    "vdn_ids",
+    type=click.IntRange(1, 9999),
+    multiple=True,
+    help="Check only this VDN (repeatable); default: all (--upstream: all configured).",
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@config_option
+@click.pass_context
+def verify(ctx: click.Context, upstream: bool, vdn_ids: tuple[int, ...], fmt: str) -> None:
+    """Verify the stored codes and history (0 all holds, 1 findings listed, 2 usage)."""
+    config = get_config(ctx, credentials=upstream)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from obs_sync.commands.verify import VerifyError, run_verify
+
+    engine = open_engine(config)
+    try:
+        code, output = run_verify(
+            config, engine, vdn_ids=list(vdn_ids) or None, upstream=upstream, fmt=fmt
+        )
+    except VerifyError as error:
+        fail(str(error))
+    except SQLAlchemyError as error:
+        fail(database_error(error))
+    finally:
+        engine.dispose()
+    click.echo(output)
+    sys.exit(code)
 
 
 @main.command(short_help="One-command demo: simulator + embedded DB.")

@@ -115,8 +115,13 @@ class _Prepared:
         migrate: bool,
         trigger: str,
         log_run: logcontext.PendingRun,
+        vdns: Sequence[int] = (),
+        full: bool = True,
     ) -> None:
         self.config = config
+        # The VDN registry's configured flags (obs_sync/store/registry.py): a full run sets them
+        # all, a --vdn run only its own.
+        self.register = (list(vdns), full)
         # The run's log lines wait for its id, known once start_run has inserted the row.
         self.log_run = log_run
         if dry_run:
@@ -144,6 +149,7 @@ class _Prepared:
             # Imported in this thread on purpose: psycopg's import overlaps the first fetches.
             from obs_sync.db.pool import EnginePool, OwnPool
             from obs_sync.db.url import connect_params, database_url, session_args
+            from obs_sync.store.registry import register_vdns
             from obs_sync.store.store import Store
 
             if self.engine is not None:
@@ -164,6 +170,8 @@ class _Prepared:
             else:
                 # Tables this run created are empty: the store skips its no-change pre-reads.
                 store.created = self._migrate(schema)
+                with self.pool.connection() as connection:
+                    register_vdns(connection, schema, self.register[0], full=self.register[1])
                 self.handle = store.start_run(
                     trigger=self.trigger,
                     hostname=socket.gethostname(),
@@ -406,7 +414,14 @@ def run_sync(
     vdns = list(dict.fromkeys(vdn_ids)) if vdn_ids is not None else config.isales.vdn_list
     pending = log_run if log_run is not None else logcontext.PendingRun()
     prepared = _Prepared(
-        config, engine, dry_run=dry_run, migrate=migrate, trigger=trigger, log_run=pending
+        config,
+        engine,
+        dry_run=dry_run,
+        migrate=migrate,
+        trigger=trigger,
+        log_run=pending,
+        vdns=vdns,
+        full=vdn_ids is None,
     )
     prepared.thread.start()
     try:

@@ -322,6 +322,12 @@ def test_schedules_serves_and_stops_cleanly_mid_run(pg: TempPostgres, tmp_path: 
         assert d.metric("obs_sync_codes_changed_total", kind="inserted") == 6 * 60
         assert d.metric("obs_sync_http_request_duration_seconds_count", outcome="ok") >= 36
         assert d.metric("obs_sync_vdn_last_success_timestamp_seconds", vdn="6") > 0
+        with pg.connect(database) as connection:  # the daemon keeps the VDN registry too
+            registry = connection.execute(
+                f"SELECT vdn_id, configured, last_status, last_succeeded_at IS NOT NULL "
+                f"FROM {schema}.vdn ORDER BY vdn_id"
+            ).fetchall()
+        assert registry == [(vdn, True, "succeeded", True) for vdn in range(1, 7)]
 
         # Change every code of every VDN right after a run finished (runs take well under
         # the 3 s interval here), then slow the server so the next run is long.

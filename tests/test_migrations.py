@@ -21,7 +21,9 @@ from obs_sync.simulator import Simulator
 from tests.fixtures_db import write_config
 
 SCHEMA = "obs_sync_mig"
-TABLES = {"result_code", "result_code_history", "sync_run", "sync_run_vdn", "vdn_state"}
+TABLES_0001 = {"result_code", "result_code_history", "sync_run", "sync_run_vdn"}
+TABLES_0002 = TABLES_0001 | {"vdn"}  # 0002 adds the VDN registry
+TABLES = TABLES_0002 | {"vdn_state"}  # 0003 adds each VDN's snapshot marker
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -177,9 +179,15 @@ def test_db_commands(
     assert f"schema {SCHEMA}: downgrade from {migrate.head_revision()} drops every" in result.output
     assert "sync_run (1 rows)" in result.output and "add --yes" in result.output
     assert tables(db_engine) == TABLES | {"alembic_version"}
-    result = runner.invoke(
-        main, ["--config", path, "db", "downgrade", "--revision", "base", "--yes"]
-    )
+    # One step back (the default) at a time: 0003's table goes, then 0002's objects; 0001's
+    # tables and rows stay.
+    result = runner.invoke(main, ["--config", path, "db", "downgrade"])
+    assert result.exit_code == 2 and "reverts migration(s) 0003 to 0002" in result.output
+    result = runner.invoke(main, ["--config", path, "db", "downgrade", "--yes"])
+    assert result.exit_code == 0 and tables(db_engine) == TABLES_0002 | {"alembic_version"}
+    result = runner.invoke(main, ["--config", path, "db", "downgrade", "--yes"])
+    assert result.exit_code == 0 and tables(db_engine) == TABLES_0001 | {"alembic_version"}
+    result = runner.invoke(main, ["--config", path, "db", "downgrade", "--yes"])
     assert result.exit_code == 0 and tables(db_engine) == {"alembic_version"}
     result = runner.invoke(main, ["--config", path, "db", "downgrade"])  # nothing left: no ask
     assert result.exit_code == 0 and "already at base" in result.output
@@ -220,18 +228,21 @@ def test_alembic_command_line_reads_obs_sync_config(
 @pytest.mark.parametrize(
     ("revision", "expected"),
     [
-        ("-1", (True, "0001", ("0003",))),
-        ("-2", (True, None, ("0003", "0001"))),
-        ("base", (True, None, ("0003", "0001"))),
-        ("0001", (True, "0001", ("0003",))),
+        ("-1", (True, "0002", ("0003",))),
+        ("-2", (True, "0001", ("0003", "0002"))),
+        ("-3", (True, None, ("0003", "0002", "0001"))),
+        ("base", (True, None, ("0003", "0002", "0001"))),
+        ("0001", (True, "0001", ("0003", "0002"))),
+        ("0002", (True, "0002", ("0003",))),
         ("0003", (True, "0003", ())),
-        ("-3", (False, None, ())),  # below base: left for Alembic to reject
+        ("-4", (False, None, ())),  # below base: left for Alembic to reject
         ("head", (False, None, ())),
         ("nope", (False, None, ())),
     ],
 )
 def test_downgrade_target(revision: str, expected: tuple[object, ...]) -> None:
-    assert migrate.known_revisions() == ("0001", "0003"), "extend these cases with each migration"
+    known = ("0001", "0002", "0003")
+    assert migrate.known_revisions() == known, "extend these cases with each migration"
     assert migrate.downgrade_target("0003", revision) == expected
 
 

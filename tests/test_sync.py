@@ -243,12 +243,12 @@ def test_no_change_resync_writes_nothing_and_is_set_based(
     writes = [s for s in statements if "result_code" in s and not s.lstrip().startswith("SELECT")]
     assert writes == []
     # Per VDN: one unlocked read, nothing else (its record is batched). Per run: schema
-    # check (2), start (insert + liveness lock), abandon check, records, finish, unlock,
-    # retention prune.
+    # check (2), VDN registry, start (insert + liveness lock), abandon check, records,
+    # finish, unlock, retention prune.
     reads = [s for s in statements if s.lstrip().startswith("SELECT obs_code")]
     assert len(reads) == 5
     assert not any("pg_try_advisory_xact_lock" in s for s in statements)
-    assert len(statements) <= 5 + 9, statements
+    assert len(statements) <= 5 + 10, statements
     assert sum("DELETE FROM" in s and "sync_run_vdn" in s for s in statements) == 1
 
 

@@ -1,8 +1,7 @@
 """Any description length; the snapshot instant per VDN; why a VDN was skipped.
 
 Revision ID: 0003
-Revises: 0001 (0002, the BI interface, is being written in parallel: the chain is
-rebased to 0001 -> 0002 -> 0003 when both land)
+Revises: 0002
 Create Date: 2026-11-29
 
 - ``result_code_history_at_uq`` no longer INCLUDEs ``obs_code_desc``: a btree entry holds
@@ -21,7 +20,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
@@ -36,10 +35,21 @@ CREATE TABLE {s}.vdn_state (
 );
 COMMENT ON TABLE {s}.vdn_state IS
     'obs-sync: per VDN, when the fetch of the snapshot that wrote its current state began';
+COMMENT ON COLUMN {s}.vdn_state.vdn_id IS
+    'The VDN (virtual call center id, 1..9999); one row per VDN obs-sync has written';
+COMMENT ON COLUMN {s}.vdn_state.snapshot_started_at IS
+    'When the fetch began (database clock, timestamptz, UTC instant) of the snapshot that '
+    'wrote this VDN''s current rows; a snapshot whose fetch began earlier is not applied '
+    'over them (skipped as superseded). Never NULL';
 
 ALTER TABLE {s}.sync_run_vdn ADD COLUMN skip_reason text
     CONSTRAINT sync_run_vdn_skip_reason_check
     CHECK (skip_reason IN ('locked', 'superseded', 'stopped', 'deadline'));
+COMMENT ON COLUMN {s}.sync_run_vdn.skip_reason IS
+    'Why a skipped VDN was not applied: locked (another session held its lock), superseded '
+    '(a newer snapshot was already applied), stopped (stop requested), deadline (the run '
+    'deadline passed). NULL when the VDN was not skipped, and for records written before '
+    'migration 0003';
 """
 
 # Fails while a stored description is too long for the old index (nothing is changed then).

@@ -12,6 +12,10 @@ from obs_sync.store.tables import TABLE_NAMES
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+BI_RELATIONS = (*TABLE_NAMES, "result_code_current", "result_code_change")
+"""Tables and views a reader may SELECT (the views come from migration 0002)."""
+BI_FUNCTIONS = ("result_code_desc_at(integer, text, timestamptz)",)
+
 
 class GrantError(ObsSyncError):
     """The grant cannot be made; the message says what to do."""
@@ -26,7 +30,8 @@ def validate_role(role: str) -> str:
 
 
 def grant_reader(engine: Engine, schema: str, role: str) -> list[str]:
-    """Grant ``role`` USAGE on ``schema`` and SELECT on the BI tables, now and in future.
+    """Grant ``role`` USAGE on ``schema``, SELECT on the BI tables and views, EXECUTE on
+    the BI functions; tables added later are readable too.
 
     Returns the statements executed (one transaction). The role must exist already: we
     never create roles (that means choosing a password, which is the DBA's business).
@@ -57,7 +62,7 @@ def grant_reader(engine: Engine, schema: str, role: str) -> list[str]:
             )
         missing = [
             table
-            for table in TABLE_NAMES
+            for table in BI_RELATIONS
             if connection.execute(
                 text("SELECT to_regclass(:name)"), {"name": f"{quote(schema)}.{quote(table)}"}
             ).scalar()
@@ -65,13 +70,17 @@ def grant_reader(engine: Engine, schema: str, role: str) -> list[str]:
         ]
         if missing:
             raise GrantError(
-                f"tables {', '.join(missing)} do not exist in schema {schema!r} yet; "
+                f"tables/views {', '.join(missing)} do not exist in schema {schema!r} yet; "
                 "run `obs-sync db upgrade` (or a first sync) first"
             )
-        tables = ", ".join(f"{quote(schema)}.{quote(table)}" for table in TABLE_NAMES)
+        tables = ", ".join(f"{quote(schema)}.{quote(table)}" for table in BI_RELATIONS)
         statements = [
             f"GRANT USAGE ON SCHEMA {quote(schema)} TO {quote(role)}",
             f"GRANT SELECT ON {tables} TO {quote(role)}",
+            *(
+                f"GRANT EXECUTE ON FUNCTION {quote(schema)}.{function} TO {quote(role)}"
+                for function in BI_FUNCTIONS
+            ),
             # Tables a later migration adds to the schema become readable too (for tables
             # created by the role running this command, which is the one running migrations).
             f"ALTER DEFAULT PRIVILEGES IN SCHEMA {quote(schema)} GRANT SELECT ON TABLES "

@@ -1,10 +1,10 @@
 """The BI contract's tables as SQLAlchemy metadata, for tools and tests.
 
-As created by migrations/versions/ (0001_initial.py, 0003_hostile_world.py); schema-less
-here (apply the configured schema with ``schema_translate_map`` or qualified names). The
-migrations are the source of truth; the sync itself (:mod:`obs_sync.store.store`) writes
-plain SQL on psycopg and does not import this module, so a one-shot ``obs-sync sync`` does
-not pay for SQLAlchemy.
+As created by migrations/versions/ (0001_initial.py, 0002_bi_interface.py,
+0003_hostile_world.py); schema-less here (apply the configured schema with
+``schema_translate_map`` or qualified names). The migrations are the source of truth; the
+sync itself (:mod:`obs_sync.store.store`) writes plain SQL on psycopg and does not import
+this module, so a one-shot ``obs-sync sync`` does not pay for SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ __all__ = [
     "result_code_history",
     "sync_run",
     "sync_run_vdn",
+    "vdn",
     "vdn_state",
 ]
 
@@ -109,5 +110,19 @@ result_code_history = Table(
     Column("closed_by_sync_run_id", BigInteger, ForeignKey("sync_run.id")),
 )
 
-BI_TABLES = (result_code, result_code_history, sync_run, sync_run_vdn, vdn_state)
+# The VDN registry (migration 0002); its last_* columns are kept by a trigger.
+vdn = Table(
+    "vdn",
+    metadata,
+    Column("vdn_id", Integer, primary_key=True),
+    Column("configured", Boolean, nullable=False),
+    Column("first_seen_at", TZ, nullable=False),
+    Column("last_attempted_at", TZ),
+    Column("last_status", Text),
+    Column("last_error", Text),
+    Column("last_sync_run_id", BigInteger),
+    Column("last_succeeded_at", TZ),
+)
+
+BI_TABLES = (result_code, result_code_history, sync_run, sync_run_vdn, vdn, vdn_state)
 TABLE_NAMES = tuple(sorted(table.name for table in BI_TABLES))

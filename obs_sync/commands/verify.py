@@ -1,0 +1,167 @@
+"""``obs-sync verify``: the integrity checks (:mod:`obs_sync.store.integrity`) and, with
+``--upstream``, a comparison with a fresh fetch from iSales (the normal client, nothing
+written); the findings as text or JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from obs_sync.db.url import quote_identifier
+from obs_sync.isales.client import ISalesClient
+from obs_sync.isales.errors import ISalesError
+from obs_sync.observability import redactor_for
+from obs_sync.store.integrity import Finding, VerifyError, verify_database
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from obs_sync.config import Config
+
+__all__ = [
+    "VerifyError",
+    "compare_snapshot",
+    "format_json",
+    "format_text",
+    "run_verify",
+    "verify_upstream",
+]
+
+
+def run_verify(
+    config: Config,
+    engine: Engine,
+    *,
+    vdn_ids: Sequence[int] | None,
+    upstream: bool,
+    fmt: str,
+) -> tuple[int, str]:
+    """The command: (exit code 0/1, output). Raises VerifyError / SQLAlchemyError."""
+    schema = config.database.schema_
+    findings = verify_database(
+        engine, schema, keep_days=config.sync.keep_run_records_days, vdn_ids=vdn_ids
+    )
+    if upstream:
+        findings = sorted(
+            findings + verify_upstream(config, engine, vdn_ids or config.isales.vdn_list),
+            key=Finding.sort_key,
+        )
+    output = format_json(findings, schema) if fmt == "json" else format_text(findings, schema)
+    return (1 if findings else 0), output
+
+
+# ------------------------------------------------------------------------- upstream
+
+
+def verify_upstream(
+    config: Config,
+    engine: Engine,
+    vdn_ids: Sequence[int],
+    *,
+    fetch: Callable[[int], Any] | None = None,
+) -> list[Finding]:
+    """Compare each VDN's present codes with a fresh fetch from iSales; writes nothing.
+
+    ``upstream-missing``: iSales has the code, the database has it not (or deleted);
+    ``upstream-extra``: the database has a present code a complete fetch lacks;
+    ``upstream-desc``: the descriptions differ; ``upstream-fetch``: the fetch failed or was
+    incomplete (nothing compared, or only what was fetched).
+    """
+    redact = redactor_for(config)
+    findings: list[Finding] = []
+    s = quote_identifier(config.database.schema_)
+    with ISalesClient(config.isales) as client:
+        for vdn_id in vdn_ids:
+            try:
+                snapshot = (fetch or client.fetch_snapshot)(vdn_id)
+            except ISalesError as error:
+                findings.append(
+                    Finding(vdn_id, None, "upstream-fetch", redact(f"fetch failed: {error}"))
+                )
+                continue
+            with engine.connect() as connection:
+                connection.exec_driver_sql(
+                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+                )
+                stored: dict[str, str] = dict(
+                    connection.exec_driver_sql(
+                        f"SELECT obs_code, obs_code_desc FROM {s}.result_code "
+                        "WHERE vdn_id = %(vdn)s AND deleted_at IS NULL",
+                        {"vdn": vdn_id},
+                    ).all()
+                )
+                connection.rollback()
+            findings += compare_snapshot(vdn_id, stored, snapshot.codes, snapshot.complete)
+            if not snapshot.complete:
+                findings.append(
+                    Finding(
+                        vdn_id,
+                        None,
+                        "upstream-fetch",
+                        f"incomplete fetch ({snapshot.incomplete_reason}): codes missing "
+                        "upstream not compared",
+                    )
+                )
+    return sorted(findings, key=Finding.sort_key)
+
+
+def compare_snapshot(
+    vdn_id: int, stored: Mapping[str, str], fetched: Mapping[str, str], complete: bool
+) -> list[Finding]:
+    """The differences between the stored present codes and a fetched snapshot."""
+    findings = []
+    for code, desc in fetched.items():
+        if code not in stored:
+            findings.append(Finding(vdn_id, code, "upstream-missing", f"iSales has it: {desc!r}"))
+        elif stored[code] != desc:
+            findings.append(
+                Finding(
+                    vdn_id,
+                    code,
+                    "upstream-desc",
+                    f"stored {stored[code]!r}, iSales says {desc!r}",
+                )
+            )
+    if complete:
+        for code, desc in stored.items():
+            if code not in fetched:
+                findings.append(
+                    Finding(vdn_id, code, "upstream-extra", f"iSales no longer has {desc!r}")
+                )
+    return findings
+
+
+# --------------------------------------------------------------------------- output
+
+
+def format_text(findings: Sequence[Finding], schema: str) -> str:
+    if not findings:
+        return f"obs-sync verify: every check holds (schema {schema})"
+    rows = [("VDN", "CODE", "CHECK", "DETAIL")] + [
+        (str(f.vdn_id), f.obs_code if f.obs_code is not None else "-", f.check, f.detail)
+        for f in findings
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
+        + "  "
+        + row[3]
+        for row in rows
+    ]
+    vdns = len({f.vdn_id for f in findings})
+    lines.append(
+        f"obs-sync verify: {len(findings)} finding(s) in {vdns} VDN(s) (schema {schema}); "
+        "docs/operations.md#obs-sync-verify says what to do about each"
+    )
+    return "\n".join(lines)
+
+
+def format_json(findings: Sequence[Finding], schema: str) -> str:
+    return json.dumps(
+        {"schema": schema, "ok": not findings, "findings": [asdict(f) for f in findings]},
+        ensure_ascii=False,
+        indent=2,
+    )
