@@ -39,12 +39,15 @@ class FiniteFloatRange(click.FloatRange):
         return number
 
 
-def get_config(ctx: click.Context, *, credentials: bool = True) -> Config:
-    """The configuration; ``credentials=False`` for commands that never call iSales."""
+def get_config(ctx: click.Context, *, credentials: bool = True, database: bool = True) -> Config:
+    """The configuration; ``credentials=False`` for commands that never call iSales,
+    ``database=False`` for those that never open the database."""
     obj: dict[str, Any] = ctx.ensure_object(dict)
     if "config" not in obj:
         try:
-            obj["config"] = load_config(obj.get("config_path"), credentials=credentials)
+            obj["config"] = load_config(
+                obj.get("config_path"), credentials=credentials, database=database
+            )
         except ConfigError as error:
             fail(f"configuration error: {error}", error.exit_code)
     config: Config = obj["config"]
@@ -104,7 +107,7 @@ def fetch(ctx: click.Context, vdn_ids: tuple[int, ...], fmt: str) -> None:
     if len(vdn_ids) > 1:
         # Silently keeping the last of several would answer another question than asked.
         fail(f"--vdn given {len(vdn_ids)} times: fetch prints one VDN per call", EXIT_USAGE)
-    config = get_config(ctx)
+    config = get_config(ctx, database=False)
     from obs_sync.commands.fetch import run_fetch
 
     sys.exit(run_fetch(config, vdn_ids[0], fmt))
@@ -377,18 +380,25 @@ def status(ctx: click.Context, fmt: str) -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
     from obs_sync.commands.status import format_json, format_table
+    from obs_sync.db.url import describe_database
     from obs_sync.store.status import StatusError, read_status
 
     engine = open_engine(config)
+    schema = config.database.schema_
+    url = engine.url.render_as_string(hide_password=False)
+    database = describe_database(url, schema, embedded=config.database.embedded)
     try:
-        report = read_status(engine, config.database.schema_, config.isales.vdn_list)
+        report = read_status(engine, schema, config.isales.vdn_list)
     except StatusError as error:
         fail(str(error), error.exit_code)
     except SQLAlchemyError as error:
         fail(database_error(error))
     finally:
         engine.dispose()
-    click.echo(format_json(report) if fmt == "json" else format_table(report))
+    if fmt == "json":
+        click.echo(format_json(report, database=database))
+    else:
+        click.echo(format_table(report, database=database))
 
 
 @main.command(short_help="One-command demo: simulator + embedded DB.")

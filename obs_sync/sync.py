@@ -141,15 +141,21 @@ class _Prepared:
     def _prepare_bound(self) -> None:
         try:
             # Imported in this thread on purpose: psycopg's import overlaps the first fetches.
+            from obs_sync.db import url as db_url
             from obs_sync.db.pool import EnginePool, OwnPool
-            from obs_sync.db.url import CONNECT_ARGS, connect_params, database_url
             from obs_sync.store.store import Store
 
             if self.engine is not None:
                 self.pool = EnginePool(self.engine)
             else:  # one-shot: plain psycopg, no SQLAlchemy unless a migration is due
-                params = connect_params(database_url(self.config))
-                params.update(CONNECT_ARGS)
+                url = db_url.database_url(self.config)
+                database = self.config.database
+                log.info(
+                    "database: %s",
+                    db_url.describe_database(url, database.schema_, embedded=database.embedded),
+                )
+                params = db_url.connect_params(url)
+                params.update(db_url.CONNECT_ARGS)
                 self.pool = OwnPool(params, connections_per_run(self.config))
             schema = self.config.database.schema_
             store = Store(self.pool, schema)

@@ -134,13 +134,13 @@ def test_a_run_over_its_deadline_is_counted(pg_admin_url: str, tmp_path: Path) -
         own_database(pg_admin_url) as url,
         Simulator(data, access_key=ACCESS, secret_key=SECRET) as sim,
     ):
-        sim.latency_seconds = 0.4  # 2 pages per VDN: the first VDN outlasts the deadline
+        sim.latency_seconds = 0.4  # 2 pages per VDN: two VDNs outlast the 1 s deadline
         with daemon(
             tmp_path,
             sim,
             url,
             isales={"max_concurrency": 1},
-            schedule={"interval_minutes": 60, "run_deadline_seconds": 0.5},
+            schedule={"interval_minutes": 60, "run_deadline_seconds": 1},
         ) as d:
             wait_for(lambda: d.get("/metrics")[0] == 200, "the metrics endpoint")
             wait_for(lambda: d.metric("obs_sync_runs_total") >= 1, "a run")

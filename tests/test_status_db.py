@@ -113,6 +113,8 @@ def test_status_json(synced: Config, database_url: str, tmp_path: Any) -> None:
     assert vdns[2]["streak"] == 1 and vdns[2]["last_status"] == "failed"
     assert "503" in vdns[2]["last_error"]
     assert vdns[2]["last_success"] is not None and vdns[2]["failing_since"] is not None
+    # Which database was read: its name and schema, never a password.
+    assert f"database {make_url(database_url).database}, schema {SCHEMA}" in data["database"]
 
 
 def test_status_table(synced: Config, database_url: str, tmp_path: Any) -> None:
@@ -120,6 +122,7 @@ def test_status_table(synced: Config, database_url: str, tmp_path: Any) -> None:
     result = CliRunner().invoke(main, ["--config", path, "status"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("Times are in UTC")
+    assert result.output.splitlines()[1].startswith("Database: PostgreSQL at ")
     assert "Recent runs:" in result.output
     assert result.output.strip().endswith(
         "3 VDNs configured: 1 failing, 0 never synced successfully"
@@ -150,7 +153,8 @@ def test_status_with_tables_but_no_runs(
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].startswith("Times are in UTC")
-    assert lines[2:4] == ["Recent runs:", "  (none yet)"]
+    assert lines[1].startswith("Database: PostgreSQL at ")
+    assert lines[3:5] == ["Recent runs:", "  (none yet)"]
     assert lines[-1] == "3 VDNs configured: 0 failing, 3 never synced successfully"
     result = CliRunner().invoke(main, ["--config", path, "status", "--format", "json"])
     assert result.exit_code == 0, result.output

@@ -27,6 +27,7 @@ from obs_sync.db.embedded import EmbeddedError
 from obs_sync.db.engine import make_engine
 from obs_sync.db.migrate import head_revision, known_revisions
 from obs_sync.db.revision import revision_sa
+from obs_sync.db.url import describe_database
 from obs_sync.errors import one_line
 from obs_sync.isales.client import ISalesClient
 from obs_sync.isales.errors import AuthenticationError, DataError, HTTPStatusError, VendorError
@@ -59,9 +60,7 @@ def check_config(config: Config, path: Path | None) -> CheckResult:
             'a 5-field crontab "minute hour day month weekday", e.g. "*/30 * * * *", '
             "or schedule.interval_minutes instead",
         )
-    database = (
-        "at database.url" if config.database.url.get_secret_value() else "embedded PostgreSQL"
-    )
+    database = "embedded PostgreSQL" if config.database.embedded else "at database.url"
     return CheckResult(
         "config",
         True,
@@ -94,7 +93,6 @@ def _database_fix(message: str) -> str:
 
 
 def check_database(config: Config) -> CheckResult:
-    embedded = not config.database.url.get_secret_value()
     try:
         engine = make_engine(config)
         try:
@@ -102,13 +100,10 @@ def check_database(config: Config) -> CheckResult:
                 version = connection.execute(text("SHOW server_version")).scalar_one()
                 schema = config.database.schema_
                 revision = revision_sa(connection, schema)
-            url = engine.url
-            socket_dir = url.query.get("host")
-            where = (
-                f"{url.host}:{url.port or 5432}/{url.database}"
-                if url.host
-                else f"Unix socket in {socket_dir or 'the default directory'}, "
-                f"database {url.database}"
+            where = describe_database(
+                engine.url.render_as_string(hide_password=False),
+                schema,
+                embedded=config.database.embedded,
             )
         finally:
             engine.dispose()
@@ -117,8 +112,7 @@ def check_database(config: Config) -> CheckResult:
     except Exception as error:
         message = one_line(error)
         return CheckResult("database", False, message, _database_fix(message))
-    kind = "embedded PostgreSQL" if embedded else "PostgreSQL"
-    found = f"{kind} {version} at {where}"
+    found = f"{where}; server version {version}"
     return _schema_result(found, schema, revision)
 
 

@@ -76,9 +76,12 @@ def _short_error(error: str, width: int) -> str:
     return cut + "..."
 
 
-def format_table(status: Status, *, error_width: int = 80, zone: tzinfo | None = None) -> str:
+def format_table(
+    status: Status, *, error_width: int = 80, zone: tzinfo | None = None, database: str = ""
+) -> str:
     """The report for a terminal; times in ``zone`` (None: local time), which the first
-    line names, since logs and JSON carry their own offsets and these would not."""
+    line names, since logs and JSON carry their own offsets and these would not.
+    ``database``: which database this was read from (see ``describe_database``)."""
     fixed = _fixed_zone(status.now, zone)
     lines = [f"warning: {warning}" for warning in status.warnings]
     lines.append(
@@ -86,6 +89,8 @@ def format_table(status: Status, *, error_width: int = 80, zone: tzinfo | None =
         if zone is None
         else f"Times are in {_zone_name(fixed)}; now {_when(status.now, fixed)}"
     )
+    if database:
+        lines.append(f"Database: {database}")
     lines += ["", "Recent runs:"]
     if not status.runs:
         lines.append("  (none yet)")
@@ -151,13 +156,14 @@ def _jsonable(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def format_json(status: Status) -> str:
+def format_json(status: Status, *, database: str = "") -> str:
     def row(item: Any) -> dict[str, Any]:
         return {k: _jsonable(v) for k, v in asdict(item).items()}
 
     return json.dumps(
         {
             "now": status.now.isoformat(),
+            "database": database or None,
             "warnings": status.warnings,
             "runs": [row(r) for r in status.runs],
             "vdns": [row(v) for v in status.vdns],

@@ -96,7 +96,8 @@ def run_sync_command(
 
     try:
         # Before fetching anything that could not be stored.
-        require_installed(config.database.url.get_secret_value())
+        if config.database.embedded:
+            require_installed()
     except EmbeddedError as error:
         _say(error.for_cli())
         return error.exit_code
