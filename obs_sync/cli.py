@@ -18,7 +18,7 @@ import click
 
 from obs_sync.config import Config, ConfigError, load_config, resolve_config_path
 from obs_sync.db.errors import database_error
-from obs_sync.errors import EXIT_FAILED, EXIT_USAGE
+from obs_sync.errors import EXIT_FAILED, EXIT_USAGE, exit_codes_help
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -37,6 +37,28 @@ class FiniteFloatRange(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
+
+
+class Command(click.Command):
+    """A command whose --help ends with the exit codes (defined once, in obs_sync.errors)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("epilog", exit_codes_help())
+        super().__init__(*args, **kwargs)
+
+
+class Group(click.Group):
+    """A command group whose commands and subgroups list the exit codes too."""
+
+    command_class = Command
+    group_class = type  # subgroups are of this class too
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("epilog", exit_codes_help())
+        super().__init__(*args, **kwargs)
+
+
+FORMAT_HELP = "Output format: table (for people) or json (for tools)."
 
 
 def get_config(ctx: click.Context, *, credentials: bool = True, database: bool = True) -> Config:
@@ -81,7 +103,7 @@ def open_engine(config: Config) -> Engine:
         fail(error.for_cli(), error.exit_code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @config_option
 @click.version_option(package_name="obs-sync")
 @click.pass_context
@@ -99,7 +121,14 @@ def main(ctx: click.Context) -> None:
     multiple=True,
     help="VDN id (one; any id, configured or not).",
 )
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help=FORMAT_HELP,
+)
 @config_option
 @click.pass_context
 def fetch(ctx: click.Context, vdn_ids: tuple[int, ...], fmt: str) -> None:
@@ -115,7 +144,13 @@ def fetch(ctx: click.Context, vdn_ids: tuple[int, ...], fmt: str) -> None:
 
 @main.command(short_help="Serve the bundled iSales simulator.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=18443, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=18443,
+    show_default=True,
+    help="Port to listen on (0: any free port, printed at start).",
+)
 @click.option(
     "--vdns",
     type=click.IntRange(0, 9999),
@@ -249,7 +284,7 @@ def sync(
     no_migrate: bool,
     max_delete_fraction: float | None,
 ) -> None:
-    """Sync once and exit (0 all succeeded, 1 a VDN failed/incomplete/guarded, 2 usage)."""
+    """Sync once and exit."""
     config = get_config(ctx)
     if max_delete_fraction is not None:
         guard = config.sync.model_copy(update={"max_delete_fraction": max_delete_fraction})
@@ -266,7 +301,7 @@ def db() -> None:
 
 
 @db.command()
-@click.option("--revision", default="head", show_default=True)
+@click.option("--revision", default="head", show_default=True, help="Migration to upgrade to.")
 @config_option
 @click.pass_context
 def upgrade(ctx: click.Context, revision: str) -> None:
@@ -277,7 +312,12 @@ def upgrade(ctx: click.Context, revision: str) -> None:
 
 
 @db.command(short_help="Revert migrations (may drop data; asks).")
-@click.option("--revision", default="-1", show_default=True)
+@click.option(
+    "--revision",
+    default="-1",
+    show_default=True,
+    help='Migration to revert to: -1 one step back, "base" drops every table.',
+)
 @click.option("--yes", is_flag=True, help="Do not ask first (required when not on a terminal).")
 @config_option
 @click.pass_context
@@ -371,7 +411,14 @@ def check(ctx: click.Context) -> None:
 
 
 @main.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help=FORMAT_HELP,
+)
 @config_option
 @click.pass_context
 def status(ctx: click.Context, fmt: str) -> None:

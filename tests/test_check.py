@@ -78,6 +78,10 @@ def test_wrong_secret_points_at_keys_and_clock(sim: Simulator) -> None:
     assert result.fix is not None
     assert "secret_key" in result.fix and "clock" in result.fix
     assert "not-the-secret" not in result.detail + result.fix
+    # The advice is printed once: as the fix, not again in the detail line.
+    printed = format_result(result)
+    assert printed.count("secret_key") == 1 and printed.count("clock") == 1, printed
+    assert "rejected the signature" in result.detail
 
 
 def _closed_port() -> int:

@@ -30,7 +30,13 @@ from obs_sync.db.revision import revision_sa
 from obs_sync.db.url import describe_database
 from obs_sync.errors import one_line
 from obs_sync.isales.client import ISalesClient
-from obs_sync.isales.errors import AuthenticationError, DataError, HTTPStatusError, VendorError
+from obs_sync.isales.errors import (
+    AUTH_ADVICE,
+    AuthenticationError,
+    DataError,
+    HTTPStatusError,
+    VendorError,
+)
 from obs_sync.observability import redactor_for
 from obs_sync.text import plural
 
@@ -147,11 +153,7 @@ def _isales_fix(error: BaseException, base_url: str) -> str:
     lowered = text.lower()
     scheme = urlsplit(base_url).scheme
     if isinstance(error, AuthenticationError):
-        return (
-            "the server rejected the signature: check isales.access_key and "
-            "isales.secret_key (the pair issued for this API), isales.signing.signed_headers "
-            "and the host clock (run NTP; the signature carries a timestamp)"
-        )
+        return f"{AUTH_ADVICE} (the pair issued for this API; run NTP: the signature is timed)"
     if "is not issued for" in lowered:
         return (
             "the certificate does not name the host in isales.base_url: use a host name the "
@@ -219,6 +221,8 @@ def check_isales(config: Config) -> CheckResult:
             page = client.fetch_page(vdn, 1, 1)
     except Exception as error:
         detail = redactor_for(config)(one_line(error))  # the server's text may echo a secret
+        if isinstance(error, AuthenticationError):
+            detail = detail.replace(f"; {AUTH_ADVICE}", "")  # said once, as the fix
         return CheckResult("isales", False, detail, _isales_fix(error, config.isales.base_url))
     sample = f", e.g. {page.codes[0][0]} = {page.codes[0][1]!r}" if page.codes else ""
     return CheckResult(

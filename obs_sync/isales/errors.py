@@ -20,6 +20,11 @@ class ISalesError(ObsSyncError):
         self.stats: FetchStats | None = None
 
 
+# What to check after a 401: in the client's error, and as `obs-sync check`'s fix (which
+# then leaves it out of the detail line, so the advice is printed once).
+AUTH_ADVICE = "check isales.access_key/secret_key, isales.signing.signed_headers and the host clock"
+
+
 class AuthenticationError(ISalesError):
     """HTTP 401: the server rejected the signature. Never retried."""
 
