@@ -28,10 +28,15 @@ log = logging.getLogger(__name__)
 
 REDACTED = "***"
 
+# A dict passed as ``extra={FIELDS: {...}}``: its keys become top-level keys of a JSON log
+# line (a run's or a VDN's result: status, counts, ...); text lines leave them out (their
+# message already says it in words).
+FIELDS = "fields"
+
 # LogRecord attributes that are not "extras" passed by the caller.
 _STANDARD_ATTRS = frozenset(
     vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None)).keys()
-    | {"message", "asctime", "run_id", "vdn_id", "taskName"}
+    | {"message", "asctime", "run_id", "vdn_id", "taskName", FIELDS}
 )
 
 
@@ -133,6 +138,8 @@ class JsonFormatter(logging.Formatter):
             "vdn_id": getattr(record, "vdn_id", None),
         }
         for key, value in _extras(record).items():
+            data.setdefault(key, value)
+        for key, value in (getattr(record, FIELDS, None) or {}).items():
             data.setdefault(key, value)
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)

@@ -33,7 +33,7 @@ from obs_sync.errors import one_line
 from obs_sync.isales.client import ISalesClient
 from obs_sync.isales.errors import ISalesError
 from obs_sync.isales.events import RequestEvent
-from obs_sync.observability import redactor_for
+from obs_sync.observability import FIELDS, redactor_for
 from obs_sync.results import (
     RunResult,
     VdnPlan,
@@ -79,8 +79,19 @@ def _log_result(result: VdnResult, dry_run: bool) -> None:
         f"={result.unchanged}"
     )
     verb = "would apply" if dry_run else "applied"
-    if result.status == "succeeded":
-        log.debug("VDN %d succeeded: %s %s", result.vdn_id, verb, counts)
+    # The result as fields too: JSON logs carry them as keys (observability.FIELDS).
+    extra = {FIELDS: result.fields()}
+    if result.empty:
+        log.warning(
+            "VDN %d is empty: the server reports totalCount 0 for it; a configured VDN "
+            "without codes is usually a wrong id in isales.vdn_ids (%s %s)",
+            result.vdn_id,
+            verb,
+            counts,
+            extra=extra,
+        )
+    elif result.status == "succeeded":
+        log.debug("VDN %d succeeded: %s %s", result.vdn_id, verb, counts, extra=extra)
     elif result.status == "guarded":
         log.error(
             "VDN %d GUARDED: %d deletions withheld; %s %s. %s",
@@ -89,13 +100,39 @@ def _log_result(result: VdnResult, dry_run: bool) -> None:
             verb,
             counts,
             result.error,
+            extra=extra,
         )
     elif result.status == "incomplete":
-        log.warning("VDN %d incomplete (%s %s): %s", result.vdn_id, verb, counts, result.error)
+        log.warning(
+            "VDN %d incomplete (%s %s): %s", result.vdn_id, verb, counts, result.error, extra=extra
+        )
     elif result.status == "failed":
-        log.warning("VDN %d failed: %s", result.vdn_id, result.error)
+        log.warning("VDN %d failed: %s", result.vdn_id, result.error, extra=extra)
     else:
-        log.info("VDN %d skipped: %s", result.vdn_id, result.error)
+        log.info("VDN %d skipped: %s", result.vdn_id, result.error, extra=extra)
+
+
+def _log_run(result: RunResult) -> None:
+    """One line per run with its result, also as fields (the daemon and ``sync`` alike)."""
+    fields = result.fields()
+    by_status = ", ".join(f"{n} {s}" for s, n in sorted(fields["vdns_by_status"].items()))
+    what = "dry run" if result.dry_run else f"run {result.run_id}"
+    empty = f"; {plural(fields['vdns_empty'], 'empty VDN')}" if fields["vdns_empty"] else ""
+    log.info(
+        "%s finished: %s in %.1f s (%s); +%d ~%d -%d ^%d =%d; %s%s",
+        what,
+        result.status,
+        fields["duration_seconds"],
+        by_status or "no VDN",
+        fields["inserted"],
+        fields["updated"],
+        fields["deleted"],
+        fields["restored"],
+        fields["unchanged"],
+        plural(fields["requests"], "request"),
+        empty,
+        extra={FIELDS: fields},
+    )
 
 
 class _Aborted(Exception):
@@ -304,7 +341,8 @@ class _Run:
         except ISalesError as error:
             # What the failed fetch cost goes to the run record.
             error_text = self.redact(_short(error, vdn_id))
-            return _Fetched(vdn_id, started, error_text, error.stats or FetchStats())
+            stats = error.stats or FetchStats()
+            return _Fetched(vdn_id, started, error_text, stats, error.kind)
         except Exception as error:  # a bug must not take the other VDNs down
             log.exception("unexpected error fetching VDN %d", vdn_id)
             error_text = self.redact(f"internal error: {_short(error, vdn_id)}")
@@ -316,7 +354,12 @@ class _Run:
         snapshot = fetched.snapshot
         if isinstance(snapshot, str):
             failed = fetch_failed(
-                fetched.vdn_id, started_at, store.now(), snapshot, fetched.failed_stats
+                fetched.vdn_id,
+                started_at,
+                store.now(),
+                snapshot,
+                fetched.failed_stats,
+                fetched.error_kind,
             )
             run_id = self.prepared.run_id
             if not self.dry_run and run_id is not None:
@@ -331,15 +374,16 @@ class _Run:
             return store.apply_vdn(run_id, plan)
         except Exception as error:  # e.g. the database is unreachable even for the record
             log.exception("cannot apply VDN %d", plan.vdn_id)
-            kind = "database error" if is_database_error(error) else "internal error"
-            return plan.failed(self.redact(f"{kind}: {_short(error, 0)}"), store.now())
+            kind = "database" if is_database_error(error) else "internal"
+            message = self.redact(f"{kind} error: {_short(error, 0)}")
+            return plan.failed(message, store.now(), kind)
 
     def dry_apply(self, store: Store, plan: VdnPlan) -> VdnResult:
         """What :meth:`Store.apply_vdn` would do, from an unlocked read; writes nothing."""
         now = datetime.now(timezone.utc)
         problem = plan.unstorable()
         if problem is not None:
-            return plan.failed(problem, now)
+            return plan.failed(problem, now, "data")
         stored = store.read_codes(plan.vdn_id) if self.prepared.has_tables else {}
         present = sum(1 for row in stored.values() if not row.deleted)
         return plan.outcome(plan.changes(stored), present, now)
@@ -353,6 +397,7 @@ class _Fetched:
     started_at: datetime  # this host's clock
     snapshot: Snapshot | str
     failed_stats: FetchStats = field(default_factory=FetchStats)
+    error_kind: str = "internal"  # when the fetch failed: results.ErrorKind
 
 
 def _prune(store: Store, keep_days: float) -> None:
@@ -454,7 +499,7 @@ def _run(
             _prune(store, config.sync.keep_run_records_days)
         else:
             finished_at = datetime.now(timezone.utc)
-        return RunResult(
+        outcome = RunResult(
             run_id=prepared.run_id,
             status=status,
             vdns=ordered,
@@ -463,6 +508,8 @@ def _run(
             dry_run=dry_run,
             notes=prepared.notes,
         )
+        _log_run(outcome)
+        return outcome
     except _Aborted:
         assert prepared.error is not None
         raise prepared.error from None

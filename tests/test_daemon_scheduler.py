@@ -30,6 +30,8 @@ class _Vdn:
     deleted: int = 0
     restored: int = 0
     finished_at: Any = None
+    total_count: int | None = None
+    skip_reason: str | None = None
 
 
 @dataclass

@@ -163,6 +163,7 @@ class _Vdn:
     updated: int = 0
     deleted: int = 0
     restored: int = 0
+    total_count: int | None = None
 
 
 @dataclass

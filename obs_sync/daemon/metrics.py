@@ -79,6 +79,12 @@ class Metrics:
             "VDNs whose latest result was failed, incomplete or guarded.",
             registry=r,
         )
+        self.vdns_empty = Gauge(
+            "obs_sync_vdns_empty",
+            "Configured VDNs whose latest successful sync found no code at all (totalCount "
+            "0): usually a wrong id in isales.vdn_ids.",
+            registry=r,
+        )
         self.codes_changed = Counter(
             "obs_sync_codes_changed",
             "Result codes written, by kind (inserted, updated, deleted, restored).",
@@ -130,6 +136,7 @@ class Metrics:
         for outcome in sorted(OUTCOMES):
             self.request_seconds.labels(outcome)
         self._failing: set[int] = set()
+        self._empty: set[int] = set()
         self._deadline_hit = False  # in the run in flight, a VDN was skipped at the deadline
         self._lock = threading.Lock()
 
@@ -156,6 +163,11 @@ class Metrics:
                 when = finished_at or datetime.now(timezone.utc)
                 self.vdn_last_success.labels(str(result.vdn_id)).set(when.timestamp())
                 self._failing.discard(result.vdn_id)
+                if result.total_count == 0:
+                    self._empty.add(result.vdn_id)
+                else:
+                    self._empty.discard(result.vdn_id)
+                self.vdns_empty.set(len(self._empty))
             elif result.status in FAILING:
                 self._failing.add(result.vdn_id)
             elif result.skip_reason == "deadline":
