@@ -431,6 +431,8 @@ class MetricsConfig(_Section):
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
+    # A progress line every N seconds during a run (off a terminal; 0 = none).
+    progress_interval_seconds: float = Field(30, ge=0, le=86_400)
 
     @field_validator("level", mode="before")
     @classmethod

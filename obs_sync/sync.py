@@ -34,6 +34,7 @@ from obs_sync.isales.client import ISalesClient
 from obs_sync.isales.errors import ISalesError
 from obs_sync.isales.events import RequestEvent
 from obs_sync.observability import FIELDS, redactor_for
+from obs_sync.progress import Progress, ProgressLogger
 from obs_sync.results import (
     RunResult,
     VdnPlan,
@@ -280,6 +281,7 @@ class _Run:
         self.stop = stop
         self.deadline = deadline
         self.on_vdn = on_vdn
+        self.progress = Progress(len(vdn_ids))
         self.pending: Iterator[int] = iter(vdn_ids)
         self.lock = threading.Lock()
         self.results: dict[int, VdnResult] = {}
@@ -326,6 +328,7 @@ class _Run:
     def finish(self, result: VdnResult) -> None:
         with self.lock:
             self.results[result.vdn_id] = result
+        self.progress.record(result)
         _log_result(result, self.dry_run)
         if self.on_vdn is not None:
             try:
@@ -421,6 +424,7 @@ def run_sync(
     stop: threading.Event | None = None,
     deadline: float | None = None,
     log_run: logcontext.PendingRun | None = None,
+    log_progress: bool = True,
 ) -> RunResult:
     """Sync ``vdn_ids`` (default: every configured VDN) once.
 
@@ -432,6 +436,8 @@ def run_sync(
     the ones not started are recorded as skipped. With ``engine`` given, it is used and
     left open (the daemon keeps one for its life); otherwise one is made and disposed.
     ``log_run``: bound by a caller that logs about the run too; resolved with the run id.
+    ``log_progress``: a progress line every ``logging.progress_interval_seconds`` (off when
+    the caller shows progress itself, e.g. a progress bar on a terminal).
     After the run, run records older than ``sync.keep_run_records_days`` are pruned.
     """
     vdns = list(dict.fromkeys(vdn_ids)) if vdn_ids is not None else config.isales.vdn_list
@@ -442,7 +448,17 @@ def run_sync(
     prepared.thread.start()
     try:
         with logcontext.bind(run=pending):
-            return _run(config, prepared, vdns, dry_run, on_vdn, on_request, stop, deadline)
+            return _run(
+                config,
+                prepared,
+                vdns,
+                dry_run,
+                on_vdn,
+                on_request,
+                stop,
+                deadline,
+                config.logging.progress_interval_seconds if log_progress else 0,
+            )
     finally:
         pending.resolve(None)  # no-op once the run has its id; else writes the held lines
 
@@ -456,6 +472,7 @@ def _run(
     on_request: Callable[[RequestEvent], None] | None,
     stop: threading.Event | None,
     deadline: float | None,
+    progress_interval: float,
 ) -> RunResult:
     started_at = datetime.now(timezone.utc)
     try:
@@ -475,10 +492,11 @@ def _run(
                 threading.Thread(target=run.worker, name=f"obs-sync-vdn-{i}", daemon=True)
                 for i in range(workers)
             ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            with ProgressLogger(run.progress, progress_interval, prepared.log_run):
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
         store = prepared.wait()  # raises _Aborted when preparation failed
         handle = prepared.handle
         # VDNs never started (stop or deadline), in order; recorded in one batch.

@@ -120,6 +120,7 @@ def run_sync_command(
             dry_run=dry_run,
             migrate=migrate,
             on_vdn=advance if progress is not None else None,
+            log_progress=progress is None,  # the bar on a terminal; log lines otherwise
         )
     except ConfigError as error:
         _say(f"configuration error: {error}")
