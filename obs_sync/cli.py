@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from obs_sync.config import Config, ConfigError, load_config, resolve_config_path
+from obs_sync.config import (
+    Config,
+    ConfigError,
+    load_config,
+    parse_vdn_ids,
+    resolve_config_path,
+)
 from obs_sync.db.errors import database_error
 from obs_sync.errors import EXIT_FAILED, EXIT_USAGE, exit_codes_help
 
@@ -410,7 +416,14 @@ def check(ctx: click.Context) -> None:
     click.echo("all checks passed")
 
 
-@main.command()
+def _vdn_ranges(_: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[int]:
+    try:
+        return parse_vdn_ids(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param=param) from None
+
+
+@main.command(short_help="Summary, then failing and stale VDNs first.")
 @click.option(
     "--format",
     "fmt",
@@ -419,33 +432,24 @@ def check(ctx: click.Context) -> None:
     show_default=True,
     help=FORMAT_HELP,
 )
+@click.option("--failing", is_flag=True, help="List only the failing VDNs (the summary stays).")
+@click.option(
+    "--vdn",
+    "vdn_ids",
+    multiple=True,
+    callback=_vdn_ranges,
+    help='Only these VDNs: an id or a range like "100-120" (repeatable, or comma-separated); '
+    "default: all of isales.vdn_ids.",
+)
 @config_option
 @click.pass_context
-def status(ctx: click.Context, fmt: str) -> None:
-    """Show recent runs and each VDN's freshness and failures."""
+def status(ctx: click.Context, fmt: str, failing: bool, vdn_ids: list[int]) -> None:
+    """Show a summary (VDNs by state, the oldest success, the longest failure), the recent
+    runs, and each VDN: failing, never synced, stale and empty ones first."""
     config = get_config(ctx, credentials=False)
-    from sqlalchemy.exc import SQLAlchemyError
+    from obs_sync.commands.status import run_status_command
 
-    from obs_sync.commands.status import format_json, format_table
-    from obs_sync.db.url import describe_database
-    from obs_sync.store.status import StatusError, read_status
-
-    engine = open_engine(config)
-    schema = config.database.schema_
-    url = engine.url.render_as_string(hide_password=False)
-    database = describe_database(url, schema, embedded=config.database.embedded)
-    try:
-        report = read_status(engine, schema, config.isales.vdn_list)
-    except StatusError as error:
-        fail(str(error), error.exit_code)
-    except SQLAlchemyError as error:
-        fail(database_error(error))
-    finally:
-        engine.dispose()
-    if fmt == "json":
-        click.echo(format_json(report, database=database))
-    else:
-        click.echo(format_table(report, database=database))
+    sys.exit(run_status_command(config, fmt, failing_only=failing, vdn_ids=vdn_ids))
 
 
 @main.command(short_help="One-command demo: simulator + embedded DB.")

@@ -115,6 +115,17 @@ def _vdn_range(item: Any) -> tuple[int, int]:
     return low, high
 
 
+def parse_vdn_ids(items: Any) -> list[int]:
+    """VDN ids written as in ``isales.vdn_ids`` (ints, ``"a-b"`` ranges; on the command line
+    also comma-separated), expanded and sorted; ValueError names the bad item."""
+    ranges = [
+        _vdn_range(part)
+        for item in items
+        for part in (item.split(",") if isinstance(item, str) else [item])
+    ]
+    return sorted({v for low, high in ranges for v in range(low, high + 1)})
+
+
 VdnRange = Annotated[tuple[int, int], BeforeValidator(_vdn_range)]
 
 
