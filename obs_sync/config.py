@@ -173,7 +173,11 @@ class ISalesConfig(_Section):
     # misleading "at least 1 item" error next to the real one; _vdn_ids checks instead.
     vdn_ids: tuple[VdnRange, ...]
     page_size: int = Field(50, ge=1, le=50)
+    # Bounds a whole attempt: connecting, the headers and the body (isales/wire.py).
     timeout_seconds: float = Field(10, ge=0.1, le=600)
+    # The largest response body accepted, counted after decompression: 50 codes with long
+    # descriptions fit many times over; a bigger body fails the request (a data error).
+    max_response_bytes: int = Field(8 * 1024 * 1024, ge=1024, le=1_000_000_000)
     verify_tls: bool | str = True
     max_concurrency: int = Field(4, ge=1, le=256)
     max_requests_per_second: float = Field(20, ge=0, le=10_000)  # 0: unlimited

@@ -53,7 +53,9 @@ def one_line(error: BaseException) -> str:
     added; for Python's own exceptions (a KeyError's message is just the key) it is.
     """
     cause = getattr(error, "orig", None) or error
-    lines = [line.strip() for line in str(cause).strip().splitlines() if line.strip()]
+    # Lines are split at "\n" only: a server's text quoted in a message may hold a "\r" or
+    # another control character, escaped where it is shown, not a reason to cut it off.
+    lines = [line.strip() for line in str(cause).strip().split("\n") if line.strip()]
     name = type(cause).__name__
     if not lines:
         return name

@@ -3,14 +3,16 @@
 Logging: one line per record on stderr, readable text by default or one JSON object per line
 (``logging.format: json``); both carry the run id and VDN from :mod:`obs_sync.logcontext`.
 Every formatted line (message, extras and traceback) passes through a redactor that masks the
-configured secrets, a last line of defence behind code that never logs them.
+configured secrets, a last line of defence behind code that never logs them. Control
+characters (a server's ESC sequences, \r) are escaped in everything written
+(:func:`obs_sync.text.escape_controls`): here for logs, through :func:`redactor_for` for run
+records and command output.
 
 The daemon's metrics and its /metrics + /healthz endpoint are in :mod:`obs_sync.daemon.metrics`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import unquote, urlsplit
 
 from obs_sync.logcontext import ContextFilter
+from obs_sync.text import escape_controls, json_text
 
 if TYPE_CHECKING:
     from obs_sync.config import Config, LoggingConfig
@@ -58,9 +61,11 @@ WHOLE_TOKEN_BELOW = 6
 
 
 class Redactor:
-    """Masks the given secrets in text (see :data:`WHOLE_TOKEN_BELOW` for short ones)."""
+    """Masks the given secrets in text (see :data:`WHOLE_TOKEN_BELOW` for short ones);
+    with ``escape``, also escapes control characters (for one-line text that is shown)."""
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, secrets: Iterable[str] = (), *, escape: bool = False) -> None:
+        self.escape = escape
         # Longest first, so a secret that contains another is masked whole.
         self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
         self._short = {
@@ -77,12 +82,13 @@ class Redactor:
                     text = text.replace(secret, REDACTED)
                 else:
                     text = short.sub(REDACTED, text)
-        return text
+        return escape_controls(text) if self.escape else text
 
 
 def redactor_for(config: Config) -> Redactor:
-    """For text that leaves the process other than by logging: run records, status, CLI."""
-    return Redactor(config_secrets(config))
+    """For text that leaves the process other than by logging: run records, status, CLI
+    (secrets masked, control characters escaped)."""
+    return Redactor(config_secrets(config), escape=True)
 
 
 def _timestamp(record: logging.LogRecord) -> str:
@@ -111,13 +117,12 @@ class TextFormatter(logging.Formatter):
             parts.append(f"run={run_id}")
         if vdn_id is not None:
             parts.append(f"vdn={vdn_id}")
-        parts.append(record.getMessage())
-        parts.extend(f"{k}={v}" for k, v in _extras(record).items())
+        parts.append(escape_controls(record.getMessage()))
+        parts.extend(f"{k}={escape_controls(str(v))}" for k, v in _extras(record).items())
         line = " ".join(parts)
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        elif record.exc_text:
-            line += "\n" + record.exc_text
+        trace = self.formatException(record.exc_info) if record.exc_info else record.exc_text
+        if trace:  # its lines kept, each escaped
+            line += "\n" + "\n".join(escape_controls(part) for part in trace.splitlines())
         return self.redact(line)
 
 
@@ -133,20 +138,21 @@ class JsonFormatter(logging.Formatter):
             "ts": _timestamp(record),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": escape_controls(record.getMessage()),
             "run_id": getattr(record, "run_id", None),
             "vdn_id": getattr(record, "vdn_id", None),
         }
         for key, value in _extras(record).items():
-            data.setdefault(key, value)
+            data.setdefault(key, escape_controls(value) if isinstance(value, str) else value)
         for key, value in (getattr(record, FIELDS, None) or {}).items():
-            data.setdefault(key, value)
+            data.setdefault(key, escape_controls(value) if isinstance(value, str) else value)
         if record.exc_info:
-            data["exc"] = self.formatException(record.exc_info)
+            trace = self.formatException(record.exc_info).splitlines()
+            data["exc"] = "\n".join(escape_controls(line) for line in trace)
         # Redact the serialised line: covers extras and tracebacks too. A secret containing
         # characters that JSON escapes is also masked in its escaped form.
-        line = json.dumps(data, default=str, ensure_ascii=False)
-        escaped = [json.dumps(s, ensure_ascii=False)[1:-1] for s in self.redact.secrets]
+        line = json_text(data, default=str)
+        escaped = [json_text(s)[1:-1] for s in self.redact.secrets]
         return Redactor([*self.redact.secrets, *escaped])(line)
 
 

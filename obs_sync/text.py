@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+from typing import Any
+
 
 def plural(count: int, word: str, words: str | None = None) -> str:
     """``1 VDN``, ``2 VDNs``; ``words`` for irregular plurals (``retry``/``retries``)."""
@@ -11,3 +15,33 @@ def plural(count: int, word: str, words: str | None = None) -> str:
 def minutes(value: float) -> str:
     """A configured number of minutes as a person would say it (``90 s``, ``5 min``)."""
     return f"{value * 60:g} s" if value < 1 else f"{value:g} min"
+
+
+# Characters a terminal acts on or a log reader splits lines at: C0 controls (ESC starts
+# screen-clearing sequences, \r rewrites a line, \x07 rings the bell), DEL, C1 controls
+# (U+009B is a one-character CSI on some terminals) and the Unicode line separators.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# The same less C0, which json.dumps escapes itself (and whose \n indents a document).
+_JSON_RAW = re.compile("[\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` safe to print: each control character written as an escape (``\\x1b``,
+    ``\\r``, ``\\x9b``, ``\\u2028``), everything else as it is. For output only: data is
+    stored as sent."""
+    return _CONTROLS.sub(_escape, text)
+
+
+def json_text(value: Any, **options: Any) -> str:
+    """``json.dumps(value, ensure_ascii=False)`` with the controls JSON leaves raw (DEL,
+    C1, U+2028/U+2029) escaped as ``\\uXXXX`` too: the same data for a JSON reader, safe
+    on a terminal."""
+    line = json.dumps(value, ensure_ascii=False, **options)
+    return _JSON_RAW.sub(lambda match: f"\\u{ord(match.group()):04x}", line)

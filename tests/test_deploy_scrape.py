@@ -134,7 +134,7 @@ def test_a_run_over_its_deadline_is_counted(pg_admin_url: str, tmp_path: Path) -
         own_database(pg_admin_url) as url,
         Simulator(data, access_key=ACCESS, secret_key=SECRET) as sim,
     ):
-        sim.latency_seconds = 0.4  # 2 pages per VDN: two VDNs outlast the 1 s deadline
+        sim.latency_seconds = 0.8  # 2 pages per VDN: the first VDN outlasts the deadline
         with daemon(
             tmp_path,
             sim,

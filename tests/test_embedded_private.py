@@ -230,3 +230,44 @@ def test_an_unprivileged_user_runs_its_own_private_server(embedded_data_dir: Pat
             cwd="/",
         )
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_concurrent_first_starts_share_one_server(embedded_data_dir: Path) -> None:
+    """The start lock (beside the data directory) lets one process initialize and start the
+    server while the others wait, then reuse it."""
+    root = embedded_data_dir
+    config = root / "c.yaml"
+    config.write_text(CONFIG)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OBS_SYNC_")}
+    env[embedded.DATA_DIR_ENV] = str(root)
+    command = [sys.executable, "-m", "obs_sync", "--config", str(config), "db", "upgrade"]
+    processes = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    results = [(*p.communicate(timeout=180), p.returncode) for p in processes]
+    for _, stderr, code in results:
+        assert code == 0, stderr.decode()
+    assert len({stderr.decode().split("host=")[1].split()[0] for _, stderr, _ in results}) == 1
+    assert (root / "pg" / "PG_VERSION").is_file()
+
+
+def test_root_data_left_in_roots_home_is_named_not_silently_replaced(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An older obs-sync run as root kept its data in ~/.local/share: the new default for
+    root is elsewhere, so the user is told where the data is, not given an empty database."""
+    old = tmp_path / "home" / ".local" / "share" / "obs-sync" / "pg"
+    old.mkdir(parents=True)
+    (old / "PG_VERSION").write_text("18\n")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name in (embedded.DATA_DIR_ENV, "XDG_DATA_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(embedded, "ROOT_DATA_HOME", tmp_path / "var-lib")
+    monkeypatch.setattr(embedded, "_url", None)
+    with pytest.raises(embedded.EmbeddedError) as error:
+        embedded.embedded_url()
+    assert error.value.usage  # exit 2
+    assert str(old) in str(error.value) and "mv " in str(error.value)
+    assert not (tmp_path / "var-lib").exists()  # nothing started or created elsewhere

@@ -135,7 +135,8 @@ def test_unreachable_server_exits_1(tmp_path: Path) -> None:
     result = fetch(config, "--vdn", "1")
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("obs-sync: VDN 1: connection refused; failed after 2 attempts ")
+    assert last.startswith("obs-sync: VDN 1: connection refused; failed after 2 attempts; ")
+    assert "isales.base_url" in last  # the fix to try
     assert f"(GET http://127.0.0.1:{port}/rest/" in last
 
 

@@ -13,7 +13,7 @@ import requests
 import urllib3
 
 from obs_sync.isales.diagnosis import clean as _clean
-from obs_sync.isales.diagnosis import connection_reason as _connection_reason
+from obs_sync.isales.diagnosis import diagnose as _diagnose
 from obs_sync.isales.errors import DataError, VendorError
 from obs_sync.isales.page import Page, parse_retry_after
 from obs_sync.isales.page import merge as _merge
@@ -179,7 +179,9 @@ def test_an_errno_deep_in_the_chain_is_the_reason() -> None:
     wrapped = requests.exceptions.ConnectionError(
         urllib3.exceptions.MaxRetryError(None, "/rest/x?pageNum=1", unreachable)
     )
-    assert _connection_reason(wrapped, URL, 5) == "network is unreachable"
+    found = _diagnose(wrapped, URL, 5)
+    assert found.category == "unreachable" and found.retryable
+    assert "isales.base_url" in found.fix
 
 
 def test_an_unknown_error_is_its_first_line_without_url_secrets_or_paths() -> None:
@@ -191,7 +193,7 @@ def test_an_unknown_error_is_its_first_line_without_url_secrets_or_paths() -> No
         "HTTPConnectionPool(host='h', port=1): Max retries exceeded with url: /x?k=v "
         "<urllib3.connection.HTTPConnection object at 0x7f00deadbeef>\nsecond line"
     )
-    reason = _connection_reason(requests.exceptions.ConnectionError(Odd(text)), URL, 5)
+    reason = _diagnose(requests.exceptions.ConnectionError(Odd(text)), URL, 5).reason
     assert reason == "via http://proxy.example:3128 and Max retries exceeded"
     for leak in ("s3cret", "user", "token", "k=v", "0x7f", "second"):
         assert leak not in reason

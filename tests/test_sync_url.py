@@ -69,3 +69,45 @@ def test_password_not_in_pool_repr_nor_connection_errors() -> None:
     with pytest.raises(psycopg.OperationalError) as raised:
         pool.acquire()
     assert "s3cr" not in str(raised.value)
+
+
+def test_engines_open_the_database_obs_sync_opens(pg_admin_url: str) -> None:
+    """A percent-encoded database name: the migration engine (SQLAlchemy) and the store's
+    own connections reach the same database, on every SQLAlchemy version."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from sqlalchemy import text
+
+    from obs_sync.config import parse_config
+    from obs_sync.db.engine import make_engine, single_use_engine
+
+    name = "obs data %x"
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        # The admin URL (TCP or the embedded server's socket) with the database swapped.
+        parts = urlsplit(pg_admin_url)
+        url = urlunsplit(parts._replace(scheme="postgresql+psycopg", path="/obs%20data%20%25x"))
+        isales = {
+            "base_url": "http://127.0.0.1:1",
+            "vdn_ids": [1],
+            "access_key": "a",
+            "secret_key": "s",
+        }
+        config = parse_config(
+            {"isales": isales, "database": {"url": url}}, env={}, credentials=False
+        )
+        pool = OwnPool(connect_params(url), 1)
+        with pool.connection() as conn:
+            ours = conn.execute("SELECT current_database()").fetchone()
+        pool.close()
+        assert ours == (name,)
+        for engine in (make_engine(config), single_use_engine(config)):
+            try:
+                with engine.connect() as conn:
+                    assert conn.execute(text("SELECT current_database()")).scalar() == name
+            finally:
+                engine.dispose()
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

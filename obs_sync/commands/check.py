@@ -35,10 +35,11 @@ from obs_sync.isales.errors import (
     AuthenticationError,
     DataError,
     HTTPStatusError,
+    TransportError,
     VendorError,
 )
 from obs_sync.observability import redactor_for
-from obs_sync.text import plural
+from obs_sync.text import escape_controls, plural
 
 log = logging.getLogger("obs_sync.checks")  # the name logs have always shown
 
@@ -147,24 +148,47 @@ def _schema_result(found: str, schema: str, revision: str | None) -> CheckResult
     return CheckResult("database", True, f"{found}; {state}")
 
 
-def _isales_fix(error: BaseException, base_url: str) -> str:
-
-    text = str(error)
-    lowered = text.lower()
-    scheme = urlsplit(base_url).scheme
-    if isinstance(error, AuthenticationError):
-        return f"{AUTH_ADVICE} (the pair issued for this API; run NTP: the signature is timed)"
-    if "is not issued for" in lowered:
+def _transport_fix(error: TransportError, scheme: str) -> str:
+    category = error.category
+    if category == "tls_hostname":
         return (
             "the certificate does not name the host in isales.base_url: use a host name the "
             "certificate covers (not an IP address unless the certificate lists it)"
         )
-    if "tls" in lowered or "ssl" in lowered or "certificate" in lowered:
+    if category.startswith("tls"):
         return (
             "TLS failed: set isales.verify_tls to the path of the CA bundle that signed the "
             "server's certificate (false only for a lab server); check http vs https in "
             "isales.base_url"
         )
+    if category in ("timeout", "connect_timeout"):
+        return (
+            "no answer in time: check isales.base_url and the firewall, or raise "
+            "isales.timeout_seconds for a slow server"
+        )
+    if category == "dns":
+        return (
+            "the host name in isales.base_url does not resolve: check its spelling and this "
+            "host's DNS (/etc/resolv.conf), or use the server's IP address"
+        )
+    if category == "unreachable":
+        return (
+            "no network route to the host in isales.base_url: check the address, this "
+            "host's routes and any VPN or firewall between them"
+        )
+    if category in ("refused", "reset", "closed", "cut", "network"):
+        return (
+            f"cannot connect: check the host and port in isales.base_url ({scheme}), that "
+            "the server is running, and that a firewall allows this host to reach it"
+        )
+    if category in ("http_status", "non_json"):
+        return "the server is failing or overloaded: try again later, or ask its operators"
+    return error.fix or "see docs/operations.md (errors) for this message"
+
+
+def _isales_fix(error: BaseException, base_url: str) -> str:
+    if isinstance(error, AuthenticationError):
+        return f"{AUTH_ADVICE} (the pair issued for this API; run NTP: the signature is timed)"
     if isinstance(error, VendorError):
         return (
             f"iSales answered with failure code {error.code} ({error.meaning}): check that "
@@ -184,28 +208,8 @@ def _isales_fix(error: BaseException, base_url: str) -> str:
             "the server answered but not as the API describes: is isales.base_url the "
             "iSales server?"
         )
-    if "no response within" in lowered or "timeout" in lowered:
-        return (
-            "no answer in time: check isales.base_url and the firewall, or raise "
-            "isales.timeout_seconds for a slow server"
-        )
-    if "dns lookup failed" in lowered:
-        return (
-            "the host name in isales.base_url does not resolve: check its spelling and this "
-            "host's DNS (/etc/resolv.conf), or use the server's IP address"
-        )
-    if "unreachable" in lowered or "no route" in lowered:
-        return (
-            "no network route to the host in isales.base_url: check the address, this "
-            "host's routes and any VPN or firewall between them"
-        )
-    if "connection" in lowered or "refused" in lowered:
-        return (
-            f"cannot connect: check the host and port in isales.base_url ({scheme}), that "
-            "the server is running, and that a firewall allows this host to reach it"
-        )
-    if "http 5" in lowered or "http 429" in lowered or "not json" in lowered:
-        return "the server is failing or overloaded: try again later, or ask its operators"
+    if isinstance(error, TransportError):  # by the category the client recognised
+        return _transport_fix(error, urlsplit(base_url).scheme)
     return "see docs/operations.md (errors) for this message"
 
 
@@ -224,7 +228,10 @@ def check_isales(config: Config) -> CheckResult:
         if isinstance(error, AuthenticationError):
             detail = detail.replace(f"; {AUTH_ADVICE}", "")  # said once, as the fix
         return CheckResult("isales", False, detail, _isales_fix(error, config.isales.base_url))
-    sample = f", e.g. {page.codes[0][0]} = {page.codes[0][1]!r}" if page.codes else ""
+    # (the server's text, shown: its control characters escaped)
+    sample = (
+        f", e.g. {escape_controls(page.codes[0][0])} = {page.codes[0][1]!r}" if page.codes else ""
+    )
     return CheckResult(
         "isales",
         True,

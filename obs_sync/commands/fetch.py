@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from obs_sync.config import Config, ConfigError
@@ -11,7 +9,7 @@ from obs_sync.errors import EXIT_FAILED, EXIT_OK
 from obs_sync.isales.client import ISalesClient
 from obs_sync.isales.errors import ISalesError
 from obs_sync.observability import redactor_for, setup_logging_for
-from obs_sync.text import plural
+from obs_sync.text import escape_controls, json_text, plural
 
 
 def _say(message: str) -> None:
@@ -31,15 +29,15 @@ def run_fetch(config: Config, vdn_id: int, fmt: str) -> int:
         _say(redactor_for(config)(str(error)))  # the server's text may echo a secret
         return error.exit_code
     codes = snapshot.codes
-    if fmt == "json":
+    if fmt == "json":  # exact data, its control characters JSON-escaped
         lines = [
-            json.dumps({"obs_code": code, "obs_code_desc": desc}, ensure_ascii=False)
-            for code, desc in codes.items()
+            json_text({"obs_code": code, "obs_code_desc": desc}) for code, desc in codes.items()
         ]
-    else:
-        width = max([len("OBS_CODE"), *(len(code) for code in codes)])
+    else:  # for a terminal: a description's ESC or \r is shown, not obeyed
+        shown = [(escape_controls(code), escape_controls(desc)) for code, desc in codes.items()]
+        width = max([len("OBS_CODE"), *(len(code) for code, _ in shown)])
         lines = [f"{'OBS_CODE':<{width}}  DESCRIPTION"]
-        lines += [f"{code:<{width}}  {desc}" for code, desc in codes.items()]
+        lines += [f"{code:<{width}}  {desc}" for code, desc in shown]
     if lines:
         click.echo("\n".join(lines))
     stats = snapshot.stats

@@ -8,7 +8,6 @@ stale, empty) before the healthy ones.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -20,7 +19,7 @@ import click
 from obs_sync.config import Config, MetricsConfig
 from obs_sync.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from obs_sync.store.status import Status, VdnRow
-from obs_sync.text import plural
+from obs_sync.text import escape_controls, json_text, plural
 
 # A VDN's state, in the order shown: the ones needing a look first.
 STATES = ("failing", "never_synced", "stale", "empty", "ok")
@@ -154,7 +153,7 @@ _URL_TAIL = re.compile(r"\b(https?://[^\s/?#]+)[/?#][^\s)]*")
 def _short_error(error: str, width: int) -> str:
     """An error on one line in at most ``width`` characters, its cause kept: URLs lose
     their path first, then the end goes, at a word boundary where one is near."""
-    text = " ".join(error.split())
+    text = escape_controls(" ".join(error.split()))  # (records an old version wrote raw)
     if len(text) <= width:
         return text
     text = _URL_TAIL.sub(r"\1/...", text)
@@ -293,7 +292,7 @@ def format_json(status: Status | StatusView, *, database: str = "") -> str:
         return {**row(item), "state": state, "empty": item.last_total_count == 0}
 
     oldest, longest = view.oldest_success, view.longest_failure
-    return json.dumps(
+    return json_text(
         {
             "format_version": JSON_FORMAT_VERSION,
             "now": status.now.isoformat(),
@@ -319,7 +318,6 @@ def format_json(status: Status | StatusView, *, database: str = "") -> str:
             "runs": [row(r) for r in status.runs],
             "vdns": [vdn(v) for v in view.listed],
         },
-        ensure_ascii=False,
         indent=2,
     )
 

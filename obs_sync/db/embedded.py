@@ -583,8 +583,11 @@ def _start() -> str:
                 "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)
             ).fetchone()
             if not exists:
-                # Another process may create it at the same moment.
-                with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+                # Another process may create it at the same moment (which PostgreSQL reports
+                # as either error, depending on when the two collide).
+                with contextlib.suppress(
+                    psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation
+                ):
                     admin.execute(f'CREATE DATABASE "{DATABASE}"')
     except psycopg.Error as error:
         raise EmbeddedError(

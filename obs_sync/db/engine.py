@@ -6,9 +6,9 @@ without needing an engine unless a migration is due.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from obs_sync.db.url import CONNECT_ARGS, database_url
+from obs_sync.db.url import CONNECT_ARGS, connect_params, database_url
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -16,19 +16,33 @@ if TYPE_CHECKING:
     from obs_sync.config import Config
 
 
+def _connect_args(url: str) -> dict[str, Any]:
+    """Connection arguments that make SQLAlchemy open the database obs-sync's own pools open.
+
+    SQLAlchemy 2.0 (the newest on Python 3.10) leaves a percent-encoded database name
+    encoded; libpq and :func:`connect_params` decode it, so the decoded name is passed on.
+    """
+    args = dict(CONNECT_ARGS)
+    dbname = connect_params(url).get("dbname")
+    if dbname:
+        args["dbname"] = dbname
+    return args
+
+
 def make_engine(config: Config, *, connections: int = 1) -> Engine:
     """An engine whose pool holds up to ``connections`` (each the same again as overflow)."""
     from sqlalchemy import create_engine  # heavy: only commands that need an engine pay
 
+    url = database_url(config)
     return create_engine(
-        database_url(config),
+        url,
         pool_size=connections,
         max_overflow=connections,
         pool_recycle=1800,
         # A pooled connection that died (database restart, failover, a terminated backend)
         # is replaced at checkout instead of failing the daemon's next runs.
         pool_pre_ping=True,
-        connect_args=dict(CONNECT_ARGS),
+        connect_args=_connect_args(url),
     )
 
 
@@ -37,4 +51,5 @@ def single_use_engine(config: Config) -> Engine:
     from sqlalchemy import create_engine  # heavy: only a sync that migrates pays
     from sqlalchemy.pool import NullPool
 
-    return create_engine(database_url(config), poolclass=NullPool, connect_args=CONNECT_ARGS)
+    url = database_url(config)
+    return create_engine(url, poolclass=NullPool, connect_args=_connect_args(url))

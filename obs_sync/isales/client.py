@@ -21,20 +21,16 @@ from types import TracebackType
 
 import requests
 import tenacity
+import urllib3
 from requests.adapters import BaseAdapter
 
 from obs_sync import __version__, logcontext
 from obs_sync.config import VDN_MAX, VDN_MIN, ConfigError, ISalesConfig
-from obs_sync.isales.diagnosis import (
-    clean,
-    clock_hint,
-    connection_reason,
-    tls_config_problem,
-    tls_reason,
-)
+from obs_sync.isales.diagnosis import clock_hint, diagnose
 from obs_sync.isales.errors import (
     AUTH_ADVICE,
     AuthenticationError,
+    DataError,
     HTTPStatusError,
     ISalesError,
     TransportError,
@@ -42,6 +38,7 @@ from obs_sync.isales.errors import (
 )
 from obs_sync.isales.events import RequestEvent
 from obs_sync.isales.page import (
+    NestingTooDeep,
     Page,
     decode_json,
     error_detail,
@@ -52,7 +49,7 @@ from obs_sync.isales.page import (
 )
 from obs_sync.isales.paging import Pager
 from obs_sync.isales.vendor import MAX_PAGE_SIZE, PATH_TEMPLATE
-from obs_sync.isales.wire import Wire
+from obs_sync.isales.wire import BodyTooLarge, UndecodableBody, Wire
 from obs_sync.ratelimit import RateLimiter
 from obs_sync.signing import C2Auth
 from obs_sync.snapshot import FetchStats, Snapshot
@@ -62,13 +59,27 @@ log = logging.getLogger(__package__)  # "obs_sync.isales", as logs have always s
 CONTENT_TYPE = "application/json; charset=UTF-8"
 
 
-class _Transient(Exception):
-    """One attempt failed in a way that another attempt may fix (internal)."""
+class _Failed(Exception):
+    """One attempt failed on the way; ``retryable``: another attempt may fix it (internal)."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        category: str,
+        *,
+        fix: str = "",
+        retry_after: float | None = None,
+        retryable: bool = True,
+    ) -> None:
         super().__init__(message)
-        self.message = message
+        self.category = category
+        self.fix = fix
         self.retry_after = retry_after
+        self.retryable = retryable
+
+
+def _retryable(error: BaseException) -> bool:
+    return isinstance(error, _Failed) and error.retryable
 
 
 class _Counters:
@@ -124,6 +135,7 @@ class ISalesClient:
             headers=headers,
             auth=auth,
             timeout=config.timeout_seconds,
+            max_response_bytes=config.max_response_bytes,
             verify_tls=config.verify_tls,
             pool_size=max(config.max_concurrency, 1) + 1,
             adapter=adapter,
@@ -134,7 +146,7 @@ class ISalesClient:
         self._retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(config.max_retries + 1),
             wait=self._wait,
-            retry=tenacity.retry_if_exception_type(_Transient),
+            retry=tenacity.retry_if_exception(_retryable),
             before_sleep=self._before_sleep,
             reraise=True,
         )
@@ -220,14 +232,21 @@ class ISalesClient:
         try:
             page: Page = self._retrying(self._attempt, vdn_id, page_num, page_size, url, counters)
             return page
-        except _Transient as last:
+        except _Failed as last:
             attempts = counters.requests - before
+            tried = f"failed after {attempts} attempt{'s' * (attempts != 1)}"
+            if not last.retryable:
+                tried = "not retried"
+            fix = f"; {last.fix}" if last.fix else ""
             # The cause first: a reader (or a status table cutting the line short) sees
             # why before the long URL.
             raise TransportError(
-                f"{last}; failed after {attempts} attempt{'s' * (attempts != 1)} (GET {url})",
+                f"{last}; {tried}{fix} (GET {url})",
                 vdn_id=vdn_id,
                 attempts=attempts,
+                category=last.category,
+                fix=last.fix,
+                retryable=last.retryable,
             ) from None
         finally:
             counters.retries += max(0, counters.requests - before - 1)
@@ -249,47 +268,48 @@ class ISalesClient:
         counters.requests += 1
         started = time.perf_counter()
         try:
-            response = self.wire.get(url)
-        except requests.exceptions.SSLError as error:
-            self._emit(vdn_id, "connection_error", None, started)
-            problem = tls_config_problem(error, url)
-            if problem is not None:
-                raise ISalesError(problem, vdn_id=vdn_id) from None
-            raise _Transient(f"TLS error: {tls_reason(error, url, self._timeout)}") from None
-        except requests.exceptions.Timeout as error:
-            self._emit(vdn_id, "timeout", None, started)
-            if isinstance(error, requests.exceptions.ConnectTimeout):
-                raise _Transient(
-                    f"connect timeout: no connection within {self._timeout:g}s"
-                ) from None
-            raise _Transient(f"no response within {self._timeout:g}s") from None
+            reply = self.wire.get(url)
+        except BodyTooLarge as error:
+            self._emit(vdn_id, "vendor_error", None, started)
+            inflated = " decompressed" if error.coding else ""
+            raise DataError(
+                f"page {page_num}: the{inflated} response body is larger than "
+                f"isales.max_response_bytes ({error.limit} bytes); raise that setting if the "
+                f"server's pages really are this large (GET {url})",
+                vdn_id=vdn_id,
+            ) from None
         except (
-            requests.exceptions.ConnectionError,
-            requests.exceptions.ChunkedEncodingError,
-            requests.exceptions.ContentDecodingError,
+            requests.exceptions.RequestException,
+            urllib3.exceptions.HTTPError,
+            OSError,
+            UndecodableBody,
         ) as error:
-            self._emit(vdn_id, "connection_error", None, started)
-            raise _Transient(connection_reason(error, url, self._timeout)) from None
-        except requests.exceptions.RequestException as error:
-            self._emit(vdn_id, "connection_error", None, started)
-            # (an invalid header's message quotes its value: the signature, never shown)
-            what = (
-                "a request header is invalid"
-                if isinstance(error, requests.exceptions.InvalidHeader)
-                else clean(str(error)) or type(error).__name__
-            )
-            raise ISalesError(f"request failed: {what} (GET {url})", vdn_id=vdn_id) from None
+            found = diagnose(error, url, self._timeout)
+            if found.timeout:
+                self._emit(vdn_id, "timeout", None, started)
+            else:
+                self._emit(vdn_id, "connection_error", None, started)
+            raise _Failed(
+                found.reason, found.category, fix=found.fix, retryable=found.retryable
+            ) from None
 
-        status = response.status_code
-        content_type = response.headers.get("Content-Type")
+        status, content = reply.status, reply.content
+        content_type = reply.headers.get("Content-Type")
         if 200 <= status < 300:
             try:
-                body = decode_json(response.content, content_type)
+                body = decode_json(content, content_type)
+            except NestingTooDeep:
+                self._emit(vdn_id, "vendor_error", status, started)
+                raise DataError(
+                    f"page {page_num}: the response body's JSON nests too deeply to be read "
+                    f"(GET {url})",
+                    vdn_id=vdn_id,
+                ) from None
             except ValueError:
                 self._emit(vdn_id, "non_json", status, started)
                 kind = content_type or "no Content-Type"
-                raise _Transient(
-                    f"HTTP {status} body is not JSON ({kind}): {snippet(response.content)}"
+                raise _Failed(
+                    f"HTTP {status} body is not JSON ({kind}): {snippet(content)}", "non_json"
                 ) from None
             try:
                 page = parse_page(vdn_id, page_num, page_size, body)
@@ -299,29 +319,31 @@ class ISalesClient:
             self._emit(vdn_id, "ok", status, started)
             return page
 
-        detail = error_detail(response.content, content_type)
+        detail = error_detail(content, content_type)
         if status == 401:
             self._emit(vdn_id, "auth_error", status, started)
             said = f"; server said: {detail}" if detail else ""
             raise AuthenticationError(
                 f"HTTP 401 from {url}: the server rejected the signature; {AUTH_ADVICE} "
-                f"(not retried){said}{clock_hint(response.headers.get('Date'))}",
+                f"(not retried){said}{clock_hint(reply.headers.get('Date'))}",
                 vdn_id=vdn_id,
             )
         # A vendor parameter-error code in an error status's JSON body is as final as in a
         # 200: repeating the same request cannot fix it, whatever the status.
-        failure = known_failure(response.content, content_type)
+        failure = known_failure(content, content_type)
         if failure is not None:
             self._emit(vdn_id, "vendor_error", status, started)
             raise VendorError(failure[0], failure[1], vdn_id=vdn_id, status=status)
         self._emit(vdn_id, "http_error", status, started)
         if status in (408, 429) or status >= 500:
             suffix = f": {detail}" if detail else ""
-            raise _Transient(
-                f"HTTP {status}{suffix}", parse_retry_after(response.headers.get("Retry-After"))
+            raise _Failed(
+                f"HTTP {status}{suffix}",
+                "http_status",
+                retry_after=parse_retry_after(reply.headers.get("Retry-After")),
             )
         if 300 <= status < 400:
-            location = response.headers.get("Location", "no Location")
+            location = reply.headers.get("Location", "no Location")
             raise HTTPStatusError(
                 status,
                 f"HTTP {status} redirect from {url} to {location}; set isales.base_url "
@@ -344,7 +366,7 @@ class ISalesClient:
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, _Transient) and error.retry_after is not None:
+        if isinstance(error, _Failed) and error.retry_after is not None:
             return min(error.retry_after, self.config.backoff_max_seconds)
         # Exponential from backoff_initial_seconds, plus up to that much jitter so that
         # parallel VDNs do not retry in lockstep; never above backoff_max_seconds.

@@ -1,21 +1,101 @@
-"""Why a request failed, in the user's words: transport exceptions turned into one short
-line that names the cause (``connection refused``, ``DNS lookup failed for host 'x'``) and,
-for what retrying cannot fix, the setting to change. Never a secret or a URL's path/query.
+"""Why a request failed, in the user's words: a transport exception turned into a
+:class:`Diagnosis`: a category, one short line naming the cause (``connection refused``,
+``DNS lookup failed for host 'x'``), the fix to try, and whether retrying may help.
+
+Classified by exception type, errno and the ``ssl`` module's ``reason``/``verify_code``
+attributes, walking the whole chain (``__cause__``, ``__context__``, urllib3's ``reason``,
+exceptions among ``args``): never by message text, which Python, OpenSSL and urllib3 word
+differently from one release to the next. Never a secret or a URL's path/query.
 """
 
 from __future__ import annotations
 
 import email.utils
+import errno
 import http.client
 import re
 import socket
 import ssl
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from urllib3 import exceptions as u3
+from urllib3.util.ssl_match_hostname import CertificateError as NameMismatch
+
+from obs_sync.isales.wire import DeadlineExceeded, UndecodableBody
+
+# The categories, as TransportError.category carries them.
+DNS = "dns"
+REFUSED = "refused"
+UNREACHABLE = "unreachable"
+CONNECT_TIMEOUT = "connect_timeout"
+TIMEOUT = "timeout"
+CLOSED = "closed"  # the server closed the connection without any response
+RESET = "reset"
+CUT = "cut"  # the response stopped before its end
+TLS_CLOSED = "tls_closed"
+TLS_CERTIFICATE = "tls_certificate"
+TLS_HOSTNAME = "tls_hostname"
+TLS_NOT_HTTPS = "tls_not_https"
+TLS = "tls"
+DECODING = "decoding"
+NETWORK = "network"
+REQUEST = "request"  # the request itself cannot be sent (not retried)
+
+_DROPPED = "the server (or a proxy or firewall in between) dropped it; check the server's logs"
+FIXES = {
+    DNS: "check the host name in isales.base_url and this host's DNS resolver",
+    REFUSED: "check that the iSales server is running and isales.base_url's host and port",
+    UNREACHABLE: "check the network route to isales.base_url's host (firewall, VPN, routes)",
+    CONNECT_TIMEOUT: (
+        "check that isales.base_url's host and port are reachable (a firewall may drop "
+        "packets) or raise isales.timeout_seconds"
+    ),
+    TIMEOUT: "raise isales.timeout_seconds or check the server's load",
+    CLOSED: _DROPPED,
+    RESET: _DROPPED,
+    CUT: _DROPPED,
+    TLS_CLOSED: "check that isales.base_url's port serves HTTPS and the server's TLS settings",
+    TLS_CERTIFICATE: (
+        "set isales.verify_tls to the path of the CA bundle that signed the server's certificate"
+    ),
+    TLS_HOSTNAME: "put a host name the certificate names in isales.base_url",
+    TLS_NOT_HTTPS: "the port does not speak TLS: check isales.base_url (http:// or the HTTPS port)",
+    TLS: "check the server's TLS settings",
+    DECODING: "the server's compressed body is corrupt; check the server (or a proxy)",
+    NETWORK: "check the network between this host and isales.base_url's host",
+    REQUEST: "check isales.base_url, isales.access_key and isales.locale",
+}
+# What retrying cannot fix: the configuration (or the server's certificate) must change.
+FINAL = frozenset({TLS_CERTIFICATE, TLS_HOSTNAME, TLS_NOT_HTTPS, REQUEST})
+# OpenSSL reasons (ssl.SSLError.reason) for a TLS client talking to a port that is not TLS.
+_NOT_TLS_REASONS = frozenset(
+    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST"}
+)
+# X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+_NAME_MISMATCH = frozenset({62, 64})
+_RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE})
+_UNREACHABLE_ERRNOS = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN})
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """One failed attempt: its category, the cause in a few words, and what to try."""
+
+    category: str
+    reason: str
+    fix: str
+
+    @property
+    def retryable(self) -> bool:
+        return self.category not in FINAL
+
+    @property
+    def timeout(self) -> bool:
+        return self.category in (TIMEOUT, CONNECT_TIMEOUT)
 
 
 def clock_hint(date: str | None, now: datetime | None = None) -> str:
@@ -34,28 +114,6 @@ def clock_hint(date: str | None, now: datetime | None = None) -> str:
         return ""
     direction = "ahead of" if skew > 0 else "behind"
     return f"; this host's clock is {abs(skew):.0f}s {direction} the server's (Date header)"
-
-
-def tls_config_problem(error: Exception, url: str) -> str | None:
-    """A TLS failure that retrying cannot fix (certificate, protocol), as a hint; else None."""
-    text = str(error)
-    lowered = text.lower()
-    if "mismatch" in lowered and "not valid for" in lowered:
-        host = urlsplit(url).hostname
-        return (
-            f"TLS verification failed for {url}: the server's certificate is not issued for "
-            f"{host!r}; put a host name the certificate names in isales.base_url"
-        )
-    if "certificate" in lowered or "hostname" in lowered:
-        detail = re.search(r"certificate verify failed: ([^'\"(\]]+)", text)
-        reason = detail.group(1).strip() if detail else "certificate not trusted"
-        return (
-            f"TLS verification failed for {url}: {reason}; set isales.verify_tls to the "
-            "path of the CA bundle that signed the server's certificate"
-        )
-    if "wrong version number" in lowered or "record layer failure" in lowered:
-        return f"TLS handshake failed for {url}: is it really HTTPS? check isales.base_url"
-    return None
 
 
 # How long a transport reason may be: one line that fits a log line or a status cell.
@@ -99,55 +157,102 @@ def _first(chain: list[BaseException], kinds: type | tuple[type, ...]) -> Any:
     return next((e for e in chain if isinstance(e, kinds)), None)
 
 
-def connection_reason(error: BaseException, url: str, timeout: float) -> str:
-    """Why a connection failed, in a few words (``connection refused``, ``DNS lookup
-    failed for host 'x': ...``); the errno text where there is one, never a secret."""
+def _errno(chain: list[BaseException], numbers: frozenset[int]) -> OSError | None:
+    return next((e for e in chain if isinstance(e, OSError) and e.errno in numbers), None)
+
+
+def _strerror(error: OSError | None, default: str) -> str:
+    text = str(error.strerror) if error is not None and error.strerror else default
+    return text[:1].lower() + text[1:]  # e.g. "network is unreachable"
+
+
+def _tls(chain: list[BaseException], url: str) -> tuple[str, str] | None:
+    """(category, reason) for a TLS failure in the chain, else None."""
+    tls = _first(chain, ssl.SSLError)
+    # (urllib3 checks the name itself where the ssl module cannot)
+    if _first(chain, NameMismatch) is not None or (
+        isinstance(tls, ssl.SSLCertVerificationError) and tls.verify_code in _NAME_MISMATCH
+    ):
+        host = urlsplit(url).hostname
+        return TLS_HOSTNAME, f"the server's TLS certificate is not issued for {host!r}"
+    if isinstance(tls, ssl.SSLCertVerificationError):
+        detail = clean(str(tls.verify_message or "")) or "certificate not trusted"
+        return TLS_CERTIFICATE, f"TLS certificate verification failed: {detail}"
+    if isinstance(tls, (ssl.SSLEOFError, ssl.SSLZeroReturnError)) or (
+        tls is not None and tls.reason == "UNEXPECTED_EOF_WHILE_READING"
+    ):
+        return TLS_CLOSED, "the server closed the connection during the TLS handshake"
+    if tls is not None and tls.reason in _NOT_TLS_REASONS:
+        return TLS_NOT_HTTPS, "TLS handshake failed: the server did not answer in TLS"
+    if tls is not None:
+        words = tls.reason or type(tls).__name__
+        return TLS, f"TLS error: {words.replace('_', ' ').lower()}"
+    return None
+
+
+def diagnose(error: BaseException, url: str, timeout: float) -> Diagnosis:
+    """What went wrong with one attempt (see the module docstring), by type and errno."""
     chain = _causes(error)
-    proxy = _first(chain, (requests.exceptions.ProxyError, u3.ProxyError)) is not None
-    if (lookup := _first(chain, (socket.gaierror, u3.NameResolutionError))) is not None:
-        named = re.search(r"Failed to resolve '([^']*)'", str(lookup))
-        host = named.group(1) if named else urlsplit(url).hostname
+    category, reason = _classify(chain, url, timeout)
+    fix = FIXES[category]
+    if _first(chain, (requests.exceptions.ProxyError, u3.ProxyError)) is not None:
+        reason = f"proxy: {reason}"
+        fix = f"{fix}; check the proxy (HTTPS_PROXY, HTTP_PROXY, NO_PROXY)"
+    return Diagnosis(category, clean(reason), fix)
+
+
+def _classify(chain: list[BaseException], url: str, timeout: float) -> tuple[str, str]:
+    # Order matters: a subclass before its base (RemoteDisconnected is a
+    # ConnectionResetError, InvalidChunkLength an IncompleteRead, a connect timeout a
+    # timeout), the TLS layer before the socket below it.
+    if _first(chain, (socket.gaierror, u3.NameResolutionError)) is not None:
         cause = _first(chain, socket.gaierror)
-        why = cause.strerror if cause is not None and cause.strerror else "no such host"
-        reason = f"DNS lookup failed for host {host!r}: {why}"
-    elif _first(chain, ConnectionRefusedError) is not None:
-        reason = "connection refused"
-    # (subclasses before their bases: RemoteDisconnected is a ConnectionResetError,
-    # InvalidChunkLength an IncompleteRead)
-    elif _first(chain, http.client.RemoteDisconnected) is not None:
-        reason = "the server closed the connection without a response"
-    elif _first(chain, ConnectionResetError) is not None:
-        reason = "connection reset by peer"
-    elif _first(chain, u3.InvalidChunkLength) is not None:
-        reason = "the server sent a broken chunked body (invalid chunk length)"
-    elif (cut := _first(chain, (u3.IncompleteRead, http.client.IncompleteRead))) is not None:
+        host = urlsplit(url).hostname
+        return DNS, f"DNS lookup failed for host {host!r}: {_strerror(cause, 'no such host')}"
+    if _first(chain, ConnectionRefusedError) or _errno(chain, frozenset({errno.ECONNREFUSED})):
+        return REFUSED, "connection refused"
+    if any(  # (urllib3's NewConnectionError is, for history's sake, a ConnectTimeoutError)
+        isinstance(e, (u3.ConnectTimeoutError, requests.exceptions.ConnectTimeout))
+        and not isinstance(e, u3.NewConnectionError)
+        for e in chain
+    ):
+        return CONNECT_TIMEOUT, f"connect timeout: no connection within {timeout:g}s"
+    if (tls := _tls(chain, url)) is not None:
+        return tls
+    if _first(chain, http.client.RemoteDisconnected) is not None:
+        return CLOSED, "the server closed the connection without a response"
+    if _first(chain, ConnectionResetError) or _errno(chain, _RESET_ERRNOS):
+        return RESET, "connection reset by peer"
+    if _first(chain, u3.InvalidChunkLength) is not None:
+        return CUT, "the server sent a broken chunked body (invalid chunk length)"
+    if (cut := _first(chain, (u3.IncompleteRead, http.client.IncompleteRead))) is not None:
         partial = cut.partial
         got = len(partial) if isinstance(partial, bytes) else partial
         more = f", {cut.expected} more expected" if cut.expected is not None else ""
-        reason = f"the server closed the connection mid-response ({got} bytes read{more})"
-    elif _first(chain, (u3.ReadTimeoutError, TimeoutError)) is not None:
-        reason = f"read timeout: no data within {timeout:g}s while reading the response body"
-    elif isinstance(error, requests.exceptions.ContentDecodingError):
-        coding = re.search(r"content-encoding: ([\w-]+)", str(error))
-        detail = clean(str(chain[-1])) if len(chain) > 1 else ""
-        name = coding.group(1) if coding else "compressed"
-        reason = f"the {name} response body cannot be decoded" + (f": {detail}" if detail else "")
-    elif os_error := next((e for e in chain if isinstance(e, OSError) and e.strerror), None):
-        text = str(os_error.strerror)
-        reason = text[:1].lower() + text[1:]  # e.g. "network is unreachable"
-    else:
-        reason = str(chain[-1]).strip() or type(chain[-1]).__name__
-    return clean(("proxy: " if proxy else "") + reason)
-
-
-def tls_reason(error: BaseException, url: str, timeout: float) -> str:
-    """Why a TLS handshake failed that may pass on a later attempt, in a few words."""
-    chain = _causes(error)
-    tls = _first(chain, ssl.SSLError)
-    if tls is None:
-        return connection_reason(error, url, timeout)
-    if isinstance(tls, ssl.SSLEOFError) or "UNEXPECTED_EOF" in str(tls):
-        return "the server closed the connection during the TLS handshake"
-    # "[SSL: CODE] words (_ssl.c:1006)" -> "words"
-    text = re.sub(r"^\[[^\]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", str(tls))
-    return clean(text or type(tls).__name__)
+        return CUT, f"the server closed the connection mid-response ({got} bytes read{more})"
+    if _first(chain, (DeadlineExceeded, u3.TimeoutError, TimeoutError)) is not None:
+        return TIMEOUT, (
+            f"no complete response within {timeout:g}s (isales.timeout_seconds bounds "
+            "the whole request)"
+        )
+    bad = _first(chain, (UndecodableBody, requests.exceptions.ContentDecodingError))
+    if bad is not None:
+        coding = bad.coding if isinstance(bad, UndecodableBody) else "compressed"
+        return DECODING, f"the {coding} response body cannot be decoded"
+    if (unreachable := _errno(chain, _UNREACHABLE_ERRNOS)) is not None:
+        return UNREACHABLE, _strerror(unreachable, "network is unreachable")
+    if _first(chain, u3.ProtocolError) is not None:  # e.g. "Response ended prematurely"
+        return CUT, clean(str(chain[-1])) or "the response ended early"
+    if os_error := next((e for e in chain if isinstance(e, OSError) and e.strerror), None):
+        return NETWORK, _strerror(os_error, "network error")
+    if isinstance(chain[0], requests.exceptions.RequestException) and not isinstance(
+        chain[0], (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+    ):
+        # (an invalid header's message quotes its value: the signature, never shown)
+        what = (
+            "a request header is invalid"
+            if isinstance(chain[0], requests.exceptions.InvalidHeader)
+            else clean(str(chain[0])) or type(chain[0]).__name__
+        )
+        return REQUEST, f"request failed: {what}"
+    return NETWORK, str(chain[-1]).strip() or type(chain[-1]).__name__

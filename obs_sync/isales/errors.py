@@ -70,10 +70,27 @@ class HTTPStatusError(ISalesError):
 
 
 class TransportError(ISalesError):
-    """Transient failures (connection, timeout, 429, 5xx, non-JSON) outlasted the retries."""
+    """A request failed on the way (connection, TLS, timeout, 429, 5xx, non-JSON): after
+    the retries when another attempt might have helped, at once when it cannot (a TLS
+    certificate, a port that is not HTTPS: ``retryable`` is then False).
+
+    ``category`` says what happened (``obs_sync.isales.diagnosis``: ``refused``, ``dns``,
+    ``timeout``, ``tls_certificate``...; ``http_status``, ``non_json``) and ``fix`` the
+    thing to try; both are in the message too."""
 
     kind = "transport"
 
-    def __init__(self, message: str, *, vdn_id: int | None = None, attempts: int = 0):
+    def __init__(
+        self,
+        message: str,
+        *,
+        vdn_id: int | None = None,
+        attempts: int = 0,
+        category: str = "network",
+        fix: str = "",
+        retryable: bool = True,
+    ):
         self.attempts = attempts
-        super().__init__(message, vdn_id=vdn_id, retryable=True)
+        self.category = category
+        self.fix = fix
+        super().__init__(message, vdn_id=vdn_id, retryable=retryable)

@@ -110,14 +110,26 @@ def _charset(content_type: str | None) -> str | None:
     return None
 
 
+class NestingTooDeep(ValueError):
+    """The JSON nests deeper than the parser can follow (a hostile or broken body)."""
+
+
+def _loads(data: bytes | str) -> Any:
+    try:
+        return json.loads(data)
+    except RecursionError:  # json's C parser recurses once per level of nesting
+        raise NestingTooDeep("the JSON nests too deeply to be read") from None
+
+
 def decode_json(content: bytes, content_type: str | None) -> Any:
     """Parse a JSON body: UTF-8 (BOM or not) or UTF-16/32 as RFC 8259 allows; a body that
     is not valid UTF-8 is decoded with the charset its Content-Type declares (GBK...).
 
-    Raises ValueError when it is not JSON in either reading.
+    Raises ValueError when it is not JSON in either reading (NestingTooDeep, a
+    ValueError, when it nests too deeply to be read).
     """
     try:
-        return json.loads(content)
+        return _loads(content)
     except UnicodeDecodeError:
         charset = _charset(content_type)
         if charset is None:
@@ -126,7 +138,7 @@ def decode_json(content: bytes, content_type: str | None) -> Any:
             text = content.decode(charset)
         except (LookupError, UnicodeDecodeError):
             raise ValueError(f"body is neither UTF-8 nor the declared {charset}") from None
-        return json.loads(text)
+        return _loads(text)
 
 
 def parse_page(vdn_id: int, page_num: int, page_size: int, body: Any) -> Page:
