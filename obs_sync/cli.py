@@ -16,9 +16,15 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from obs_sync.config import Config, ConfigError, load_config, resolve_config_path
+from obs_sync.config import (
+    Config,
+    ConfigError,
+    load_config,
+    parse_vdn_ids,
+    resolve_config_path,
+)
 from obs_sync.db.errors import database_error
-from obs_sync.errors import EXIT_FAILED, EXIT_USAGE
+from obs_sync.errors import EXIT_FAILED, EXIT_USAGE, exit_codes_help
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -39,12 +45,37 @@ class FiniteFloatRange(click.FloatRange):
         return number
 
 
-def get_config(ctx: click.Context, *, credentials: bool = True) -> Config:
-    """The configuration; ``credentials=False`` for commands that never call iSales."""
+class Command(click.Command):
+    """A command whose --help ends with the exit codes (defined once, in obs_sync.errors)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("epilog", exit_codes_help())
+        super().__init__(*args, **kwargs)
+
+
+class Group(click.Group):
+    """A command group whose commands and subgroups list the exit codes too."""
+
+    command_class = Command
+    group_class = type  # subgroups are of this class too
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("epilog", exit_codes_help())
+        super().__init__(*args, **kwargs)
+
+
+FORMAT_HELP = "Output format: table (for people) or json (for tools)."
+
+
+def get_config(ctx: click.Context, *, credentials: bool = True, database: bool = True) -> Config:
+    """The configuration; ``credentials=False`` for commands that never call iSales,
+    ``database=False`` for those that never open the database."""
     obj: dict[str, Any] = ctx.ensure_object(dict)
     if "config" not in obj:
         try:
-            obj["config"] = load_config(obj.get("config_path"), credentials=credentials)
+            obj["config"] = load_config(
+                obj.get("config_path"), credentials=credentials, database=database
+            )
         except ConfigError as error:
             fail(f"configuration error: {error}", error.exit_code)
     config: Config = obj["config"]
@@ -78,7 +109,7 @@ def open_engine(config: Config) -> Engine:
         fail(error.for_cli(), error.exit_code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @config_option
 @click.version_option(package_name="obs-sync")
 @click.pass_context
@@ -96,7 +127,14 @@ def main(ctx: click.Context) -> None:
     multiple=True,
     help="VDN id (one; any id, configured or not).",
 )
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help=FORMAT_HELP,
+)
 @config_option
 @click.pass_context
 def fetch(ctx: click.Context, vdn_ids: tuple[int, ...], fmt: str) -> None:
@@ -104,7 +142,7 @@ def fetch(ctx: click.Context, vdn_ids: tuple[int, ...], fmt: str) -> None:
     if len(vdn_ids) > 1:
         # Silently keeping the last of several would answer another question than asked.
         fail(f"--vdn given {len(vdn_ids)} times: fetch prints one VDN per call", EXIT_USAGE)
-    config = get_config(ctx)
+    config = get_config(ctx, database=False)
     from obs_sync.commands.fetch import run_fetch
 
     sys.exit(run_fetch(config, vdn_ids[0], fmt))
@@ -112,7 +150,13 @@ def fetch(ctx: click.Context, vdn_ids: tuple[int, ...], fmt: str) -> None:
 
 @main.command(short_help="Serve the bundled iSales simulator.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=18443, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=18443,
+    show_default=True,
+    help="Port to listen on (0: any free port, printed at start).",
+)
 @click.option(
     "--vdns",
     type=click.IntRange(0, 9999),
@@ -246,7 +290,7 @@ def sync(
     no_migrate: bool,
     max_delete_fraction: float | None,
 ) -> None:
-    """Sync once and exit (0 all succeeded, 1 a VDN failed/incomplete/guarded, 2 usage)."""
+    """Sync once and exit."""
     config = get_config(ctx)
     if max_delete_fraction is not None:
         guard = config.sync.model_copy(update={"max_delete_fraction": max_delete_fraction})
@@ -263,7 +307,7 @@ def db() -> None:
 
 
 @db.command()
-@click.option("--revision", default="head", show_default=True)
+@click.option("--revision", default="head", show_default=True, help="Migration to upgrade to.")
 @config_option
 @click.pass_context
 def upgrade(ctx: click.Context, revision: str) -> None:
@@ -274,7 +318,12 @@ def upgrade(ctx: click.Context, revision: str) -> None:
 
 
 @db.command(short_help="Revert migrations (may drop data; asks).")
-@click.option("--revision", default="-1", show_default=True)
+@click.option(
+    "--revision",
+    default="-1",
+    show_default=True,
+    help='Migration to revert to: -1 one step back, "base" drops every table.',
+)
 @click.option("--yes", is_flag=True, help="Do not ask first (required when not on a terminal).")
 @config_option
 @click.pass_context
@@ -368,28 +417,40 @@ def check(ctx: click.Context) -> None:
     click.echo("all checks passed")
 
 
-@main.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+def _vdn_ranges(_: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[int]:
+    try:
+        return parse_vdn_ids(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param=param) from None
+
+
+@main.command(short_help="Summary, then failing and stale VDNs first.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help=FORMAT_HELP,
+)
+@click.option("--failing", is_flag=True, help="List only the failing VDNs (the summary stays).")
+@click.option(
+    "--vdn",
+    "vdn_ids",
+    multiple=True,
+    callback=_vdn_ranges,
+    help='Only these VDNs: an id or a range like "100-120" (repeatable, or comma-separated); '
+    "default: all of isales.vdn_ids.",
+)
 @config_option
 @click.pass_context
-def status(ctx: click.Context, fmt: str) -> None:
-    """Show recent runs and each VDN's freshness and failures."""
+def status(ctx: click.Context, fmt: str, failing: bool, vdn_ids: list[int]) -> None:
+    """Show a summary (VDNs by state, the oldest success, the longest failure), the recent
+    runs, and each VDN: failing, never synced, stale and empty ones first."""
     config = get_config(ctx, credentials=False)
-    from sqlalchemy.exc import SQLAlchemyError
+    from obs_sync.commands.status import run_status_command
 
-    from obs_sync.commands.status import format_json, format_table
-    from obs_sync.store.status import StatusError, read_status
-
-    engine = open_engine(config)
-    try:
-        report = read_status(engine, config.database.schema_, config.isales.vdn_list)
-    except StatusError as error:
-        fail(str(error), error.exit_code)
-    except SQLAlchemyError as error:
-        fail(database_error(error))
-    finally:
-        engine.dispose()
-    click.echo(format_json(report) if fmt == "json" else format_table(report))
+    sys.exit(run_status_command(config, fmt, failing_only=failing, vdn_ids=vdn_ids))
 
 
 @main.command(short_help="Check the stored history's integrity; read-only.")

@@ -67,6 +67,8 @@ def _expand_env(
                 return env[name]
             if default is not None:
                 return default
+            if path == "database.url" and path in optional:
+                return ""  # unset: fine for a command that never opens the database
             if path in optional:
                 return UNSET_CREDENTIAL
             # A default in the file is fine for a port, not for a secret (or a URL with one).
@@ -76,6 +78,11 @@ def _expand_env(
                 if secret
                 else f"export it, or write ${{{name}:-default}}"
             )
+            if path == "database.url":
+                hint = (
+                    f"export it as a PostgreSQL URL like {EXAMPLE_URL}, or as `embedded` for "
+                    "obs-sync's own embedded PostgreSQL, e.g. from a systemd EnvironmentFile="
+                )
             raise ConfigError(f"{path}: environment variable {name} is not set ({hint})")
 
         return _ENV_REF.sub(substitute, value)
@@ -106,6 +113,17 @@ def _vdn_range(item: Any) -> tuple[int, int]:
         if not VDN_MIN <= value <= VDN_MAX:
             raise ValueError(f"{value} is outside {VDN_MIN}..{VDN_MAX}")
     return low, high
+
+
+def parse_vdn_ids(items: Any) -> list[int]:
+    """VDN ids written as in ``isales.vdn_ids`` (ints, ``"a-b"`` ranges; on the command line
+    also comma-separated), expanded and sorted; ValueError names the bad item."""
+    ranges = [
+        _vdn_range(part)
+        for item in items
+        for part in (item.split(",") if isinstance(item, str) else [item])
+    ]
+    return sorted({v for low, high in ranges for v in range(low, high + 1)})
 
 
 VdnRange = Annotated[tuple[int, int], BeforeValidator(_vdn_range)]
@@ -291,8 +309,20 @@ class ISalesConfig(_Section):
         return sorted({v for low, high in self.vdn_ids for v in range(low, high + 1)})
 
 
+# database.url's value that asks for obs-sync's own embedded PostgreSQL. An empty URL is
+# an error, never a fallback: a forgotten OBS_SYNC_DATABASE_URL must not send the data to
+# a private server the BI tool never sees.
+EMBEDDED = "embedded"
+EXAMPLE_URL = "postgresql+psycopg://user:pass@host:5432/db"
+DATABASE_CHOICES = (
+    f"set database.url (or OBS_SYNC_DATABASE_URL) to a PostgreSQL URL like {EXAMPLE_URL}, "
+    "or to `embedded` for obs-sync's own embedded PostgreSQL"
+)
+
+
 class DatabaseConfig(_Section):
-    url: SecretStr = SecretStr("")  # may carry a password
+    # May carry a password. Validated even when left out: unset is an error naming the choices.
+    url: SecretStr = Field(SecretStr(""), validate_default=True)
     schema_: str = Field("obs_sync", alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     # Bounds on every obs-sync session (0 turns one off), so a held lock or a hung peer
     # cannot block a run forever: see docs/operations.md.
@@ -330,22 +360,33 @@ class DatabaseConfig(_Section):
 
     @field_validator("url")
     @classmethod
-    def _url(cls, value: SecretStr) -> SecretStr:
+    def _url(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
         text = value.get_secret_value().strip()
         if _CONTROL.search(text) or not text.isprintable():
             # never echoes the URL: it may hold the password
             raise ValueError("contains a control character (a stray newline or escape?)")
+        if not text:
+            if not (info.context or {}).get("database", True):
+                return SecretStr("")  # a command that never opens the database (fetch)
+            raise ValueError(f"is not set: choose the database: {DATABASE_CHOICES}")
+        if text.lower() == EMBEDDED:
+            return SecretStr(EMBEDDED)
         # "postgres://" is what many tools (Heroku, Django settings, psql docs) write.
         text = re.sub(r"^postgres(ql)?(\+psycopg)?://", "postgresql+psycopg://", text)
-        if text and not text.startswith("postgresql+psycopg://"):
+        if not text.startswith("postgresql+psycopg://"):
             raise ValueError(
                 "must be a PostgreSQL URL like postgresql+psycopg://user:pass@host:5432/db "
-                "(or empty for the embedded PostgreSQL)"
+                "(or `embedded` for obs-sync's own embedded PostgreSQL)"
             )
-        problem = _url_problem(text) if text else None
+        problem = _url_problem(text)
         if problem:
             raise ValueError(problem)  # never echoes the URL: it may hold the password
         return SecretStr(text)
+
+    @property
+    def embedded(self) -> bool:
+        """True when the configuration chose the embedded PostgreSQL (``url: embedded``)."""
+        return self.url.get_secret_value() == EMBEDDED
 
 
 _ENCODINGS = "@ as %40, : as %3A, / as %2F, ? as %3F, # as %23, % as %25"
@@ -431,6 +472,8 @@ class MetricsConfig(_Section):
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
+    # A progress line every N seconds during a run (off a terminal; 0 = none).
+    progress_interval_seconds: float = Field(30, ge=0, le=86_400)
 
     @field_validator("level", mode="before")
     @classmethod
@@ -440,11 +483,20 @@ class LoggingConfig(_Section):
 
 class Config(_Section):
     isales: ISalesConfig
-    database: DatabaseConfig = DatabaseConfig()
+    # Always validated (see _database_section): its url has no default to fall back to.
+    database: DatabaseConfig
     schedule: ScheduleConfig = ScheduleConfig()
     sync: SyncConfig = SyncConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _database_section(cls, data: Any) -> Any:
+        # A missing section must still report database.url as unset, naming both choices.
+        if isinstance(data, dict) and "database" not in data:
+            return {**data, "database": {}}
+        return data
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -486,20 +538,26 @@ def parse_config(
     base_dir: Path | None = None,
     *,
     credentials: bool = True,
+    database: bool = True,
 ) -> Config:
     """Validate a configuration mapping; relative file paths are taken from ``base_dir``.
 
     ``credentials=False`` is for commands that only use the database (status, db ...): an
     unset environment variable in the iSales keys is then not an error, so an operator
     can run them without the service's secrets; the keys hold a placeholder.
+    ``database=False`` is for commands that never open the database (fetch): an unset
+    ``database.url`` is then not an error (it stays empty).
     """
     if not isinstance(data, dict):
         raise ConfigError("the configuration must be a YAML mapping with an 'isales' section")
     _check_shape(data)
-    optional = frozenset() if credentials else CREDENTIALS
+    optional = (frozenset() if credentials else CREDENTIALS) | (
+        frozenset() if database else {"database.url"}
+    )
     expanded = _expand_env(data, os.environ if env is None else env, "", optional)
     try:
-        return Config.model_validate(expanded, context={"base_dir": base_dir})
+        context = {"base_dir": base_dir, "database": database}
+        return Config.model_validate(expanded, context=context)
     except ValidationError as error:
         raise ConfigError(format_validation_error(error)) from None
 
@@ -583,8 +641,11 @@ def resolve_config_path(path: str | os.PathLike[str] | None) -> Path:
     return DEFAULT_CONFIG_PATH
 
 
-def load_config(path: str | os.PathLike[str] | None = None, *, credentials: bool = True) -> Config:
-    """Load ``--config PATH``, else ``$OBS_SYNC_CONFIG``, else ``./config.yaml``."""
+def load_config(
+    path: str | os.PathLike[str] | None = None, *, credentials: bool = True, database: bool = True
+) -> Config:
+    """Load ``--config PATH``, else ``$OBS_SYNC_CONFIG``, else ``./config.yaml``
+    (``credentials``, ``database``: as for :func:`parse_config`)."""
     resolved = resolve_config_path(path)
     try:
         text = _read_config_text(resolved)
@@ -615,6 +676,11 @@ def load_config(path: str | os.PathLike[str] | None = None, *, credentials: bool
     except (ValueError, OverflowError) as error:  # e.g. an integer of over 4300 digits
         raise ConfigError(f"{resolved}: invalid YAML value ({one_line(error)})") from None
     try:
-        return parse_config(data, base_dir=resolved.absolute().parent, credentials=credentials)
+        return parse_config(
+            data,
+            base_dir=resolved.absolute().parent,
+            credentials=credentials,
+            database=database,
+        )
     except ConfigError as error:
         raise ConfigError(f"{resolved}: {error}") from None

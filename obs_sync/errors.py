@@ -7,10 +7,29 @@ module or class-name strings.
 
 from __future__ import annotations
 
+import textwrap
+
 # The process exit codes, defined here only.
 EXIT_OK = 0  # success
 EXIT_FAILED = 1  # a VDN failed, was incomplete or guarded; the database or iSales failed
 EXIT_USAGE = 2  # configuration or usage: the operator must change something
+
+# What each exit code means, for every command's --help and the docs.
+EXIT_MEANINGS = {
+    EXIT_OK: "success",
+    EXIT_FAILED: "failed: a VDN failed, was incomplete or guarded, a check failed, or the "
+    "database or iSales could not be used",
+    EXIT_USAGE: "configuration or usage error: the message names the setting or option to fix",
+}
+
+
+def exit_codes_help() -> str:
+    """The exit codes as a --help epilog (click keeps a paragraph after ``\b`` as written)."""
+    lines = [
+        textwrap.fill(meaning, 78, initial_indent=f"  {code}  ", subsequent_indent=" " * 5)
+        for code, meaning in EXIT_MEANINGS.items()
+    ]
+    return "\b\nExit codes:\n" + "\n".join(lines)
 
 
 class ObsSyncError(Exception):

@@ -31,10 +31,15 @@ log = logging.getLogger(__name__)
 
 REDACTED = "***"
 
+# A dict passed as ``extra={FIELDS: {...}}``: its keys become top-level keys of a JSON log
+# line (a run's or a VDN's result: status, counts, ...); text lines leave them out (their
+# message already says it in words).
+FIELDS = "fields"
+
 # LogRecord attributes that are not "extras" passed by the caller.
 _STANDARD_ATTRS = frozenset(
     vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None)).keys()
-    | {"message", "asctime", "run_id", "vdn_id", "taskName"}
+    | {"message", "asctime", "run_id", "vdn_id", "taskName", FIELDS}
 )
 
 
@@ -138,6 +143,8 @@ class JsonFormatter(logging.Formatter):
             "vdn_id": getattr(record, "vdn_id", None),
         }
         for key, value in _extras(record).items():
+            data.setdefault(key, escape_controls(value) if isinstance(value, str) else value)
+        for key, value in (getattr(record, FIELDS, None) or {}).items():
             data.setdefault(key, escape_controls(value) if isinstance(value, str) else value)
         if record.exc_info:
             trace = self.formatException(record.exc_info).splitlines()

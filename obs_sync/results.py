@@ -27,6 +27,10 @@ VDN_STATUSES: tuple[VdnStatus, ...] = ("succeeded", "failed", "incomplete", "ski
 FAILING: frozenset[VdnStatus] = frozenset({"failed", "incomplete", "guarded"})
 FAILING_SQL = "(" + ", ".join(f"'{s}'" for s in sorted(FAILING)) + ")"  # an SQL IN list
 
+# Why a VDN failed, for logs and tools: the iSales error's kind (auth, vendor, data,
+# http_status, transport), or data (unstorable codes), database or internal.
+ErrorKind = str
+
 SkipReason = Literal["locked", "superseded", "stopped", "deadline"]
 # Skips that are not failures: another process has (or had) the VDN, with data as new.
 LEFT_TO_OTHERS: frozenset[SkipReason] = frozenset({"locked", "superseded"})
@@ -60,6 +64,44 @@ class VdnResult:
     # already applied: not a failure), "stopped" (stop requested) or "deadline" (run
     # deadline passed); None otherwise.
     skip_reason: SkipReason | None = None
+    error_kind: ErrorKind | None = None  # set for "failed": see ErrorKind
+
+    @property
+    def empty(self) -> bool:
+        """Succeeded with the server reporting no code at all (totalCount 0): allowed by the
+        semantics, but a configured VDN that is empty is usually a wrong id."""
+        return self.status == "succeeded" and self.total_count == 0
+
+    @property
+    def category(self) -> str | None:
+        """What went wrong, as one word for logs and tools; None when it succeeded."""
+        if self.status == "succeeded":
+            return None
+        if self.status == "failed":
+            return self.error_kind or self.skip_reason or "failed"
+        if self.status == "skipped":
+            return self.skip_reason or "skipped"
+        return self.status  # incomplete, guarded
+
+    def fields(self) -> dict[str, Any]:
+        """The result as structured log fields (documented in docs/operations.md, "Logs")."""
+        return {
+            "event": "vdn_result",
+            "vdn": self.vdn_id,
+            "status": self.status,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "deleted": self.deleted,
+            "restored": self.restored,
+            "unchanged": self.unchanged,
+            "withheld": self.withheld,
+            "pages": self.pages,
+            "requests": self.requests,
+            "total_count": self.total_count,
+            "empty": self.empty,
+            "duration_seconds": round((self.finished_at - self.started_at).total_seconds(), 3),
+            "error_category": self.category,
+        }
 
     @property
     def ok(self) -> bool:
@@ -78,7 +120,12 @@ def not_started(vdn_id: int, at: datetime, reason: Literal["stopped", "deadline"
 
 
 def fetch_failed(
-    vdn_id: int, started_at: datetime, finished_at: datetime, error: str, stats: FetchStats
+    vdn_id: int,
+    started_at: datetime,
+    finished_at: datetime,
+    error: str,
+    stats: FetchStats,
+    kind: ErrorKind = "internal",
 ) -> VdnResult:
     """A VDN that could not be fetched: nothing of it was written; its fetch cost is kept."""
     return VdnResult(
@@ -89,6 +136,7 @@ def fetch_failed(
         pages=stats.pages,
         requests=stats.requests,
         error=error,
+        error_kind=kind,
     )
 
 
@@ -191,9 +239,9 @@ class VdnPlan:
             error=error,
         )
 
-    def failed(self, error: str, finished_at: datetime) -> VdnResult:
+    def failed(self, error: str, finished_at: datetime, kind: ErrorKind) -> VdnResult:
         """The VDN could not be applied: nothing of it was written."""
-        return self._result("failed", finished_at, error=error)
+        return self._result("failed", finished_at, error=error, error_kind=kind)
 
     def locked(self, finished_at: datetime, holder: str | None, streak: int) -> VdnResult:
         """Another session held the VDN's lock: left to it, not a failure, until that has
@@ -282,3 +330,32 @@ class RunResult:
 
     def total(self, name: str) -> int:
         return sum(int(getattr(vdn, name)) for vdn in self.vdns)
+
+    def fields(self) -> dict[str, Any]:
+        """The run as structured log fields (documented in docs/operations.md, "Logs")."""
+        by_status: dict[str, int] = {}
+        for vdn in self.vdns:
+            by_status[vdn.status] = by_status.get(vdn.status, 0) + 1
+        return {
+            "event": "run_result",
+            "run": self.run_id,
+            "status": self.status,
+            "dry_run": self.dry_run,
+            "vdns": len(self.vdns),
+            "vdns_by_status": by_status,
+            "vdns_empty": sum(1 for vdn in self.vdns if vdn.empty),
+            **{
+                name: self.total(name)
+                for name in (
+                    "inserted",
+                    "updated",
+                    "deleted",
+                    "restored",
+                    "unchanged",
+                    "withheld",
+                    "pages",
+                    "requests",
+                )
+            },
+            "duration_seconds": round((self.finished_at - self.started_at).total_seconds(), 3),
+        }

@@ -33,7 +33,8 @@ from obs_sync.errors import one_line
 from obs_sync.isales.client import ISalesClient
 from obs_sync.isales.errors import ISalesError
 from obs_sync.isales.events import RequestEvent
-from obs_sync.observability import redactor_for
+from obs_sync.observability import FIELDS, redactor_for
+from obs_sync.progress import Progress, ProgressLogger
 from obs_sync.results import (
     RunResult,
     VdnPlan,
@@ -80,8 +81,19 @@ def _log_result(result: VdnResult, dry_run: bool) -> None:
         f"={result.unchanged}"
     )
     verb = "would apply" if dry_run else "applied"
-    if result.status == "succeeded":
-        log.debug("VDN %d succeeded: %s %s", result.vdn_id, verb, counts)
+    # The result as fields too: JSON logs carry them as keys (observability.FIELDS).
+    extra = {FIELDS: result.fields()}
+    if result.empty:
+        log.warning(
+            "VDN %d is empty: the server reports totalCount 0 for it; a configured VDN "
+            "without codes is usually a wrong id in isales.vdn_ids (%s %s)",
+            result.vdn_id,
+            verb,
+            counts,
+            extra=extra,
+        )
+    elif result.status == "succeeded":
+        log.debug("VDN %d succeeded: %s %s", result.vdn_id, verb, counts, extra=extra)
     elif result.status == "guarded":
         log.error(
             "VDN %d GUARDED: %d deletions withheld; %s %s. %s",
@@ -90,13 +102,39 @@ def _log_result(result: VdnResult, dry_run: bool) -> None:
             verb,
             counts,
             result.error,
+            extra=extra,
         )
     elif result.status == "incomplete":
-        log.warning("VDN %d incomplete (%s %s): %s", result.vdn_id, verb, counts, result.error)
+        log.warning(
+            "VDN %d incomplete (%s %s): %s", result.vdn_id, verb, counts, result.error, extra=extra
+        )
     elif result.status == "failed":
-        log.warning("VDN %d failed: %s", result.vdn_id, result.error)
+        log.warning("VDN %d failed: %s", result.vdn_id, result.error, extra=extra)
     else:
-        log.info("VDN %d skipped: %s", result.vdn_id, result.error)
+        log.info("VDN %d skipped: %s", result.vdn_id, result.error, extra=extra)
+
+
+def _log_run(result: RunResult) -> None:
+    """One line per run with its result, also as fields (the daemon and ``sync`` alike)."""
+    fields = result.fields()
+    by_status = ", ".join(f"{n} {s}" for s, n in sorted(fields["vdns_by_status"].items()))
+    what = "dry run" if result.dry_run else f"run {result.run_id}"
+    empty = f"; {plural(fields['vdns_empty'], 'empty VDN')}" if fields["vdns_empty"] else ""
+    log.info(
+        "%s finished: %s in %.1f s (%s); +%d ~%d -%d ^%d =%d; %s%s",
+        what,
+        result.status,
+        fields["duration_seconds"],
+        by_status or "no VDN",
+        fields["inserted"],
+        fields["updated"],
+        fields["deleted"],
+        fields["restored"],
+        fields["unchanged"],
+        plural(fields["requests"], "request"),
+        empty,
+        extra={FIELDS: fields},
+    )
 
 
 class _Aborted(Exception):
@@ -147,16 +185,22 @@ class _Prepared:
     def _prepare_bound(self) -> None:
         try:
             # Imported in this thread on purpose: psycopg's import overlaps the first fetches.
+            from obs_sync.db import url as db_url
             from obs_sync.db.pool import EnginePool, OwnPool
-            from obs_sync.db.url import connect_params, database_url, session_args
             from obs_sync.store.registry import register_vdns
             from obs_sync.store.store import Store
 
             if self.engine is not None:
                 self.pool = EnginePool(self.engine)
             else:  # one-shot: plain psycopg, no SQLAlchemy unless a migration is due
-                params = connect_params(database_url(self.config))
-                params.update(session_args(self.config, params.get("options")))
+                url = db_url.database_url(self.config)
+                database = self.config.database
+                log.info(
+                    "database: %s",
+                    db_url.describe_database(url, database.schema_, embedded=database.embedded),
+                )
+                params = db_url.connect_params(url)
+                params.update(db_url.session_args(self.config, params.get("options")))
                 self.pool = OwnPool(params, connections_per_run(self.config))
             schema = self.config.database.schema_
             store = Store(self.pool, schema)
@@ -250,6 +294,7 @@ class _Run:
         self.stop = stop
         self.deadline = deadline
         self.on_vdn = on_vdn
+        self.progress = Progress(len(vdn_ids))
         self.pending: Iterator[int] = iter(vdn_ids)
         self.lock = threading.Lock()
         self.results: dict[int, VdnResult] = {}
@@ -296,6 +341,7 @@ class _Run:
     def finish(self, result: VdnResult) -> None:
         with self.lock:
             self.results[result.vdn_id] = result
+        self.progress.record(result)
         _log_result(result, self.dry_run)
         if self.on_vdn is not None:
             try:
@@ -318,7 +364,8 @@ class _Run:
         except ISalesError as error:
             # What the failed fetch cost goes to the run record.
             error_text = self.redact(_short(error, vdn_id))
-            return _Fetched(vdn_id, started, error_text, error.stats or FetchStats(), at)
+            stats = error.stats or FetchStats()
+            return _Fetched(vdn_id, started, error_text, stats, at, error.kind)
         except Exception as error:  # a bug must not take the other VDNs down
             log.exception("unexpected error fetching VDN %d", vdn_id)
             error_text = self.redact(f"internal error: {_short(error, vdn_id)}")
@@ -331,7 +378,12 @@ class _Run:
         snapshot = fetched.snapshot
         if isinstance(snapshot, str):
             failed = fetch_failed(
-                fetched.vdn_id, started_at, store.now(), snapshot, fetched.failed_stats
+                fetched.vdn_id,
+                started_at,
+                store.now(),
+                snapshot,
+                fetched.failed_stats,
+                fetched.error_kind,
             )
             run_id = self.prepared.run_id
             if not self.dry_run and run_id is not None:
@@ -352,15 +404,16 @@ class _Run:
             return store.apply_vdn(run_id, plan)
         except Exception as error:  # e.g. the database is unreachable even for the record
             log.exception("cannot apply VDN %d", plan.vdn_id)
-            kind = "database error" if is_database_error(error) else "internal error"
-            return plan.failed(self.redact(f"{kind}: {_short(error, 0)}"), store.now())
+            kind = "database" if is_database_error(error) else "internal"
+            message = self.redact(f"{kind} error: {_short(error, 0)}")
+            return plan.failed(message, store.now(), kind)
 
     def dry_apply(self, store: Store, plan: VdnPlan) -> VdnResult:
         """What :meth:`Store.apply_vdn` would do, from an unlocked read; writes nothing."""
         now = datetime.now(timezone.utc)
         problem = plan.unstorable()
         if problem is not None:
-            return plan.failed(problem, now)
+            return plan.failed(problem, now, "data")
         stored = store.read_codes(plan.vdn_id) if self.prepared.has_tables else {}
         present = sum(1 for row in stored.values() if not row.deleted)
         return plan.outcome(plan.changes(stored), present, now)
@@ -375,6 +428,7 @@ class _Fetched:
     snapshot: Snapshot | str
     failed_stats: FetchStats = field(default_factory=FetchStats)
     at: datetime | None = None  # the same on the database clock, if known then
+    error_kind: str = "internal"  # when the fetch failed: results.ErrorKind
 
 
 def _prune(store: Store, keep_days: float) -> None:
@@ -398,6 +452,7 @@ def run_sync(
     stop: threading.Event | None = None,
     deadline: float | None = None,
     log_run: logcontext.PendingRun | None = None,
+    log_progress: bool = True,
 ) -> RunResult:
     """Sync ``vdn_ids`` (default: every configured VDN) once.
 
@@ -409,6 +464,8 @@ def run_sync(
     the ones not started are recorded as skipped. With ``engine`` given, it is used and
     left open (the daemon keeps one for its life); otherwise one is made and disposed.
     ``log_run``: bound by a caller that logs about the run too; resolved with the run id.
+    ``log_progress``: a progress line every ``logging.progress_interval_seconds`` (off when
+    the caller shows progress itself, e.g. a progress bar on a terminal).
     After the run, run records older than ``sync.keep_run_records_days`` are pruned.
     """
     vdns = list(dict.fromkeys(vdn_ids)) if vdn_ids is not None else config.isales.vdn_list
@@ -426,7 +483,17 @@ def run_sync(
     prepared.thread.start()
     try:
         with logcontext.bind(run=pending):
-            return _run(config, prepared, vdns, dry_run, on_vdn, on_request, stop, deadline)
+            return _run(
+                config,
+                prepared,
+                vdns,
+                dry_run,
+                on_vdn,
+                on_request,
+                stop,
+                deadline,
+                config.logging.progress_interval_seconds if log_progress else 0,
+            )
     finally:
         pending.resolve(None)  # no-op once the run has its id; else writes the held lines
 
@@ -440,6 +507,7 @@ def _run(
     on_request: Callable[[RequestEvent], None] | None,
     stop: threading.Event | None,
     deadline: float | None,
+    progress_interval: float,
 ) -> RunResult:
     started_at = datetime.now(timezone.utc)
     try:
@@ -459,10 +527,11 @@ def _run(
                 threading.Thread(target=run.worker, name=f"obs-sync-vdn-{i}", daemon=True)
                 for i in range(workers)
             ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            with ProgressLogger(run.progress, progress_interval, prepared.log_run):
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
         store = prepared.wait()  # raises _Aborted when preparation failed
         handle = prepared.handle
         # VDNs never started (stop or deadline), in order; recorded in one batch.
@@ -483,7 +552,7 @@ def _run(
             _prune(store, config.sync.keep_run_records_days)
         else:
             finished_at = datetime.now(timezone.utc)
-        return RunResult(
+        outcome = RunResult(
             run_id=prepared.run_id,
             status=status,
             vdns=ordered,
@@ -492,6 +561,8 @@ def _run(
             dry_run=dry_run,
             notes=prepared.notes,
         )
+        _log_run(outcome)
+        return outcome
     except _Aborted:
         assert prepared.error is not None
         raise prepared.error from None

@@ -121,6 +121,7 @@ def config_dict(
     schema: str = TEST_SCHEMA,
     sync: dict[str, Any] | None = None,
     database: dict[str, Any] | None = None,
+    logging: dict[str, Any] | None = None,
     **isales: Any,
 ) -> dict[str, Any]:
     data: dict[str, Any] = {
@@ -129,6 +130,8 @@ def config_dict(
     }
     if sync is not None:
         data["sync"] = sync
+    if logging is not None:
+        data["logging"] = logging
     return data
 
 

@@ -78,6 +78,10 @@ def test_wrong_secret_points_at_keys_and_clock(sim: Simulator) -> None:
     assert result.fix is not None
     assert "secret_key" in result.fix and "clock" in result.fix
     assert "not-the-secret" not in result.detail + result.fix
+    # The advice is printed once: as the fix, not again in the detail line.
+    printed = format_result(result)
+    assert printed.count("secret_key") == 1 and printed.count("clock") == 1, printed
+    assert "rejected the signature" in result.detail
 
 
 def _closed_port() -> int:
@@ -136,6 +140,7 @@ def test_certificate_for_another_name_points_at_base_url(tmp_path: Any) -> None:
 
 def test_database_check_reports_the_schema_state(database_url: str) -> None:
     from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
 
     from obs_sync.commands.check import check_database
     from obs_sync.db import migrate
@@ -143,7 +148,12 @@ def test_database_check_reports_the_schema_state(database_url: str) -> None:
     config = config_for(sections={"database": {"url": database_url, "schema": "chk"}})
     fresh = check_database(config)
     assert fresh.ok and "schema chk not created yet" in fresh.detail
-    assert ":5432/" in fresh.detail or "Unix socket" in fresh.detail
+    # Which database: where, its name, the schema and the user, never the password.
+    name = make_url(database_url).database
+    assert ":5432, database " in fresh.detail or "Unix socket" in fresh.detail
+    assert f"database {name}, schema chk, user " in fresh.detail
+    password = make_url(database_url).password
+    assert not password or str(password) not in fresh.detail
     engine = create_engine(database_url)
     try:
         migrate.upgrade(engine, "chk")

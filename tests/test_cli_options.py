@@ -40,7 +40,7 @@ def test_database_commands_need_no_isales_keys_and_take_config_after_the_command
     assert again.returncode == 0 and "already at" in again.stdout, again.stderr
     status = obs_sync(tmp_path, "status", "--config", str(config))
     assert status.returncode == 0, status.stderr
-    assert "2 VDNs configured" in status.stdout
+    assert "Summary: 2 VDNs: 0 failing, 2 never synced" in status.stdout
     # A command that signs requests still needs them, and says which.
     sync = obs_sync(tmp_path, "sync", "--config", str(config))
     assert sync.returncode == 2

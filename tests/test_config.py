@@ -19,6 +19,8 @@ from obs_sync.config import (
 
 SECRET = "s3cr3t-Value-42"
 DB_PASSWORD = "hunter2-db-pw"
+# The database is always chosen explicitly; tests about other keys choose the embedded one.
+DB: dict[str, Any] = {"database": {"url": "embedded"}}
 
 
 def isales(**overrides: Any) -> dict[str, Any]:
@@ -33,7 +35,7 @@ def isales(**overrides: Any) -> dict[str, Any]:
 
 
 def parse(env: dict[str, str] | None = None, **sections: Any) -> Config:
-    data: dict[str, Any] = {"isales": isales()}
+    data: dict[str, Any] = {**DB, "isales": isales()}
     data.update(sections)
     return parse_config(data, env or {})
 
@@ -49,38 +51,39 @@ def error_of(data: Any, env: dict[str, str] | None = None) -> str:
 
 def test_env_reference_is_expanded() -> None:
     env = {"SK": "x1", "AK": "key-1"}
-    config = parse_config({"isales": isales(secret_key="${SK}", access_key="${AK}")}, env)
+    config = parse_config({**DB, "isales": isales(secret_key="${SK}", access_key="${AK}")}, env)
     assert config.isales.secret_key.get_secret_value() == "x1"
     assert config.isales.access_key == "key-1"
 
 
 def test_missing_env_var_names_the_key_and_the_variable() -> None:
-    message = error_of({"isales": isales(access_key="${ISALES_ACCESS_KEY}")})
+    message = error_of({**DB, "isales": isales(access_key="${ISALES_ACCESS_KEY}")})
     assert message.startswith("isales.access_key: environment variable ISALES_ACCESS_KEY")
     assert "${ISALES_ACCESS_KEY:-default}" in message
 
 
 def test_env_default_used_when_unset_or_empty() -> None:
-    data = {"isales": isales(locale="${LOC:-en_US}")}
+    data = {**DB, "isales": isales(locale="${LOC:-en_US}")}
     assert parse_config(data, {}).isales.locale == "en_US"
     assert parse_config(data, {"LOC": ""}).isales.locale == "en_US"
     assert parse_config(data, {"LOC": "zh_CN"}).isales.locale == "zh_CN"
 
 
 def test_empty_default_and_set_but_empty_without_default() -> None:
-    data = {"isales": isales(), "database": {"url": "${DB:-}"}}
-    assert parse_config(data, {}).database.url.get_secret_value() == ""
+    data = {**DB, "isales": isales(locale="${LOC:-}")}
+    assert parse_config(data, {}).isales.locale is None
     # Set but empty, no default: the empty value is used as is.
-    data = {"isales": isales(locale="x${EMPTY}y")}
+    data = {**DB, "isales": isales(locale="x${EMPTY}y")}
     assert parse_config(data, {"EMPTY": ""}).isales.locale == "xy"
 
 
 def test_several_references_in_one_value_and_inside_lists() -> None:
     data = {
+        **DB,
         "isales": isales(
             base_url="https://${HOST}:${PORT}",
             vdn_ids=["${FIRST}", "${LO}-${HI}"],
-        )
+        ),
     }
     env = {"HOST": "10.1.2.3", "PORT": "28080", "FIRST": "7", "LO": "20", "HI": "22"}
     config = parse_config(data, env)
@@ -91,14 +94,14 @@ def test_several_references_in_one_value_and_inside_lists() -> None:
     assert message.startswith("isales.vdn_ids[1]: environment variable HI is not set")
     assert "${HI:-default}" in message
     # For a secret, no hint to write a default into the file.
-    secret = error_of({"isales": isales(secret_key="${ISALES_SECRET_KEY}")}, {})
+    secret = error_of({**DB, "isales": isales(secret_key="${ISALES_SECRET_KEY}")}, {})
     assert "isales.secret_key: environment variable ISALES_SECRET_KEY is not set" in secret
     assert ":-default" not in secret and "keep the value out of the file" in secret
 
 
 def test_os_environ_is_the_default_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OBS_TEST_SK", "from-environ")
-    config = parse_config({"isales": isales(secret_key="${OBS_TEST_SK}")})
+    config = parse_config({**DB, "isales": isales(secret_key="${OBS_TEST_SK}")})
     assert config.isales.secret_key.get_secret_value() == "from-environ"
 
 
@@ -141,7 +144,7 @@ def test_vdn_ids_expand(vdn_ids: Any, expected: list[int]) -> None:
     ],
 )
 def test_bad_vdn_ids_name_the_item(vdn_ids: Any, message: str) -> None:
-    text = error_of({"isales": isales(vdn_ids=vdn_ids)})
+    text = error_of({**DB, "isales": isales(vdn_ids=vdn_ids)})
     assert text.startswith(message)
     # Exactly one line: no follow-on noise such as "at least 1 item after validation".
     assert "\n" not in text
@@ -170,11 +173,11 @@ def test_bad_vdn_ids_name_the_item(vdn_ids: Any, message: str) -> None:
     ],
 )
 def test_errors_name_the_key(overrides: dict[str, Any], message: str) -> None:
-    assert error_of({"isales": isales(**overrides)}).startswith(message)
+    assert error_of({**DB, "isales": isales(**overrides)}).startswith(message)
 
 
 def test_missing_required_keys_each_on_a_line() -> None:
-    lines = error_of({"isales": {"base_url": "https://h"}}).splitlines()
+    lines = error_of({**DB, "isales": {"base_url": "https://h"}}).splitlines()
     assert set(lines) == {
         "isales.access_key: is required",
         "isales.secret_key: is required",
@@ -184,7 +187,7 @@ def test_missing_required_keys_each_on_a_line() -> None:
 
 def test_top_level_shape_errors() -> None:
     assert "YAML mapping with an 'isales' section" in error_of([1])
-    assert error_of({"isales": None}).startswith("isales:")
+    assert error_of({**DB, "isales": None}).startswith("isales:")
     assert error_of({}).startswith("isales: is required")
 
 
@@ -212,7 +215,7 @@ def test_relative_ca_path_is_taken_from_the_config_files_directory(
     path = etc / "config.yaml"
     path.write_text(
         "isales: {base_url: 'https://h:1', access_key: a, secret_key: s, vdn_ids: [1], "
-        "verify_tls: ca.pem}\n"
+        "verify_tls: ca.pem}\ndatabase: {url: embedded}\n"
     )
     monkeypatch.chdir(tmp_path)  # elsewhere, as under systemd's WorkingDirectory
     assert load_config(path).isales.verify_tls == str(etc / "ca.pem")
@@ -228,21 +231,68 @@ def test_database_url_normalized_and_checked() -> None:
     config = parse(database={"url": url})
     assert config.database.url.get_secret_value().startswith("postgresql+psycopg://u:")
     assert config.database.schema_ == "obs_sync"
-    message = error_of({"isales": isales(), "database": {"url": f"mysql://u:{DB_PASSWORD}@h/db"}})
+    message = error_of(
+        {**DB, "isales": isales(), "database": {"url": f"mysql://u:{DB_PASSWORD}@h/db"}}
+    )
     assert message.startswith("database.url: must be a PostgreSQL URL")
     assert DB_PASSWORD not in message
-    assert error_of({"isales": isales(), "database": {"schema": "Bad-Name"}}).startswith(
-        "database.schema:"
-    )
+    bad_schema = {"url": "embedded", "schema": "Bad-Name"}
+    assert error_of({"isales": isales(), "database": bad_schema}).startswith("database.schema:")
+
+
+def _names_both_choices(message: str) -> None:
+    assert "postgresql+psycopg://" in message and "`embedded`" in message
+    assert "OBS_SYNC_DATABASE_URL" in message or "export it" in message
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"isales": isales()},  # no database section
+        {"isales": isales(), "database": {"schema": "obs_sync"}},  # no url
+        {"isales": isales(), "database": {"url": ""}},
+        {"isales": isales(), "database": {"url": "  "}},
+        {"isales": isales(), "database": {"url": "${OBS_SYNC_DATABASE_URL:-}"}},
+    ],
+    ids=["no-section", "no-url", "empty", "blank", "empty-default"],
+)
+def test_an_empty_or_unset_database_url_is_an_error_naming_both_choices(data: Any) -> None:
+    message = error_of(data)
+    assert message.startswith("database.url: is not set")
+    _names_both_choices(message)
+
+
+def test_an_unset_database_variable_names_both_choices() -> None:
+    data = {"isales": isales(), "database": {"url": "${OBS_SYNC_DATABASE_URL}"}}
+    message = error_of(data, {})
+    assert message.startswith("database.url: environment variable OBS_SYNC_DATABASE_URL")
+    _names_both_choices(message)
+    # Set but empty: the same error as an empty value.
+    _names_both_choices(error_of(data, {"OBS_SYNC_DATABASE_URL": ""}))
+
+
+@pytest.mark.parametrize("value", ["embedded", " Embedded ", "EMBEDDED"])
+def test_embedded_is_chosen_only_explicitly(value: str) -> None:
+    config = parse(database={"url": value})
+    assert config.database.embedded
+    assert config.database.url.get_secret_value() == "embedded"
+    assert not parse(database={"url": "postgresql://u@h/db"}).database.embedded
+
+
+def test_a_command_without_the_database_may_leave_the_url_unset() -> None:
+    data = {"isales": isales(), "database": {"url": "${OBS_SYNC_DATABASE_URL}"}}
+    config = parse_config(data, {}, database=False)
+    assert not config.database.embedded and config.database.url.get_secret_value() == ""
+    assert not parse_config({"isales": isales()}, {}, database=False).database.embedded
 
 
 def test_schedule_rules() -> None:
     assert parse().schedule.interval_minutes == 60
     assert parse(schedule={"cron": "*/30 * * * *"}).schedule.interval_minutes is None
-    both = {"isales": isales(), "schedule": {"interval_minutes": 5, "cron": "* * * * *"}}
+    both = {**DB, "isales": isales(), "schedule": {"interval_minutes": 5, "cron": "* * * * *"}}
     assert "set interval_minutes or cron, not both" in error_of(both)
     assert "schedule.cron: '* *' must have 5 fields" in error_of(
-        {"isales": isales(), "schedule": {"cron": "* *"}}
+        {**DB, "isales": isales(), "schedule": {"cron": "* *"}}
     )
 
 
@@ -274,7 +324,7 @@ def test_secrets_never_in_repr_str_or_dump() -> None:
 )
 def test_secret_values_not_echoed_by_type_errors(overrides: dict[str, Any]) -> None:
     with pytest.raises(ConfigError) as info:
-        parse_config({"isales": isales(**overrides)}, {})
+        parse_config({**DB, "isales": isales(**overrides)}, {})
     rendered = "".join(traceback.format_exception(info.value))
     if "vdn_ids" in overrides:
         assert SECRET in rendered  # proves the check can fail
@@ -284,7 +334,7 @@ def test_secret_values_not_echoed_by_type_errors(overrides: dict[str, Any]) -> N
 
 def test_validation_error_chain_is_suppressed() -> None:
     with pytest.raises(ConfigError) as info:
-        parse_config({"isales": isales(page_size=99)}, {})
+        parse_config({**DB, "isales": isales(page_size=99)}, {})
     assert info.value.__cause__ is None
     assert info.value.__suppress_context__
     assert SECRET not in "".join(traceback.format_exception(info.value))
@@ -308,12 +358,12 @@ def test_load_config_file_and_prefix(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(
         "isales:\n  base_url: https://h:1/\n  access_key: ak\n  secret_key: ${SK:-zz}\n"
-        "  vdn_ids: [1, '3-4']\n"
+        "  vdn_ids: [1, '3-4']\ndatabase:\n  url: embedded\n"
     )
     config = load_config(path)
     assert config.isales.base_url == "https://h:1"  # trailing slash removed
     assert config.isales.vdn_list == [1, 3, 4]
-    path.write_text("isales:\n  base_url: https://h:1\n")
+    path.write_text("isales:\n  base_url: https://h:1\ndatabase: {url: embedded}\n")
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value).startswith(f"{path}: isales.access_key: is required")
@@ -365,10 +415,10 @@ def test_encoded_and_socket_database_urls_are_accepted() -> None:
 
 
 def test_keys_with_a_stray_newline_are_named_without_their_value() -> None:
-    access = error_of({"isales": isales(access_key="ak-123\n")})
+    access = error_of({**DB, "isales": isales(access_key="ak-123\n")})
     assert access.startswith("isales.access_key: has surrounding whitespace or a control")
     assert "ak-123" not in access
-    secret = error_of({"isales": isales(secret_key="sk-very-secret\n")})
+    secret = error_of({**DB, "isales": isales(secret_key="sk-very-secret\n")})
     assert secret.startswith("isales.secret_key: contains a control character")
     assert "sk-very-secret" not in secret
 
@@ -376,7 +426,7 @@ def test_keys_with_a_stray_newline_are_named_without_their_value() -> None:
 def test_postgres_scheme_is_accepted_and_a_bad_port_is_named() -> None:
     config = parse(database={"url": "postgres://u:pw@h:5432/db"})
     assert config.database.url.get_secret_value() == "postgresql+psycopg://u:pw@h:5432/db"
-    message = error_of({"isales": isales(), "database": {"url": "postgresql://u@h:99999/db"}})
+    message = error_of({**DB, "isales": isales(), "database": {"url": "postgresql://u@h:99999/db"}})
     assert message == "database.url: port 99999 is outside 1..65535"
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from obs_sync.config import Config, load_config
+from obs_sync.config import Config, ConfigError, load_config
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yaml"
 
@@ -28,10 +28,23 @@ def _keys(model: type[BaseModel], prefix: str = "") -> list[str]:
 def test_example_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ISALES_ACCESS_KEY", "ak")
     monkeypatch.setenv("ISALES_SECRET_KEY", "sk")
-    monkeypatch.delenv("OBS_SYNC_DATABASE_URL", raising=False)
+    monkeypatch.setenv("OBS_SYNC_DATABASE_URL", "embedded")
     config = load_config(EXAMPLE)
     assert config.isales.vdn_list[:3] == [1, 2, 100]
-    assert config.database.url.get_secret_value() == ""
+    assert config.database.embedded
+
+
+def test_example_without_a_database_url_names_both_choices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ISALES_ACCESS_KEY", "ak")
+    monkeypatch.setenv("ISALES_SECRET_KEY", "sk")
+    monkeypatch.delenv("OBS_SYNC_DATABASE_URL", raising=False)
+    with pytest.raises(ConfigError) as error:
+        load_config(EXAMPLE)
+    message = str(error.value)
+    assert "database.url" in message and "OBS_SYNC_DATABASE_URL" in message
+    assert "postgresql+psycopg://" in message and "`embedded`" in message
 
 
 def test_example_documents_every_key() -> None:

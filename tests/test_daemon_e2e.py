@@ -431,7 +431,7 @@ def test_restarts_the_embedded_server_after_it_crashed(
     env = {"OBS_SYNC_DATA_DIR": str(embedded_data_dir)}
     with (
         Simulator(data, access_key=ACCESS, secret_key=SECRET) as sim,
-        daemon(tmp_path, sim, "", env) as d,  # empty database.url: the embedded server
+        daemon(tmp_path, sim, "embedded", env) as d,  # chosen explicitly
     ):
         wait_for(lambda: d.get("/healthz")[0] != 0, "the metrics endpoint")
         wait_for(lambda: d.metric("obs_sync_runs_total", status="succeeded") >= 1, "a run")

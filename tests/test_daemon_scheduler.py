@@ -30,6 +30,8 @@ class _Vdn:
     deleted: int = 0
     restored: int = 0
     finished_at: Any = None
+    total_count: int | None = None
+    skip_reason: str | None = None
 
 
 @dataclass
@@ -93,6 +95,7 @@ def make_config(**schedule: Any) -> Config:
             "metrics": {"host": "127.0.0.1", "port": free_port(), "max_failing_minutes": 0.001},
         },
         env={},
+        database=False,  # the jobs here are stand-ins that never open it
     )
 
 
@@ -214,7 +217,7 @@ def test_run_rejects_a_bad_cron_with_exit_2(tmp_path: Any) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(
         "isales: {base_url: 'http://127.0.0.1:9', access_key: ak, secret_key: sk, vdn_ids: [1]}\n"
-        "schedule: {cron: '0 25 * * *'}\n"
+        "schedule: {cron: '0 25 * * *'}\ndatabase: {url: 'postgresql://nobody@127.0.0.1:1/none'}\n"
     )
     result = CliRunner().invoke(main, ["--config", str(path), "run"])
     assert result.exit_code == 2
@@ -244,7 +247,7 @@ config = parse_config({
                "vdn_ids": [1]},
     "schedule": {"interval_minutes": 60, "shutdown_timeout_seconds": 1},
     "metrics": {"port": 0},
-}, env={})
+}, env={}, database=False)
 setup_logging_for(config)
 run_daemon(config, job=job)
 """

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 CONFIG = (
     "isales: {base_url: 'http://127.0.0.1:9', access_key: a, secret_key: s, vdn_ids: [1]}\n"
-    "database: {url: ''}\n"
+    "database: {url: embedded}\n"
 )
 
 

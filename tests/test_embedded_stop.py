@@ -35,7 +35,7 @@ def test_stop_embedded_stops_the_server_and_keeps_its_data(embedded_data_dir: Pa
     config = root / "c.yaml"
     config.write_text(
         "isales: {base_url: 'http://127.0.0.1:9', access_key: a, secret_key: s, vdn_ids: [1]}\n"
-        "database: {url: ''}\n"
+        "database: {url: embedded}\n"
     )
     upgrade = ("--config", str(config), "db", "upgrade")
 

@@ -287,7 +287,7 @@ def test_base_url_is_only_scheme_host_port(url: str, message: str) -> None:
 
     isales = {"base_url": url, "access_key": "ak", "secret_key": "sk", "vdn_ids": [1]}
     with pytest.raises(ConfigError) as info:
-        parse_config({"isales": isales})
+        parse_config({"isales": isales}, database=False)
     assert str(info.value).startswith("isales.base_url: ")
     assert message in str(info.value) and "s3cret" not in str(info.value)
 
@@ -296,7 +296,7 @@ def test_base_url_may_carry_a_gateway_prefix() -> None:
     from obs_sync.config import parse_config
 
     isales = {"base_url": "https://gw:8443/cc/", "access_key": "a", "secret_key": "s", "vdn_ids": 1}
-    assert parse_config({"isales": isales}).isales.base_url == "https://gw:8443/cc"
+    assert parse_config({"isales": isales}, database=False).isales.base_url == "https://gw:8443/cc"
 
 
 # ----------------------------------------------------------------------------- signed_headers
@@ -309,7 +309,9 @@ def test_signed_headers_also_in_the_specs_own_form(value: Any) -> None:
     from obs_sync.config import parse_config
 
     isales = {"base_url": "https://h:1", "access_key": "a", "secret_key": "s", "vdn_ids": 1}
-    config = parse_config({"isales": {**isales, "signing": {"signed_headers": value}}})
+    config = parse_config(
+        {"isales": {**isales, "signing": {"signed_headers": value}}}, database=False
+    )
     assert config.isales.signing.signed_headers == ("content-type", "host")
 
 
@@ -318,7 +320,9 @@ def test_signed_headers_must_be_header_names() -> None:
 
     isales = {"base_url": "https://h:1", "access_key": "a", "secret_key": "s", "vdn_ids": 1}
     with pytest.raises(ConfigError) as info:
-        parse_config({"isales": {**isales, "signing": {"signed_headers": ["content type"]}}})
+        parse_config(
+            {"isales": {**isales, "signing": {"signed_headers": ["content type"]}}}, database=False
+        )
     assert str(info.value) == (
         "isales.signing.signed_headers: 'content type' is not an HTTP header name"
     )

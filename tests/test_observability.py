@@ -163,6 +163,7 @@ class _Vdn:
     updated: int = 0
     deleted: int = 0
     restored: int = 0
+    total_count: int | None = None
 
 
 @dataclass
@@ -235,6 +236,29 @@ def test_metrics_and_healthz_endpoint() -> None:
         assert json.loads(body)["status"] == "unhealthy"
         assert "obs_sync_healthy 0.0" in _get(base + "/metrics")[1].decode()
         assert _get(base + "/nope")[0] == 404
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "HEAD", "BREW"])
+def test_other_methods_get_a_405_naming_get_not_an_html_501(method: str) -> None:
+    import http.client
+
+    server = MetricsServer("127.0.0.1", 0, metrics=Metrics(), health=lambda: Health("ok", ""))
+    server.start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        connection.request(method, "/metrics", body=b'{"x": 1}' if method != "HEAD" else None)
+        response = connection.getresponse()
+        body = response.read()
+        assert response.status == 405
+        assert response.getheader("Allow") == "GET"
+        assert response.getheader("Content-Type") == "application/json"
+        if method != "HEAD":  # a HEAD answer has no body by definition
+            assert "GET" in json.loads(body)["error"] and b"<html" not in body.lower()
+        connection.close()
+        # The server still answers GET afterwards.
+        assert _get(f"http://127.0.0.1:{server.port}/metrics")[0] == 200
     finally:
         server.stop()
 

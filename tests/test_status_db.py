@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -113,6 +114,8 @@ def test_status_json(synced: Config, database_url: str, tmp_path: Any) -> None:
     assert vdns[2]["streak"] == 1 and vdns[2]["last_status"] == "failed"
     assert "503" in vdns[2]["last_error"]
     assert vdns[2]["last_success"] is not None and vdns[2]["failing_since"] is not None
+    # Which database was read: its name and schema, never a password.
+    assert f"database {make_url(database_url).database}, schema {SCHEMA}" in data["database"]
 
 
 def test_status_table(synced: Config, database_url: str, tmp_path: Any) -> None:
@@ -120,10 +123,13 @@ def test_status_table(synced: Config, database_url: str, tmp_path: Any) -> None:
     result = CliRunner().invoke(main, ["--config", path, "status"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("Times are in UTC")
+    assert result.output.splitlines()[1].startswith("Database: PostgreSQL at ")
     assert "Recent runs:" in result.output
-    assert result.output.strip().endswith(
-        "3 VDNs configured: 1 failing, 0 never synced successfully"
-    )
+    lines = result.output.splitlines()
+    assert lines[3].startswith("Summary: 3 VDNs: 1 failing, 0 never synced, 0 stale")
+    assert lines[5].startswith("  longest failure: VDN 2, failing since")
+    listed = [line.split()[:2] for line in lines if line.startswith("  ") and line[2:3].isdigit()]
+    assert listed[-3:] == [["2", "failing"], ["1", "ok"], ["3", "ok"]]  # failing first
 
 
 def test_status_before_any_table(simulator: Simulator, database_url: str, tmp_path: Any) -> None:
@@ -150,8 +156,10 @@ def test_status_with_tables_but_no_runs(
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].startswith("Times are in UTC")
-    assert lines[2:4] == ["Recent runs:", "  (none yet)"]
-    assert lines[-1] == "3 VDNs configured: 0 failing, 3 never synced successfully"
+    assert lines[1].startswith("Database: PostgreSQL at ")
+    runs = lines.index("Recent runs:")
+    assert lines[runs + 1] == "  (none yet)"
+    assert lines[3].startswith("Summary: 3 VDNs: 0 failing, 3 never synced")
     result = CliRunner().invoke(main, ["--config", path, "status", "--format", "json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
@@ -178,11 +186,67 @@ def test_status_of_a_schema_from_a_newer_obs_sync(
         "it added is not shown; upgrade obs-sync"
     )
     assert result.output.splitlines()[0] == f"warning: {warning}"
-    assert "3 VDNs configured: 1 failing" in result.output  # what can be read is shown
+    assert "Summary: 3 VDNs: 1 failing" in result.output  # what can be read is shown
     result = CliRunner().invoke(main, ["--config", path, "status", "--format", "json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["warnings"] == [warning] and len(data["runs"]) == 2
+
+
+def test_status_filters_failing_and_vdn_ranges(
+    synced: Config, database_url: str, tmp_path: Any
+) -> None:
+    path = _write(tmp_path, synced, database_url)
+    result = CliRunner().invoke(main, ["--config", path, "status", "--failing", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert [v["vdn_id"] for v in data["vdns"]] == [2] and data["vdns"][0]["state"] == "failing"
+    assert data["summary"]["by_state"] == {
+        "failing": 1,
+        "never_synced": 0,
+        "stale": 0,
+        "empty": 0,
+        "ok": 2,
+    }
+    for args in (["--vdn", "1", "--vdn", "3"], ["--vdn", "1,3"], ["--vdn", "1-1", "--vdn", "3"]):
+        result = CliRunner().invoke(main, ["--config", path, "status", *args, "--format", "json"])
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.output)
+        assert [v["vdn_id"] for v in data["vdns"]] == [1, 3]
+        assert data["summary"]["vdns"] == 2 and data["filter"]["vdns"] == [1, 3]
+    table = CliRunner().invoke(main, ["--config", path, "status", "--failing"])
+    assert table.exit_code == 0 and "Failing VDNs (1)" in table.output
+    # A VDN that is not configured, or not a VDN id: a usage error naming the option.
+    for bad, needle in ((["--vdn", "4"], "not in isales.vdn_ids"), (["--vdn", "3-1"], "reversed")):
+        result = CliRunner().invoke(main, ["--config", path, "status", *bad])
+        assert result.exit_code == 2 and needle in result.output and "--vdn" in result.output
+
+
+def test_status_shows_an_empty_vdn(simulator: Simulator, database_url: str, tmp_path: Any) -> None:
+    """VDN 9 is configured but the simulator has no data for it: totalCount 0."""
+    config = parse_config(
+        {
+            "isales": isales_config_dict(simulator, vdn_ids=[1, 9], max_retries=0),
+            "database": {"url": database_url, "schema": SCHEMA},
+        },
+        env={},
+    )
+    assert run_sync(config).exit_code == 0  # empty is not a failure
+    path = _write(tmp_path, config, database_url)
+    text = Path(path).read_text().replace("- 1-3", "- 1\n  - 9")
+    Path(path).write_text(text)
+    result = CliRunner().invoke(main, ["--config", path, "status", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    vdns = {v["vdn_id"]: v for v in data["vdns"]}
+    assert vdns[9]["state"] == "empty" and vdns[9]["empty"] is True
+    assert vdns[9]["last_status"] == "succeeded"
+    assert vdns[1]["state"] == "ok" and vdns[1]["empty"] is False
+    assert data["summary"]["by_state"]["empty"] == 1
+    table = CliRunner().invoke(main, ["--config", path, "status"]).output
+    assert "1 empty" in table and any(
+        line.split()[:2] == ["9", "empty"] for line in table.splitlines()
+    )
 
 
 def test_check_all_pass(simulator: Simulator, database_url: str, tmp_path: Any) -> None:

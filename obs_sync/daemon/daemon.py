@@ -140,17 +140,7 @@ class Daemon:
         self.health.record_run_finished(finished)
         if metrics is not None:
             metrics.on_run(result.status, time.monotonic() - started, finished)
-        counts: dict[str, int] = {}
-        for vdn in result.vdns:
-            counts[vdn.status] = counts.get(vdn.status, 0) + 1
-        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        log.info(
-            "run %s finished: %s in %.1f s (%s)",
-            result.run_id,
-            result.status,
-            time.monotonic() - started,
-            summary or "no VDN",
-        )
+        # The run's result line (with its fields) is logged by the run itself (obs_sync.sync).
 
     # ----------------------------------------------------------------- lifecycle
 

@@ -13,6 +13,7 @@ from obs_sync.db.embedded import EmbeddedError, require_installed, restart_if_st
 from obs_sync.db.engine import make_engine
 from obs_sync.db.migrate import MigrationError, needs_upgrade
 from obs_sync.db.revision import revision_sa
+from obs_sync.db.url import describe_database
 from obs_sync.errors import UsageError
 from obs_sync.logcontext import PendingRun
 from obs_sync.store.status import StatusError, read_status
@@ -69,7 +70,8 @@ class SyncJob:
         self.migrated = False
         # A missing embedded extra never heals by itself: refuse to start, not fail every run.
         try:
-            require_installed(config.database.url.get_secret_value())
+            if config.database.embedded:
+                require_installed()
         except EmbeddedError as error:
             raise StartError(str(error)) from None
 
@@ -110,7 +112,7 @@ class SyncJob:
     ) -> RunResultLike:
         if self.engine is None:
             self.engine = self._make_engine()
-        elif not self.config.database.url.get_secret_value() and restart_if_stopped():
+        elif self.config.database.embedded and restart_if_stopped():
             log.warning("the embedded PostgreSQL had stopped; started it again")
         result = run_sync(
             self.config,
@@ -127,7 +129,13 @@ class SyncJob:
         return result
 
     def _make_engine(self) -> Engine:
-        return make_engine(self.config, connections=connections_per_run(self.config))
+        engine = make_engine(self.config, connections=connections_per_run(self.config))
+        url = engine.url.render_as_string(hide_password=False)
+        database = self.config.database
+        log.info(
+            "database: %s", describe_database(url, database.schema_, embedded=database.embedded)
+        )
+        return engine
 
     def close(self) -> None:
         if self.engine is not None:

@@ -7,6 +7,7 @@ docs/operations.md.
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import threading
@@ -78,6 +79,12 @@ class Metrics:
             "VDNs whose latest result was failed, incomplete or guarded.",
             registry=r,
         )
+        self.vdns_empty = Gauge(
+            "obs_sync_vdns_empty",
+            "Configured VDNs whose latest successful sync found no code at all (totalCount "
+            "0): usually a wrong id in isales.vdn_ids.",
+            registry=r,
+        )
         self.codes_changed = Counter(
             "obs_sync_codes_changed",
             "Result codes written, by kind (inserted, updated, deleted, restored).",
@@ -129,6 +136,7 @@ class Metrics:
         for outcome in sorted(OUTCOMES):
             self.request_seconds.labels(outcome)
         self._failing: set[int] = set()
+        self._empty: set[int] = set()
         self._deadline_hit = False  # in the run in flight, a VDN was skipped at the deadline
         self._lock = threading.Lock()
 
@@ -155,6 +163,11 @@ class Metrics:
                 when = finished_at or datetime.now(timezone.utc)
                 self.vdn_last_success.labels(str(result.vdn_id)).set(when.timestamp())
                 self._failing.discard(result.vdn_id)
+                if result.total_count == 0:
+                    self._empty.add(result.vdn_id)
+                else:
+                    self._empty.discard(result.vdn_id)
+                self.vdns_empty.set(len(self._empty))
             elif result.status in FAILING:
                 self._failing.add(result.vdn_id)
             elif result.skip_reason == "deadline":
@@ -215,13 +228,38 @@ class MetricsServer:
                 else:
                     self._send(404, b'{"error": "try /metrics or /healthz"}', "application/json")
 
-            def _send(self, status: int, body: bytes, content_type: str) -> None:
+            def __getattr__(self, name: str) -> Any:
+                # Every method other than GET (POST, PUT, HEAD, made-up ones): a 405 in
+                # JSON naming what is allowed, not http.server's HTML 501 page.
+                if name.startswith("do_"):
+                    return self._not_allowed
+                raise AttributeError(name)
+
+            def _not_allowed(self) -> None:
+                # A request body is never read: close the connection rather than parse it
+                # as the next request.
+                self.close_connection = True
+                body = json.dumps(
+                    {"error": f"method {self.command} not allowed: GET /metrics or /healthz"}
+                ).encode()
+                self._send(405, body, "application/json", {"Allow": "GET", "Connection": "close"})
+
+            def _send(
+                self,
+                status: int,
+                body: bytes,
+                content_type: str,
+                headers: Mapping[str, str] | None = None,
+            ) -> None:
                 self.send_response(status)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Cache-Control", "no-store")
                 self.end_headers()
-                self.wfile.write(body)
+                if self.command != "HEAD":  # a HEAD answer has headers only
+                    self.wfile.write(body)
 
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("http %s %s", self.address_string(), format % args)

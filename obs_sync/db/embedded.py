@@ -154,13 +154,14 @@ def restart_if_stopped() -> bool:
         return True
 
 
-def require_installed(database_url: str = "") -> None:
-    """Raise :class:`EmbeddedError` when the embedded server is needed (no ``database_url``)
-    but not installed; nothing is started.
+def require_installed() -> None:
+    """Raise :class:`EmbeddedError` when the embedded server is not installed; nothing is
+    started.
 
-    Checked up front by commands that would otherwise fail only later, e.g. the daemon.
+    Checked up front, when the configuration chose it, by commands that would otherwise
+    fail only later, e.g. the daemon.
     """
-    if not database_url and _package_dir() is None:
+    if _package_dir() is None:
         raise _not_installed()
 
 
@@ -172,7 +173,7 @@ INSTALL_HINT = (
 
 def _not_installed() -> EmbeddedError:
     return EmbeddedError(
-        "database.url is empty and the embedded PostgreSQL is not installed",
+        "database.url is `embedded` but the embedded PostgreSQL is not installed",
         f"{INSTALL_HINT}, or set database.url to a PostgreSQL server",
         usage=True,
     )

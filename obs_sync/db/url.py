@@ -10,7 +10,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
-from obs_sync.config import ConfigError
+from obs_sync.config import DATABASE_CHOICES, ConfigError
 
 if TYPE_CHECKING:
     from obs_sync.config import Config
@@ -65,14 +65,35 @@ def quote_identifier(name: str) -> str:
 
 
 def database_url(config: Config) -> str:
-    """The configured URL, or the embedded server's (started when needed)."""
-    url = config.database.url.get_secret_value()
-    if url:
+    """The configured URL, or the embedded server's when the configuration chose it
+    (``database.url: embedded``; started when needed)."""
+    if not config.database.embedded:
+        url = config.database.url.get_secret_value()
+        if not url:  # loaded with database=False: this command should not open it
+            raise ConfigError(f"database.url: is not set: {DATABASE_CHOICES}")
         return url
-    # In-function: the embedded server is imported only when no URL is configured.
+    # In-function: the embedded server is imported only when the configuration asks for it.
     from obs_sync.db.embedded import embedded_url
 
     return embedded_url()
+
+
+def describe_database(url: str, schema: str, *, embedded: bool = False) -> str:
+    """Which database ``url`` is, for the operator: host and port (or the socket directory),
+    database, schema and user; never the password."""
+    params = connect_params(url)
+    host = str(params.get("host", ""))
+    if not host:
+        where = "the default Unix socket"
+    elif host.startswith("/"):
+        where = f"Unix socket in {host}"
+    else:
+        where = f"{host}:{params.get('port', 5432)}"
+    kind = "embedded PostgreSQL" if embedded else "PostgreSQL"
+    # libpq's defaults: the user is the OS account, the database is named after the user.
+    user = params.get("user", "(the OS user)")
+    database = params.get("dbname", "(named after the user)")
+    return f"{kind} at {where}, database {database}, schema {schema}, user {user}"
 
 
 # driver://user:password@host:port/database?query; every part optional after the scheme.

@@ -28,6 +28,7 @@ from obs_sync import __version__, logcontext
 from obs_sync.config import VDN_MAX, VDN_MIN, ConfigError, ISalesConfig
 from obs_sync.isales.diagnosis import clock_hint, diagnose
 from obs_sync.isales.errors import (
+    AUTH_ADVICE,
     AuthenticationError,
     DataError,
     HTTPStatusError,
@@ -323,9 +324,8 @@ class ISalesClient:
             self._emit(vdn_id, "auth_error", status, started)
             said = f"; server said: {detail}" if detail else ""
             raise AuthenticationError(
-                f"HTTP 401 from {url}: the server rejected the signature; check "
-                "isales.access_key/secret_key, isales.signing.signed_headers and the host "
-                f"clock (not retried){said}{clock_hint(reply.headers.get('Date'))}",
+                f"HTTP 401 from {url}: the server rejected the signature; {AUTH_ADVICE} "
+                f"(not retried){said}{clock_hint(reply.headers.get('Date'))}",
                 vdn_id=vdn_id,
             )
         # A vendor parameter-error code in an error status's JSON body is as final as in a

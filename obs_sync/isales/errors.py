@@ -10,6 +10,8 @@ from obs_sync.snapshot import FetchStats
 class ISalesError(ObsSyncError):
     """A fetch failed; the message is one clear line naming the VDN and what to check."""
 
+    kind = "isales"  # one word for logs (a VDN result's error_category); each kind has its own
+
     def __init__(self, message: str, *, vdn_id: int | None = None, retryable: bool = False):
         if vdn_id is not None:
             message = f"VDN {vdn_id}: {message}"
@@ -20,12 +22,21 @@ class ISalesError(ObsSyncError):
         self.stats: FetchStats | None = None
 
 
+# What to check after a 401: in the client's error, and as `obs-sync check`'s fix (which
+# then leaves it out of the detail line, so the advice is printed once).
+AUTH_ADVICE = "check isales.access_key/secret_key, isales.signing.signed_headers and the host clock"
+
+
 class AuthenticationError(ISalesError):
     """HTTP 401: the server rejected the signature. Never retried."""
+
+    kind = "auth"
 
 
 class VendorError(ISalesError):
     """The body carried a failure resultCode/returnCode."""
+
+    kind = "vendor"
 
     def __init__(
         self, code: str, desc: str, *, vdn_id: int | None = None, status: int | None = None
@@ -45,9 +56,13 @@ class VendorError(ISalesError):
 class DataError(ISalesError):
     """The server's data cannot be trusted: malformed body, bad or conflicting codes."""
 
+    kind = "data"
+
 
 class HTTPStatusError(ISalesError):
     """An HTTP status that retrying cannot fix (4xx other than 401/429, redirects)."""
+
+    kind = "http_status"
 
     def __init__(self, status: int, message: str, *, vdn_id: int | None = None):
         self.status = status
@@ -62,6 +77,8 @@ class TransportError(ISalesError):
     ``category`` says what happened (``obs_sync.isales.diagnosis``: ``refused``, ``dns``,
     ``timeout``, ``tls_certificate``...; ``http_status``, ``non_json``) and ``fix`` the
     thing to try; both are in the message too."""
+
+    kind = "transport"
 
     def __init__(
         self,

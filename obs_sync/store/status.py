@@ -59,6 +59,8 @@ class VdnRow:
     streak: int
     failing_since: datetime | None
     last_error: str | None
+    # The server's totalCount at the last result when that succeeded (0: an empty VDN).
+    last_total_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -103,10 +105,12 @@ def _vdns_sql(schema: str) -> str:
         SELECT c.vdn_id,
                CASE WHEN last.status = 'succeeded' THEN last.finished_at ELSE ok.finished_at END,
                last.status, last.finished_at, coalesce(f.streak, 0), f.since,
-               CASE WHEN last.status IN {failing} THEN coalesce(last.error, e.error) END
+               CASE WHEN last.status IN {failing} THEN coalesce(last.error, e.error) END,
+               CASE WHEN last.status = 'succeeded' THEN last.total_count END
         FROM unnest(CAST(:vdns AS integer[])) AS c(vdn_id)
         LEFT JOIN LATERAL (
-            SELECT v.status, v.finished_at, v.error FROM {schema}.sync_run_vdn AS v
+            SELECT v.status, v.finished_at, v.error, v.total_count
+            FROM {schema}.sync_run_vdn AS v
             WHERE v.vdn_id = c.vdn_id AND v.status <> 'skipped'
             ORDER BY v.finished_at DESC LIMIT 1
         ) AS last ON true

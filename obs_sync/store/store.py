@@ -295,7 +295,7 @@ class Store:
         """
         problem = plan.unstorable()
         if problem is not None:
-            return self.record_later(run_id, plan.failed(problem, self.now()))
+            return self.record_later(run_id, plan.failed(problem, self.now(), "data"))
         codes = plan.codes
         for attempt in (1, 2):
             lease: Lease | None = None
@@ -328,12 +328,12 @@ class Store:
                     broken or (isinstance(error, psycopg.OperationalError) and not bounded(error))
                 ):
                     continue
-                failed = plan.failed(f"database error: {db_message(error)}", self.now())
-                return self.record_later(run_id, failed)
+                message = f"database error: {db_message(error)}"
+                return self.record_later(run_id, plan.failed(message, self.now(), "database"))
             except StoreError as error:
                 if lease is not None:
                     lease.release()
-                return self.record_later(run_id, plan.failed(str(error), self.now()))
+                return self.record_later(run_id, plan.failed(str(error), self.now(), "database"))
             except BaseException:
                 if lease is not None:
                     lease.release()
