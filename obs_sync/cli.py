@@ -462,7 +462,14 @@ def status(ctx: click.Context, fmt: str, failing: bool, vdn_ids: list[int]) -> N
     multiple=True,
     help="Check only this VDN (repeatable); default: all (--upstream: all configured).",
 )
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help=FORMAT_HELP,
+)
 @config_option
 @click.pass_context
 def verify(ctx: click.Context, upstream: bool, vdn_ids: tuple[int, ...], fmt: str) -> None:

@@ -70,10 +70,10 @@ def test_superseded_is_a_skip_that_is_not_a_failure() -> None:
 def test_a_total_count_the_records_cannot_hold_is_a_data_error(total: int) -> None:
     bad = plan(total=total)
     assert f"totalCount {total}" in (bad.unstorable() or "")
-    assert bad.failed("x", T0).total_count is None  # never reaches the int4 column
+    assert bad.failed("x", T0, "data").total_count is None  # never reaches the int4 column
     assert plan(total=INT4_MAX).unstorable() is None
 
 
 def test_a_record_never_finishes_before_it_started() -> None:
     early = T0 - timedelta(milliseconds=3)  # an estimate of the database clock, a bit early
-    assert plan().failed("x", early).finished_at == T0
+    assert plan().failed("x", early, "data").finished_at == T0
