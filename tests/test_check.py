@@ -217,3 +217,44 @@ def test_check_command_with_a_bad_config_prints_a_fail_line(tmp_path: Path) -> N
     result = CliRunner().invoke(main, ["--config", str(path), "check"])
     assert result.exit_code == 2
     assert result.output.startswith(f"FAIL  config    {path}: isales.secret_key")
+
+
+def test_a_role_without_privileges_is_told_about_grants_not_the_url(database_url: str) -> None:
+    """Connected, but not allowed: the fix is about roles and grants (check, and the one-line
+    error of the other commands), not about reaching the server."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from obs_sync.commands.check import check_database
+    from obs_sync.db import migrate
+    from obs_sync.db.errors import database_error
+
+    role = f"nopriv_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(database_url)
+    try:
+        migrate.upgrade(engine, "chk")
+        with engine.begin() as connection:
+            connection.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+        url = make_url(database_url).set(username=role, password=None)
+        config = config_for(sections={"database": {"url": url.render_as_string(), "schema": "chk"}})
+        result = check_database(config)
+        assert not result.ok
+        assert result.fix and "grant-reader" in result.fix and "database.url" in result.fix
+        assert "accepts connections" not in result.fix
+        role_engine = create_engine(url)
+        try:
+            with role_engine.connect() as connection:
+                connection.execute(text("SELECT * FROM chk.result_code"))
+        except Exception as error:
+            assert "grant-reader" in database_error(error)
+        else:
+            raise AssertionError("a role without privileges read the table")
+        finally:
+            role_engine.dispose()
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text(f'DROP OWNED BY "{role}"'))
+            connection.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+        engine.dispose()

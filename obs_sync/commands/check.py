@@ -25,6 +25,7 @@ from obs_sync.config import Config
 from obs_sync.daemon.schedule import ScheduleError, make_trigger
 from obs_sync.db.embedded import EmbeddedError
 from obs_sync.db.engine import make_engine
+from obs_sync.db.errors import PRIVILEGE_FIX, sqlstate
 from obs_sync.db.migrate import head_revision, known_revisions
 from obs_sync.db.revision import revision_sa
 from obs_sync.db.url import describe_database
@@ -76,7 +77,9 @@ def check_config(config: Config, path: Path | None) -> CheckResult:
     )
 
 
-def _database_fix(message: str) -> str:
+def _database_fix(error: BaseException, message: str) -> str:
+    if sqlstate(error) == "42501":  # insufficient_privilege: connected, but not allowed
+        return PRIVILEGE_FIX
     text = message.lower()
     if "password authentication failed" in text or "authentication failed" in text:
         return "check the user name and password in database.url (or the server's pg_hba.conf)"
@@ -118,7 +121,7 @@ def check_database(config: Config) -> CheckResult:
         return CheckResult("database", False, error.problem, error.fix)
     except Exception as error:
         message = one_line(error)
-        return CheckResult("database", False, message, _database_fix(message))
+        return CheckResult("database", False, message, _database_fix(error, message))
     found = f"{where}; server version {version}"
     return _schema_result(found, schema, revision)
 

@@ -26,8 +26,24 @@ def is_database_error(error: BaseException) -> bool:
     return isinstance(error, kinds)
 
 
+PRIVILEGE_FIX = (
+    "the role in database.url lacks a privilege on the schema: connect as the role that "
+    "owns it (the one that ran `obs-sync db upgrade`), or have that role run "
+    "`obs-sync db grant-reader ROLE` for a read-only role"
+)
+
+
+def sqlstate(error: BaseException) -> str | None:
+    """The SQLSTATE of a database error (also under SQLAlchemy's wrapper), if any."""
+    cause = getattr(error, "orig", None) or error
+    state = getattr(cause, "sqlstate", None)
+    return state if isinstance(state, str) else None
+
+
 def database_error(error: BaseException) -> str:
     """A database failure of a command, with where to look (``check`` names the fix)."""
+    if sqlstate(error) == "42501":  # insufficient_privilege: not about reaching the server
+        return f"database error: {one_line(error)} ({PRIVILEGE_FIX})"
     cause = getattr(error, "orig", None) or error
     # Only a failure to reach the server is about database.url; "permission denied" is not.
     unreachable = type(cause) in (
