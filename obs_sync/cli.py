@@ -330,7 +330,8 @@ def upgrade(ctx: click.Context, revision: str) -> None:
 def downgrade(ctx: click.Context, revision: str, yes: bool) -> None:
     """Revert migrations down to REVISION; "-1" is one step back, "base" drops every table.
 
-    From 0002, "-1" drops the BI views, function and VDN registry and keeps the data;
+    "-1" keeps the codes, history and run records (0003 -> 0002 drops the snapshot
+    markers and skip reasons; 0002 -> 0001 the BI views, function and VDN registry);
     "base" drops every obs-sync table, history included. It first says which tables and
     how many rows, and asks.
     """

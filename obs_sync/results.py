@@ -224,8 +224,8 @@ class VdnPlan:
                 f"mass-deletion guard: {len(changes.withheld_deletes)} of {present} present "
                 f"codes are missing from a complete snapshot, more than "
                 f"sync.max_delete_fraction = {self.max_delete_fraction}; deletions withheld "
-                f"(inserts/updates applied). If the deletion is real: obs-sync sync --vdn "
-                f"{self.vdn_id} --max-delete-fraction 1"
+                f"(the other changes are not held back). If the deletion is real: "
+                f"obs-sync sync --vdn {self.vdn_id} --max-delete-fraction 1"
             )
         return self._result(
             status,
