@@ -717,7 +717,9 @@ def no_local_constants(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         cache.cache.clear()
 
 
-# Hypothesis may shrink a failure for up to 5 minutes: let it finish and report.
+# Hypothesis may shrink a failure for up to 5 minutes: let it finish and report. Slow:
+# 15 s to a minute, so the fast suites of the other interpreters leave it out.
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_history_invariants_hold_for_random_changes_faults_and_syncs(
     simulator: Simulator, database_url: str, restore_logging: None, no_local_constants: None
