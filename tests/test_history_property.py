@@ -704,7 +704,11 @@ def no_local_constants(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     repository could make them miss a MUST_COVER path (seen: the full suite missed
     "restore with the old description" while this file alone covered it).
     """
-    from hypothesis.internal.conjecture import providers
+    try:
+        from hypothesis.internal.conjecture import providers
+    except ImportError:  # before 6.131 Hypothesis drew no local constants
+        yield
+        return
 
     cache = getattr(providers, "CONSTANTS_CACHE", None)
     if hasattr(providers, "_get_local_constants"):
