@@ -69,10 +69,13 @@ class Buildah:
         self.executable = executable
         self.storage = storage
         self.globals = [
-            "--root", str(storage / "storage"),
-            "--runroot", str(storage / "run"),
-            "--storage-driver", "vfs",
-        ]  # fmt: skip
+            "--root",
+            str(storage / "storage"),
+            "--runroot",
+            str(storage / "run"),
+            "--storage-driver",
+            "vfs",
+        ]
 
     def command(self, *args: str) -> list[str]:
         return [self.executable, *self.globals, *args]
@@ -110,8 +113,9 @@ class Buildah:
         timeout: float = 300,
     ) -> subprocess.CompletedProcess[str]:
         """``argv`` inside ``container`` as the image's user, on the host's network."""
-        return self.run(*self.exec_args(container, argv, env=env, volumes=volumes),
-                        timeout=timeout, check=False)  # fmt: skip
+        return self.run(
+            *self.exec_args(container, argv, env=env, volumes=volumes), timeout=timeout, check=False
+        )
 
     def exec_args(
         self,
@@ -135,8 +139,10 @@ def buildah_or_skip() -> Buildah:
         unavailable("buildah with --isolation chroot needs root (run the suite as root)")
     executable = shutil.which("buildah")
     if executable is None:
-        unavailable("buildah is not installed (Debian: apt-get install buildah mmdebstrap; "
-                    "or run scripts/ensure-tools as root)")  # fmt: skip
+        unavailable(
+            "buildah is not installed (Debian: apt-get install buildah mmdebstrap; "
+            "or run scripts/ensure-tools as root)"
+        )
     assert executable is not None
     return Buildah(executable, cache_dir() / "containers")
 
@@ -148,25 +154,44 @@ def ensure_base(buildah: Buildah) -> str:
         return tag
     mmdebstrap = shutil.which("mmdebstrap")
     if mmdebstrap is None:
-        unavailable("mmdebstrap is not installed (Debian: apt-get install mmdebstrap; "
-                    "or run scripts/ensure-tools as root)")  # fmt: skip
+        unavailable(
+            "mmdebstrap is not installed (Debian: apt-get install mmdebstrap; "
+            "or run scripts/ensure-tools as root)"
+        )
     assert mmdebstrap is not None
     cache_dir().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir(), prefix="base-") as work:
         rootfs = Path(work) / "rootfs.tar"
         done = subprocess.run(
-            [mmdebstrap, *BASE_OPTIONS, f"--include={','.join(BASE_PACKAGES)}",
-             "--format=tar", BASE_SUITE, str(rootfs)],
-            capture_output=True, text=True, timeout=1200, check=False,
-        )  # fmt: skip
+            [
+                mmdebstrap,
+                *BASE_OPTIONS,
+                f"--include={','.join(BASE_PACKAGES)}",
+                "--format=tar",
+                BASE_SUITE,
+                str(rootfs),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            check=False,
+        )
         if done.returncode != 0:
-            unavailable(f"mmdebstrap of {BASE_SUITE} failed (no Debian mirror?): "
-                        f"{done.stderr.strip()[-500:]}")  # fmt: skip
+            unavailable(
+                f"mmdebstrap of {BASE_SUITE} failed (no Debian mirror?): "
+                f"{done.stderr.strip()[-500:]}"
+            )
         container = buildah.run("from", "scratch").stdout.strip()
         try:
             buildah.run("add", container, str(rootfs), "/")
-            buildah.run("config", "--env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:"
-                        "/usr/bin:/sbin:/bin", "--cmd", "/bin/sh", container)  # fmt: skip
+            buildah.run(
+                "config",
+                "--env",
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "--cmd",
+                "/bin/sh",
+                container,
+            )
             buildah.run("commit", "--quiet", container, tag)
         finally:
             buildah.run("rm", container, check=False)
@@ -192,13 +217,29 @@ def build_image(buildah: Buildah, base: str, version: str) -> None:
     time as from a fresh clone (no --layers: with vfs, caching every step costs more than
     it saves)."""
     done = buildah.run(
-        "bud", "--isolation", "chroot", "--format", "docker", "--pull=never",
+        "bud",
+        "--isolation",
+        "chroot",
+        "--format",
+        "docker",
+        "--pull=never",
         # pip inside the build reaches the index only with this machine's CA bundle.
-        "--volume", "/etc/ssl/certs:/etc/ssl/certs:ro",
-        "--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"VERSION={version}",
-        "-f", str(CONTAINERFILE), "-t", IMAGE, str(REPO),
-        timeout=1500, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, f"image build failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+        "--volume",
+        "/etc/ssl/certs:/etc/ssl/certs:ro",
+        "--build-arg",
+        f"BASE_IMAGE={base}",
+        "--build-arg",
+        f"VERSION={version}",
+        "-f",
+        str(CONTAINERFILE),
+        "-t",
+        IMAGE,
+        str(REPO),
+        timeout=1500,
+        check=False,
+    )
+    assert done.returncode == 0, (
+        f"image build failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    )
     # The previous build's image, untagged now.
     buildah.run("rmi", "--prune", check=False)

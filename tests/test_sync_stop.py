@@ -41,9 +41,9 @@ def env() -> dict[str, str]:
 
 def vdn_rows(engine: Engine) -> dict[int, tuple[str, str | None]]:
     with engine.connect() as connection:
-        rows = connection.execute(text(
-            f"SELECT vdn_id, status, error FROM {TEST_SCHEMA}.sync_run_vdn ORDER BY vdn_id"
-        )).all()  # fmt: skip
+        rows = connection.execute(
+            text(f"SELECT vdn_id, status, error FROM {TEST_SCHEMA}.sync_run_vdn ORDER BY vdn_id")
+        ).all()
     return {vdn: (status, error) for vdn, status, error in rows}
 
 
