@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from sqlalchemy import text
-
 from obs_sync.config import Config
 from obs_sync.daemon.schedule import ScheduleError, make_trigger
 from obs_sync.db.embedded import EmbeddedError
@@ -27,6 +25,7 @@ from obs_sync.db.engine import make_engine
 from obs_sync.db.errors import PRIVILEGE_FIX, sqlstate
 from obs_sync.db.migrate import head_revision, known_revisions
 from obs_sync.db.revision import revision_sa
+from obs_sync.db.server import server_version
 from obs_sync.db.url import describe_database
 from obs_sync.errors import one_line
 from obs_sync.isales.client import ISalesClient
@@ -105,7 +104,7 @@ def check_database(config: Config) -> CheckResult:
         engine = make_engine(config)
         try:
             with engine.connect() as connection:
-                version = connection.execute(text("SHOW server_version")).scalar_one()
+                version = server_version(connection)
                 schema = config.database.schema_
                 revision = revision_sa(connection, schema)
             where = describe_database(

@@ -7,8 +7,6 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import text
-
 from obs_sync.db.embedded import EmbeddedError, require_installed, restart_if_stopped
 from obs_sync.db.engine import make_engine
 from obs_sync.db.migrate import MigrationError, needs_upgrade
@@ -94,8 +92,7 @@ class SyncJob:
         if self.engine is None:
             self.engine = self._make_engine()
         schema = self.config.database.schema_
-        with self.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        with self.engine.connect() as connection:  # connects: the database is reachable
             revision = revision_sa(connection, schema)
         try:
             needs_upgrade(revision, schema, migrate=True)
