@@ -36,7 +36,7 @@ from obs_sync.errors import (
     configuration_error,
     exit_codes_help,
 )
-from obs_sync.observability import Redactor, config_secrets
+from obs_sync.observability import Redactor, config_secrets, setup_logging_for
 from obs_sync.text import escape_controls
 
 log = logging.getLogger(__name__)
@@ -56,10 +56,12 @@ def _error_line(error: ObsSyncError) -> str:
 def exit_on_error(ctx: click.Context, error: BaseException, message: str, code: int) -> NoReturn:
     """Print ``obs-sync: message`` (secrets masked, control characters escaped, line by
     line) and exit with ``code``; the error and its causes go to the debug log."""
-    log.debug("the command stopped: %s", message, exc_info=error)
     config = ctx.find_root().ensure_object(dict).get("config")
-    if isinstance(config, Config):  # a server's text in the message may echo a secret
-        message = Redactor(config_secrets(config))(message)
+    if isinstance(config, Config):
+        if config.logging.level == "DEBUG":  # (a command may stop before it set up logging)
+            setup_logging_for(config)
+        message = Redactor(config_secrets(config))(message)  # a server's text may echo one
+    log.debug("the command stopped: %s", message, exc_info=error)
     shown = "\n".join(escape_controls(line) for line in message.split("\n"))
     click.echo(f"obs-sync: {shown}", err=True)
     sys.exit(code)
@@ -371,7 +373,6 @@ def run(ctx: click.Context) -> None:
     from obs_sync.daemon.daemon import run_daemon
     from obs_sync.daemon.job import StartError
     from obs_sync.daemon.schedule import ScheduleError, make_trigger
-    from obs_sync.observability import setup_logging_for
 
     try:
         make_trigger(config.schedule)
@@ -404,7 +405,6 @@ def check(ctx: click.Context) -> None:
         raise UsageError(
             "the configuration must be fixed before the other checks can run"
         ) from error
-    from obs_sync.observability import setup_logging_for
 
     setup_logging_for(config)
     path = Path(resolve_config_path(ctx.obj.get("config_path")))
@@ -421,7 +421,7 @@ def _vdn_ranges(_: click.Context, param: click.Parameter, value: tuple[str, ...]
     try:
         return parse_vdn_ids(value)
     except ValueError as error:
-        raise click.BadParameter(str(error), param=param) from None
+        raise click.BadParameter(str(error), param=param) from error
 
 
 @main.command(short_help="Summary, then failing and stale VDNs first.")

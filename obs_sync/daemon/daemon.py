@@ -177,7 +177,7 @@ class Daemon:
                 f"metrics.host/metrics.port: cannot listen on {host}:{port}: {reason}; set "
                 "metrics.port to a free port (0 turns the endpoint off) or metrics.host to an "
                 "address of this machine"
-            ) from None
+            ) from error
         self.server = server.start()
         log.info(
             "serving /metrics and /healthz on http://%s:%d",
