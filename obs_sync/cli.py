@@ -231,20 +231,7 @@ def fetch(ctx: click.Context, vdn_ids: tuple[int, ...], fmt: str) -> None:
     help="Headers every request must sign (comma-separated; empty: none).",
 )
 @click.option("--log-requests", is_flag=True, help="Log every request to stderr.")
-def simulator(
-    host: str,
-    port: int,
-    vdns: int,
-    codes: int,
-    seed: int,
-    data_path: str | None,
-    tls_cert: str | None,
-    tls_key: str | None,
-    latency_ms: float,
-    max_clock_skew: float,
-    signed_headers: str,
-    log_requests: bool,
-) -> None:
+def simulator(**options: Any) -> None:
     """Serve the bundled iSales simulator (for demos, tests and benchmarks).
 
     Credentials come from ISALES_ACCESS_KEY / ISALES_SECRET_KEY (never from arguments);
@@ -253,19 +240,7 @@ def simulator(
     """
     from obs_sync.commands.simulator import run_simulator
 
-    run_simulator(
-        host=host,
-        port=port,
-        vdns=vdns,
-        codes=codes,
-        seed=seed,
-        data_path=data_path,
-        tls=(tls_cert, tls_key),
-        latency_seconds=latency_ms / 1000,
-        max_clock_skew_seconds=max_clock_skew or None,
-        signed_headers=[h for h in signed_headers.replace(";", ",").split(",") if h.strip()],
-        log_requests=log_requests,
-    )
+    run_simulator(**options)
 
 
 @main.command(short_help="Sync once and exit.")

@@ -100,6 +100,13 @@ def _summary(result: RunResult) -> list[str]:
     return lines
 
 
+def _report(step: str, run: RunResult, echo: Callable[[str], None]) -> None:
+    seconds = (run.finished_at - run.started_at).total_seconds()
+    echo(f"{step} run {run.run_id}: {run.status} in {seconds:.2f} s")
+    for line in _summary(run):
+        echo(line)
+
+
 def _changes(connection: Connection, run: RunResult) -> list[str]:
     """What ``run`` changed, read back from result_code / result_code_history."""
     lines = []
@@ -158,12 +165,7 @@ def run_demo(echo: Callable[[str], None] = print) -> int:
         try:
             demo_sql.reset_schema(engine, DEMO_SCHEMA)
             first = run_sync(config, engine=engine, trigger="demo")
-            echo(
-                f"3. First sync  run {first.run_id}: {first.status} in "
-                f"{(first.finished_at - first.started_at).total_seconds():.2f} s"
-            )
-            for line in _summary(first):
-                echo(line)
+            _report("3. First sync ", first, echo)
             if first.exit_code != 0:
                 echo("\nThe first sync did not succeed; see the errors above.")
                 return 1
@@ -183,12 +185,7 @@ def run_demo(echo: Callable[[str], None] = print) -> int:
             between = datetime.now().astimezone()
             time.sleep(0.01)  # distinct timestamps for the calls before/after the change
             second = run_sync(config, engine=engine, trigger="demo")
-            echo(
-                f"5. Second sync run {second.run_id}: {second.status} in "
-                f"{(second.finished_at - second.started_at).total_seconds():.2f} s"
-            )
-            for line in _summary(second):
-                echo(line)
+            _report("5. Second sync", second, echo)
             after = datetime.now().astimezone() + timedelta(milliseconds=10)
             with engine.begin() as connection:
                 echo(f"6. What run {second.run_id} changed (from result_code_history):")

@@ -4,7 +4,6 @@ environment (the demo pair when unset) and generated or given data."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 
 import click
 
@@ -21,14 +20,14 @@ def run_simulator(
     codes: int,
     seed: int,
     data_path: str | None,
-    tls: tuple[str | None, str | None],
-    latency_seconds: float,
-    max_clock_skew_seconds: float | None,
-    signed_headers: Sequence[str],
+    tls_cert: str | None,
+    tls_key: str | None,
+    latency_ms: float,
+    max_clock_skew: float,
+    signed_headers: str,
     log_requests: bool,
 ) -> None:
-    """Serve until SIGINT/SIGTERM; ``tls``: (certificate, key), both or neither."""
-    tls_cert, tls_key = tls
+    """Serve until SIGINT/SIGTERM (the options of ``obs-sync simulator``)."""
     if (tls_cert is None) != (tls_key is None):
         raise UsageError("give both --tls-cert and --tls-key, or neither")
     access_key = os.environ.get("ISALES_ACCESS_KEY", "")
@@ -56,9 +55,9 @@ def run_simulator(
             host=host,
             port=port,
             tls=(tls_cert, tls_key) if tls_cert and tls_key else None,
-            latency_seconds=latency_seconds,
-            max_clock_skew_seconds=max_clock_skew_seconds,
-            signed_headers=list(signed_headers),
+            latency_seconds=latency_ms / 1000,
+            max_clock_skew_seconds=max_clock_skew or None,
+            signed_headers=[h for h in signed_headers.replace(";", ",").split(",") if h.strip()],
             log_requests=log_requests,
         )
     except OSError as error:

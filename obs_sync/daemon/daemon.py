@@ -1,8 +1,8 @@
 """``obs-sync run``: a thin APScheduler 3.x shell around :func:`obs_sync.sync.run_sync`.
 
-The job is the same plain function the one-shot ``sync`` command runs; this module only
-decides *when* it runs, bounds each run with a deadline, feeds metrics and health, and
-shuts down cleanly on SIGTERM/SIGINT:
+The job (:class:`obs_sync.daemon.job.SyncJob`) runs the same ``run_sync`` as the one-shot
+``sync`` command; this module only decides *when* it runs, bounds each run with a deadline,
+feeds metrics and health, and shuts down cleanly on SIGTERM/SIGINT:
 
 * one run at a time (``max_instances=1``), missed fire times collapse into one run
   (``coalesce``) and a run that could not start within ``misfire_grace_seconds`` is skipped;
