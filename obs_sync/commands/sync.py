@@ -21,7 +21,7 @@ import click
 
 from obs_sync.commands.table import table_lines
 from obs_sync.db.embedded import require_installed
-from obs_sync.errors import UsageError
+from obs_sync.errors import EXIT_FAILED, UsageError
 from obs_sync.observability import setup_logging_for
 from obs_sync.text import plural
 
