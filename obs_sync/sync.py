@@ -185,6 +185,7 @@ class _Prepared:
     def _prepare_bound(self) -> None:
         try:
             # Imported in this thread on purpose: psycopg's import overlaps the first fetches.
+            from obs_sync.config.database_url import connect_params
             from obs_sync.db import url as db_url
             from obs_sync.db.pool import EnginePool, OwnPool
             from obs_sync.store.registry import register_vdns
@@ -199,7 +200,7 @@ class _Prepared:
                     "database: %s",
                     db_url.describe_database(url, database.schema_, embedded=database.embedded),
                 )
-                params = db_url.connect_params(url)
+                params = connect_params(url)
                 params.update(db_url.session_args(self.config, params.get("options")))
                 self.pool = OwnPool(params, connections_per_run(self.config))
             schema = self.config.database.schema_

@@ -25,7 +25,7 @@ import urllib3
 from requests.adapters import BaseAdapter
 
 from obs_sync import __version__, logcontext
-from obs_sync.config import VDN_MAX, VDN_MIN, ConfigError, ISalesConfig
+from obs_sync.config import VDN_MAX, VDN_MIN, ISalesConfig
 from obs_sync.isales.diagnosis import clock_hint, diagnose
 from obs_sync.isales.errors import (
     AUTH_ADVICE,
@@ -121,14 +121,7 @@ class ISalesClient:
         }
         if config.locale:
             headers["locale"] = config.locale
-        sendable = {name.lower() for name in headers} | {"host", "content-length"}
-        missing = [h for h in config.signing.signed_headers if h not in sendable]
-        if missing:
-            raise ConfigError(
-                f"isales.signing.signed_headers: {', '.join(missing)} is never sent "
-                f"(sign a subset of: {', '.join(sorted(sendable))}; "
-                "locale only when isales.locale is set)"
-            )
+        # Which of these may be signed was checked with the configuration (obs_sync.headers).
 
         self.wire = Wire(
             config.base_url,
