@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "obs_sync.store": 2,
     # 3: one run: iSales -> diff -> store.
     "obs_sync.sync": 3,
+    "obs_sync.engine": 3,
     "obs_sync.progress": 3,
     # 4: the daemon around runs.
     "obs_sync.daemon": 4,
