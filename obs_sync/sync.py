@@ -44,6 +44,7 @@ from obs_sync.results import (
     run_status,
     without_long_codes,
 )
+from obs_sync.slots import FetchSlots
 from obs_sync.snapshot import FetchStats, Snapshot
 from obs_sync.text import plural
 
@@ -300,8 +301,9 @@ class _Run:
         self.results: dict[int, VdnResult] = {}
         self.aborted = False
         # Fetch slots: the server never sees more than max_concurrency requests at once,
-        # while the other workers write the VDNs they fetched.
-        self.fetching = threading.BoundedSemaphore(config.isales.max_concurrency)
+        # while the other workers write the VDNs they fetched (slots.py: why not a
+        # threading semaphore).
+        self.fetching = FetchSlots(config.isales.max_concurrency)
 
     def next_vdn(self) -> int | None:
         with self.lock:
@@ -532,6 +534,7 @@ def _run(
                     thread.start()
                 for thread in threads:
                     thread.join()
+            run.fetching.close()  # (every worker has ended: none can use it)
         store = prepared.wait()  # raises _Aborted when preparation failed
         handle = prepared.handle
         # VDNs never started (stop or deadline), in order; recorded in one batch.

@@ -43,6 +43,7 @@ LAYERS: dict[str, int] = {
     # 3: one run: iSales -> diff -> store.
     "obs_sync.sync": 3,
     "obs_sync.progress": 3,
+    "obs_sync.slots": 3,
     # 4: the daemon around runs.
     "obs_sync.daemon": 4,
     # 5: what commands do and print; the simulator (a stand-in server, a tool).
