@@ -9,6 +9,7 @@ semaphore instead: acquiring and releasing are system calls made with the GIL re
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from types import TracebackType
@@ -18,13 +19,15 @@ class FetchSlots:
     """``with slots:`` holds one of ``count`` slots; the same contract as a semaphore."""
 
     def __init__(self, count: int, *, use_eventfd: bool = True) -> None:
-        if count < 1:
-            raise ValueError(f"count {count} must be >= 1")
         self._fd: int | None = None
         self._semaphore: threading.BoundedSemaphore | None = None
+        if count < 1:
+            raise ValueError(f"count {count} must be >= 1")
         if use_eventfd and hasattr(os, "eventfd"):
-            self._fd = os.eventfd(count, os.EFD_SEMAPHORE | os.EFD_CLOEXEC)
-        else:
+            # (A sandbox refusing the call: the semaphore does the same job.)
+            with contextlib.suppress(OSError):
+                self._fd = os.eventfd(count, os.EFD_SEMAPHORE | os.EFD_CLOEXEC)
+        if self._fd is None:
             self._semaphore = threading.BoundedSemaphore(count)
 
     def __enter__(self) -> None:
@@ -48,6 +51,9 @@ class FetchSlots:
 
     def close(self) -> None:
         """Free the descriptor; only once no thread can use the slots any more."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __del__(self) -> None:  # (a run cut short before its close: no thread holds us)
+        self.close()

@@ -61,3 +61,14 @@ def test_a_slot_is_given_back_when_the_holder_raises(use_eventfd: bool) -> None:
 def test_zero_slots_is_refused() -> None:
     with pytest.raises(ValueError, match="count 0"):
         FetchSlots(0)
+
+
+def test_a_refused_eventfd_falls_back_to_the_semaphore(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> int:
+        raise PermissionError("eventfd refused by the sandbox")
+
+    monkeypatch.setattr("os.eventfd", refuse, raising=False)
+    slots = FetchSlots(2)
+    with slots, slots:  # both slots, no wait
+        pass
+    slots.close()
