@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from obs_sync.slots import FetchSlots
+from obs_sync.engine.slots import FetchSlots
 
 
 @pytest.mark.parametrize("use_eventfd", [True, False], ids=["eventfd", "semaphore"])

@@ -7,25 +7,24 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import text
-
 from obs_sync.db.embedded import EmbeddedError, require_installed, restart_if_stopped
 from obs_sync.db.engine import make_engine
 from obs_sync.db.migrate import MigrationError, needs_upgrade
 from obs_sync.db.revision import revision_sa
 from obs_sync.db.url import describe_database
+from obs_sync.engine.run import run_sync
+from obs_sync.engine.sizing import connections_per_run
 from obs_sync.errors import UsageError
 from obs_sync.logcontext import PendingRun
-from obs_sync.store.status import StatusError, read_status
-from obs_sync.sync import connections_per_run, run_sync
+from obs_sync.store.status_query import StatusError, read_status
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from obs_sync.config import Config
-    from obs_sync.store.status import VdnRow
+    from obs_sync.store.status_query import VdnRow
 
-log = logging.getLogger("obs_sync.scheduler")  # the name logs have always shown
+log = logging.getLogger(__name__)
 
 
 class StartError(UsageError):
@@ -43,7 +42,21 @@ class RunResultLike(Protocol):
 
 
 class Job(Protocol):
-    """One sync run; :class:`SyncJob` calls :func:`obs_sync.sync.run_sync`."""
+    """What the daemon runs: :meth:`prepare` once at start, :meth:`recorded` until it
+    answers, one call per fire time, :meth:`close` at a clean shutdown. :class:`SyncJob`
+    calls :func:`obs_sync.engine.run.run_sync`."""
+
+    def prepare(self) -> None:
+        """Reach what the runs need; :class:`StartError` if they never could."""
+        ...
+
+    def recorded(self) -> Sequence[VdnRow]:
+        """The run records' VDN rows (failure streaks, last successes) to seed health from."""
+        ...
+
+    def close(self) -> None:
+        """Release what :meth:`prepare` or the runs acquired."""
+        ...
 
     def __call__(
         self,
@@ -57,7 +70,7 @@ class Job(Protocol):
 
 
 class SyncJob:
-    """:func:`~obs_sync.sync.run_sync` with one engine (connection pool) for the daemon's life.
+    """:func:`~obs_sync.engine.run.run_sync` with one engine (a pool) for the daemon's life.
 
     Pending migrations are applied by the first run that reaches the database (the one at
     start, with ``run_at_start``); later runs skip that step, so a database that is down at
@@ -73,20 +86,19 @@ class SyncJob:
             if config.database.embedded:
                 require_installed()
         except EmbeddedError as error:
-            raise StartError(str(error)) from None
+            raise StartError(str(error)) from error
 
     def prepare(self) -> None:
         """Create the engine (starting the embedded PostgreSQL if configured) and connect once."""
         if self.engine is None:
             self.engine = self._make_engine()
         schema = self.config.database.schema_
-        with self.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        with self.engine.connect() as connection:  # connects: the database is reachable
             revision = revision_sa(connection, schema)
         try:
             needs_upgrade(revision, schema, migrate=True)
         except MigrationError as error:  # migrated by a newer obs-sync: every run would fail
-            raise StartError(str(error)) from None
+            raise StartError(str(error)) from error
 
     def recorded(self) -> Sequence[VdnRow]:
         """Each configured VDN's recorded freshness and failure streak (empty before the
