@@ -272,6 +272,10 @@ def without_long_codes(snapshot: Snapshot, max_code_bytes: int) -> Snapshot:
     """``snapshot`` without its codes longer than ``max_code_bytes`` (UTF-8), which cannot be
     stored: only those codes fail. The rest is applied as an incomplete snapshot, whose
     reason names the code, so nothing is deleted on that run."""
+    # A character is at most 4 bytes of UTF-8: the usual snapshot is cleared by its longest
+    # code's length alone, without encoding every code.
+    if 4 * max(map(len, snapshot.codes), default=0) <= max_code_bytes:
+        return snapshot
     long = sorted(code for code in snapshot.codes if _utf8_bytes(code) > max_code_bytes)
     if not long:
         return snapshot

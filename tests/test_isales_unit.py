@@ -158,6 +158,27 @@ def test_malformed_bodies_are_data_errors_naming_vdn_and_code(data: Any, message
     assert not info.value.retryable
 
 
+def test_a_bad_item_after_good_ones_is_named_by_its_index() -> None:
+    good = [{"obsCode": f"0060{i}", "obsCodeDesc": "x"} for i in range(3)]
+    with pytest.raises(DataError, match=r"obsCodes\[3\]\.obsCode is missing"):
+        _parse_page(9, 2, 50, body(obsCodes=[*good, {"obsCodeDesc": "y"}], totalCount=4))
+
+
+def test_string_and_dict_subclasses_read_like_plain_ones() -> None:
+    class Text(str):
+        pass
+
+    class Item(dict[str, Any]):
+        pass
+
+    items = [
+        Item(obsCode=Text("00605"), obsCodeDesc=Text("busy")),
+        {"obsCode": "00604", "obsCodeDesc": "rejected"},
+    ]
+    page = _parse_page(3, 1, 50, body(obsCodes=items))
+    assert page.codes == (("00605", "busy"), ("00604", "rejected"))
+
+
 def test_merge_deduplicates_and_rejects_conflicts() -> None:
     codes: dict[str, str] = {}
     _merge(1, codes, _parse_page(1, 1, 50, body()))

@@ -129,6 +129,7 @@ def _run(
                     thread.start()
                 for thread in threads:
                     thread.join()
+            run.fetching.close()  # (every worker has ended: none can use it)
         store = prepared.wait()  # raises Aborted when preparation failed
         handle = prepared.handle
         # VDNs never started (stop or deadline), in order; recorded in one batch.

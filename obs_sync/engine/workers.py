@@ -15,6 +15,7 @@ from obs_sync import logcontext
 from obs_sync.db.errors import is_database_error
 from obs_sync.engine.prepare import Aborted, Prepared
 from obs_sync.engine.report import log_result
+from obs_sync.engine.slots import FetchSlots
 from obs_sync.errors import one_line
 from obs_sync.isales.client import ISalesClient
 from obs_sync.isales.errors import ISalesError
@@ -64,8 +65,9 @@ class Workers:
         self.results: dict[int, VdnResult] = {}
         self.aborted = False
         # Fetch slots: the server never sees more than max_concurrency requests at once,
-        # while the other workers write the VDNs they fetched.
-        self.fetching = threading.BoundedSemaphore(config.isales.max_concurrency)
+        # while the other workers write the VDNs they fetched (slots.py: why not a
+        # threading semaphore).
+        self.fetching = FetchSlots(config.isales.max_concurrency)
 
     def next_vdn(self) -> int | None:
         with self.lock:
