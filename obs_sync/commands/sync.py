@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import atexit
 import gc
+import logging
+import os
+import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -17,9 +21,11 @@ import click
 
 from obs_sync.commands.table import table_lines
 from obs_sync.db.embedded import require_installed
-from obs_sync.errors import UsageError
+from obs_sync.errors import EXIT_FAILED, UsageError
 from obs_sync.observability import setup_logging_for
 from obs_sync.text import plural
+
+log = logging.getLogger("obs_sync.sync")
 
 if TYPE_CHECKING:
     from obs_sync.config import Config
@@ -61,6 +67,24 @@ def format_summary(result: RunResult) -> str:
     return "\n".join([*lines, totals])
 
 
+def _stop_on_sigterm(stop: threading.Event) -> Any:
+    """SIGTERM (a CronJob's deadline, ``kubectl delete``, systemd) stops the run as in the
+    daemon: no new VDN starts, the one in flight commits or rolls back, the rest are
+    recorded as skipped. A second SIGTERM exits at once. Returns the previous handler."""
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            log.error("SIGTERM received again: exiting now without waiting for the VDN in flight")
+            logging.shutdown()
+            os._exit(EXIT_FAILED)
+        log.info("SIGTERM received: stopping (no new VDN starts; the VDN in flight finishes)")
+        stop.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        return None  # signals reach the main thread only (a test's CliRunner thread)
+    return signal.signal(signal.SIGTERM, on_sigterm)
+
+
 def run_sync_command(
     config: Config, vdn_ids: Sequence[int], *, dry_run: bool, migrate: bool
 ) -> int:
@@ -95,6 +119,12 @@ def run_sync_command(
         with lock:
             progress.update(1)
 
+    # schedule.run_deadline_seconds, when set, bounds a one-shot run as the daemon's: after
+    # it no new VDN starts (a CronJob's activeDeadlineSeconds is the hard stop).
+    limit = config.schedule.run_deadline_seconds
+    deadline = None if limit is None else time.monotonic() + limit
+    stop = threading.Event()
+    previous = _stop_on_sigterm(stop)
     try:
         result = run_sync(
             config,
@@ -103,8 +133,12 @@ def run_sync_command(
             migrate=migrate,
             on_vdn=advance if progress is not None else None,
             log_progress=progress is None,  # the bar on a terminal; log lines otherwise
+            stop=stop,
+            deadline=deadline,
         )
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if progress is not None:
             progress.__exit__(None, None, None)
     for note in result.notes:
