@@ -14,7 +14,8 @@ path is too long for a socket, in a fresh 0700 directory under ``$XDG_RUNTIME_DI
 system temp directory. Nothing outside the data directory is changed, and a data directory
 that is a symbolic link is refused. PostgreSQL refuses to run as root: as root the server
 runs as the owner of an existing data directory, else as the system user ``obs-sync``
-(created when missing), which must be able to reach the data directory.
+(created when missing), which must be able to reach the data directory; when it cannot
+reach the wheel's programs, it runs obs-sync's copy of them (:mod:`obs_sync.db.programs`).
 
 Imported only when no URL is configured.
 """
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from obs_sync.db import programs
 from obs_sync.errors import EXIT_FAILED, EXIT_USAGE, ObsSyncError, one_line
 
 log = logging.getLogger(__name__)
@@ -181,12 +183,10 @@ def _not_installed() -> EmbeddedError:
 
 def stop_server(directory: Path) -> None:
     """Stop the server running in ``directory`` (``pg_ctl stop``, fast mode); data is kept."""
-    bin_dir = _bin_dir(directory)
+    account = _server_account(directory)
+    bin_dir = _server_bin_dir(directory, account)
     lines = _postmaster(directory)
-    _run(
-        _server_account(directory),
-        [str(bin_dir / "pg_ctl"), "-D", str(directory), "-m", "fast", "-w", "stop"],
-    )
+    _run(account, [str(bin_dir / "pg_ctl"), "-D", str(directory), "-m", "fast", "-w", "stop"])
     socket_dir = Path(lines[4].strip()) if len(lines) > 4 and lines[4].strip() else directory
     if socket_dir != directory and socket_dir.name.startswith("obs-sync-pg-"):
         with contextlib.suppress(OSError):
@@ -249,6 +249,25 @@ def _bin_dir(directory: Path) -> Path:
         f"away (or set {DATA_DIR_ENV}) to start with a new one",
         usage=True,
     )
+
+
+def _server_bin_dir(directory: Path, account: _Account | None) -> Path:
+    """The programs the server's account runs: the wheel's, or (as root, when that account
+    cannot reach them, e.g. in a virtualenv under root's 0700 home) obs-sync's copy."""
+    bin_dir = _bin_dir(directory)
+    if account is None:
+        return bin_dir
+    try:
+        return programs.runnable_bin_dir(
+            bin_dir, directory, lambda path: _unreachable(path, account)
+        )
+    except programs.ProgramsError as error:
+        raise EmbeddedError(
+            f"running as root, the embedded PostgreSQL runs as user {account.name}, who "
+            f"cannot reach its programs in {bin_dir}, {error.problem}",
+            error.fix,
+            usage=True,
+        ) from None
 
 
 def _account(name: str) -> _Account:
@@ -487,16 +506,7 @@ def _running_socket_dir(directory: Path, account: _Account | None) -> Path | Non
 
 def _ensure_running(directory: Path, account: _Account | None, previous: Path | None) -> Path:
     """Start the server unless it runs; return its socket directory."""
-    bin_dir = _bin_dir(directory)
-    if account is not None:
-        blocked = _unreachable(bin_dir / "postgres", account)
-        if blocked is not None:
-            raise EmbeddedError(
-                f"running as root, the embedded PostgreSQL runs as user {account.name}, who "
-                f"cannot reach its programs in {bin_dir} ({blocked} is closed to it)",
-                "install obs-sync where other users can read it, or run obs-sync as a normal user",
-                usage=True,
-            )
+    bin_dir = _server_bin_dir(directory, account)
     with _start_lock(directory):
         running = _running_socket_dir(directory, account)
         if running is not None:
