@@ -298,7 +298,7 @@ def _server_account(directory: Path) -> _Account | None:
                 "--user-group",
                 "--no-create-home",
                 "--home-dir",
-                "/nonexistent",
+                str(ROOT_DATA_HOME),  # as docs/operations.md creates it for the service
                 "--shell",
                 "/usr/sbin/nologin",
                 "--comment",
@@ -380,14 +380,25 @@ def _run(account: _Account | None, args: Sequence[str]) -> str:
 
 
 @contextlib.contextmanager
-def _start_lock(directory: Path) -> Iterator[None]:
-    """Serialize starts of one data directory across processes (a lock file beside it)."""
+def _start_lock(directory: Path, account: _Account | None) -> Iterator[None]:
+    """Serialize starts of one data directory across processes (a lock file beside it).
+
+    Run as root, the lock file belongs to the server's account, like the data directory:
+    that account may start the server itself later (e.g. the systemd service, after a demo
+    run as root), and root can open it anyway.
+    """
     fd = os.open(
         directory.parent / f".{directory.name}.lock",
         os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
         0o600,
     )
     try:
+        info = os.fstat(fd)
+        # Only a plain file of root's with no other name (never a hard link to a file
+        # elsewhere that the account placed there).
+        plain = stat.S_ISREG(info.st_mode) and info.st_nlink == 1
+        if account is not None and info.st_uid == 0 and plain:
+            os.fchown(fd, account.uid, account.gid)
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
@@ -507,7 +518,7 @@ def _running_socket_dir(directory: Path, account: _Account | None) -> Path | Non
 def _ensure_running(directory: Path, account: _Account | None, previous: Path | None) -> Path:
     """Start the server unless it runs; return its socket directory."""
     bin_dir = _server_bin_dir(directory, account)
-    with _start_lock(directory):
+    with _start_lock(directory, account):
         running = _running_socket_dir(directory, account)
         if running is not None:
             return running
