@@ -6,11 +6,22 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import pty
+import re
+import subprocess
+import sys
 import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from obs_sync.config import LoggingConfig
 from obs_sync.observability import setup_logging
 from obs_sync.progress_bar import ProgressBar, bar_line
+from obs_sync.simulator import Fault, Simulator, SimulatorData
+from tests.fixtures_db import write_config
 
 
 def screen(raw: str) -> list[str]:
@@ -96,3 +107,48 @@ def test_the_handler_writes_to_its_own_stream_again_after_the_bar() -> None:
         pass
     assert handler.stream is terminal
     drop_handler()
+
+
+@pytest.mark.slow
+def test_a_real_sync_on_a_terminal_keeps_log_lines_off_the_bar(
+    tmp_path: Path, make_simulator: Callable[..., Simulator], database_url: str
+) -> None:
+    """``obs-sync sync`` with its stderr on a pseudo-terminal: failing VDNs log WARNING
+    lines while the bar is drawn; the screen shows each on its own line."""
+    vdns = range(1, 13)
+    sim = make_simulator(SimulatorData.generate(vdn_ids=vdns, codes_per_vdn=5, seed=4))
+    sim.latency_seconds = 0.05  # the bar is drawn between the records
+    for vdn in (3, 7, 11):
+        sim.faults.add(Fault(kind="http_status", status=403, vdn_id=vdn, times=None))
+    path = write_config(tmp_path / "c.yaml", sim, database_url, vdn_ids=["1-12"], max_concurrency=2)
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OBS_SYNC_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "obs_sync", "--config", str(path), "sync"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        env=env,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the process closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    stdout, _ = process.communicate(timeout=120)
+    os.close(leader)
+    assert process.returncode == 1, stdout  # three VDNs failed
+    shown = screen(b"".join(chunks).decode().replace("\r\n", "\n"))
+    stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
+    warnings = [line for line in shown if "WARNING" in line]
+    assert len(warnings) == 3, shown
+    for line in shown:
+        assert not ("syncing [" in line and stamp.search(line)), line
+        if stamp.search(line):
+            assert stamp.match(line), line  # a record starts its own line
+    assert [line for line in shown if line.startswith("syncing [")] == [bar_line(12, 12)]

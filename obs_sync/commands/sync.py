@@ -9,9 +9,8 @@ from __future__ import annotations
 import atexit
 import gc
 import sys
-import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -21,6 +20,7 @@ from obs_sync.db.errors import database_error, is_database_error
 from obs_sync.db.migrate import MigrationError
 from obs_sync.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from obs_sync.observability import setup_logging_for
+from obs_sync.progress_bar import ProgressBar
 from obs_sync.text import plural
 
 if TYPE_CHECKING:
@@ -103,15 +103,14 @@ def run_sync_command(
         return error.exit_code
 
     total = len(vdn_ids) if vdn_ids else len(configured)
-    progress: Any = None
-    lock = threading.Lock()
+    progress: ProgressBar | None = None
     if sys.stderr.isatty():
-        progress = click.progressbar(length=total, label="syncing", file=sys.stderr)
-        progress.__enter__()
+        # Log records are written around the bar, never into its line.
+        progress = ProgressBar(total, sys.stderr).__enter__()
 
     def advance(_: VdnResult) -> None:
-        with lock:
-            progress.update(1)
+        if progress is not None:
+            progress.advance()
 
     try:
         result = run_sync(
