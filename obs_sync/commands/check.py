@@ -158,6 +158,11 @@ def _transport_fix(error: TransportError, scheme: str) -> str:
             "the certificate does not name the host in isales.base_url: use a host name the "
             "certificate covers (not an IP address unless the certificate lists it)"
         )
+    if category == "tls_not_https":
+        return (
+            "the port does not speak TLS (it most likely serves plain HTTP): write http:// "
+            "in isales.base_url, or use the server's HTTPS port"
+        )
     if category.startswith("tls"):
         return (
             "TLS failed: set isales.verify_tls to the path of the CA bundle that signed the "
