@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -25,6 +26,7 @@ from obs_sync.config import (
 )
 from obs_sync.db.errors import database_error
 from obs_sync.errors import EXIT_FAILED, EXIT_USAGE, exit_codes_help
+from obs_sync.text import id_ranges
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -43,6 +45,30 @@ class FiniteFloatRange(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
+
+
+def _vdn_ranges(_: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[int]:
+    try:
+        return parse_vdn_ids(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param=param) from None
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+VDN_FORMS = 'an id or a range like "100-120" (repeatable, or comma-separated: 3,5-6)'
+
+
+def vdn_option(what: str, *, required: bool = False) -> Callable[[F], F]:
+    """``--vdn``, the same forms in every command (one parser: ``parse_vdn_ids``, as for
+    ``isales.vdn_ids``); the value is the sorted list of ids."""
+    return click.option(
+        "--vdn",
+        "vdn_ids",
+        multiple=True,
+        required=required,
+        callback=_vdn_ranges,
+        help=f"{what}: {VDN_FORMS}.",
+    )
 
 
 class Command(click.Command):
@@ -119,14 +145,7 @@ def main(ctx: click.Context) -> None:
 
 
 @main.command(short_help="Show one VDN's codes from iSales; no writes.")
-@click.option(
-    "--vdn",
-    "vdn_ids",
-    type=click.IntRange(1, 9999),
-    required=True,
-    multiple=True,
-    help="VDN id (one; any id, configured or not).",
-)
+@vdn_option("The VDN (one; any id, configured or not)", required=True)
 @click.option(
     "--format",
     "fmt",
@@ -137,11 +156,15 @@ def main(ctx: click.Context) -> None:
 )
 @config_option
 @click.pass_context
-def fetch(ctx: click.Context, vdn_ids: tuple[int, ...], fmt: str) -> None:
+def fetch(ctx: click.Context, vdn_ids: list[int], fmt: str) -> None:
     """Print one VDN's result codes as fetched from iSales (nothing is stored)."""
     if len(vdn_ids) > 1:
         # Silently keeping the last of several would answer another question than asked.
-        fail(f"--vdn given {len(vdn_ids)} times: fetch prints one VDN per call", EXIT_USAGE)
+        fail(
+            f"--vdn names {len(vdn_ids)} VDNs ({id_ranges(vdn_ids)}): fetch prints one VDN "
+            "per call",
+            EXIT_USAGE,
+        )
     config = get_config(ctx, database=False)
     from obs_sync.commands.fetch import run_fetch
 
@@ -266,13 +289,7 @@ def simulator(
 
 
 @main.command(short_help="Sync once and exit.")
-@click.option(
-    "--vdn",
-    "vdn_ids",
-    type=click.IntRange(1, 9999),
-    multiple=True,
-    help="Sync only this VDN, one of isales.vdn_ids (repeatable); default: all of them.",
-)
+@vdn_option("Sync only these VDNs, of isales.vdn_ids; default: all of them")
 @click.option("--dry-run", is_flag=True, help="Fetch and report what would change; write nothing.")
 @click.option("--no-migrate", is_flag=True, help="Do not apply pending database migrations.")
 @click.option(
@@ -285,7 +302,7 @@ def simulator(
 @click.pass_context
 def sync(
     ctx: click.Context,
-    vdn_ids: tuple[int, ...],
+    vdn_ids: list[int],
     dry_run: bool,
     no_migrate: bool,
     max_delete_fraction: float | None,
@@ -418,13 +435,6 @@ def check(ctx: click.Context) -> None:
     click.echo("all checks passed")
 
 
-def _vdn_ranges(_: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[int]:
-    try:
-        return parse_vdn_ids(value)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param=param) from None
-
-
 @main.command(short_help="Summary, then failing and stale VDNs first.")
 @click.option(
     "--format",
@@ -435,14 +445,7 @@ def _vdn_ranges(_: click.Context, param: click.Parameter, value: tuple[str, ...]
     help=FORMAT_HELP,
 )
 @click.option("--failing", is_flag=True, help="List only the failing VDNs (the summary stays).")
-@click.option(
-    "--vdn",
-    "vdn_ids",
-    multiple=True,
-    callback=_vdn_ranges,
-    help='Only these VDNs: an id or a range like "100-120" (repeatable, or comma-separated); '
-    "default: all of isales.vdn_ids.",
-)
+@vdn_option("Only these VDNs (default: all of isales.vdn_ids)")
 @config_option
 @click.pass_context
 def status(ctx: click.Context, fmt: str, failing: bool, vdn_ids: list[int]) -> None:
@@ -456,12 +459,8 @@ def status(ctx: click.Context, fmt: str, failing: bool, vdn_ids: list[int]) -> N
 
 @main.command(short_help="Check the stored history's integrity; read-only.")
 @click.option("--upstream", is_flag=True, help="Also compare with a fresh fetch from iSales.")
-@click.option(
-    "--vdn",
-    "vdn_ids",
-    type=click.IntRange(1, 9999),
-    multiple=True,
-    help="Check only this VDN (repeatable); default: all (--upstream: all configured).",
+@vdn_option(
+    "Check only these VDNs, configured or stored (default: all; --upstream: all configured)"
 )
 @click.option(
     "--format",
@@ -473,18 +472,20 @@ def status(ctx: click.Context, fmt: str, failing: bool, vdn_ids: list[int]) -> N
 )
 @config_option
 @click.pass_context
-def verify(ctx: click.Context, upstream: bool, vdn_ids: tuple[int, ...], fmt: str) -> None:
+def verify(ctx: click.Context, upstream: bool, vdn_ids: list[int], fmt: str) -> None:
     """Verify the stored codes and history (0 all holds, 1 findings listed, 2 usage)."""
     config = get_config(ctx, credentials=upstream)
     from sqlalchemy.exc import SQLAlchemyError
 
-    from obs_sync.commands.verify import VerifyError, run_verify
+    from obs_sync.commands.verify import UnknownVdnError, VerifyError, run_verify
 
     engine = open_engine(config)
     try:
         code, output = run_verify(
             config, engine, vdn_ids=list(vdn_ids) or None, upstream=upstream, fmt=fmt
         )
+    except UnknownVdnError as error:
+        fail(str(error), error.exit_code)
     except VerifyError as error:
         fail(str(error))
     except SQLAlchemyError as error:

@@ -21,7 +21,7 @@ from obs_sync.db.migrate import MigrationError
 from obs_sync.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from obs_sync.observability import setup_logging_for
 from obs_sync.progress_bar import ProgressBar
-from obs_sync.text import plural
+from obs_sync.text import id_ranges, plural
 
 if TYPE_CHECKING:
     from obs_sync.config import Config
@@ -80,7 +80,7 @@ def run_sync_command(
     unknown = [vdn for vdn in vdn_ids if vdn not in configured]
     if unknown:
         _say(
-            f"--vdn {', '.join(map(str, unknown))}: not in isales.vdn_ids; add it to the "
+            f"--vdn {id_ranges(unknown)}: not in isales.vdn_ids; add it to the "
             "configuration to sync it (only configured VDNs are kept fresh)"
         )
         return EXIT_USAGE
