@@ -10,11 +10,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from obs_sync.db.url import quote_identifier
+import click
+
+from obs_sync.commands.table import table_lines
+from obs_sync.db.engine import make_engine
+from obs_sync.diff import StoredCode, compute_changes
 from obs_sync.isales.client import ISalesClient
 from obs_sync.isales.errors import ISalesError
 from obs_sync.observability import redactor_for, setup_logging_for
-from obs_sync.store.integrity import Finding, UnknownVdnError, VerifyError, verify_database
+from obs_sync.store.integrity import (
+    Finding,
+    UnknownVdnError,
+    VerifyError,
+    present_codes,
+    verify_database,
+)
 from obs_sync.text import id_ranges, plural
 
 if TYPE_CHECKING:
@@ -31,39 +41,37 @@ __all__ = [
     "format_json",
     "format_text",
     "run_verify",
+    "verify_database",
     "verify_upstream",
 ]
 
 
-def run_verify(
-    config: Config,
-    engine: Engine,
-    *,
-    vdn_ids: Sequence[int] | None,
-    upstream: bool,
-    fmt: str,
-) -> tuple[int, str]:
-    """The command: (exit code 0/1, output). Raises VerifyError, UnknownVdnError (a VDN
-    neither configured nor stored: exit 2) / SQLAlchemyError."""
+def run_verify(config: Config, *, vdn_ids: Sequence[int] | None, upstream: bool, fmt: str) -> int:
+    """The command: print the findings; exit 0 (all holds) or 1 (findings listed). A
+    ``vdn_ids`` VDN neither configured nor stored raises UnknownVdnError (exit 2)."""
     setup_logging_for(config)  # the client's retries and warnings, in the configured format
     schema = config.database.schema_
-    findings = verify_database(
-        engine,
-        schema,
-        keep_days=config.sync.keep_run_records_days,
-        vdn_ids=vdn_ids,
-        configured=config.isales.vdn_list,
-    )
+    engine = make_engine(config)
     report: UpstreamReport | None = None
-    if upstream:
-        report = compare_upstream(config, engine, vdn_ids or config.isales.vdn_list)
-        findings = sorted(findings + report.findings, key=Finding.sort_key)
-    output = (
+    try:
+        findings = verify_database(
+            engine,
+            schema,
+            keep_days=config.sync.keep_run_records_days,
+            vdn_ids=vdn_ids,
+            configured=config.isales.vdn_list,
+        )
+        if upstream:
+            report = compare_upstream(config, engine, vdn_ids or config.isales.vdn_list)
+            findings = sorted(findings + report.findings, key=Finding.sort_key)
+    finally:
+        engine.dispose()
+    click.echo(
         format_json(findings, schema, report)
         if fmt == "json"
         else format_text(findings, schema, report)
     )
-    return (1 if findings else 0), output
+    return 1 if findings else 0
 
 
 # ------------------------------------------------------------------------- upstream
@@ -132,7 +140,6 @@ def compare_upstream(
     incomplete: list[int] = []
     failed: list[int] = []
     codes_fetched = codes_stored = 0
-    s = quote_identifier(config.database.schema_)
     with ISalesClient(config.isales) as client:
         for vdn_id in vdn_ids:
             try:
@@ -143,18 +150,7 @@ def compare_upstream(
                 )
                 failed.append(vdn_id)
                 continue
-            with engine.connect() as connection:
-                connection.exec_driver_sql(
-                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
-                )
-                stored: dict[str, str] = dict(
-                    connection.exec_driver_sql(
-                        f"SELECT obs_code, obs_code_desc FROM {s}.result_code "
-                        "WHERE vdn_id = %(vdn)s AND deleted_at IS NULL",
-                        {"vdn": vdn_id},
-                    ).all()
-                )
-                connection.rollback()
+            stored = present_codes(engine, config.database.schema_, vdn_id)
             findings += compare_snapshot(vdn_id, stored, snapshot.codes, snapshot.complete)
             codes_fetched += len(snapshot.codes)
             codes_stored += len(stored)
@@ -184,26 +180,22 @@ def compare_upstream(
 def compare_snapshot(
     vdn_id: int, stored: Mapping[str, str], fetched: Mapping[str, str], complete: bool
 ) -> list[Finding]:
-    """The differences between the stored present codes and a fetched snapshot."""
-    findings = []
-    for code, desc in fetched.items():
-        if code not in stored:
-            findings.append(Finding(vdn_id, code, "upstream-missing", f"iSales has it: {desc!r}"))
-        elif stored[code] != desc:
-            findings.append(
-                Finding(
-                    vdn_id,
-                    code,
-                    "upstream-desc",
-                    f"stored {stored[code]!r}, iSales says {desc!r}",
-                )
-            )
-    if complete:
-        for code, desc in stored.items():
-            if code not in fetched:
-                findings.append(
-                    Finding(vdn_id, code, "upstream-extra", f"iSales no longer has {desc!r}")
-                )
+    """The differences between the stored present codes and a fetched snapshot: what a
+    sync would change (:func:`obs_sync.diff.compute_changes`, no deletion withheld)."""
+    rows = {code: StoredCode(code, desc, deleted=False) for code, desc in stored.items()}
+    changes = compute_changes(rows, fetched, complete=complete, max_delete_fraction=1)
+    findings = [
+        Finding(vdn_id, code, "upstream-missing", f"iSales has it: {desc!r}")
+        for code, desc in changes.inserts
+    ]
+    findings += [
+        Finding(vdn_id, code, "upstream-desc", f"stored {old!r}, iSales says {new!r}")
+        for code, old, new in changes.updates
+    ]
+    findings += [
+        Finding(vdn_id, code, "upstream-extra", f"iSales no longer has {stored[code]!r}")
+        for code in changes.deletes
+    ]
     return findings
 
 
@@ -216,17 +208,11 @@ def format_text(
     head = [upstream.line()] if upstream is not None else []
     if not findings:
         return "\n".join([*head, f"obs-sync verify: every check holds (schema {schema})"])
-    rows = [("VDN", "CODE", "CHECK", "DETAIL")] + [
+    rows = [
         (str(f.vdn_id), f.obs_code if f.obs_code is not None else "-", f.check, f.detail)
         for f in findings
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = head + [
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
-        + "  "
-        + row[3]
-        for row in rows
-    ]
+    lines = head + table_lines(("VDN", "CODE", "CHECK", "DETAIL"), rows, strip=False)
     vdns = len({f.vdn_id for f in findings})
     lines.append(
         f"obs-sync verify: {len(findings)} finding(s) in {vdns} VDN(s) (schema {schema}); "

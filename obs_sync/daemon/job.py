@@ -7,8 +7,6 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import text
-
 from obs_sync.db.embedded import EmbeddedError, require_installed, restart_if_stopped
 from obs_sync.db.engine import make_engine
 from obs_sync.db.migrate import MigrationError, needs_upgrade
@@ -25,7 +23,7 @@ if TYPE_CHECKING:
     from obs_sync.config import Config
     from obs_sync.store.status import VdnRow
 
-log = logging.getLogger("obs_sync.scheduler")  # the name logs have always shown
+log = logging.getLogger(__name__)
 
 
 class StartError(UsageError):
@@ -43,7 +41,21 @@ class RunResultLike(Protocol):
 
 
 class Job(Protocol):
-    """One sync run; :class:`SyncJob` calls :func:`obs_sync.sync.run_sync`."""
+    """What the daemon runs: :meth:`prepare` once at start, :meth:`recorded` until it
+    answers, one call per fire time, :meth:`close` at a clean shutdown. :class:`SyncJob`
+    calls :func:`obs_sync.sync.run_sync`."""
+
+    def prepare(self) -> None:
+        """Reach what the runs need; :class:`StartError` if they never could."""
+        ...
+
+    def recorded(self) -> Sequence[VdnRow]:
+        """The run records' VDN rows (failure streaks, last successes) to seed health from."""
+        ...
+
+    def close(self) -> None:
+        """Release what :meth:`prepare` or the runs acquired."""
+        ...
 
     def __call__(
         self,
@@ -73,20 +85,19 @@ class SyncJob:
             if config.database.embedded:
                 require_installed()
         except EmbeddedError as error:
-            raise StartError(str(error)) from None
+            raise StartError(str(error)) from error
 
     def prepare(self) -> None:
         """Create the engine (starting the embedded PostgreSQL if configured) and connect once."""
         if self.engine is None:
             self.engine = self._make_engine()
         schema = self.config.database.schema_
-        with self.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        with self.engine.connect() as connection:  # connects: the database is reachable
             revision = revision_sa(connection, schema)
         try:
             needs_upgrade(revision, schema, migrate=True)
         except MigrationError as error:  # migrated by a newer obs-sync: every run would fail
-            raise StartError(str(error)) from None
+            raise StartError(str(error)) from error
 
     def recorded(self) -> Sequence[VdnRow]:
         """Each configured VDN's recorded freshness and failure streak (empty before the
