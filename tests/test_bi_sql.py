@@ -20,8 +20,6 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, make_url
 
 from obs_sync.commands.demo import (
-    CALL_TIME_QUERY,
-    CALLS_TABLE,
     CHANGED_CODE,
     DEMO_CODES,
     DEMO_SCHEMA,
@@ -29,6 +27,7 @@ from obs_sync.commands.demo import (
     REMOVED_CODE,
 )
 from obs_sync.simulator import Fault, Simulator, SimulatorData
+from obs_sync.store.demo import CALL_TIME_QUERY, CALLS_TABLE
 from obs_sync.store.grants import grant_reader
 from obs_sync.sync import run_sync
 from tests.fixtures_db import TEST_SCHEMA, make_config
