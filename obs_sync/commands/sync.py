@@ -79,7 +79,7 @@ def run_sync_command(
     atexit.register(gc.freeze)
 
     # After the checks above: a usage error answers before the client and its HTTP stack load.
-    from obs_sync.sync import run_sync
+    from obs_sync.engine.run import run_sync
 
     if config.database.embedded:  # before fetching anything that could not be stored
         require_installed()

@@ -35,7 +35,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -45,21 +44,12 @@ import psycopg
 
 from obs_sync.db.pool import EnginePool, Lease, Pool
 from obs_sync.db.url import quote_identifier
-from obs_sync.diff import StoredCode
-from obs_sync.results import RunStatus, VdnPlan, VdnResult
+from obs_sync.diff import StoredCode, matches, no_changes, present
+from obs_sync.results import INT4_MAX, VDN_STATUSES, RunStatus, VdnPlan, VdnResult
+from obs_sync.store.changes import StoreError, bounded, db_message, insert_applied, write_changes
+from obs_sync.store.locks import describe_holder, lock_class
 from obs_sync.store.retention import prune_run_records
 from obs_sync.store.sql import RECORD_COLUMNS, statements
-from obs_sync.store.writes import (
-    StoreError,
-    bounded,
-    db_message,
-    describe_holder,
-    insert_applied,
-    no_changes,
-    present,
-    same,
-    write_changes,
-)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -72,12 +62,6 @@ ABANDONED_ERROR = (
 )
 _MICROSECOND = timedelta(microseconds=1)
 RECORD_BATCH = 500
-_INT4 = 2**31 - 1
-
-
-def lock_class(schema: str, purpose: str) -> int:
-    """First key of a two-key advisory lock, distinct per schema and purpose (int4 >= 0)."""
-    return zlib.crc32(f"obs-sync:{schema}:{purpose}".encode()) & _INT4
 
 
 # ------------------------------------------------------------------------------ store
@@ -152,7 +136,9 @@ class Store:
                 assert row is not None
                 run_id, started_at = row
                 self._observe(started_at)
-                connection.execute(self.sql.run_lock, {"cls": self.run_lock, "key": run_id % _INT4})
+                connection.execute(
+                    self.sql.run_lock, {"cls": self.run_lock, "key": run_id % INT4_MAX}
+                )
             abandoned = connection.execute(
                 self.sql.abandon,
                 {"me": run_id, "cls": self.run_lock, "error": ABANDONED_ERROR},
@@ -182,9 +168,8 @@ class Store:
         try:
             for result in unrecorded:
                 self.record_later(handle.run_id, result)
-            counts = {
-                name: sum(1 for r in results if r.status == name)
-                for name in ("succeeded", "failed", "incomplete", "guarded", "skipped")
+            counts: dict[str, int] = {
+                name: sum(1 for r in results if r.status == name) for name in VDN_STATUSES
             }
             sums = {
                 name: sum(getattr(r, name) for r in results)
@@ -206,7 +191,7 @@ class Store:
                 assert row is not None
                 finished_at: datetime = row[0]
                 connection.execute(
-                    self.sql.run_unlock, {"cls": self.run_lock, "key": handle.run_id % _INT4}
+                    self.sql.run_unlock, {"cls": self.run_lock, "key": handle.run_id % INT4_MAX}
                 )
         except BaseException:
             handle.lease.discard()  # the lock goes with the session
@@ -303,14 +288,8 @@ class Store:
                 # On tables this run created, a VDN with codes certainly has something to
                 # write: straight to the locked path, whose read is authoritative anyway.
                 if not (self.created and codes):
-                    rows = self._read_rows(plan.vdn_id)
-                    if same(rows, codes):  # the usual re-sync: no StoredCode objects, no diff
-                        result = plan.outcome(no_changes(len(codes)), len(rows), self.now())
-                        return self.record_later(run_id, result)
-                    stored = {code: StoredCode(code, d, deleted) for code, d, deleted in rows}
-                    changes = plan.changes(stored)
-                    if changes.is_empty:
-                        result = plan.outcome(changes, present(stored), self.now())
+                    result, writes = self._judge_unlocked(plan, self._read_rows(plan.vdn_id))
+                    if not writes:  # the usual re-sync: done, its record batched
                         return self.record_later(run_id, result)
                 lease = self.pool.acquire()
                 with lease.connection.transaction():
@@ -339,6 +318,27 @@ class Store:
                     lease.release()
                 raise
         raise AssertionError("unreachable")
+
+    def dry_apply(self, plan: VdnPlan, *, stored: bool = True) -> VdnResult:
+        """What :meth:`apply_vdn` would do, decided as it decides from its unlocked read;
+        writes nothing. ``stored=False`` (no obs-sync tables yet): against an empty store."""
+        problem = plan.unstorable()
+        if problem is not None:
+            return plan.failed(problem, self.now(), "data")
+        rows = self._read_rows(plan.vdn_id) if stored else []
+        return self._judge_unlocked(plan, rows)[0]
+
+    def _judge_unlocked(
+        self, plan: VdnPlan, rows: Sequence[tuple[str, str, bool]]
+    ) -> tuple[VdnResult, bool]:
+        """The VDN's result judged from an unlocked read of its stored ``rows``, and whether
+        applying it writes anything (then :meth:`_apply` decides again, under the lock)."""
+        codes = plan.codes
+        if matches(rows, codes):  # the usual re-sync: no StoredCode objects, no diff
+            return plan.outcome(no_changes(len(codes)), len(rows), self.now()), False
+        stored = {code: StoredCode(code, desc, deleted) for code, desc, deleted in rows}
+        changes = plan.changes(stored)
+        return plan.outcome(changes, present(stored), self.now()), not changes.is_empty
 
     def _apply(self, connection: psycopg.Connection[Any], run_id: int, plan: VdnPlan) -> VdnResult:
         vdn = plan.vdn_id

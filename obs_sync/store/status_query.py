@@ -196,7 +196,7 @@ def read_status(engine: Engine, schema: str, vdn_ids: Sequence[int], *, limit: i
                 raise StatusError(
                     f"schema {schema} was migrated by a newer obs-sync (migration {revision}) "
                     f"and this version cannot read it ({one_line(error)}): upgrade obs-sync"
-                ) from None
+                ) from error
             raise
         connection.rollback()
     return Status(runs, vdns, datetime.now(timezone.utc), warnings)
