@@ -23,7 +23,8 @@ from obs_sync.commands.table import table_lines
 from obs_sync.db.embedded import require_installed
 from obs_sync.errors import EXIT_FAILED, UsageError
 from obs_sync.observability import setup_logging_for
-from obs_sync.text import plural
+from obs_sync.progress_bar import ProgressBar
+from obs_sync.text import id_ranges, plural
 
 log = logging.getLogger("obs_sync.sync")
 
@@ -92,7 +93,7 @@ def run_sync_command(
     unknown = [vdn for vdn in vdn_ids if vdn not in configured]
     if unknown:
         raise UsageError(
-            f"--vdn {', '.join(map(str, unknown))}: not in isales.vdn_ids; add it to the "
+            f"--vdn {id_ranges(unknown)}: not in isales.vdn_ids; add it to the "
             "configuration to sync it (only configured VDNs are kept fresh)"
         )
     setup_logging_for(config)
@@ -109,15 +110,14 @@ def run_sync_command(
         require_installed()
 
     total = len(vdn_ids) if vdn_ids else len(configured)
-    progress: Any = None
-    lock = threading.Lock()
+    progress: ProgressBar | None = None
     if sys.stderr.isatty():
-        progress = click.progressbar(length=total, label="syncing", file=sys.stderr)
-        progress.__enter__()
+        # Log records are written around the bar, never into its line.
+        progress = ProgressBar(total, sys.stderr).__enter__()
 
     def advance(_: VdnResult) -> None:
-        with lock:
-            progress.update(1)
+        if progress is not None:
+            progress.advance()
 
     # schedule.run_deadline_seconds, when set, bounds a one-shot run as the daemon's: after
     # it no new VDN starts (a CronJob's activeDeadlineSeconds is the hard stop).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from obs_sync.errors import ObsSyncError
-from obs_sync.isales.vendor import FAILURE_CODES, UNKNOWN_FAILURE
+from obs_sync.isales.vendor import FAILURE_CODES, LIKELY_CAUSES, UNKNOWN_FAILURE
 from obs_sync.snapshot import FetchStats
 
 
@@ -46,8 +46,13 @@ class VendorError(ISalesError):
         self.desc = desc
         self.status = status  # the HTTP status when not 200
         where = f" (HTTP {status})" if status is not None and status != 200 else ""
+        likely = LIKELY_CAUSES.get(code)
+        # The likely cause and its fix (empty when the vendor's meaning is all there is).
+        self.cause, self.fix = likely if likely is not None else ("", "")
+        advice = f"; likely cause: {self.cause}: {self.fix}" if likely is not None else ""
         super().__init__(
-            f"iSales failure code {code} ({self.meaning}){where}: {desc or '(no resultDesc)'}",
+            f"iSales failure code {code} ({self.meaning}){where}: "
+            f"{desc or '(no resultDesc)'}{advice}",
             vdn_id=vdn_id,
             retryable=code not in FAILURE_CODES,
         )
