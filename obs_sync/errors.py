@@ -21,6 +21,10 @@ EXIT_MEANINGS = {
     "database or iSales could not be used",
     EXIT_USAGE: "configuration or usage error: the message names the setting or option to fix",
 }
+# `obs-sync sync` stopped by a signal (128 + its number, as a shell reports it), after the
+# run was recorded and its summary printed (docs/operations.md, "Stopping a sync").
+EXIT_SIGINT = 128 + 2
+EXIT_SIGTERM = 128 + 15
 
 
 def exit_codes_help() -> str:

@@ -29,7 +29,9 @@ from typing import TYPE_CHECKING, Literal
 
 from obs_sync import __version__, logcontext
 from obs_sync.db.errors import is_database_error
-from obs_sync.errors import one_line
+from obs_sync.errors import ObsSyncError, one_line
+from obs_sync.failfast import FailFast
+from obs_sync.heartbeat import Heartbeat
 from obs_sync.isales.client import ISalesClient
 from obs_sync.isales.errors import ISalesError
 from obs_sync.isales.events import RequestEvent
@@ -40,6 +42,7 @@ from obs_sync.results import (
     VdnPlan,
     VdnResult,
     fetch_failed,
+    not_reached,
     not_started,
     run_status,
     without_long_codes,
@@ -172,6 +175,7 @@ class _Prepared:
         self.pool: Pool | None = None
         self.store: Store | None = None
         self.handle: RunHandle | None = None
+        self.heartbeat: Heartbeat | None = None
         self.has_tables = True
         self.notes: list[str] = []
         self.error: BaseException | None = None
@@ -216,12 +220,15 @@ class _Prepared:
                 store.created = self._migrate(schema)
                 with self.pool.connection() as connection:
                     register_vdns(connection, schema, self.register[0], full=self.register[1])
+                self.store = store  # before anything else can fail: the run gets closed
                 self.handle = store.start_run(
                     trigger=self.trigger,
                     hostname=socket.gethostname(),
                     pid=os.getpid(),
                     version=__version__,
                 )
+                interval = self.config.sync.heartbeat_seconds
+                self.heartbeat = Heartbeat(store, self.handle, interval).start()
                 self.log_run.resolve(self.handle.run_id)
             self.store = store
         except BaseException as error:
@@ -256,17 +263,22 @@ class _Prepared:
 
     def wait(self) -> Store:
         self.ready.wait()
-        if self.store is None:
+        if self.store is None or self.error is not None:
             raise _Aborted
         return self.store
 
     def store_if_ready(self) -> Store | None:
         """The store, if the database side is ready now (never waits for it)."""
-        return self.store if self.ready.is_set() else None
+        return self.store if self.ready.is_set() and self.error is None else None
 
     @property
     def run_id(self) -> int | None:
         return self.handle.run_id if self.handle is not None else None
+
+    def stop_heartbeat(self) -> None:
+        """Before the run's record is closed (the heartbeat shares its connection)."""
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
 
 
 class _Run:
@@ -299,15 +311,29 @@ class _Run:
         self.lock = threading.Lock()
         self.results: dict[int, VdnResult] = {}
         self.aborted = False
+        # Set when the caller's thread was interrupted (an exception while it waited): no
+        # new VDN starts, fetches in progress are cancelled.
+        self.interrupted = False
+        # Stops asking the server after repeated rejections or unreachable VDNs.
+        sync = config.sync
+        self.failfast = FailFast(sync.max_auth_failures, sync.max_unreachable_vdns)
         # Fetch slots: the server never sees more than max_concurrency requests at once,
         # while the other workers write the VDNs they fetched.
         self.fetching = threading.BoundedSemaphore(config.isales.max_concurrency)
 
     def next_vdn(self) -> int | None:
         with self.lock:
-            if self.aborted or self.stopping() is not None:
+            if self.aborted or self.interrupted or self.failfast.trip is not None:
+                return None
+            if self.stopping() is not None:
                 return None
             return next(self.pending, None)
+
+    def interrupt(self) -> None:
+        """No new VDN starts; fetches in progress end at their next request or retry."""
+        with self.lock:
+            self.interrupted = True
+        self.client.cancel()
 
     def stopping(self) -> Literal["stopped", "deadline"] | None:
         if self.stop is not None and self.stop.is_set():
@@ -322,10 +348,28 @@ class _Run:
             try:
                 while (fetched := self.fetch_next()) is not None:
                     with logcontext.bind(vdn=fetched.vdn_id):
-                        self.finish(self.apply(fetched))
+                        self.finish(self.settle(fetched))
             except _Aborted:
                 with self.lock:
                     self.aborted = True
+
+    def settle(self, fetched: _Fetched) -> VdnResult:
+        """Apply one fetched VDN; an unexpected error fails that VDN, never the worker (a
+        worker that died would leave its VDNs unrecorded)."""
+        try:
+            return self.apply(fetched)
+        except _Aborted:
+            raise
+        except Exception as error:
+            log.exception("unexpected error applying VDN %d", fetched.vdn_id)
+            store = self.prepared.store_if_ready()
+            at = store.now() if store is not None else datetime.now(timezone.utc)
+            message = self.redact(f"internal error: {_short(error, fetched.vdn_id)}")
+            failed = fetch_failed(fetched.vdn_id, at, at, message, FetchStats(), "internal")
+            run_id = self.prepared.run_id
+            if store is not None and not self.dry_run and run_id is not None:
+                store.record_later(run_id, failed)
+            return failed
 
     def fetch_next(self) -> _Fetched | None:
         """Fetch the next VDN, or None when none is left (or the run stops)."""
@@ -336,7 +380,14 @@ class _Run:
             if vdn_id is None:
                 return None
             with logcontext.bind(vdn=vdn_id):
-                return self.fetch(vdn_id)
+                fetched = self.fetch(vdn_id)
+        failed = isinstance(fetched.snapshot, str)
+        if fetched.error_kind != "cancelled":
+            with self.lock:
+                trip = self.failfast.observe(fetched.error_kind if failed else None, fetched.status)
+            if trip is not None:
+                log.error("asking the server for no more VDNs in this run: %s", trip.error)
+        return fetched
 
     def finish(self, result: VdnResult) -> None:
         with self.lock:
@@ -365,7 +416,8 @@ class _Run:
             # What the failed fetch cost goes to the run record.
             error_text = self.redact(_short(error, vdn_id))
             stats = error.stats or FetchStats()
-            return _Fetched(vdn_id, started, error_text, stats, at, error.kind)
+            status = getattr(error, "status", None)
+            return _Fetched(vdn_id, started, error_text, stats, at, error.kind, status)
         except Exception as error:  # a bug must not take the other VDNs down
             log.exception("unexpected error fetching VDN %d", vdn_id)
             error_text = self.redact(f"internal error: {_short(error, vdn_id)}")
@@ -376,6 +428,15 @@ class _Run:
         # When the fetch began, on the database clock.
         started_at = fetched.at if fetched.at is not None else store.db_time(fetched.started)
         snapshot = fetched.snapshot
+        if isinstance(snapshot, str) and fetched.error_kind == "cancelled":
+            # Interrupted past the bound while fetching: nothing of it is applied.
+            skipped = not_started(
+                fetched.vdn_id, store.now(), "stopped", "stopped while fetching: not applied"
+            )
+            run_id = self.prepared.run_id
+            if not self.dry_run and run_id is not None:
+                store.record_later(run_id, skipped)
+            return skipped
         if isinstance(snapshot, str):
             failed = fetch_failed(
                 fetched.vdn_id,
@@ -429,6 +490,54 @@ class _Fetched:
     failed_stats: FetchStats = field(default_factory=FetchStats)
     at: datetime | None = None  # the same on the database clock, if known then
     error_kind: str = "internal"  # when the fetch failed: results.ErrorKind
+    status: int | None = None  # when it failed on an HTTP status
+
+
+class RunControl:
+    """What a signal handler may do to a run in progress (``obs-sync sync``).
+
+    :meth:`request_stop`: no new VDN starts; after ``stop_timeout`` seconds the fetches
+    still going are cancelled (they end at their next request or retry wait), the VDN
+    transactions in flight commit or roll back, and the run is recorded as usual.
+    :meth:`abort`: the caller exits at once after it; it only closes the run's record
+    (``failed``, saying so) on a connection of its own. The process exit then rolls back
+    every open VDN transaction: no VDN is half-applied.
+    """
+
+    def __init__(self, stop_timeout: float) -> None:
+        self.stop = threading.Event()
+        self.stop_timeout = stop_timeout
+        self._run: _Run | None = None
+        self._timer: threading.Timer | None = None
+
+    def request_stop(self) -> None:
+        self.stop.set()
+        if self._timer is None:
+            self._timer = threading.Timer(self.stop_timeout, self._cancel_fetches)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _cancel_fetches(self) -> None:
+        run = self._run
+        if run is not None:
+            log.warning(
+                "the VDNs in flight did not finish within schedule.shutdown_timeout_seconds "
+                "(%g s): cancelling their fetches",
+                self.stop_timeout,
+            )
+            run.interrupt()
+
+    def abort(self, reason: str) -> None:
+        """Close the run's record as aborted (best effort, bounded by connect_timeout and
+        the statement timeout)."""
+        run = self._run
+        prepared = run.prepared if run is not None else None
+        if prepared is None or prepared.handle is None or prepared.store is None:
+            return
+        try:
+            prepared.store.abort_run(prepared.handle, reason)
+        except Exception as error:
+            log.error("cannot record the run as aborted: %s", one_line(error))
 
 
 def _prune(store: Store, keep_days: float) -> None:
@@ -453,6 +562,7 @@ def run_sync(
     deadline: float | None = None,
     log_run: logcontext.PendingRun | None = None,
     log_progress: bool = True,
+    control: RunControl | None = None,
 ) -> RunResult:
     """Sync ``vdn_ids`` (default: every configured VDN) once.
 
@@ -466,9 +576,12 @@ def run_sync(
     ``log_run``: bound by a caller that logs about the run too; resolved with the run id.
     ``log_progress``: a progress line every ``logging.progress_interval_seconds`` (off when
     the caller shows progress itself, e.g. a progress bar on a terminal).
+    ``control``: a :class:`RunControl` whose ``stop`` replaces ``stop`` (signal handlers).
     After the run, run records older than ``sync.keep_run_records_days`` are pruned.
     """
     vdns = list(dict.fromkeys(vdn_ids)) if vdn_ids is not None else config.isales.vdn_list
+    if control is not None:
+        stop = control.stop
     pending = log_run if log_run is not None else logcontext.PendingRun()
     prepared = _Prepared(
         config,
@@ -493,6 +606,7 @@ def run_sync(
                 stop,
                 deadline,
                 config.logging.progress_interval_seconds if log_progress else 0,
+                control,
             )
     finally:
         pending.resolve(None)  # no-op once the run has its id; else writes the held lines
@@ -508,8 +622,10 @@ def _run(
     stop: threading.Event | None,
     deadline: float | None,
     progress_interval: float,
+    control: RunControl | None = None,
 ) -> RunResult:
     started_at = datetime.now(timezone.utc)
+    interrupted: BaseException | None = None
     try:
         with ISalesClient(config.isales, on_request=on_request) as client:
             run = _Run(
@@ -522,6 +638,8 @@ def _run(
                 deadline=deadline,
                 on_vdn=on_vdn,
             )
+            if control is not None:
+                control._run = run
             workers = min(worker_count(config), max(len(vdns), 1))
             threads = [
                 threading.Thread(target=run.worker, name=f"obs-sync-vdn-{i}", daemon=True)
@@ -530,14 +648,22 @@ def _run(
             with ProgressLogger(run.progress, progress_interval, prepared.log_run):
                 for thread in threads:
                     thread.start()
-                for thread in threads:
-                    thread.join()
+                try:
+                    for thread in threads:
+                        thread.join()
+                except BaseException as error:  # e.g. KeyboardInterrupt in this thread
+                    # No worker outlives the run: none starts a VDN now, fetches end at
+                    # their next request, the VDN transactions in flight commit or roll back.
+                    interrupted = error
+                    run.interrupt()
+                    for thread in threads:
+                        thread.join()
         store = prepared.wait()  # raises _Aborted when preparation failed
         handle = prepared.handle
-        # VDNs never started (stop or deadline), in order; recorded in one batch.
-        reason = run.stopping() or "stopped"
         now = store.now()
-        unstarted = [not_started(vdn, now, reason) for vdn in vdns if vdn not in run.results]
+        unstarted = [
+            _unstarted(run, vdn, now, interrupted) for vdn in vdns if vdn not in run.results
+        ]
         if unstarted:
             log.warning("%s %s", plural(len(unstarted), "VDN"), unstarted[0].error)
             if on_vdn is not None:
@@ -546,10 +672,29 @@ def _run(
         position = {vdn: index for index, vdn in enumerate(vdns)}
         ordered = sorted([*run.results.values(), *unstarted], key=lambda r: position[r.vdn_id])
         status = run_status(ordered)
+        notes = list(prepared.notes)
+        record_error: str | None = None
         if handle is not None:
             started_at = handle.started_at
-            finished_at = store.finish_run(handle, status, ordered, unrecorded=unstarted)
-            _prune(store, config.sync.keep_run_records_days)
+            prepared.stop_heartbeat()
+            try:
+                finished_at = store.finish_run(handle, status, ordered, unrecorded=unstarted)
+            except Exception as error:
+                # The VDNs' own records are committed; only the run's row stays open, and
+                # readers show it ended at its last heartbeat (its liveness lock is gone).
+                if not (is_database_error(error) or isinstance(error, ObsSyncError)):
+                    raise
+                record_error = one_line(error)
+                log.error(
+                    "run %d synced its VDNs (%s) but its run record could not be closed: %s",
+                    handle.run_id,
+                    status,
+                    record_error,
+                )
+                notes.append(f"the run record could not be closed: {record_error}")
+                finished_at = datetime.now(timezone.utc)
+            else:
+                _prune(store, config.sync.keep_run_records_days)
         else:
             finished_at = datetime.now(timezone.utc)
         outcome = RunResult(
@@ -559,15 +704,19 @@ def _run(
             started_at=started_at,
             finished_at=finished_at,
             dry_run=dry_run,
-            notes=prepared.notes,
+            notes=notes,
+            record_error=record_error,
         )
         _log_run(outcome)
+        if interrupted is not None:
+            raise interrupted
         return outcome
     except _Aborted:
         assert prepared.error is not None
         raise prepared.error from None
     finally:
         prepared.ready.wait()
+        prepared.stop_heartbeat()
         handle = prepared.handle
         if handle is not None and not handle.lease.released and prepared.store is not None:
             # Interrupted between start_run and finish_run (an exception, KeyboardInterrupt):
@@ -579,3 +728,17 @@ def _run(
                 handle.lease.discard()
         if prepared.own_engine and prepared.pool is not None:
             prepared.pool.close()
+
+
+def _unstarted(run: _Run, vdn: int, now: datetime, interrupted: BaseException | None) -> VdnResult:
+    """The record of a VDN no worker took, saying why."""
+    trip = run.failfast.trip
+    if trip is not None:
+        return not_started(vdn, now, trip.reason, trip.error)
+    reason = run.stopping()
+    if reason is not None:
+        return not_started(vdn, now, reason)
+    if interrupted is not None:
+        what = type(interrupted).__name__
+        return not_started(vdn, now, "stopped", f"not started: the run was interrupted ({what})")
+    return not_reached(vdn, now)

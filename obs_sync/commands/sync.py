@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import atexit
 import gc
+import logging
+import os
+import signal
 import sys
 import threading
 from collections.abc import Sequence
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -26,6 +30,55 @@ from obs_sync.text import plural
 if TYPE_CHECKING:
     from obs_sync.config import Config
     from obs_sync.results import RunResult, VdnResult
+    from obs_sync.sync import RunControl
+
+log = logging.getLogger("obs_sync.sync")
+
+
+class _Interrupts:
+    """SIGINT/SIGTERM during ``obs-sync sync``, as the daemon handles them.
+
+    The first stops the run (no new VDN; the ones in flight finish, their fetches are
+    cancelled after ``schedule.shutdown_timeout_seconds``); the run is recorded ``stopped``
+    (``failed`` if a VDN failed), the summary printed, and the exit code is 128 + the
+    signal's number. A second aborts at once: the run's record is closed as ``failed``
+    ("aborted"), and the process exits, which rolls back the VDN transactions in flight.
+    """
+
+    def __init__(self, control: RunControl) -> None:
+        self.control = control
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._on_signal)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.received is not None:
+            log.error("%s received again: aborting now; the VDNs in flight are rolled back", name)
+            self.control.abort(
+                f"aborted by a second signal ({name}): the VDNs in flight were rolled back; "
+                "VDNs without a sync_run_vdn row were not applied"
+            )
+            logging.shutdown()
+            os._exit(128 + signum)
+        self.received = signum
+        log.warning(
+            "%s received: stopping (no new VDN starts; the VDNs in flight finish, their "
+            "fetches are cancelled after schedule.shutdown_timeout_seconds = %g s); send it "
+            "again to abort at once",
+            name,
+            self.control.stop_timeout,
+        )
+        self.control.request_stop()
 
 
 def _say(message: str) -> None:
@@ -92,7 +145,7 @@ def run_sync_command(
     atexit.register(gc.freeze)
 
     # After the checks above: a usage error answers before the client and its HTTP stack load.
-    from obs_sync.sync import run_sync
+    from obs_sync.sync import RunControl, run_sync
 
     try:
         # Before fetching anything that could not be stored.
@@ -113,15 +166,19 @@ def run_sync_command(
         with lock:
             progress.update(1)
 
+    control = RunControl(config.schedule.shutdown_timeout_seconds)
+    interrupts = _Interrupts(control)
     try:
-        result = run_sync(
-            config,
-            vdn_ids=list(vdn_ids) or None,
-            dry_run=dry_run,
-            migrate=migrate,
-            on_vdn=advance if progress is not None else None,
-            log_progress=progress is None,  # the bar on a terminal; log lines otherwise
-        )
+        with interrupts:
+            result = run_sync(
+                config,
+                vdn_ids=list(vdn_ids) or None,
+                dry_run=dry_run,
+                migrate=migrate,
+                on_vdn=advance if progress is not None else None,
+                log_progress=progress is None,  # the bar on a terminal; log lines otherwise
+                control=control,
+            )
     except ConfigError as error:
         _say(f"configuration error: {error}")
         return error.exit_code
@@ -143,6 +200,8 @@ def run_sync_command(
     for note in result.notes:
         _say(note)
     click.echo(format_summary(result))
+    if interrupts.received is not None:
+        return 128 + interrupts.received  # as a shell reports a process a signal ended
     return result.exit_code
 
 

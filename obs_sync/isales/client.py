@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -30,6 +31,7 @@ from obs_sync.isales.diagnosis import clock_hint, diagnose
 from obs_sync.isales.errors import (
     AUTH_ADVICE,
     AuthenticationError,
+    Cancelled,
     DataError,
     HTTPStatusError,
     ISalesError,
@@ -142,12 +144,16 @@ class ISalesClient:
         )
         self._limiter = RateLimiter(config.max_requests_per_second)
         self._closed = False
+        # Set by cancel(): fetches end at their next request or retry wait (a request on
+        # the wire still ends within isales.timeout_seconds).
+        self._cancelled = threading.Event()
 
         self._retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(config.max_retries + 1),
             wait=self._wait,
             retry=tenacity.retry_if_exception(_retryable),
             before_sleep=self._before_sleep,
+            sleep=self._sleep,
             reraise=True,
         )
 
@@ -170,6 +176,14 @@ class ISalesClient:
     def close(self) -> None:
         self._closed = True
         self.wire.close()
+
+    def cancel(self) -> None:
+        """End every fetch in progress at its next request or retry wait (thread-safe)."""
+        self._cancelled.set()
+
+    def _sleep(self, seconds: float) -> None:
+        if self._cancelled.wait(seconds):
+            raise Cancelled("fetch cancelled while waiting to retry")
 
     # ----------------------------------------------------------------- public API
 
@@ -264,6 +278,8 @@ class ISalesClient:
     ) -> Page:
         if self._closed:
             raise ISalesError("the iSales client is closed")
+        if self._cancelled.is_set():
+            raise Cancelled("fetch cancelled before its next request")
         self._limiter.acquire()
         counters.requests += 1
         started = time.perf_counter()

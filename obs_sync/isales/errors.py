@@ -33,6 +33,12 @@ class AuthenticationError(ISalesError):
     kind = "auth"
 
 
+class Cancelled(ISalesError):
+    """The run ended the fetch (interrupted past its bound): nothing of the VDN is applied."""
+
+    kind = "cancelled"
+
+
 class VendorError(ISalesError):
     """The body carried a failure resultCode/returnCode."""
 

@@ -68,8 +68,17 @@ log = logging.getLogger(__package__)  # "obs_sync.store", as logs have always sa
 
 ABANDONED_ERROR = (
     "the process running it ended before finishing (killed, crashed, or lost its database "
-    "connection); VDNs without a sync_run_vdn row were not applied"
+    "connection); it ended at its last heartbeat; VDNs without a sync_run_vdn row were not "
+    "applied"
 )
+# The same, for an earlier run of the process that notices it (it is alive: its run lost
+# its database connection and could not close its record).
+LOST_ERROR = (
+    "this run's database connection was lost before its record was closed (the process "
+    "went on); it ended at its last heartbeat; VDNs without a sync_run_vdn row were not "
+    "applied"
+)
+_RUN_ID_TRIES = 20  # run ids skipped at most because another session holds their lock key
 _MICROSECOND = timedelta(microseconds=1)
 RECORD_BATCH = 500
 _INT4 = 2**31 - 1
@@ -142,31 +151,76 @@ class Store:
         see the row without its lock; runs whose lock is free are marked ``abandoned``.
         """
         lease = self.pool.acquire()
+        lease.hold_session_state()  # the run lock: reset if the lease is ever lost
         connection = lease.connection
         try:
+            run_id = self._locked_run_id(connection)
             with connection.transaction():
                 row = connection.execute(
                     self.sql.start_run,
-                    {"trigger": trigger, "hostname": hostname, "pid": pid, "version": version},
+                    {
+                        "id": run_id,
+                        "trigger": trigger,
+                        "hostname": hostname,
+                        "pid": pid,
+                        "version": version,
+                    },
                 ).fetchone()
                 assert row is not None
                 run_id, started_at = row
                 self._observe(started_at)
-                connection.execute(self.sql.run_lock, {"cls": self.run_lock, "key": run_id % _INT4})
             abandoned = connection.execute(
                 self.sql.abandon,
-                {"me": run_id, "cls": self.run_lock, "error": ABANDONED_ERROR},
+                {
+                    "me": run_id,
+                    "cls": self.run_lock,
+                    "error": ABANDONED_ERROR,
+                    "lost": LOST_ERROR,
+                    "hostname": hostname,
+                    "pid": pid,
+                },
             ).fetchall()
         except BaseException:
             lease.discard()  # closing the session also frees the lock
             raise
-        if abandoned:
+        gone = [str(row[0]) for row in abandoned if not row[1]]
+        lost = [str(row[0]) for row in abandoned if row[1]]
+        if gone:
             log.warning(
-                "marked %d earlier run(s) as abandoned (their process is gone): %s",
-                len(abandoned),
-                ", ".join(str(row[0]) for row in abandoned),
+                "marked %d earlier run(s) as abandoned (their process is gone or lost its "
+                "database connection): %s",
+                len(gone),
+                ", ".join(gone),
+            )
+        if lost:
+            log.warning(
+                "marked %d earlier run(s) of this process as abandoned (they lost their "
+                "database connection before their record was closed): %s",
+                len(lost),
+                ", ".join(lost),
             )
         return RunHandle(int(run_id), started_at, lease)
+
+    def _locked_run_id(self, connection: psycopg.Connection[Any]) -> int:
+        """A new run id whose liveness lock this session now holds (session-level).
+
+        The key is tried, never waited for: a key held by another session (any role can
+        take an advisory lock) costs one skipped id, not a run."""
+        for _ in range(_RUN_ID_TRIES):
+            row = connection.execute(self.sql.next_run_id, {"cls": self.run_lock}).fetchone()
+            assert row is not None
+            run_id, locked = int(row[0]), bool(row[1])
+            if locked:
+                return run_id
+            log.warning("run id %d skipped: another session holds its liveness lock key", run_id)
+        raise StoreError(
+            f"{_RUN_ID_TRIES} run ids in a row had their liveness lock key held by other "
+            "sessions (see pg_locks, locktype advisory); end those sessions"
+        )
+
+    def heartbeat(self, handle: RunHandle) -> None:
+        """The run's process is alive: ``sync_run.heartbeat_at`` on the database clock."""
+        handle.lease.connection.execute(self.sql.heartbeat, {"run": handle.run_id})
 
     def finish_run(
         self,
@@ -177,42 +231,73 @@ class Store:
         unrecorded: Sequence[VdnResult] = (),
         error: str | None = None,
     ) -> datetime:
-        """Record VDNs never started (batched), close the run row, release its lock."""
+        """Record VDNs never started (batched), close the run row, release its lock.
+
+        When the run's own connection was lost (the database restarted), the record is
+        closed on a fresh one: the lock went with the lost session."""
+        for result in unrecorded:
+            self.record_later(handle.run_id, result)
         connection = handle.lease.connection
+        if connection.broken or connection.closed:
+            handle.lease.discard()
+            with self.pool.connection() as fresh:
+                return self._finish(handle, fresh, status, results, error, lost=True)
         try:
-            for result in unrecorded:
-                self.record_later(handle.run_id, result)
-            counts = {
-                name: sum(1 for r in results if r.status == name)
-                for name in ("succeeded", "failed", "incomplete", "guarded", "skipped")
-            }
-            sums = {
-                name: sum(getattr(r, name) for r in results)
-                for name in ("inserted", "updated", "deleted", "restored", "unchanged")
-            }
-            with connection.transaction():
-                self.flush_records(handle.run_id, connection)
-                row = connection.execute(
-                    self.sql.finish_run,
-                    {
-                        "run": handle.run_id,
-                        "status": status,
-                        "vdns": len(results),
-                        "error": error,
-                        **counts,
-                        **sums,
-                    },
-                ).fetchone()
-                assert row is not None
-                finished_at: datetime = row[0]
-                connection.execute(
-                    self.sql.run_unlock, {"cls": self.run_lock, "key": handle.run_id % _INT4}
-                )
-        except BaseException:
+            return self._finish(handle, connection, status, results, error)
+        except BaseException as failure:
+            broken = connection.broken or connection.closed
             handle.lease.discard()  # the lock goes with the session
-            raise
-        handle.lease.release()
+            if not (broken and isinstance(failure, psycopg.OperationalError)):
+                raise
+        with self.pool.connection() as fresh:  # once more, on a connection that works
+            return self._finish(handle, fresh, status, results, error, lost=True)
+
+    def _finish(
+        self,
+        handle: RunHandle,
+        connection: psycopg.Connection[Any],
+        status: RunStatus,
+        results: Sequence[VdnResult],
+        error: str | None,
+        *,
+        lost: bool = False,
+    ) -> datetime:
+        counts = {
+            name: sum(1 for r in results if r.status == name)
+            for name in ("succeeded", "failed", "incomplete", "guarded", "skipped")
+        }
+        sums = {
+            name: sum(getattr(r, name) for r in results)
+            for name in ("inserted", "updated", "deleted", "restored", "unchanged")
+        }
+        with connection.transaction():
+            self.flush_records(handle.run_id, connection)
+            row = connection.execute(
+                self.sql.finish_lost if lost else self.sql.finish_run,
+                {
+                    "run": handle.run_id,
+                    "status": status,
+                    "vdns": len(results),
+                    "error": error,
+                    **counts,
+                    **sums,
+                },
+            ).fetchone()
+            if row is None:  # lost: another run marked it abandoned meanwhile
+                raise StoreError(f"run {handle.run_id} was marked abandoned meanwhile")
+            finished_at: datetime = row[0]
+        if not lost:
+            handle.lease.release()  # resets the session: the run lock is released
         return finished_at
+
+    def abort_run(self, handle: RunHandle, error: str) -> None:
+        """Close a run at once, on a connection of its own (the caller exits next; the
+        run's connections, and their open VDN transactions, then go with the process).
+
+        The run's counts are those of its committed VDN records."""
+        with self.pool.fresh() as connection, connection.transaction():
+            self.flush_records(handle.run_id, connection)
+            connection.execute(self.sql.abort_run, {"run": handle.run_id, "error": error})
 
     # -------------------------------------------------------------------------- VDNs
 
