@@ -128,8 +128,8 @@ def not_started(
 
 
 NOT_REACHED_ERROR = (
-    "not started: the run's workers ended before reaching it (an internal error: see the "
-    "log); nothing applied"
+    "not applied: the worker that took it ended unexpectedly, or none was left to take it "
+    "(an internal error: see the log)"
 )
 
 

@@ -387,6 +387,7 @@ class _Run:
                 trip = self.failfast.observe(fetched.error_kind if failed else None, fetched.status)
             if trip is not None:
                 log.error("asking the server for no more VDNs in this run: %s", trip.error)
+                self.client.cancel()  # the fetches in flight would only add to it
         return fetched
 
     def finish(self, result: VdnResult) -> None:
@@ -429,10 +430,15 @@ class _Run:
         started_at = fetched.at if fetched.at is not None else store.db_time(fetched.started)
         snapshot = fetched.snapshot
         if isinstance(snapshot, str) and fetched.error_kind == "cancelled":
-            # Interrupted past the bound while fetching: nothing of it is applied.
-            skipped = not_started(
-                fetched.vdn_id, store.now(), "stopped", "stopped while fetching: not applied"
-            )
+            # Fail-fast tripped, or interrupted past the bound, while fetching: nothing of
+            # it is applied.
+            trip = self.failfast.trip
+            if trip is not None:
+                skipped = not_started(fetched.vdn_id, store.now(), trip.reason, trip.error)
+            else:
+                skipped = not_started(
+                    fetched.vdn_id, store.now(), "stopped", "stopped while fetching: not applied"
+                )
             run_id = self.prepared.run_id
             if not self.dry_run and run_id is not None:
                 store.record_later(run_id, skipped)

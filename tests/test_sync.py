@@ -18,7 +18,6 @@ from sqlalchemy.engine import Engine
 from obs_sync.config import Config
 from obs_sync.results import LOCKED_ERROR, RunResult
 from obs_sync.simulator import Fault, Simulator
-from obs_sync.store.store import lock_class
 from obs_sync.sync import run_sync
 from tests.fixtures_db import (
     TEST_SCHEMA,
@@ -247,7 +246,7 @@ def test_no_change_resync_writes_nothing_and_is_set_based(
     # finish, unlock, retention prune.
     reads = [s for s in statements if s.lstrip().startswith("SELECT obs_code")]
     assert len(reads) == 5
-    assert not any("pg_try_advisory_xact_lock" in s for s in statements)
+    assert not any("FOR NO KEY UPDATE" in s for s in statements)
     assert len(statements) <= 5 + 10, statements
     assert sum("DELETE FROM" in s and "sync_run_vdn" in s for s in statements) == 1
 
@@ -490,7 +489,7 @@ def test_vdn_held_by_another_process_is_skipped(
     for vdn in SIM_VDNS:
         simulator.data.set_code(vdn, "NEW", "needs the lock to be written")
     with engine.connect() as holder:
-        holder.execute(text("SELECT pg_advisory_xact_lock(:c, 2)"), {"c": lock_class(S, "vdn")})
+        holder.execute(text(f"SELECT 1 FROM {S}.vdn_state WHERE vdn_id = 2 FOR NO KEY UPDATE"))
         pid = holder.execute(text("SELECT pg_backend_pid()")).scalar()
         result = sync(config, engine)
         holder.rollback()

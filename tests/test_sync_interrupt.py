@@ -36,9 +36,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 @pytest.fixture
 def ten(make_simulator: Any) -> Simulator:
-    sim: Simulator = make_simulator(
-        SimulatorData.generate(vdn_ids=VDNS, codes_per_vdn=60, seed=3)
-    )
+    sim: Simulator = make_simulator(SimulatorData.generate(vdn_ids=VDNS, codes_per_vdn=60, seed=3))
     return sim
 
 
@@ -72,7 +70,7 @@ def wait_for(engine: Engine, sql: str, *, limit: float = 60) -> None:
         try:
             if rows(engine, sql):
                 return
-        except Exception:  # noqa: BLE001 - the schema is being created
+        except Exception:
             pass
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for: {sql}")

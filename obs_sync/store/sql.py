@@ -34,6 +34,7 @@ class Statements:
     """Every statement the store runs, for one schema."""
 
     lock: str
+    claim: str
     read: str
     read_locked: str
     lock_holder: str
@@ -59,7 +60,20 @@ def statements(schema: str) -> Statements:
     def sql(statement: str) -> str:
         return statement.format(s=s)
 
-    lock = sql("SELECT pg_try_advisory_xact_lock(%(cls)s::int4, %(vdn)s::int4), clock_timestamp()")
+    # The VDN's lock: its vdn_state row, FOR NO KEY UPDATE NOWAIT (held until the VDN's
+    # transaction ends; a row lock needs UPDATE on the table, which a reader made by
+    # grant-reader lacks). False when the VDN has no row yet: claim inserts it.
+    lock = sql(
+        "WITH l AS (SELECT vdn_id FROM {s}.vdn_state WHERE vdn_id = %(vdn)s::int4 "
+        "FOR NO KEY UPDATE NOWAIT) SELECT EXISTS (SELECT FROM l), clock_timestamp()"
+    )
+    # A VDN's first write: its vdn_state row, inserted in the VDN's transaction (a
+    # concurrent first writer waits on the key, at most database.lock_timeout_seconds);
+    # no row back: another transaction inserted it first (lock it then).
+    claim = sql(
+        "INSERT INTO {s}.vdn_state (vdn_id, snapshot_started_at) VALUES (%(vdn)s::int4, "
+        "%(started_at)s::timestamptz) ON CONFLICT (vdn_id) DO NOTHING RETURNING clock_timestamp()"
+    )
     # The unlocked read; also the database clock, which keeps the store's estimate of it
     # fresh (one row of NULLs and the clock for a VDN without codes).
     read = sql(
@@ -87,10 +101,9 @@ def statements(schema: str) -> Statements:
         "FROM (SELECT 1) AS one LEFT JOIN LATERAL ("
         " SELECT a.pid, a.application_name, a.usename, a.state "
         " FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid "
-        " WHERE l.locktype = 'advisory' AND l.granted "
-        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-        " AND l.classid::bigint = %(cls)s::int8 AND l.objid::bigint = %(vdn)s::int8 "
-        " AND l.objsubid = 2 LIMIT 1) AS h ON true"
+        " WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted "
+        " AND l.transactionid = (SELECT xmax FROM {s}.vdn_state WHERE vdn_id = %(vdn)s::int4) "
+        " LIMIT 1) AS h ON true"
     )
     # Arrays go in binary format (%b): psycopg dumps a text[] in text format with a
     # regular-expression escape per element, about 4x the client CPU (measured: 240 vs
@@ -219,6 +232,7 @@ def statements(schema: str) -> Statements:
     )
     return Statements(
         lock=lock,
+        claim=claim,
         read=read,
         read_locked=read_locked,
         lock_holder=lock_holder,

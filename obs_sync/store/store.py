@@ -1,4 +1,4 @@
-"""The PostgreSQL store: one transaction per VDN, advisory locks, run records.
+"""The PostgreSQL store: one transaction per VDN under its row lock, run records.
 
 Knows SQL, not HTTP. Plain SQL on psycopg connections, from its own small pool (a one-shot
 ``obs-sync sync``, which then never imports SQLAlchemy) or from a SQLAlchemy engine's pool
@@ -13,8 +13,9 @@ others. Otherwise it is applied in one transaction
 with a fixed, small number of statements whatever its code count (set-based SQL over
 ``unnest`` arrays):
 
-1. ``pg_try_advisory_xact_lock`` on the VDN, and the database clock (when the lock is
-   held by another session: who holds it, and how many runs in a row found it held);
+1. the VDN's row lock (its ``vdn_state`` row, ``FOR NO KEY UPDATE NOWAIT``: only a role
+   that may write the table can take it), and the database clock (when the lock is held
+   by another session: who holds it, and how many runs in a row found it held);
 2. one SELECT of the VDN's stored codes, and when the fetch of the snapshot that wrote
    them began: a snapshot whose fetch began earlier is not applied over them (superseded);
 3. only when something changed: close the superseded versions, mark deleted codes,
@@ -101,13 +102,16 @@ class RunHandle:
     lease: Lease
 
 
+class _Locked(Exception):
+    """The VDN's row lock is held by another transaction (its own one is aborted)."""
+
+
 class Store:
     """SQL for one schema. Thread-safe: every method takes its own pooled connection."""
 
     def __init__(self, pool: Pool | Engine, schema: str) -> None:
         self.pool = pool if isinstance(pool, Pool) else EnginePool(pool)
         self.schema = schema
-        self.vdn_lock = lock_class(schema, "vdn")
         self.run_lock = lock_class(schema, "run")
 
         self.sql = statements(schema)
@@ -398,8 +402,11 @@ class Store:
                         result = plan.outcome(changes, present(stored), self.now())
                         return self.record_later(run_id, result)
                 lease = self.pool.acquire()
-                with lease.connection.transaction():
-                    applied = self._apply(lease.connection, run_id, plan)
+                try:
+                    with lease.connection.transaction():
+                        applied = self._apply(lease.connection, run_id, plan)
+                except _Locked:  # rolled back: nothing written; who holds it, outside it
+                    applied = self._locked(lease.connection, plan)
                 lease.release()
                 if applied.skip_reason is not None:  # locked or superseded: nothing written
                     return self.record_later(run_id, applied)
@@ -425,19 +432,39 @@ class Store:
                 raise
         raise AssertionError("unreachable")
 
+    def _lock(self, connection: psycopg.Connection[Any], plan: VdnPlan) -> datetime:
+        """Take the VDN's row lock in the open transaction; the database clock then."""
+        vdn = plan.vdn_id
+        got, now = self._try_lock(connection, vdn)
+        if not got:  # the VDN's first write: its row, which locks it too
+            claimed = connection.execute(
+                self.sql.claim, {"vdn": vdn, "started_at": plan.started_at}
+            ).fetchone()
+            if claimed is not None:
+                now = claimed[0]
+            else:  # inserted by another transaction that has committed since
+                got, now = self._try_lock(connection, vdn)
+                assert got
+        self._observe(now)
+        return now
+
+    def _try_lock(self, connection: psycopg.Connection[Any], vdn: int) -> tuple[bool, datetime]:
+        try:
+            row = connection.execute(self.sql.lock, {"vdn": vdn}).fetchone()
+        except psycopg.errors.LockNotAvailable:  # NOWAIT: held by another transaction
+            raise _Locked from None
+        assert row is not None
+        return bool(row[0]), row[1]
+
+    def _locked(self, connection: psycopg.Connection[Any], plan: VdnPlan) -> VdnResult:
+        holder = connection.execute(self.sql.lock_holder, {"vdn": plan.vdn_id}).fetchone()
+        assert holder is not None
+        *who, skips = holder
+        return plan.locked(self.now(), describe_holder(*who), int(skips) + 1)
+
     def _apply(self, connection: psycopg.Connection[Any], run_id: int, plan: VdnPlan) -> VdnResult:
         vdn = plan.vdn_id
-        row = connection.execute(self.sql.lock, {"cls": self.vdn_lock, "vdn": vdn}).fetchone()
-        assert row is not None
-        got, now = row
-        self._observe(now)
-        if not got:
-            holder = connection.execute(
-                self.sql.lock_holder, {"cls": self.vdn_lock, "vdn": vdn}
-            ).fetchone()
-            assert holder is not None
-            *who, skips = holder
-            return plan.locked(self.now(), describe_holder(*who), int(skips) + 1)
+        now = self._lock(connection, plan)
         stored: dict[str, StoredCode] = {}
         latest: datetime = now
         newer: datetime | None = None
