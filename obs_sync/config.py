@@ -465,7 +465,7 @@ class SyncConfig(_Section):
     max_auth_failures: int = Field(3, ge=1, le=1000)
     max_unreachable_vdns: int = Field(3, ge=1, le=10_000)
     # How often a running run's process says it is alive (sync_run.heartbeat_at).
-    heartbeat_seconds: float = Field(10, ge=0.5, le=3600)
+    heartbeat_seconds: float = Field(5, ge=0.5, le=3600)
 
 
 class MetricsConfig(_Section):

@@ -226,6 +226,7 @@ class _Prepared:
                     hostname=socket.gethostname(),
                     pid=os.getpid(),
                     version=__version__,
+                    heartbeat_seconds=self.config.sync.heartbeat_seconds,
                 )
                 interval = self.config.sync.heartbeat_seconds
                 self.heartbeat = Heartbeat(store, self.handle, interval).start()

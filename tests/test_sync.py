@@ -504,20 +504,25 @@ def test_vdn_held_by_another_process_is_skipped(
 def test_abandoned_runs_are_closed_by_the_next_run(config: Config, engine: Engine):
     first = sync(config, engine)
     with engine.begin() as connection:
-        # What a killed process leaves: a running row whose liveness lock is gone.
+        # What a killed process leaves: a running row whose liveness lock is gone, and
+        # whose last heartbeat is older than two heartbeat intervals.
         connection.execute(
             text(
-                f"INSERT INTO {S}.sync_run (started_at, status, trigger) "
-                "VALUES (now(), 'running', 'test')"
+                f"INSERT INTO {S}.sync_run (started_at, heartbeat_at, status, trigger) "
+                "VALUES (now() - interval '1 hour', now() - interval '50 minutes', "
+                "'running', 'test')"
             )
         )
     later = sync(config, engine)
     runs = rows(
-        engine, "SELECT id, status, finished_at IS NOT NULL, error FROM {s}.sync_run ORDER BY id"
+        engine,
+        "SELECT id, status, finished_at IS NOT NULL, error, finished_at = heartbeat_at "
+        "FROM {s}.sync_run ORDER BY id",
     )
     assert [r[1] for r in runs] == ["succeeded", "abandoned", "succeeded"]
     assert runs[0][0] == first.run_id and runs[2][0] == later.run_id
     assert all(r[2] for r in runs) and "ended before finishing" in runs[1][3]
+    assert runs[1][4]  # it ended when it was last known alive, not when it was noticed
 
 
 def test_running_run_of_a_live_process_is_not_abandoned(config: Config, engine: Engine):

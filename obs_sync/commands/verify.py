@@ -42,7 +42,11 @@ def run_verify(
     """The command: (exit code 0/1, output). Raises VerifyError / SQLAlchemyError."""
     schema = config.database.schema_
     findings = verify_database(
-        engine, schema, keep_days=config.sync.keep_run_records_days, vdn_ids=vdn_ids
+        engine,
+        schema,
+        keep_days=config.sync.keep_run_records_days,
+        vdn_ids=vdn_ids,
+        heartbeat_seconds=config.sync.heartbeat_seconds,
     )
     if upstream:
         findings = sorted(
@@ -141,7 +145,8 @@ def format_text(findings: Sequence[Finding], schema: str) -> str:
     if not findings:
         return f"obs-sync verify: every check holds (schema {schema})"
     rows = [("VDN", "CODE", "CHECK", "DETAIL")] + [
-        (str(f.vdn_id), f.obs_code if f.obs_code is not None else "-", f.check, f.detail)
+        # VDN 0: a finding about the runs, not one VDN (dead-run).
+        (str(f.vdn_id or "-"), f.obs_code if f.obs_code is not None else "-", f.check, f.detail)
         for f in findings
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
@@ -151,7 +156,7 @@ def format_text(findings: Sequence[Finding], schema: str) -> str:
         + row[3]
         for row in rows
     ]
-    vdns = len({f.vdn_id for f in findings})
+    vdns = len({f.vdn_id for f in findings if f.vdn_id})
     lines.append(
         f"obs-sync verify: {len(findings)} finding(s) in {vdns} VDN(s) (schema {schema}); "
         "docs/operations.md#obs-sync-verify says what to do about each"

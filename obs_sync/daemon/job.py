@@ -95,7 +95,11 @@ class SyncJob:
             self.engine = self._make_engine()
         try:
             status = read_status(
-                self.engine, self.config.database.schema_, self.config.isales.vdn_list, limit=1
+                self.engine,
+                self.config.database.schema_,
+                self.config.isales.vdn_list,
+                limit=1,
+                heartbeat_seconds=self.config.sync.heartbeat_seconds,
             )
         except StatusError:
             return []

@@ -5,6 +5,7 @@ Parameters are in the DB-API ``%(name)s`` style; arrays go in binary format (``%
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 from obs_sync.db.url import quote_identifier
@@ -29,6 +30,11 @@ RECORD_COLUMNS = (
 )
 
 
+def lock_class(schema: str, purpose: str) -> int:
+    """First key of a two-key advisory lock, distinct per schema and purpose (int4 >= 0)."""
+    return zlib.crc32(f"obs-sync:{schema}:{purpose}".encode()) & (2**31 - 1)
+
+
 @dataclass(frozen=True)
 class Statements:
     """Every statement the store runs, for one schema."""
@@ -49,6 +55,7 @@ class Statements:
     finish_run: str
     next_run_id: str
     heartbeat: str
+    relock: str
     finish_lost: str
     abort_run: str
 
@@ -192,7 +199,7 @@ def statements(schema: str) -> Statements:
         "clock_timestamp())), error = CASE WHEN r.hostname = %(hostname)s "
         "AND r.pid = %(pid)s::int4 THEN %(lost)s ELSE %(error)s END "
         "WHERE r.status = 'running' AND r.id <> %(me)s::int8 AND NOT "
-        + run_alive("r", "%(cls)s")
+        + run_alive("r", "%(cls)s", "%(heartbeat)s")
         + " RETURNING r.id, r.hostname = %(hostname)s AND r.pid = %(pid)s::int4"
     )
     heartbeat = sql(
@@ -209,6 +216,8 @@ def statements(schema: str) -> Statements:
         "unchanged = %(unchanged)s::int8, error = %(error)s "
         "WHERE id = %(run)s::int8 RETURNING finished_at"
     )
+    # The run's lock, taken again on a new connection after its own was lost.
+    relock = "SELECT pg_try_advisory_lock(%(cls)s::int4, %(key)s::int4)"
     # Closing a run whose own connection was lost (a fresh one: the lock went with it).
     finish_lost = finish_run.replace(
         "WHERE id = %(run)s::int8", "WHERE id = %(run)s::int8 AND status = 'running'"
@@ -247,25 +256,34 @@ def statements(schema: str) -> Statements:
         finish_run=finish_run,
         next_run_id=next_run_id,
         heartbeat=heartbeat,
+        relock=relock,
         finish_lost=finish_lost,
         abort_run=abort_run,
     )
 
 
-def run_alive(run: str, cls: str, *, percent: str = "%%") -> str:
-    """SQL: true while the process of sync_run row ``run`` holds its liveness lock.
+def run_alive(run: str, cls: str, heartbeat: str) -> str:
+    """SQL: true while sync_run row ``run`` may still be running: its process holds its
+    liveness lock (the session-level advisory lock ``(cls, id mod 2^31-1)``), or its last
+    heartbeat is younger than two heartbeat intervals (``heartbeat``: SQL of the seconds;
+    a run whose connection was lost takes its lock again at its next beat). ``cls``: the
+    SQL of the lock's class.
 
     Any role can take an advisory lock, so only a holder that may write the run records
     (UPDATE on sync_run, which a reader made by ``grant-reader`` lacks) counts: a reader
-    cannot make a dead run look alive. Readers (status, health, verify) use this too, with
-    ``percent="%"`` where the statement takes no parameters.
+    cannot make a dead run look alive. Readers (status, verify, the daemon) use it too: no
+    ``%`` in it, so it fits any paramstyle.
     """
     return (
+        # heartbeat_at through to_jsonb: a schema before migration 0005 has no such column.
+        f"(coalesce((to_jsonb({run}) ->> 'heartbeat_at')::timestamptz, {run}.started_at) "
+        "> clock_timestamp() - "
+        f"make_interval(secs => 2 * ({heartbeat})::float8) OR "
         "EXISTS (SELECT 1 FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid "
         "WHERE l.locktype = 'advisory' AND l.granted AND l.mode = 'ExclusiveLock' "
         "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
         f"AND l.classid::bigint = {cls}::int8 "
-        f"AND l.objid::bigint = {run}.id {percent} 2147483647 "
+        f"AND l.objid::bigint = mod({run}.id, 2147483647) "
         "AND l.objsubid = 2 AND a.usesysid IS NOT NULL "
-        f"AND has_table_privilege(a.usesysid, {run}.tableoid, 'UPDATE'))"
+        f"AND has_table_privilege(a.usesysid, {run}.tableoid, 'UPDATE')))"
     )

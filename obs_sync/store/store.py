@@ -36,7 +36,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -49,7 +48,7 @@ from obs_sync.db.url import quote_identifier
 from obs_sync.diff import StoredCode
 from obs_sync.results import RunStatus, VdnPlan, VdnResult
 from obs_sync.store.retention import prune_run_records
-from obs_sync.store.sql import RECORD_COLUMNS, statements
+from obs_sync.store.sql import RECORD_COLUMNS, lock_class, statements
 from obs_sync.store.writes import (
     StoreError,
     bounded,
@@ -85,17 +84,13 @@ RECORD_BATCH = 500
 _INT4 = 2**31 - 1
 
 
-def lock_class(schema: str, purpose: str) -> int:
-    """First key of a two-key advisory lock, distinct per schema and purpose (int4 >= 0)."""
-    return zlib.crc32(f"obs-sync:{schema}:{purpose}".encode()) & _INT4
-
-
 # ------------------------------------------------------------------------------ store
 
 
-@dataclass(frozen=True)
+@dataclass
 class RunHandle:
-    """A started run: its id, and the connection holding its liveness lock."""
+    """A started run: its id, and the connection holding its liveness lock (replaced by
+    :meth:`Store.heartbeat` when that connection was lost)."""
 
     run_id: int
     started_at: datetime
@@ -148,7 +143,15 @@ class Store:
 
     # -------------------------------------------------------------------------- runs
 
-    def start_run(self, *, trigger: str, hostname: str, pid: int, version: str) -> RunHandle:
+    def start_run(
+        self,
+        *,
+        trigger: str,
+        hostname: str,
+        pid: int,
+        version: str,
+        heartbeat_seconds: float = 5,
+    ) -> RunHandle:
         """Insert the ``running`` row and hold its liveness lock until :meth:`finish_run`.
 
         The session-level lock is taken before the row is committed, so no other process can
@@ -182,6 +185,7 @@ class Store:
                     "lost": LOST_ERROR,
                     "hostname": hostname,
                     "pid": pid,
+                    "heartbeat": heartbeat_seconds,
                 },
             ).fetchall()
         except BaseException:
@@ -223,8 +227,46 @@ class Store:
         )
 
     def heartbeat(self, handle: RunHandle) -> None:
-        """The run's process is alive: ``sync_run.heartbeat_at`` on the database clock."""
+        """The run's process is alive: ``sync_run.heartbeat_at`` on the database clock.
+
+        When the run's connection was lost (the database restarted), its liveness lock
+        went with it: it is taken again on a new connection first, so the run is never
+        taken for dead while its process goes on."""
+        if handle.lease.connection.broken or handle.lease.connection.closed:
+            handle.lease.discard()
+            lease = self.pool.acquire()
+            lease.hold_session_state()
+            try:
+                row = lease.connection.execute(
+                    self.sql.relock, {"cls": self.run_lock, "key": handle.run_id % _INT4}
+                ).fetchone()
+            except BaseException:
+                lease.discard()
+                raise
+            if not (row and row[0]):
+                lease.release()
+                raise StoreError(f"run {handle.run_id}: its liveness lock is held elsewhere")
+            handle.lease = lease
+            log.info("run %d: liveness lock taken again on a new connection", handle.run_id)
         handle.lease.connection.execute(self.sql.heartbeat, {"run": handle.run_id})
+
+    def abandon_dead_runs(self, *, hostname: str, pid: int, heartbeat_seconds: float) -> list[int]:
+        """Mark ``abandoned`` every run whose process is gone (no liveness lock, no recent
+        heartbeat), ended at its last heartbeat; the daemon calls it between runs too."""
+        with self.pool.connection() as connection:
+            rows = connection.execute(
+                self.sql.abandon,
+                {
+                    "me": -1,
+                    "cls": self.run_lock,
+                    "error": ABANDONED_ERROR,
+                    "lost": LOST_ERROR,
+                    "hostname": hostname,
+                    "pid": pid,
+                    "heartbeat": heartbeat_seconds,
+                },
+            ).fetchall()
+        return [int(row[0]) for row in rows]
 
     def finish_run(
         self,
