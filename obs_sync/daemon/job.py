@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import text
@@ -13,7 +16,7 @@ from obs_sync.db.embedded import EmbeddedError, require_installed, restart_if_st
 from obs_sync.db.engine import make_engine
 from obs_sync.db.migrate import MigrationError, needs_upgrade
 from obs_sync.db.revision import revision_sa
-from obs_sync.db.url import describe_database
+from obs_sync.db.url import describe_database, quote_identifier
 from obs_sync.errors import UsageError
 from obs_sync.logcontext import PendingRun
 from obs_sync.store.status import StatusError, read_status
@@ -104,6 +107,30 @@ class SyncJob:
         except StatusError:
             return []
         return status.vdns
+
+    def last_run_success(self) -> datetime | None:
+        """When the last run in which every VDN succeeded finished (None: never)."""
+        if self.engine is None:
+            return None
+        schema = quote_identifier(self.config.database.schema_)
+        with self.engine.connect() as connection:
+            value: datetime | None = connection.execute(
+                text(f"SELECT max(finished_at) FROM {schema}.sync_run WHERE status = 'succeeded'")
+            ).scalar()
+        return value
+
+    def abandon_dead_runs(self) -> list[int]:
+        """Mark the runs whose process is gone (any host) abandoned; their ids."""
+        if self.engine is None:
+            return []
+        from obs_sync.store.store import Store
+
+        store = Store(self.engine, self.config.database.schema_)
+        return store.abandon_dead_runs(
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            heartbeat_seconds=self.config.sync.heartbeat_seconds,
+        )
 
     def __call__(
         self,
