@@ -210,6 +210,11 @@ class EnginePool(Pool):
                     usable = False
             if usable:
                 proxy.close()
+            elif connection.broken:
+                # Its session was lost (a restart, a terminated backend): the others in the
+                # pool likely went with it. As SQLAlchemy does on a disconnect, every
+                # connection made before now is replaced at its next checkout.
+                self.engine.pool._invalidate(proxy)
             else:
                 proxy.invalidate()
 

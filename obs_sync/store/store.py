@@ -347,18 +347,28 @@ class Store:
 
     # -------------------------------------------------------------------------- VDNs
 
-    def tables_exist(self) -> bool:
+    def _read(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """One read statement's rows. A pooled connection found dead (the server ended
+        it: a restart, a terminated backend) is dropped, and the read tried once more."""
+        try:
+            with self.pool.connection() as connection:
+                return connection.execute(sql, params).fetchall()
+        except psycopg.OperationalError as error:
+            if bounded(error):
+                raise
         with self.pool.connection() as connection:
-            row = connection.execute(
-                "SELECT to_regclass(%s) IS NOT NULL",
-                (f"{quote_identifier(self.schema)}.result_code",),
-            ).fetchone()
-        return bool(row and row[0])
+            return connection.execute(sql, params).fetchall()
+
+    def tables_exist(self) -> bool:
+        rows = self._read(
+            "SELECT to_regclass(%(name)s) IS NOT NULL",
+            {"name": f"{quote_identifier(self.schema)}.result_code"},
+        )
+        return bool(rows and rows[0][0])
 
     def _read_rows(self, vdn_id: int) -> list[tuple[str, str, bool]]:
         """The VDN's stored codes, unlocked; the database clock read with them is noted."""
-        with self.pool.connection() as connection:
-            rows = connection.execute(self.sql.read, {"vdn": vdn_id}).fetchall()
+        rows = self._read(self.sql.read, {"vdn": vdn_id})
         self._observe(rows[0][3])
         return [(code, desc, deleted) for code, desc, deleted, _ in rows if code is not None]
 
