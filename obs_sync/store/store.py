@@ -78,7 +78,7 @@ LOST_ERROR = (
     "went on); it ended at its last heartbeat; VDNs without a sync_run_vdn row were not "
     "applied"
 )
-_RUN_ID_TRIES = 20  # run ids skipped at most because another session holds their lock key
+_RUN_ID_TRIES = 1000  # run ids skipped at most because other sessions hold their lock key
 _MICROSECOND = timedelta(microseconds=1)
 RECORD_BATCH = 500
 _INT4 = 2**31 - 1
@@ -214,13 +214,21 @@ class Store:
 
         The key is tried, never waited for: a key held by another session (any role can
         take an advisory lock) costs one skipped id, not a run."""
+        skipped: list[int] = []
         for _ in range(_RUN_ID_TRIES):
             row = connection.execute(self.sql.next_run_id, {"cls": self.run_lock}).fetchone()
             assert row is not None
             run_id, locked = int(row[0]), bool(row[1])
             if locked:
+                if skipped:
+                    log.warning(
+                        "run id(s) %d..%d skipped: other sessions hold their liveness lock "
+                        "keys (see pg_locks, locktype advisory)",
+                        skipped[0],
+                        skipped[-1],
+                    )
                 return run_id
-            log.warning("run id %d skipped: another session holds its liveness lock key", run_id)
+            skipped.append(run_id)
         raise StoreError(
             f"{_RUN_ID_TRIES} run ids in a row had their liveness lock key held by other "
             "sessions (see pg_locks, locktype advisory); end those sessions"
