@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "obs_sync.daemon.schedule": 0,
     "obs_sync.isales.vendor": 0,
     "obs_sync.isales.events": 0,
+    "obs_sync.failfast": 0,
     # 1: the edges: the database connection side, the iSales client, logging and metrics.
     "obs_sync.db": 1,
     "obs_sync.isales": 1,
@@ -43,6 +44,7 @@ LAYERS: dict[str, int] = {
     # 3: one run: iSales -> diff -> store.
     "obs_sync.sync": 3,
     "obs_sync.progress": 3,
+    "obs_sync.heartbeat": 3,
     # 4: the daemon around runs.
     "obs_sync.daemon": 4,
     # 5: what commands do and print; the simulator (a stand-in server, a tool).
@@ -74,6 +76,7 @@ PURE = [
     "obs_sync.isales.page",
     "obs_sync.isales.vendor",
     "obs_sync.isales.events",
+    "obs_sync.failfast",
 ]
 IO_LIBRARIES = (
     "requests",
