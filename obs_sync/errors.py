@@ -1,8 +1,9 @@
 """obs-sync's errors: one family whose classes carry the exit code, and their one-line text.
 
-Every error obs-sync raises on purpose is an :class:`ObsSyncError`; a command exits with
-the ``exit_code`` of the error that stopped it. Callers classify errors by type, never by
-module or class-name strings.
+Every error obs-sync raises on purpose is an :class:`ObsSyncError`. Commands raise them;
+the command line (:mod:`obs_sync.cli`) is the one place that catches them, prints
+:meth:`ObsSyncError.for_cli` and exits with the error's ``exit_code``. Callers classify
+errors by type, never by module or class-name strings.
 """
 
 from __future__ import annotations
@@ -41,11 +42,27 @@ class ObsSyncError(Exception):
 
     exit_code: int = EXIT_FAILED
 
+    def for_cli(self) -> str:
+        """What the command line prints for this error (after ``obs-sync: ``)."""
+        return str(self)
+
 
 class UsageError(ObsSyncError):
     """The configuration or the command line must change (exit 2)."""
 
     exit_code = EXIT_USAGE
+
+
+def configuration_error(message: str) -> str:
+    """``message`` as a configuration error is shown: the one place this prefix is written."""
+    return f"configuration error: {message}"
+
+
+class ConfigurationError(UsageError):
+    """The configuration must change (exit 2); shown as ``configuration error: ...``."""
+
+    def for_cli(self) -> str:
+        return configuration_error(str(self))
 
 
 def one_line(error: BaseException) -> str:

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from obs_sync.results import FAILING
-from obs_sync.text import plural
+from obs_sync.text import duration, plural
 
 HealthStatus = Literal["ok", "starting", "unhealthy"]
 
@@ -65,8 +65,7 @@ class HealthState:
 
 
 def _minutes(delta: timedelta) -> str:
-    minutes = delta.total_seconds() / 60
-    return f"{minutes:.0f} min" if minutes >= 1 else f"{delta.total_seconds():.0f} s"
+    return duration(delta.total_seconds(), largest="min", whole_units=True)
 
 
 def evaluate(

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 from obs_sync.errors import one_line
 
 if TYPE_CHECKING:
-    from obs_sync.store.store import RunHandle, Store
+    from obs_sync.store.runs import RunHandle
+    from obs_sync.store.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from types import TracebackType
 from obs_sync import logcontext
 from obs_sync.observability import FIELDS
 from obs_sync.results import FAILING, VdnResult
-from obs_sync.text import plural
+from obs_sync.text import duration, plural
 
-log = logging.getLogger("obs_sync.progress")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,14 +57,6 @@ class Progress:
             return self._counts
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def progress_line(counts: Counts, elapsed: float) -> str:
     """``progress: 120 of 9999 VDNs (1.2%), 360 pages, 2 failed; 4.1 VDNs/s, about 40 min
     left`` (no rate or estimate before the first VDN finished)."""
@@ -76,7 +68,7 @@ def progress_line(counts: Counts, elapsed: float) -> str:
     if counts.done and elapsed > 0:
         rate = counts.done / elapsed
         left = (counts.total - counts.done) / rate
-        line += f"; {rate:.1f} VDNs/s, about {_duration(left)} left"
+        line += f"; {rate:.1f} VDNs/s, about {duration(left, largest='h')} left"
     return line
 
 

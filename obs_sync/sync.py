@@ -55,7 +55,8 @@ if TYPE_CHECKING:
 
     from obs_sync.config import Config
     from obs_sync.db.pool import Pool
-    from obs_sync.store.store import RunHandle, Store
+    from obs_sync.store.runs import RunHandle
+    from obs_sync.store.store import Store
 
 log = logging.getLogger(__name__)
 

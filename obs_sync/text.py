@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -13,8 +14,32 @@ def plural(count: int, word: str, words: str | None = None) -> str:
 
 
 def minutes(value: float) -> str:
-    """A configured number of minutes as a person would say it (``90 s``, ``5 min``)."""
+    """A configured number of minutes, exactly as set, in words (``90 s``, ``5 min``); an
+    elapsed time is :func:`duration`'s."""
     return f"{value * 60:g} s" if value < 1 else f"{value:g} min"
+
+
+# (unit, its seconds, the seconds from which the next unit takes over, decimals shown)
+_UNITS = (
+    ("s", 1, 90, 0),
+    ("min", 60, 90 * 60, 0),
+    ("h", 3600, 48 * 3600, 1),
+    ("d", 86400, math.inf, 1),
+)
+
+
+def duration(seconds: float, *, largest: str = "d", whole_units: bool = False) -> str:
+    """An elapsed time, rounded, as a person would say it: ``45 s``, ``12 min``, ``3.5 h``,
+    ``2.1 d`` (a unit until one and a half of the next, days from two). ``largest``: the
+    largest unit used; ``whole_units``: the next unit as soon as one whole of it passed
+    (``1 min`` from 60 s)."""
+    for index, (unit, size, until, decimals) in enumerate(_UNITS):
+        last = unit == largest or index == len(_UNITS) - 1
+        if not last and whole_units:
+            until = _UNITS[index + 1][1]
+        if last or seconds < until:
+            return f"{seconds / size:.{decimals}f} {unit}"
+    raise AssertionError("unreachable: the last unit always answers")
 
 
 # Characters a terminal acts on or a log reader splits lines at: C0 controls (ESC starts

@@ -51,6 +51,15 @@ class FakeJob:
     max_concurrent: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def prepare(self) -> None:
+        pass  # nothing to reach
+
+    def recorded(self) -> list[Any]:
+        return []  # no run records
+
+    def close(self) -> None:
+        pass
+
     def __call__(
         self,
         *,
@@ -235,12 +244,22 @@ class Run:
     vdns = []
     run_id = 1
 
-def job(*, stop, deadline, on_vdn, on_request, log_run):
-    log_run.resolve(1)
-    print("job started", flush=True)
-    stop.wait(timeout=float(sys.argv[1]))  # a run that honours the stop event (or not)
-    time.sleep(float(sys.argv[2]))
-    return Run()
+class Job:
+    def prepare(self):
+        pass
+
+    def recorded(self):
+        return []
+
+    def close(self):
+        pass
+
+    def __call__(self, *, stop, deadline, on_vdn, on_request, log_run):
+        log_run.resolve(1)
+        print("job started", flush=True)
+        stop.wait(timeout=float(sys.argv[1]))  # a run that honours the stop event (or not)
+        time.sleep(float(sys.argv[2]))
+        return Run()
 
 config = parse_config({
     "isales": {"base_url": "http://127.0.0.1:9", "access_key": "ak", "secret_key": "sk",
@@ -249,7 +268,7 @@ config = parse_config({
     "metrics": {"port": 0},
 }, env={}, database=False)
 setup_logging_for(config)
-run_daemon(config, job=job)
+run_daemon(config, job=Job())
 """
 
 

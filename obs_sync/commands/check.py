@@ -10,7 +10,6 @@ database authentication, ...).
 from __future__ import annotations
 
 import errno
-import logging
 import socket
 import urllib.error
 import urllib.request
@@ -19,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from sqlalchemy import text
-
 from obs_sync.config import Config
 from obs_sync.daemon.schedule import ScheduleError, make_trigger
 from obs_sync.db.embedded import EmbeddedError
@@ -28,9 +25,11 @@ from obs_sync.db.engine import make_engine
 from obs_sync.db.errors import PRIVILEGE_FIX, sqlstate
 from obs_sync.db.migrate import head_revision, known_revisions
 from obs_sync.db.revision import revision_sa
+from obs_sync.db.server import server_version
 from obs_sync.db.url import describe_database
 from obs_sync.errors import one_line
 from obs_sync.isales.client import ISalesClient
+from obs_sync.isales.diagnosis import setup_fix
 from obs_sync.isales.errors import (
     AUTH_ADVICE,
     AuthenticationError,
@@ -41,8 +40,6 @@ from obs_sync.isales.errors import (
 )
 from obs_sync.observability import redactor_for
 from obs_sync.text import escape_controls, plural
-
-log = logging.getLogger("obs_sync.checks")  # the name logs have always shown
 
 
 @dataclass(frozen=True)
@@ -107,7 +104,7 @@ def check_database(config: Config) -> CheckResult:
         engine = make_engine(config)
         try:
             with engine.connect() as connection:
-                version = connection.execute(text("SHOW server_version")).scalar_one()
+                version = server_version(connection)
                 schema = config.database.schema_
                 revision = revision_sa(connection, schema)
             where = describe_database(
@@ -151,44 +148,6 @@ def _schema_result(found: str, schema: str, revision: str | None) -> CheckResult
     return CheckResult("database", True, f"{found}; {state}")
 
 
-def _transport_fix(error: TransportError, scheme: str) -> str:
-    category = error.category
-    if category == "tls_hostname":
-        return (
-            "the certificate does not name the host in isales.base_url: use a host name the "
-            "certificate covers (not an IP address unless the certificate lists it)"
-        )
-    if category.startswith("tls"):
-        return (
-            "TLS failed: set isales.verify_tls to the path of the CA bundle that signed the "
-            "server's certificate (false only for a lab server); check http vs https in "
-            "isales.base_url"
-        )
-    if category in ("timeout", "connect_timeout"):
-        return (
-            "no answer in time: check isales.base_url and the firewall, or raise "
-            "isales.timeout_seconds for a slow server"
-        )
-    if category == "dns":
-        return (
-            "the host name in isales.base_url does not resolve: check its spelling and this "
-            "host's DNS (/etc/resolv.conf), or use the server's IP address"
-        )
-    if category == "unreachable":
-        return (
-            "no network route to the host in isales.base_url: check the address, this "
-            "host's routes and any VPN or firewall between them"
-        )
-    if category in ("refused", "reset", "closed", "cut", "network"):
-        return (
-            f"cannot connect: check the host and port in isales.base_url ({scheme}), that "
-            "the server is running, and that a firewall allows this host to reach it"
-        )
-    if category in ("http_status", "non_json"):
-        return "the server is failing or overloaded: try again later, or ask its operators"
-    return error.fix or "see docs/operations.md (errors) for this message"
-
-
 def _isales_fix(error: BaseException, base_url: str) -> str:
     if isinstance(error, AuthenticationError):
         return f"{AUTH_ADVICE} (the pair issued for this API; run NTP: the signature is timed)"
@@ -212,7 +171,8 @@ def _isales_fix(error: BaseException, base_url: str) -> str:
             "iSales server?"
         )
     if isinstance(error, TransportError):  # by the category the client recognised
-        return _transport_fix(error, urlsplit(base_url).scheme)
+        fix = setup_fix(error.category, urlsplit(base_url).scheme)
+        return fix or error.fix or "see docs/operations.md (errors) for this message"
     return "see docs/operations.md (errors) for this message"
 
 

@@ -15,17 +15,17 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import text
-
+from obs_sync.commands.table import table_lines
 from obs_sync.config import Config, parse_config
 from obs_sync.db.embedded import display_url, embedded_url
 from obs_sync.db.engine import make_engine
 from obs_sync.results import RunResult
 from obs_sync.simulator import Simulator, SimulatorData
+from obs_sync.store import demo as demo_sql
 from obs_sync.sync import connections_per_run, run_sync
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.engine import Connection
 
 DEMO_SCHEMA = "obs_sync_demo"
 DEMO_ACCESS_KEY = "demo-access-key"
@@ -57,17 +57,6 @@ DEMO_CODES: dict[int, dict[str, str]] = {
 NEW_CODE = (101, "00699", "The customer asked to be called back later.")
 CHANGED_CODE = (102, "00603", "No answer after 30 seconds of ringing.")
 REMOVED_CODE = (103, "00622")
-
-# docs/bi.md, "description at call time", over a small call-records table made for the demo.
-CALL_TIME_QUERY = """\
-SELECT c.call_id, c.called_at, c.vdn_id, c.obs_code, h.obs_code_desc
-FROM {calls} AS c
-LEFT JOIN {schema}.result_code_history AS h
-  ON  h.vdn_id = c.vdn_id
-  AND h.obs_code = c.obs_code
-  AND h.valid_from <= c.called_at
-  AND (h.valid_to IS NULL OR c.called_at < h.valid_to)
-ORDER BY c.call_id"""
 
 
 def demo_config(base_url: str, database_url: str) -> Config:
@@ -111,87 +100,50 @@ def _summary(result: RunResult) -> list[str]:
     return lines
 
 
+def _report(step: str, run: RunResult, echo: Callable[[str], None]) -> None:
+    seconds = (run.finished_at - run.started_at).total_seconds()
+    echo(f"{step} run {run.run_id}: {run.status} in {seconds:.2f} s")
+    for line in _summary(run):
+        echo(line)
+
+
 def _changes(connection: Connection, run: RunResult) -> list[str]:
     """What ``run`` changed, read back from result_code / result_code_history."""
-    schema = DEMO_SCHEMA
-    rows = connection.execute(
-        text(
-            f"""
-            SELECT h.vdn_id, h.obs_code, h.obs_code_desc AS new_desc,
-                   prev.obs_code_desc AS old_desc
-            FROM {schema}.result_code_history AS h
-            LEFT JOIN {schema}.result_code_history AS prev
-              ON prev.vdn_id = h.vdn_id AND prev.obs_code = h.obs_code
-             AND prev.valid_to = h.valid_from
-            WHERE h.sync_run_id = :run
-            ORDER BY h.vdn_id, h.obs_code
-            """
-        ),
-        {"run": run.run_id},
-    ).all()
     lines = []
-    for vdn_id, code, new_desc, old_desc in rows:
+    for vdn_id, code, new_desc, old_desc in demo_sql.versions_opened(
+        connection, DEMO_SCHEMA, run.run_id
+    ):
         if old_desc is None:
             lines.append(f"     VDN {vdn_id}  {code}  new          {new_desc!r}")
         else:
             lines.append(f"     VDN {vdn_id}  {code}  description  {old_desc!r} -> {new_desc!r}")
-    deleted = connection.execute(
-        text(
-            f"""
-            SELECT vdn_id, obs_code, obs_code_desc FROM {schema}.result_code
-            WHERE deleted_at IS NOT NULL AND deleted_at >= :since
-            ORDER BY vdn_id, obs_code
-            """
-        ),
-        {"since": run.started_at},
-    ).all()
-    for vdn_id, code, desc in deleted:
+    for vdn_id, code, desc in demo_sql.deleted_since(connection, DEMO_SCHEMA, run.started_at):
         lines.append(f"     VDN {vdn_id}  {code}  removed      (was {desc!r})")
     return lines
 
 
-def _table(header: list[str], rows: list[tuple[Any, ...]]) -> list[str]:
-    def cell(value: Any) -> str:
-        if isinstance(value, datetime):
-            return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-        return "NULL" if value is None else str(value)
-
-    cells = [[cell(v) for v in row] for row in rows]
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(header)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
-    out.append("  ".join("-" * w for w in widths))
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
-    return [f"     {line.rstrip()}" for line in out]
+def _cell(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return "NULL" if value is None else str(value)
 
 
 def _bi_query(connection: Connection, before: datetime, after: datetime) -> list[str]:
-    calls = f"{DEMO_SCHEMA}.demo_call_record"
-    connection.execute(
-        text(
-            f"CREATE TABLE {calls} (call_id int PRIMARY KEY, called_at timestamptz NOT NULL, "
-            "vdn_id int NOT NULL, obs_code text NOT NULL)"
-        )
-    )
     vdn, code, _ = CHANGED_CODE
     removed_vdn, removed_code = REMOVED_CODE
-    calls_rows = [
+    calls = [
         {"id": 1, "at": before, "vdn": vdn, "code": code},
         {"id": 2, "at": after, "vdn": vdn, "code": code},
         {"id": 3, "at": before, "vdn": removed_vdn, "code": removed_code},
         {"id": 4, "at": after, "vdn": NEW_CODE[0], "code": NEW_CODE[1]},
     ]
-    connection.execute(text(f"INSERT INTO {calls} VALUES (:id, :at, :vdn, :code)"), calls_rows)
-    query = CALL_TIME_QUERY.format(calls=calls, schema=DEMO_SCHEMA)
-    rows = [tuple(r) for r in connection.execute(text(query)).all()]
+    query, rows = demo_sql.call_time_rows(connection, DEMO_SCHEMA, calls)
     lines = [f"     {line}" for line in query.splitlines()]
     lines.append("")
-    lines += _table(["call_id", "called_at", "vdn_id", "obs_code", "obs_code_desc"], rows)
+    header = ["call_id", "called_at", "vdn_id", "obs_code", "obs_code_desc"]
+    cells = [[_cell(value) for value in row] for row in rows]
+    lines += [f"     {line}" for line in table_lines(header, cells, rule=True)]
     return lines
-
-
-def _reset_schema(engine: Engine) -> None:
-    with engine.begin() as connection:
-        connection.execute(text(f"DROP SCHEMA IF EXISTS {DEMO_SCHEMA} CASCADE"))
 
 
 def run_demo(echo: Callable[[str], None] = print) -> int:
@@ -211,14 +163,9 @@ def run_demo(echo: Callable[[str], None] = print) -> int:
         echo(f"              schema {DEMO_SCHEMA} (reset at each demo run)")
         engine = make_engine(config, connections=connections_per_run(config))
         try:
-            _reset_schema(engine)
+            demo_sql.reset_schema(engine, DEMO_SCHEMA)
             first = run_sync(config, engine=engine, trigger="demo")
-            echo(
-                f"3. First sync  run {first.run_id}: {first.status} in "
-                f"{(first.finished_at - first.started_at).total_seconds():.2f} s"
-            )
-            for line in _summary(first):
-                echo(line)
+            _report("3. First sync ", first, echo)
             if first.exit_code != 0:
                 echo("\nThe first sync did not succeed; see the errors above.")
                 return 1
@@ -238,12 +185,7 @@ def run_demo(echo: Callable[[str], None] = print) -> int:
             between = datetime.now().astimezone()
             time.sleep(0.01)  # distinct timestamps for the calls before/after the change
             second = run_sync(config, engine=engine, trigger="demo")
-            echo(
-                f"5. Second sync run {second.run_id}: {second.status} in "
-                f"{(second.finished_at - second.started_at).total_seconds():.2f} s"
-            )
-            for line in _summary(second):
-                echo(line)
+            _report("5. Second sync", second, echo)
             after = datetime.now().astimezone() + timedelta(milliseconds=10)
             with engine.begin() as connection:
                 echo(f"6. What run {second.run_id} changed (from result_code_history):")
@@ -252,14 +194,12 @@ def run_demo(echo: Callable[[str], None] = print) -> int:
                 echo("7. BI query from docs/bi.md: each call's description at call time")
                 for line in _bi_query(connection, between, after):
                     echo(line)
-                count = connection.execute(
-                    text(f"SELECT count(*) FROM {DEMO_SCHEMA}.result_code_history")
-                ).scalar_one()
+                count = demo_sql.history_rows(connection, DEMO_SCHEMA)
         finally:
             engine.dispose()
     echo(
         f"\n{count} history rows in {DEMO_SCHEMA}. Explore them yourself:\n"
-        f"  psql '{display_url(url)}' -c 'SELECT * FROM {DEMO_SCHEMA}.result_code'\n"
+        f"  psql '{display_url(url)}' -c '{demo_sql.explore_query(DEMO_SCHEMA)}'\n"
         f"Next: copy config.example.yaml to config.yaml, point isales.base_url at your "
         f"server, then run `obs-sync check` and `obs-sync run`. "
         f"(demo took {time.monotonic() - started:.1f} s)"

@@ -4,30 +4,19 @@ from __future__ import annotations
 
 import click
 
-from obs_sync.config import Config, ConfigError
+from obs_sync.commands.table import table_lines
+from obs_sync.config import Config
 from obs_sync.errors import EXIT_FAILED, EXIT_OK
 from obs_sync.isales.client import ISalesClient
-from obs_sync.isales.errors import ISalesError
-from obs_sync.observability import redactor_for, setup_logging_for
+from obs_sync.observability import setup_logging_for
 from obs_sync.text import escape_controls, json_text, plural
-
-
-def _say(message: str) -> None:
-    click.echo(f"obs-sync: {message}", err=True)
 
 
 def run_fetch(config: Config, vdn_id: int, fmt: str) -> int:
     """Print the codes (table or JSON lines) and a summary on stderr; the exit code."""
     setup_logging_for(config)  # retries and incomplete-snapshot warnings go to stderr
-    try:
-        with ISalesClient(config.isales) as client:
-            snapshot = client.fetch_snapshot(vdn_id)
-    except ConfigError as error:
-        _say(f"configuration error: {error}")
-        return error.exit_code
-    except ISalesError as error:
-        _say(redactor_for(config)(str(error)))  # the server's text may echo a secret
-        return error.exit_code
+    with ISalesClient(config.isales) as client:
+        snapshot = client.fetch_snapshot(vdn_id)
     codes = snapshot.codes
     if fmt == "json":  # exact data, its control characters JSON-escaped
         lines = [
@@ -35,9 +24,7 @@ def run_fetch(config: Config, vdn_id: int, fmt: str) -> int:
         ]
     else:  # for a terminal: a description's ESC or \r is shown, not obeyed
         shown = [(escape_controls(code), escape_controls(desc)) for code, desc in codes.items()]
-        width = max([len("OBS_CODE"), *(len(code) for code, _ in shown)])
-        lines = [f"{'OBS_CODE':<{width}}  DESCRIPTION"]
-        lines += [f"{code:<{width}}  {desc}" for code, desc in shown]
+        lines = table_lines(["OBS_CODE", "DESCRIPTION"], shown, strip=False)
     if lines:
         click.echo("\n".join(lines))
     stats = snapshot.stats

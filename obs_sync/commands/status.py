@@ -16,10 +16,11 @@ from typing import Any
 
 import click
 
+from obs_sync.commands.table import table_lines
 from obs_sync.config import Config, MetricsConfig
-from obs_sync.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from obs_sync.errors import EXIT_OK, UsageError
 from obs_sync.store.status import Status, VdnRow
-from obs_sync.text import escape_controls, json_text, plural
+from obs_sync.text import duration, escape_controls, json_text, plural
 
 # A VDN's state, in the order shown: the ones needing a look first.
 STATES = ("failing", "never_synced", "stale", "empty", "ok")
@@ -125,24 +126,7 @@ def _when(value: datetime | None, zone: timezone) -> str:
 
 
 def _age(now: datetime, value: datetime | None) -> str:
-    if value is None:
-        return "never"
-    seconds = max((now - value).total_seconds(), 0)
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
-
-
-def _grid(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
-    return [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *rows]
-    ]
+    return "never" if value is None else duration(max((now - value).total_seconds(), 0))
 
 
 # A URL's path and query (``scheme://host:port`` is kept): the part of an error a narrow
@@ -243,7 +227,7 @@ def format_table(
         header = ["RUN", "STARTED", "DURATION", "STATUS", "TRIGGER", "VDNS", "OK", "FAILED"]
         lines += [
             "  " + line
-            for line in _grid(
+            for line in table_lines(
                 [*header, "SKIPPED", "CHANGES (+new ~changed -deleted ^restored)"], run_rows
             )
         ]
@@ -269,7 +253,7 @@ def format_table(
         )
     header = ["VDN", "STATE", "LAST RESULT", "LAST SUCCESS", "AGE", "STREAK", "FAILING SINCE"]
     if vdn_rows:
-        lines += ["  " + line for line in _grid([*header, "LAST ERROR"], vdn_rows)]
+        lines += ["  " + line for line in table_lines([*header, "LAST ERROR"], vdn_rows)]
     else:
         lines.append("  (none)")
     return "\n".join(lines)
@@ -327,26 +311,17 @@ def run_status_command(
 ) -> int:
     """``obs-sync status``: read, then print the table or the JSON document; the exit code."""
     # Heavy, and only this command path needs them.
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from obs_sync.db.embedded import EmbeddedError
     from obs_sync.db.engine import make_engine
-    from obs_sync.db.errors import database_error
     from obs_sync.db.url import describe_database
-    from obs_sync.store.status import StatusError, read_status
+    from obs_sync.store.status import read_status
 
     configured = set(config.isales.vdn_list)
     unknown = [v for v in vdn_ids if v not in configured]
     if unknown:
         shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
-        _say(f"--vdn {shown}: not in isales.vdn_ids (status shows configured VDNs)")
-        return EXIT_USAGE
+        raise UsageError(f"--vdn {shown}: not in isales.vdn_ids (status shows configured VDNs)")
     schema = config.database.schema_
-    try:
-        engine = make_engine(config)
-    except EmbeddedError as error:
-        _say(error.for_cli())
-        return error.exit_code
+    engine = make_engine(config)
     url = engine.url.render_as_string(hide_password=False)
     database = describe_database(url, schema, embedded=config.database.embedded)
     try:
@@ -356,12 +331,6 @@ def run_status_command(
             list(vdn_ids) or config.isales.vdn_list,
             heartbeat_seconds=config.sync.heartbeat_seconds,
         )
-    except StatusError as error:
-        _say(str(error))
-        return error.exit_code
-    except SQLAlchemyError as error:
-        _say(database_error(error))
-        return EXIT_FAILED
     finally:
         engine.dispose()
     stale_after = timedelta(minutes=config.metrics.max_failing_minutes)
@@ -374,7 +343,3 @@ def run_status_command(
     )
     click.echo(format_json(view) if fmt == "json" else format_table(view))
     return EXIT_OK
-
-
-def _say(message: str) -> None:
-    click.echo(f"obs-sync: {message}", err=True)

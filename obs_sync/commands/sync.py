@@ -1,7 +1,7 @@
-"""What ``obs-sync sync`` and ``obs-sync db upgrade|downgrade`` print, and their exit codes.
+"""What ``obs-sync sync`` prints, and its exit code.
 
-Kept out of cli.py so the click layer stays a thin parser; this module only formats and
-maps errors to exit codes (:mod:`obs_sync.errors`: each error carries its own).
+Kept out of cli.py so the click layer stays a thin parser. Errors are raised
+(:mod:`obs_sync.errors`: each carries its exit code); the command line prints them.
 """
 
 from __future__ import annotations
@@ -19,11 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from obs_sync.config import ConfigError
-from obs_sync.db.embedded import EmbeddedError, require_installed
-from obs_sync.db.errors import database_error, is_database_error
-from obs_sync.db.migrate import MigrationError
-from obs_sync.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from obs_sync.commands.table import table_lines
+from obs_sync.db.embedded import require_installed
+from obs_sync.errors import UsageError
 from obs_sync.observability import setup_logging_for
 from obs_sync.text import plural
 
@@ -81,10 +79,6 @@ class _Interrupts:
         self.control.request_stop()
 
 
-def _say(message: str) -> None:
-    click.echo(f"obs-sync: {message}", err=True)
-
-
 def _counts(vdn: VdnResult) -> list[str]:
     return [
         f"+{vdn.inserted}",
@@ -102,13 +96,7 @@ def format_summary(result: RunResult) -> str:
     for vdn in result.vdns:
         error = (vdn.error or "").replace("\n", " ")  # last column: shown whole
         rows.append([str(vdn.vdn_id), vdn.status, *_counts(vdn), str(vdn.pages), error])
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
-    lines = [
-        "  ".join(
-            cell.ljust(width) for cell, width in zip([*row], [*widths, 0], strict=False)
-        ).rstrip()
-        for row in [[*header, "ERROR"], *rows]
-    ]
+    lines = table_lines([*header, "ERROR"], rows)
     statuses: dict[str, int] = {}
     for vdn in result.vdns:
         statuses[vdn.status] = statuses.get(vdn.status, 0) + 1
@@ -132,11 +120,10 @@ def run_sync_command(
     configured = set(config.isales.vdn_list)
     unknown = [vdn for vdn in vdn_ids if vdn not in configured]
     if unknown:
-        _say(
+        raise UsageError(
             f"--vdn {', '.join(map(str, unknown))}: not in isales.vdn_ids; add it to the "
             "configuration to sync it (only configured VDNs are kept fresh)"
         )
-        return EXIT_USAGE
     setup_logging_for(config)
     # A one-shot command: at exit, skip the interpreter's last full garbage collections
     # over every object of every imported module (pydantic, psycopg, requests...), about
@@ -147,13 +134,8 @@ def run_sync_command(
     # After the checks above: a usage error answers before the client and its HTTP stack load.
     from obs_sync.sync import RunControl, run_sync
 
-    try:
-        # Before fetching anything that could not be stored.
-        if config.database.embedded:
-            require_installed()
-    except EmbeddedError as error:
-        _say(error.for_cli())
-        return error.exit_code
+    if config.database.embedded:  # before fetching anything that could not be stored
+        require_installed()
 
     total = len(vdn_ids) if vdn_ids else len(configured)
     progress: Any = None
@@ -179,91 +161,12 @@ def run_sync_command(
                 log_progress=progress is None,  # the bar on a terminal; log lines otherwise
                 control=control,
             )
-    except ConfigError as error:
-        _say(f"configuration error: {error}")
-        return error.exit_code
-    except EmbeddedError as error:
-        _say(error.for_cli())
-        return error.exit_code
-    except MigrationError as error:
-        _say(str(error))
-        return error.exit_code
-    except Exception as error:
-        # psycopg's errors (the sync's own statements) or SQLAlchemy's (a migration).
-        if not is_database_error(error):
-            raise
-        _say(database_error(error))
-        return EXIT_FAILED
     finally:
         if progress is not None:
             progress.__exit__(None, None, None)
     for note in result.notes:
-        _say(note)
+        click.echo(f"obs-sync: {note}", err=True)
     click.echo(format_summary(result))
     if interrupts.received is not None:
         return 128 + interrupts.received  # as a shell reports a process a signal ended
     return result.exit_code
-
-
-def run_migration_command(
-    config: Config, action: str, revision: str, *, assume_yes: bool = False
-) -> int:
-    """``obs-sync db upgrade|downgrade``. A downgrade that would undo a migration first
-    says what it drops and asks (``assume_yes`` skips that; off a terminal it is required).
-    """
-    setup_logging_for(config)
-    # Heavy, and only these commands need them (a sync loads them only to migrate).
-    from alembic.util import CommandError
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from obs_sync.db import migrate
-    from obs_sync.db.engine import make_engine
-    from obs_sync.store.tables import TABLE_NAMES
-
-    schema = config.database.schema_
-    try:
-        engine = make_engine(config)
-    except EmbeddedError as error:
-        _say(error.for_cli())
-        return error.exit_code
-    try:
-        if action == "upgrade":
-            before, after = migrate.upgrade(engine, schema, revision)
-        else:
-            plan = migrate.plan_downgrade(engine, schema, revision, TABLE_NAMES)
-            if plan.current is not None and not plan.resolved:
-                known = ", ".join(migrate.known_revisions())
-                _say(
-                    f"downgrade --revision {revision}: not a revision at or below the schema's "
-                    f"{plan.current}; use -1 (one step), base (drop everything) or one of {known}"
-                )
-                return EXIT_USAGE
-            if plan.current is not None and not plan.reverted:
-                click.echo(f"schema {schema}: already at {plan.current}; nothing to downgrade")
-                return EXIT_OK
-            if plan.current is not None and not assume_yes:
-                if not sys.stdin.isatty():
-                    _say(f"{plan.describe()}. Not on a terminal: add --yes to go ahead")
-                    return EXIT_USAGE
-                if not click.confirm(
-                    f"{plan.describe()}. This cannot be undone. Go ahead?", err=True
-                ):
-                    _say("nothing changed")
-                    return EXIT_FAILED
-            before, after = migrate.downgrade(engine, schema, revision)
-    except MigrationError as error:
-        _say(str(error))
-        return error.exit_code
-    except SQLAlchemyError as error:
-        _say(database_error(error))
-        return EXIT_FAILED
-    except CommandError as error:  # Alembic's: an unknown revision and the like
-        _say(f"{action} {revision}: {error}")
-        return EXIT_USAGE
-    finally:
-        engine.dispose()
-    if before == after:
-        click.echo(f"schema {schema}: already at {after or 'base (no tables)'}")
-    else:
-        click.echo(f"schema {schema}: {action}d from {before or 'base'} to {after or 'base'}")
-    return EXIT_OK

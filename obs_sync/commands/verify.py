@@ -10,11 +10,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from obs_sync.db.url import quote_identifier
+import click
+
+from obs_sync.commands.table import table_lines
+from obs_sync.db.engine import make_engine
+from obs_sync.diff import StoredCode, compute_changes
 from obs_sync.isales.client import ISalesClient
 from obs_sync.isales.errors import ISalesError
 from obs_sync.observability import redactor_for
-from obs_sync.store.integrity import Finding, VerifyError, verify_database
+from obs_sync.store.integrity import Finding, VerifyError, present_codes, verify_database
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -27,34 +31,32 @@ __all__ = [
     "format_json",
     "format_text",
     "run_verify",
+    "verify_database",
     "verify_upstream",
 ]
 
 
-def run_verify(
-    config: Config,
-    engine: Engine,
-    *,
-    vdn_ids: Sequence[int] | None,
-    upstream: bool,
-    fmt: str,
-) -> tuple[int, str]:
-    """The command: (exit code 0/1, output). Raises VerifyError / SQLAlchemyError."""
+def run_verify(config: Config, *, vdn_ids: Sequence[int] | None, upstream: bool, fmt: str) -> int:
+    """The command: print the findings; exit 0 (all holds) or 1 (findings listed)."""
     schema = config.database.schema_
-    findings = verify_database(
-        engine,
-        schema,
-        keep_days=config.sync.keep_run_records_days,
-        vdn_ids=vdn_ids,
-        heartbeat_seconds=config.sync.heartbeat_seconds,
-    )
-    if upstream:
-        findings = sorted(
-            findings + verify_upstream(config, engine, vdn_ids or config.isales.vdn_list),
-            key=Finding.sort_key,
+    engine = make_engine(config)
+    try:
+        findings = verify_database(
+            engine,
+            schema,
+            keep_days=config.sync.keep_run_records_days,
+            vdn_ids=vdn_ids,
+            heartbeat_seconds=config.sync.heartbeat_seconds,
         )
-    output = format_json(findings, schema) if fmt == "json" else format_text(findings, schema)
-    return (1 if findings else 0), output
+        if upstream:
+            findings = sorted(
+                findings + verify_upstream(config, engine, vdn_ids or config.isales.vdn_list),
+                key=Finding.sort_key,
+            )
+    finally:
+        engine.dispose()
+    click.echo(format_json(findings, schema) if fmt == "json" else format_text(findings, schema))
+    return 1 if findings else 0
 
 
 # ------------------------------------------------------------------------- upstream
@@ -76,7 +78,6 @@ def verify_upstream(
     """
     redact = redactor_for(config)
     findings: list[Finding] = []
-    s = quote_identifier(config.database.schema_)
     with ISalesClient(config.isales) as client:
         for vdn_id in vdn_ids:
             try:
@@ -86,18 +87,7 @@ def verify_upstream(
                     Finding(vdn_id, None, "upstream-fetch", redact(f"fetch failed: {error}"))
                 )
                 continue
-            with engine.connect() as connection:
-                connection.exec_driver_sql(
-                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
-                )
-                stored: dict[str, str] = dict(
-                    connection.exec_driver_sql(
-                        f"SELECT obs_code, obs_code_desc FROM {s}.result_code "
-                        "WHERE vdn_id = %(vdn)s AND deleted_at IS NULL",
-                        {"vdn": vdn_id},
-                    ).all()
-                )
-                connection.rollback()
+            stored = present_codes(engine, config.database.schema_, vdn_id)
             findings += compare_snapshot(vdn_id, stored, snapshot.codes, snapshot.complete)
             if not snapshot.complete:
                 findings.append(
@@ -115,26 +105,22 @@ def verify_upstream(
 def compare_snapshot(
     vdn_id: int, stored: Mapping[str, str], fetched: Mapping[str, str], complete: bool
 ) -> list[Finding]:
-    """The differences between the stored present codes and a fetched snapshot."""
-    findings = []
-    for code, desc in fetched.items():
-        if code not in stored:
-            findings.append(Finding(vdn_id, code, "upstream-missing", f"iSales has it: {desc!r}"))
-        elif stored[code] != desc:
-            findings.append(
-                Finding(
-                    vdn_id,
-                    code,
-                    "upstream-desc",
-                    f"stored {stored[code]!r}, iSales says {desc!r}",
-                )
-            )
-    if complete:
-        for code, desc in stored.items():
-            if code not in fetched:
-                findings.append(
-                    Finding(vdn_id, code, "upstream-extra", f"iSales no longer has {desc!r}")
-                )
+    """The differences between the stored present codes and a fetched snapshot: what a
+    sync would change (:func:`obs_sync.diff.compute_changes`, no deletion withheld)."""
+    rows = {code: StoredCode(code, desc, deleted=False) for code, desc in stored.items()}
+    changes = compute_changes(rows, fetched, complete=complete, max_delete_fraction=1)
+    findings = [
+        Finding(vdn_id, code, "upstream-missing", f"iSales has it: {desc!r}")
+        for code, desc in changes.inserts
+    ]
+    findings += [
+        Finding(vdn_id, code, "upstream-desc", f"stored {old!r}, iSales says {new!r}")
+        for code, old, new in changes.updates
+    ]
+    findings += [
+        Finding(vdn_id, code, "upstream-extra", f"iSales no longer has {stored[code]!r}")
+        for code in changes.deletes
+    ]
     return findings
 
 
@@ -144,18 +130,12 @@ def compare_snapshot(
 def format_text(findings: Sequence[Finding], schema: str) -> str:
     if not findings:
         return f"obs-sync verify: every check holds (schema {schema})"
-    rows = [("VDN", "CODE", "CHECK", "DETAIL")] + [
+    rows = [
         # VDN 0: a finding about the runs, not one VDN (dead-run).
         (str(f.vdn_id or "-"), f.obs_code if f.obs_code is not None else "-", f.check, f.detail)
         for f in findings
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
-        + "  "
-        + row[3]
-        for row in rows
-    ]
+    lines = table_lines(("VDN", "CODE", "CHECK", "DETAIL"), rows, strip=False)
     vdns = len({f.vdn_id for f in findings if f.vdn_id})
     lines.append(
         f"obs-sync verify: {len(findings)} finding(s) in {vdns} VDN(s) (schema {schema}); "

@@ -1,8 +1,8 @@
 """``obs-sync run``: a thin APScheduler 3.x shell around :func:`obs_sync.sync.run_sync`.
 
-The job is the same plain function the one-shot ``sync`` command runs; this module only
-decides *when* it runs, bounds each run with a deadline, feeds metrics and health, and
-shuts down cleanly on SIGTERM/SIGINT:
+The job (:class:`obs_sync.daemon.job.SyncJob`) runs the same ``run_sync`` as the one-shot
+``sync`` command; this module only decides *when* it runs, bounds each run with a deadline,
+feeds metrics and health, and shuts down cleanly on SIGTERM/SIGINT:
 
 * one run at a time (``max_instances=1``), missed fire times collapse into one run
   (``coalesce``) and a run that could not start within ``misfire_grace_seconds`` is skipped;
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from obs_sync.daemon.job import Job, StartError, SyncJob
 from obs_sync.daemon.metrics import Metrics, MetricsServer
-from obs_sync.daemon.schedule import ScheduleError, Timing, make_trigger
+from obs_sync.daemon.schedule import Timing, make_trigger
 from obs_sync.errors import EXIT_FAILED, EXIT_OK, one_line
 from obs_sync.health import Failure, HealthTracker
 from obs_sync.logcontext import PendingRun, bind
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from obs_sync.config import Config
     from obs_sync.store.status import VdnRow
 
-log = logging.getLogger("obs_sync.scheduler")  # the name logs have always shown
+log = logging.getLogger(__name__)
 
 
 def _utcnow() -> datetime:
@@ -177,7 +177,7 @@ class Daemon:
                 f"metrics.host/metrics.port: cannot listen on {host}:{port}: {reason}; set "
                 "metrics.port to a free port (0 turns the endpoint off) or metrics.host to an "
                 "address of this machine"
-            ) from None
+            ) from error
         self.server = server.start()
         log.info(
             "serving /metrics and /healthz on http://%s:%d",
@@ -192,22 +192,21 @@ class Daemon:
         if install_signals:
             self.install_signal_handlers()
         self.start_metrics()
-        prepare = getattr(self.job, "prepare", None)
-        if prepare is not None:
-            try:
-                prepare()
-                log.info("database reachable")
-            except StartError:
-                if self.server is not None:
-                    self.server.stop()
-                raise
-            except Exception as error:
-                log.error("database not reachable at start: %s (runs will retry)", one_line(error))
-            else:
-                self._seed_from_records()
+        try:
+            self.job.prepare()
+            log.info("database reachable")
+        except StartError:
+            if self.server is not None:
+                self.server.stop()
+            raise
+        except Exception as error:
+            log.error("database not reachable at start: %s (runs will retry)", one_line(error))
+        else:
+            self._seed_from_records()
 
         schedule = self.config.schedule
         scheduler = BackgroundScheduler(
+            # One run at a time; missed fire times collapse into one run.
             job_defaults={"coalesce": True, "max_instances": 1},
             executors={"default": {"type": "threadpool", "max_workers": 1}},
         )
@@ -216,8 +215,6 @@ class Daemon:
             self.trigger,
             id="sync",
             name="obs-sync run",
-            coalesce=True,
-            max_instances=1,
             misfire_grace_time=schedule.misfire_grace_seconds,
             # Without run_at_start the first run waits for the trigger.
             **({"next_run_time": datetime.now(timezone.utc)} if schedule.run_at_start else {}),
@@ -273,11 +270,10 @@ class Daemon:
     def _seed_from_records(self, *, quiet: bool = False) -> None:
         """Health and metrics from the run records; retried before each run until it works
         (the database may be down when the daemon starts)."""
-        recorded = getattr(self.job, "recorded", None)
-        if recorded is None or self.seeded:
+        if self.seeded:
             return
         try:
-            rows: Sequence[VdnRow] = recorded()
+            rows: Sequence[VdnRow] = self.job.recorded()
         except Exception as error:
             if not quiet:
                 log.warning(
@@ -336,21 +332,15 @@ class Daemon:
                 timeout,
             )
             return EXIT_FAILED
-        close = getattr(self.job, "close", None)
-        if close is not None:
-            close()
+        self.job.close()
         log.info("stopped cleanly")
         return EXIT_OK
 
 
 def run_daemon(config: Config, *, job: Job | None = None, install_signals: bool = True) -> int:
-    """``obs-sync run``: serve until SIGTERM/SIGINT; return the process exit code."""
-    try:
-        daemon = Daemon(config, job=job)
-        code = daemon.serve(install_signals=install_signals)
-    except (ScheduleError, StartError) as error:
-        log.error("cannot start: %s", error)
-        return error.exit_code
+    """``obs-sync run``: serve until SIGTERM/SIGINT; return the process exit code. Raises
+    :class:`ScheduleError` / :class:`StartError` when it cannot start as configured."""
+    code = Daemon(config, job=job).serve(install_signals=install_signals)
     if code != EXIT_OK:
         # The run in flight is still going in a worker thread that the interpreter would
         # join at exit; only a hard exit keeps the shutdown bound.

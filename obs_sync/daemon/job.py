@@ -10,16 +10,15 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import text
-
 from obs_sync.db.embedded import EmbeddedError, require_installed, restart_if_stopped
 from obs_sync.db.engine import make_engine
 from obs_sync.db.migrate import MigrationError, needs_upgrade
 from obs_sync.db.revision import revision_sa
-from obs_sync.db.url import describe_database, quote_identifier
+from obs_sync.db.url import describe_database
 from obs_sync.errors import UsageError
 from obs_sync.logcontext import PendingRun
-from obs_sync.store.status import StatusError, read_status
+from obs_sync.store.status import StatusError, read_last_run_success, read_status
+from obs_sync.store.store import Store
 from obs_sync.sync import connections_per_run, run_sync
 
 if TYPE_CHECKING:
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
     from obs_sync.config import Config
     from obs_sync.store.status import VdnRow
 
-log = logging.getLogger("obs_sync.scheduler")  # the name logs have always shown
+log = logging.getLogger(__name__)
 
 
 class StartError(UsageError):
@@ -46,7 +45,21 @@ class RunResultLike(Protocol):
 
 
 class Job(Protocol):
-    """One sync run; :class:`SyncJob` calls :func:`obs_sync.sync.run_sync`."""
+    """What the daemon runs: :meth:`prepare` once at start, :meth:`recorded` until it
+    answers, one call per fire time, :meth:`close` at a clean shutdown. :class:`SyncJob`
+    calls :func:`obs_sync.sync.run_sync`."""
+
+    def prepare(self) -> None:
+        """Reach what the runs need; :class:`StartError` if they never could."""
+        ...
+
+    def recorded(self) -> Sequence[VdnRow]:
+        """The run records' VDN rows (failure streaks, last successes) to seed health from."""
+        ...
+
+    def close(self) -> None:
+        """Release what :meth:`prepare` or the runs acquired."""
+        ...
 
     def __call__(
         self,
@@ -76,20 +89,19 @@ class SyncJob:
             if config.database.embedded:
                 require_installed()
         except EmbeddedError as error:
-            raise StartError(str(error)) from None
+            raise StartError(str(error)) from error
 
     def prepare(self) -> None:
         """Create the engine (starting the embedded PostgreSQL if configured) and connect once."""
         if self.engine is None:
             self.engine = self._make_engine()
         schema = self.config.database.schema_
-        with self.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        with self.engine.connect() as connection:  # connects: the database is reachable
             revision = revision_sa(connection, schema)
         try:
             needs_upgrade(revision, schema, migrate=True)
         except MigrationError as error:  # migrated by a newer obs-sync: every run would fail
-            raise StartError(str(error)) from None
+            raise StartError(str(error)) from error
 
     def recorded(self) -> Sequence[VdnRow]:
         """Each configured VDN's recorded freshness and failure streak (empty before the
@@ -112,19 +124,12 @@ class SyncJob:
         """When the last run in which every VDN succeeded finished (None: never)."""
         if self.engine is None:
             return None
-        schema = quote_identifier(self.config.database.schema_)
-        with self.engine.connect() as connection:
-            value: datetime | None = connection.execute(
-                text(f"SELECT max(finished_at) FROM {schema}.sync_run WHERE status = 'succeeded'")
-            ).scalar()
-        return value
+        return read_last_run_success(self.engine, self.config.database.schema_)
 
     def abandon_dead_runs(self) -> list[int]:
         """Mark the runs whose process is gone (any host) abandoned; their ids."""
         if self.engine is None:
             return []
-        from obs_sync.store.store import Store
-
         store = Store(self.engine, self.config.database.schema_)
         return store.abandon_dead_runs(
             hostname=socket.gethostname(),

@@ -33,7 +33,7 @@ from obs_sync.health import Health
 from obs_sync.isales.events import OUTCOMES, RequestEvent
 from obs_sync.results import FAILING, VDN_STATUSES, VdnResult
 
-log = logging.getLogger("obs_sync.observability")  # the name logs have always shown
+log = logging.getLogger(__name__)
 
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 RUN_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)

@@ -90,7 +90,7 @@ def make_trigger(schedule: ScheduleConfig, tz: Any = None) -> Any:
         except ValueError as error:
             raise ScheduleError(
                 f"schedule.cron {schedule.cron!r}: {_bad_cron_field(fields) or error}"
-            ) from None
+            ) from error
     assert schedule.interval_minutes is not None  # the config fills in the default
     return IntervalTrigger(seconds=schedule.interval_minutes * 60, timezone=tz, jitter=jitter)
 

@@ -178,7 +178,7 @@ class EnginePool(Pool):
     """
 
     def __init__(self, engine: Engine) -> None:
-        from sqlalchemy import event
+        from sqlalchemy import event  # here: a one-shot sync's own pool never loads SQLAlchemy
 
         self.engine = engine
         if not event.contains(engine.pool, "reset", _reset_on_return):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -31,7 +30,7 @@ from obs_sync.isales.diagnosis import clock_hint, diagnose
 from obs_sync.isales.errors import (
     AUTH_ADVICE,
     AuthenticationError,
-    Cancelled,
+    Cancellation,
     DataError,
     HTTPStatusError,
     ISalesError,
@@ -144,16 +143,14 @@ class ISalesClient:
         )
         self._limiter = RateLimiter(config.max_requests_per_second)
         self._closed = False
-        # Set by cancel(): fetches end at their next request or retry wait (a request on
-        # the wire still ends within isales.timeout_seconds).
-        self._cancelled = threading.Event()
+        self._cancel = Cancellation()
 
         self._retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(config.max_retries + 1),
             wait=self._wait,
             retry=tenacity.retry_if_exception(_retryable),
             before_sleep=self._before_sleep,
-            sleep=self._sleep,
+            sleep=self._cancel.sleep,
             reraise=True,
         )
 
@@ -179,11 +176,7 @@ class ISalesClient:
 
     def cancel(self) -> None:
         """End every fetch in progress at its next request or retry wait (thread-safe)."""
-        self._cancelled.set()
-
-    def _sleep(self, seconds: float) -> None:
-        if self._cancelled.wait(seconds):
-            raise Cancelled("fetch cancelled while waiting to retry")
+        self._cancel.set()
 
     # ----------------------------------------------------------------- public API
 
@@ -278,8 +271,7 @@ class ISalesClient:
     ) -> Page:
         if self._closed:
             raise ISalesError("the iSales client is closed")
-        if self._cancelled.is_set():
-            raise Cancelled("fetch cancelled before its next request")
+        self._cancel.check()
         self._limiter.acquire()
         counters.requests += 1
         started = time.perf_counter()

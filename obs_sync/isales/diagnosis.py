@@ -69,6 +69,59 @@ FIXES = {
     NETWORK: "check the network between this host and isales.base_url's host",
     REQUEST: "check isales.base_url, isales.access_key and isales.locale",
 }
+# The categories of a TransportError for an answer, not a transport failure
+# (obs_sync.isales.client: a status retried until the retries ran out, a body not JSON).
+HTTP_STATUS = "http_status"
+NON_JSON = "non_json"
+
+# `obs-sync check`'s fix per category: longer than FIXES (said once, after a failed
+# check, not on every failed attempt), naming where to look first. {scheme}: isales.base_url's.
+_CONNECT = (
+    "cannot connect: check the host and port in isales.base_url ({scheme}), that the server "
+    "is running, and that a firewall allows this host to reach it"
+)
+_TLS_SETUP = (
+    "TLS failed: set isales.verify_tls to the path of the CA bundle that signed the server's "
+    "certificate (false only for a lab server); check http vs https in isales.base_url"
+)
+SETUP_FIXES = {
+    TLS_HOSTNAME: (
+        "the certificate does not name the host in isales.base_url: use a host name the "
+        "certificate covers (not an IP address unless the certificate lists it)"
+    ),
+    TLS_CLOSED: _TLS_SETUP,
+    TLS_CERTIFICATE: _TLS_SETUP,
+    TLS_NOT_HTTPS: _TLS_SETUP,
+    TLS: _TLS_SETUP,
+    TIMEOUT: (
+        "no answer in time: check isales.base_url and the firewall, or raise "
+        "isales.timeout_seconds for a slow server"
+    ),
+    DNS: (
+        "the host name in isales.base_url does not resolve: check its spelling and this "
+        "host's DNS (/etc/resolv.conf), or use the server's IP address"
+    ),
+    UNREACHABLE: (
+        "no network route to the host in isales.base_url: check the address, this "
+        "host's routes and any VPN or firewall between them"
+    ),
+    REFUSED: _CONNECT,
+    RESET: _CONNECT,
+    CLOSED: _CONNECT,
+    CUT: _CONNECT,
+    NETWORK: _CONNECT,
+    HTTP_STATUS: "the server is failing or overloaded: try again later, or ask its operators",
+}
+SETUP_FIXES[CONNECT_TIMEOUT] = SETUP_FIXES[TIMEOUT]
+SETUP_FIXES[NON_JSON] = SETUP_FIXES[HTTP_STATUS]
+
+
+def setup_fix(category: str, scheme: str) -> str | None:
+    """`obs-sync check`'s fix for a failure of this category (None: none of its own)."""
+    fix = SETUP_FIXES.get(category)
+    return fix.format(scheme=scheme) if fix is not None else None
+
+
 # What retrying cannot fix: the configuration (or the server's certificate) must change.
 FINAL = frozenset({TLS_CERTIFICATE, TLS_HOSTNAME, TLS_NOT_HTTPS, REQUEST})
 # OpenSSL reasons (ssl.SSLError.reason) for a TLS client talking to a port that is not TLS.

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
 
-__all__ = ["CHECKS", "Finding", "VerifyError", "verify_database"]
+__all__ = ["CHECKS", "Finding", "VerifyError", "present_codes", "verify_database"]
 
 
 @dataclass(frozen=True)
@@ -283,3 +283,19 @@ def _run_checks(
         statement = sql.format(s=quote_identifier(schema), **_FILTERS)
         for vdn_id, code, detail in connection.exec_driver_sql(statement, params):
             yield Finding(int(vdn_id), code, name, str(detail))
+
+
+def present_codes(engine: Engine, schema: str, vdn_id: int) -> dict[str, str]:
+    """One VDN's present codes (obs_code -> description), read in one read-only snapshot:
+    what ``verify --upstream`` compares with a fresh fetch."""
+    with engine.connect() as connection:
+        connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        stored: dict[str, str] = dict(
+            connection.exec_driver_sql(
+                f"SELECT obs_code, obs_code_desc FROM {quote_identifier(schema)}.result_code "
+                "WHERE vdn_id = %(vdn)s AND deleted_at IS NULL",
+                {"vdn": vdn_id},
+            ).all()
+        )
+        connection.rollback()
+    return stored

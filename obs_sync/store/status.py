@@ -231,3 +231,13 @@ def read_status(
             raise
         connection.rollback()
     return Status(runs, vdns, datetime.now(timezone.utc), warnings)
+
+
+def read_last_run_success(engine: Engine, schema: str) -> datetime | None:
+    """When the last run in which every VDN succeeded finished (None: never)."""
+    with engine.connect() as connection:
+        quoted = connection.dialect.identifier_preparer.quote_identifier(schema)
+        value: datetime | None = connection.execute(
+            text(f"SELECT max(finished_at) FROM {quoted}.sync_run WHERE status = 'succeeded'")
+        ).scalar()
+    return value

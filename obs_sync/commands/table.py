@@ -1,0 +1,31 @@
+"""The one table renderer of command output (``sync``, ``status``, ``fetch``, ``verify``,
+``demo``): columns left-aligned, two spaces apart."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+
+def table_lines(
+    header: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    *,
+    rule: bool = False,
+    strip: bool = True,
+) -> list[str]:
+    """The header and the rows, each column as wide as its widest cell; the last column
+    is not padded. ``rule``: a line of dashes under the header. ``strip``: no trailing
+    spaces; off where a last cell's own trailing spaces are data (a description as sent).
+    """
+    body = [list(row) for row in rows]
+    widths = [max([len(h), *(len(row[i]) for row in body)]) for i, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [cell.ljust(width) for cell, width in zip(cells[:-1], widths, strict=False)]
+        text = "  ".join([*padded, *cells[-1:]])
+        return text.rstrip() if strip else text
+
+    lines = [line(header)]
+    if rule:
+        lines.append(line(["-" * width for width in widths]))
+    return lines + [line(row) for row in body]

@@ -1,0 +1,96 @@
+"""The demo's SQL (``obs-sync demo``): its schema reset, what a run changed read back from
+the history, and the docs/bi.md "description at call time" query over a call-records
+table made for the demo."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import text
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+# docs/bi.md, "description at call time".
+CALL_TIME_QUERY = """\
+SELECT c.call_id, c.called_at, c.vdn_id, c.obs_code, h.obs_code_desc
+FROM {calls} AS c
+LEFT JOIN {schema}.result_code_history AS h
+  ON  h.vdn_id = c.vdn_id
+  AND h.obs_code = c.obs_code
+  AND h.valid_from <= c.called_at
+  AND (h.valid_to IS NULL OR c.called_at < h.valid_to)
+ORDER BY c.call_id"""
+
+
+def explore_query(schema: str) -> str:
+    """What the demo suggests running in psql afterwards."""
+    return f"SELECT * FROM {schema}.result_code"
+
+
+def reset_schema(engine: Engine, schema: str) -> None:
+    with engine.begin() as connection:
+        connection.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+
+
+def versions_opened(connection: Connection, schema: str, run_id: int | None) -> list[Any]:
+    """(vdn_id, obs_code, new_desc, old_desc) of each version ``run_id`` opened; old_desc
+    is None for a new code."""
+    return list(
+        connection.execute(
+            text(
+                f"""
+                SELECT h.vdn_id, h.obs_code, h.obs_code_desc AS new_desc,
+                       prev.obs_code_desc AS old_desc
+                FROM {schema}.result_code_history AS h
+                LEFT JOIN {schema}.result_code_history AS prev
+                  ON prev.vdn_id = h.vdn_id AND prev.obs_code = h.obs_code
+                 AND prev.valid_to = h.valid_from
+                WHERE h.sync_run_id = :run
+                ORDER BY h.vdn_id, h.obs_code
+                """
+            ),
+            {"run": run_id},
+        ).all()
+    )
+
+
+def deleted_since(connection: Connection, schema: str, since: datetime) -> list[Any]:
+    """(vdn_id, obs_code, obs_code_desc) of each code deleted at or after ``since``."""
+    return list(
+        connection.execute(
+            text(
+                f"""
+                SELECT vdn_id, obs_code, obs_code_desc FROM {schema}.result_code
+                WHERE deleted_at IS NOT NULL AND deleted_at >= :since
+                ORDER BY vdn_id, obs_code
+                """
+            ),
+            {"since": since},
+        ).all()
+    )
+
+
+def call_time_rows(
+    connection: Connection, schema: str, calls: Sequence[dict[str, Any]]
+) -> tuple[str, list[tuple[Any, ...]]]:
+    """Store ``calls`` (id, at, vdn, code) in a demo call-records table, then run
+    :data:`CALL_TIME_QUERY` over it: the query as run, and its rows."""
+    table = f"{schema}.demo_call_record"
+    connection.execute(
+        text(
+            f"CREATE TABLE {table} (call_id int PRIMARY KEY, called_at timestamptz NOT NULL, "
+            "vdn_id int NOT NULL, obs_code text NOT NULL)"
+        )
+    )
+    connection.execute(text(f"INSERT INTO {table} VALUES (:id, :at, :vdn, :code)"), list(calls))
+    query = CALL_TIME_QUERY.format(calls=table, schema=schema)
+    return query, [tuple(row) for row in connection.execute(text(query)).all()]
+
+
+def history_rows(connection: Connection, schema: str) -> int:
+    return int(
+        connection.execute(text(f"SELECT count(*) FROM {schema}.result_code_history")).scalar_one()
+    )
