@@ -281,7 +281,6 @@ class Daemon:
                     one_line(error),
                 )
             return
-        self.seeded = True
         failing = {
             row.vdn_id: Failure(since=row.failing_since, count=row.streak, error=row.last_error)
             for row in rows
@@ -313,6 +312,7 @@ class Daemon:
                 first,
                 failing[first].since.isoformat(timespec="seconds"),
             )
+        self.seeded = True  # last: health and metrics hold the records once this is set
 
     def _drain(self, timeout: float) -> int:
         limit = time.monotonic() + timeout
