@@ -23,8 +23,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from obs_sync.config import load_config
+    from obs_sync.engine.run import run_sync
     from obs_sync.observability import setup_logging_for
-    from obs_sync.sync import run_sync
 
     config = load_config(args.config)
     setup_logging_for(config)

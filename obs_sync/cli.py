@@ -33,7 +33,6 @@ from obs_sync.errors import (
     ConfigurationError,
     ObsSyncError,
     UsageError,
-    configuration_error,
     exit_codes_help,
 )
 from obs_sync.observability import Redactor, config_secrets, setup_logging_for
@@ -43,14 +42,6 @@ log = logging.getLogger(__name__)
 
 # A VDN id on the command line: the range isales.vdn_ids accepts (obs_sync.config).
 VDN_ID = click.IntRange(VDN_MIN, VDN_MAX)
-
-
-def _error_line(error: ObsSyncError) -> str:
-    # A ConfigError is a ConfigurationError once config.py derives it from that class
-    # (house-core); until then it is named here. Either way errors.py writes the prefix.
-    if isinstance(error, ConfigError) and not isinstance(error, ConfigurationError):
-        return configuration_error(str(error))
-    return error.for_cli()
 
 
 def exit_on_error(ctx: click.Context, error: BaseException, message: str, code: int) -> NoReturn:
@@ -100,7 +91,7 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except ObsSyncError as error:
-            exit_on_error(ctx, error, _error_line(error), error.exit_code)
+            exit_on_error(ctx, error, error.for_cli(), error.exit_code)
         except Exception as error:
             # psycopg's errors (the sync's own statements) or SQLAlchemy's (the others).
             if not is_database_error(error):

@@ -6,11 +6,19 @@ returned ``Changes`` into set-based SQL; docs/semantics.md states the rules in p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-__all__ = ["Changes", "StoredCode", "compute_changes", "find_unstorable"]
+__all__ = [
+    "Changes",
+    "StoredCode",
+    "compute_changes",
+    "find_unstorable",
+    "matches",
+    "no_changes",
+    "present",
+]
 
 
 @dataclass(frozen=True)
@@ -89,17 +97,17 @@ def compute_changes(
         else:
             unchanged += 1
 
-    present = sum(1 for row in stored.values() if not row.deleted)
+    present_count = present(stored)
     deletes: list[str] = []
     # When the snapshot matched every present code there is nothing to delete, so the
     # set-difference scan is skipped on the no-change path.
-    if complete and present > unchanged + len(updates):
+    if complete and present_count > unchanged + len(updates):
         deletes = [code for code, row in stored.items() if not row.deleted and code not in fetched]
 
     withheld: list[str] = []
     guarded = False
     # Exact rational comparison: deletes > fraction * present.
-    if deletes and len(deletes) * limit.denominator > limit.numerator * present:
+    if deletes and len(deletes) * limit.denominator > limit.numerator * present_count:
         guarded = True
         withheld, deletes = deletes, []
 
@@ -111,6 +119,32 @@ def compute_changes(
         unchanged=unchanged,
         guarded=guarded,
         withheld_deletes=tuple(sorted(withheld)),
+    )
+
+
+def present(stored: Mapping[str, StoredCode]) -> int:
+    """How many of the stored codes are present (not deleted)."""
+    return sum(1 for row in stored.values() if not row.deleted)
+
+
+def matches(rows: Sequence[tuple[str, str, bool]], codes: Mapping[str, str]) -> bool:
+    """True when the stored rows are exactly the snapshot: all present, same descriptions."""
+    if len(rows) != len(codes):
+        return False
+    get = codes.get
+    return all(not deleted and get(code) == desc for code, desc, deleted in rows)
+
+
+def no_changes(unchanged: int) -> Changes:
+    """The diff of a snapshot identical to the ``unchanged`` present codes stored."""
+    return Changes(
+        inserts=(),
+        updates=(),
+        deletes=(),
+        restores=(),
+        unchanged=unchanged,
+        guarded=False,
+        withheld_deletes=(),
     )
 
 

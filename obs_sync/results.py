@@ -1,7 +1,7 @@
 """The outcome of a sync, per VDN and per run: the statuses, and the one place that decides them.
 
 Plain data and pure functions, cheap to import (``obs-sync sync`` starts fetching before
-the database side is ready; see :mod:`obs_sync.sync`). The store reads and writes; a
+the database side is ready; see :mod:`obs_sync.engine`). The store reads and writes; a
 :class:`VdnPlan` (one fetched VDN) tells it what changes and what the VDN's result is, and
 :func:`run_status` decides a run's.
 """
@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from obs_sync.diff import Changes, StoredCode, compute_changes, find_unstorable
 from obs_sync.errors import EXIT_FAILED, EXIT_OK
-from obs_sync.snapshot import FetchStats, Snapshot
+from obs_sync.snapshot import FetchFailure, Snapshot
 
 VdnStatus = Literal["succeeded", "failed", "incomplete", "skipped", "guarded"]
 RunStatus = Literal["running", "succeeded", "failed", "stopped", "abandoned"]
@@ -146,12 +146,7 @@ def not_reached(vdn_id: int, at: datetime) -> VdnResult:
 
 
 def fetch_failed(
-    vdn_id: int,
-    started_at: datetime,
-    finished_at: datetime,
-    error: str,
-    stats: FetchStats,
-    kind: ErrorKind = "internal",
+    vdn_id: int, started_at: datetime, finished_at: datetime, failure: FetchFailure
 ) -> VdnResult:
     """A VDN that could not be fetched: nothing of it was written; its fetch cost is kept."""
     return VdnResult(
@@ -159,10 +154,10 @@ def fetch_failed(
         "failed",
         started_at=started_at,
         finished_at=max(finished_at, started_at),  # both database clock; the end estimated
-        pages=stats.pages,
-        requests=stats.requests,
-        error=error,
-        error_kind=kind,
+        pages=failure.stats.pages,
+        requests=failure.stats.requests,
+        error=failure.error,
+        error_kind=failure.kind,
     )
 
 

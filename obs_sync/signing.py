@@ -18,6 +18,8 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import requests
 from requests.auth import AuthBase
 
+from obs_sync.headers import unsent_headers
+
 TimestampPrecision = Literal["seconds", "milliseconds"]
 
 DEFAULT_SIGNED_HEADERS: tuple[str, ...] = ("content-type", "host")
@@ -147,14 +149,12 @@ class C2Auth(AuthBase):
             body = body.decode("utf-8")
         if "content-length" in self.signed_headers and "Content-Length" not in request.headers:
             request.headers["Content-Length"] = str(len(body.encode()))
-        signed: dict[str, str] = {}
-        for name in self.signed_headers:
-            value = request.headers.get(name)
-            if value is None:
-                raise ValueError(
-                    f"isales.signing.signed_headers: header {name!r} is signed but not sent"
-                )
-            signed[name] = value
+        missing = unsent_headers(self.signed_headers, request.headers)
+        if missing:
+            raise ValueError(
+                f"isales.signing.signed_headers: header {missing[0]!r} is signed but not sent"
+            )
+        signed = {name: request.headers[name] for name in self.signed_headers}
         parts = urlsplit(url)
         request.headers["Authorization"] = authorization(
             self.access_key,

@@ -1,4 +1,5 @@
-"""What one fetch of one VDN produced: plain data shared by the client, the diff and the store."""
+"""What one fetch of one VDN produced (its snapshot, or why there is none): plain data shared
+by the client, the diff, the run and the store."""
 
 from __future__ import annotations
 
@@ -34,3 +35,14 @@ class Snapshot:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "codes", MappingProxyType(dict(self.codes)))
+
+
+@dataclass(frozen=True)
+class FetchFailure:
+    """Why a VDN could not be fetched: one line of error text (secrets masked), its kind
+    (:data:`obs_sync.results.ErrorKind`), and what the failed fetch cost."""
+
+    error: str
+    kind: str = "internal"
+    stats: FetchStats = field(default_factory=FetchStats)
+    status: int | None = None  # the HTTP status, when it failed on one (fail fast reads it)

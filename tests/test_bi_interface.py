@@ -16,9 +16,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from obs_sync.db import migrate
+from obs_sync.engine.run import run_sync
 from obs_sync.simulator import Fault, Simulator
 from obs_sync.store.grants import grant_reader
-from obs_sync.sync import run_sync
 from tests.fixtures_db import TEST_SCHEMA, make_config
 
 S = TEST_SCHEMA

@@ -13,8 +13,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection
 
 from obs_sync.commands.demo import CHANGED_CODE, DEMO_CODES, NEW_CODE, REMOVED_CODE
+from obs_sync.engine.run import run_sync
 from obs_sync.simulator import Fault, Simulator, SimulatorData
-from obs_sync.sync import run_sync
 from tests.fixtures_db import TEST_SCHEMA, make_config
 
 BI = Path(__file__).resolve().parent.parent / "docs" / "bi.md"

@@ -27,8 +27,8 @@ from obs_sync.config import (
     MAX_CONFIG_DEPTH,
     MAX_CONFIG_VALUES,
     ConfigError,
-    _check_shape,
 )
+from obs_sync.config.shape import check_shape
 from obs_sync.simulator import Simulator
 from tests.fixtures_db import config_dict
 from tests.fixtures_sim import SIM_ACCESS_KEY, SIM_SECRET_KEY, sim_data
@@ -327,13 +327,13 @@ def test_the_shape_limits_are_inclusive() -> None:
     deepest: Any = []
     for _ in range(MAX_CONFIG_DEPTH):
         deepest = [deepest]
-    _check_shape(deepest)  # MAX_CONFIG_DEPTH levels below the top: accepted
+    check_shape(deepest)  # MAX_CONFIG_DEPTH levels below the top: accepted
     with pytest.raises(ConfigError, match="nested more than"):
-        _check_shape([deepest])
+        check_shape([deepest])
     shared = ["x"] * 99  # one list of 100 values (itself included)...
-    _check_shape([shared] * ((MAX_CONFIG_VALUES - 1) // 100))  # ...referenced 99 times
+    check_shape([shared] * ((MAX_CONFIG_VALUES - 1) // 100))  # ...referenced 99 times
     with pytest.raises(ConfigError, match="alias bomb"):
-        _check_shape([shared] * ((MAX_CONFIG_VALUES - 1) // 100 + 1))
+        check_shape([shared] * ((MAX_CONFIG_VALUES - 1) // 100 + 1))
 
 
 @pytest.mark.parametrize(

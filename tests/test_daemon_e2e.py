@@ -35,7 +35,7 @@ import yaml
 
 from obs_sync.simulator import Fault, Simulator, SimulatorData
 
-pytest.importorskip("obs_sync.sync")
+pytest.importorskip("obs_sync.engine.run")
 pytestmark = pytest.mark.slow
 
 ACCESS = "e2e-access"

@@ -13,8 +13,8 @@ from sqlalchemy import create_engine, text
 
 from obs_sync.config import parse_config
 from obs_sync.daemon.daemon import Daemon
+from obs_sync.engine.run import run_sync
 from obs_sync.simulator import Fault, Simulator
-from obs_sync.sync import run_sync
 from tests.fixtures_db import TEST_SCHEMA, config_dict
 
 

@@ -20,9 +20,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 
+from obs_sync.engine.run import run_sync
 from obs_sync.simulator import Fault, Simulator
 from obs_sync.store.grants import grant_reader
-from obs_sync.sync import run_sync
 from tests.fixtures_db import TEST_SCHEMA, make_config
 
 REPO = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("obs_sync.sync")
+pytest.importorskip("obs_sync.engine.run")
 pytestmark = pytest.mark.slow
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from obs_sync.db import embedded
+from obs_sync.db import embedded, embedded_locations
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +53,7 @@ def modes(path: Path) -> dict[Path, tuple[int, int]]:
 
 
 def psql_as_nobody(socket: Path) -> subprocess.CompletedProcess[str]:
-    psql = Path(embedded._bin_dir(Path("/nonexistent")) / "psql")
+    psql = Path(embedded.find_bin_dir(Path("/nonexistent")) / "psql")
     return subprocess.run(
         [str(psql), "-h", str(socket), "-U", "postgres", "-d", "postgres", "-Atc", "SELECT 1"],
         user="nobody",
@@ -264,7 +264,7 @@ def test_root_data_left_in_roots_home_is_named_not_silently_replaced(
     for name in (embedded.DATA_DIR_ENV, "XDG_DATA_HOME"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    monkeypatch.setattr(embedded, "ROOT_DATA_HOME", tmp_path / "var-lib")
+    monkeypatch.setattr(embedded_locations, "ROOT_DATA_HOME", tmp_path / "var-lib")
     monkeypatch.setattr(embedded, "_url", None)
     with pytest.raises(embedded.EmbeddedError) as error:
         embedded.embedded_url()

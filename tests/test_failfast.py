@@ -14,9 +14,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from obs_sync.config import ConfigError, parse_config
+from obs_sync.engine.run import run_sync
 from obs_sync.failfast import AUTH_FIX, FailFast
 from obs_sync.simulator import Simulator, SimulatorData
-from obs_sync.sync import run_sync
 from tests.fixtures_db import TEST_SCHEMA, config_dict, make_config
 
 S = TEST_SCHEMA

@@ -69,8 +69,8 @@ from sqlalchemy.engine import Engine
 
 from obs_sync.commands.sync import run_sync_command
 from obs_sync.config import Config
+from obs_sync.engine.run import run_sync
 from obs_sync.simulator import Fault, Simulator, SimulatorData
-from obs_sync.sync import run_sync
 from tests.fixtures_db import assert_history_invariants, make_config
 
 VDNS = (1, 2, 3)

@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
+from obs_sync.engine.run import run_sync
 from obs_sync.simulator import Simulator
 from obs_sync.store.grants import grant_reader
 from obs_sync.store.sql import lock_class
-from obs_sync.store.status import read_status
-from obs_sync.sync import run_sync
+from obs_sync.store.status_query import read_status
 from tests.fixtures_db import TEST_SCHEMA, make_config, present_codes
 from tests.fixtures_sim import SIM_VDNS
 

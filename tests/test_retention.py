@@ -9,10 +9,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from obs_sync.db.migrate import upgrade
+from obs_sync.engine.run import run_sync
 from obs_sync.simulator import Simulator
 from obs_sync.store import retention
 from obs_sync.store.retention import prune_run_records
-from obs_sync.sync import run_sync
 from tests.fixtures_db import TEST_SCHEMA, make_config
 
 S = TEST_SCHEMA

@@ -23,9 +23,10 @@ from sqlalchemy.engine import Engine
 from obs_sync import logcontext
 from obs_sync.db.pool import EnginePool, OwnPool
 from obs_sync.db.url import connect_params
+from obs_sync.engine.run import run_sync
+from obs_sync.engine.workers import Workers
 from obs_sync.results import NOT_REACHED_ERROR
 from obs_sync.simulator import Fault, Simulator
-from obs_sync.sync import _Run, run_sync
 from tests.fixtures_db import TEST_SCHEMA, make_config
 
 S = TEST_SCHEMA
@@ -191,14 +192,14 @@ def test_a_worker_that_dies_leaves_its_vdn_recorded_as_such(
     simulator: Simulator, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = make_config(simulator, database_url, max_retries=0)
-    settle = _Run.settle
+    settle = Workers.settle
 
-    def dies_on_3(self: _Run, fetched: Any) -> Any:
+    def dies_on_3(self: Workers, fetched: Any) -> Any:
         if fetched.vdn_id == 3:
             raise SystemExit("worker gone")  # not an Exception: the thread ends
         return settle(self, fetched)
 
-    monkeypatch.setattr(_Run, "settle", dies_on_3)
+    monkeypatch.setattr(Workers, "settle", dies_on_3)
     monkeypatch.setattr(threading, "excepthook", lambda args: None)  # expected, quiet
     result = run_sync(config)
     three = next(v for v in result.vdns if v.vdn_id == 3)

@@ -20,10 +20,10 @@ from obs_sync.cli import main
 from obs_sync.config import Config, parse_config
 from obs_sync.db import migrate
 from obs_sync.simulator import Fault, Simulator
-from obs_sync.store.status import RunRow, VdnRow, read_status
+from obs_sync.store.status_query import RunRow, VdnRow, read_status
 from tests.fixtures_sim import isales_config_dict
 
-run_sync = pytest.importorskip("obs_sync.sync").run_sync
+run_sync = pytest.importorskip("obs_sync.engine.run").run_sync
 
 SCHEMA = "obs_sync_status_test"
 

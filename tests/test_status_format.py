@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from obs_sync.commands.status import format_json, format_table, make_view, vdn_state
-from obs_sync.store.status import RunRow, Status, VdnRow
+from obs_sync.store.status_query import RunRow, Status, VdnRow
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 UTC8 = timezone(timedelta(hours=8))

@@ -15,7 +15,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
 from obs_sync.db import migrate
-from obs_sync.store.status import _vdns_sql, read_status
+from obs_sync.store.status_query import _vdns_sql, read_status
 from tests.test_status_db import database_url  # noqa: F401  (the fixture)
 
 if TYPE_CHECKING:

@@ -21,9 +21,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from obs_sync.config import MAX_CODE_BYTES_CAP, Config
+from obs_sync.engine.run import run_sync
 from obs_sync.results import RunResult
 from obs_sync.simulator import Fault, Simulator, SimulatorData
-from obs_sync.sync import run_sync
 from tests.fixtures_db import (
     TEST_SCHEMA,
     assert_history_invariants,

@@ -18,14 +18,15 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from obs_sync.config import Config
+from obs_sync.config.database_url import connect_params
 from obs_sync.daemon.metrics import Metrics
 from obs_sync.db.engine import make_engine
-from obs_sync.db.url import connect_params, database_url, session_args
+from obs_sync.db.url import database_url, session_args
+from obs_sync.engine.run import run_sync
 from obs_sync.health import HealthTracker
 from obs_sync.results import LOCKED_ERROR, RunResult
 from obs_sync.simulator import Simulator
-from obs_sync.store.status import read_status
-from obs_sync.sync import run_sync
+from obs_sync.store.status_query import read_status
 from tests.fixtures_db import TEST_SCHEMA, make_config, present_codes
 
 S = TEST_SCHEMA

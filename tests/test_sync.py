@@ -16,9 +16,9 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 
 from obs_sync.config import Config
+from obs_sync.engine.run import run_sync
 from obs_sync.results import LOCKED_ERROR, RunResult
 from obs_sync.simulator import Fault, Simulator
-from obs_sync.sync import run_sync
 from tests.fixtures_db import (
     TEST_SCHEMA,
     assert_history_invariants,

@@ -180,7 +180,7 @@ def test_kill_9_mid_run_leaves_a_consistent_database(
     assert_history_invariants(engine)
     # `status` shows it abandoned without another run, once two heartbeats are missed;
     # it ended when it was last known alive.
-    from obs_sync.store.status import read_status
+    from obs_sync.store.status_query import read_status
 
     heartbeat = scalar(engine, "SELECT heartbeat_at FROM {s}.sync_run WHERE id = 2")
     give_up = time.monotonic() + 30

@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy
 from sqlalchemy import create_engine
 
+from obs_sync.config.database_url import URLError, connect_params
 from obs_sync.db.pool import OwnPool
-from obs_sync.db.url import URLError, connect_params
 
 URLS = [
     "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",

@@ -19,10 +19,10 @@ from sqlalchemy.engine import Engine, make_url
 
 from obs_sync.cli import main
 from obs_sync.commands.verify import compare_snapshot
+from obs_sync.engine.run import run_sync
 from obs_sync.simulator import Simulator
 from obs_sync.store.grants import grant_reader
 from obs_sync.store.integrity import CHECKS, Finding, verify_database
-from obs_sync.sync import run_sync
 from tests.fixtures_db import TEST_SCHEMA, make_config, write_config
 
 S = TEST_SCHEMA

@@ -19,10 +19,11 @@ from obs_sync.commands.table import table_lines
 from obs_sync.config import Config, parse_config
 from obs_sync.db.embedded import display_url, embedded_url
 from obs_sync.db.engine import make_engine
+from obs_sync.engine.run import run_sync
+from obs_sync.engine.sizing import connections_per_run
 from obs_sync.results import RunResult
 from obs_sync.simulator import Simulator, SimulatorData
 from obs_sync.store import demo as demo_sql
-from obs_sync.sync import connections_per_run, run_sync
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection

@@ -1,4 +1,4 @@
-"""What ``obs-sync status`` prints: the run records read by :mod:`obs_sync.store.status`,
+"""What ``obs-sync status`` prints: the run records read by :mod:`obs_sync.store.status_query`,
 as a table for people or JSON for tools (a stable document, docs/operations.md).
 
 For thousands of VDNs the answer comes first: a summary (VDNs by state, the oldest
@@ -19,7 +19,7 @@ import click
 from obs_sync.commands.table import table_lines
 from obs_sync.config import Config, MetricsConfig
 from obs_sync.errors import EXIT_OK, UsageError
-from obs_sync.store.status import Status, VdnRow
+from obs_sync.store.status_query import Status, VdnRow
 from obs_sync.text import duration, escape_controls, json_text, plural
 
 # A VDN's state, in the order shown: the ones needing a look first.
@@ -313,7 +313,7 @@ def run_status_command(
     # Heavy, and only this command path needs them.
     from obs_sync.db.engine import make_engine
     from obs_sync.db.url import describe_database
-    from obs_sync.store.status import read_status
+    from obs_sync.store.status_query import read_status
 
     configured = set(config.isales.vdn_list)
     unknown = [v for v in vdn_ids if v not in configured]

@@ -27,8 +27,8 @@ from obs_sync.text import plural
 
 if TYPE_CHECKING:
     from obs_sync.config import Config
+    from obs_sync.engine.control import RunControl
     from obs_sync.results import RunResult, VdnResult
-    from obs_sync.sync import RunControl
 
 log = logging.getLogger("obs_sync.sync")
 
@@ -132,7 +132,8 @@ def run_sync_command(
     atexit.register(gc.freeze)
 
     # After the checks above: a usage error answers before the client and its HTTP stack load.
-    from obs_sync.sync import RunControl, run_sync
+    from obs_sync.engine.control import RunControl
+    from obs_sync.engine.run import run_sync
 
     if config.database.embedded:  # before fetching anything that could not be stored
         require_installed()

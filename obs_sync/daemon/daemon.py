@@ -1,4 +1,4 @@
-"""``obs-sync run``: a thin APScheduler 3.x shell around :func:`obs_sync.sync.run_sync`.
+"""``obs-sync run``: a thin APScheduler 3.x shell around :func:`obs_sync.engine.run.run_sync`.
 
 The job (:class:`obs_sync.daemon.job.SyncJob`) runs the same ``run_sync`` as the one-shot
 ``sync`` command; this module only decides *when* it runs, bounds each run with a deadline,
@@ -36,7 +36,7 @@ from obs_sync.text import minutes, plural
 
 if TYPE_CHECKING:
     from obs_sync.config import Config
-    from obs_sync.store.status import VdnRow
+    from obs_sync.store.status_query import VdnRow
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class Daemon:
         self.health.record_run_finished(finished)
         if metrics is not None:
             metrics.on_run(result.status, time.monotonic() - started, finished)
-        # The run's result line (with its fields) is logged by the run itself (obs_sync.sync).
+        # The run's result line (with its fields) is logged by the run itself (engine/report.py).
 
     # ----------------------------------------------------------------- lifecycle
 

@@ -15,17 +15,18 @@ from obs_sync.db.engine import make_engine
 from obs_sync.db.migrate import MigrationError, needs_upgrade
 from obs_sync.db.revision import revision_sa
 from obs_sync.db.url import describe_database
+from obs_sync.engine.run import run_sync
+from obs_sync.engine.sizing import connections_per_run
 from obs_sync.errors import UsageError
 from obs_sync.logcontext import PendingRun
-from obs_sync.store.status import StatusError, read_last_run_success, read_status
+from obs_sync.store.status_query import StatusError, read_last_run_success, read_status
 from obs_sync.store.store import Store
-from obs_sync.sync import connections_per_run, run_sync
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from obs_sync.config import Config
-    from obs_sync.store.status import VdnRow
+    from obs_sync.store.status_query import VdnRow
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class RunResultLike(Protocol):
 class Job(Protocol):
     """What the daemon runs: :meth:`prepare` once at start, :meth:`recorded` until it
     answers, one call per fire time, :meth:`close` at a clean shutdown. :class:`SyncJob`
-    calls :func:`obs_sync.sync.run_sync`."""
+    calls :func:`obs_sync.engine.run.run_sync`."""
 
     def prepare(self) -> None:
         """Reach what the runs need; :class:`StartError` if they never could."""
@@ -73,7 +74,7 @@ class Job(Protocol):
 
 
 class SyncJob:
-    """:func:`~obs_sync.sync.run_sync` with one engine (connection pool) for the daemon's life.
+    """:func:`~obs_sync.engine.run.run_sync` with one engine (a pool) for the daemon's life.
 
     Pending migrations are applied by the first run that reaches the database (the one at
     start, with ``run_at_start``); later runs skip that step, so a database that is down at

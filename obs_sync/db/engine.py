@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from obs_sync.db.url import connect_params, database_url, session_args
+from obs_sync.config.database_url import connect_params
+from obs_sync.db.url import database_url, session_args
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine

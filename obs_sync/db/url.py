@@ -1,16 +1,16 @@
-"""``database.url``: which server, read as SQLAlchemy's psycopg dialect would; identifiers.
+"""``database.url``: which server (configured or embedded), the session settings, identifiers.
 
-``database.url`` is a SQLAlchemy URL (``postgresql+psycopg://``); a one-shot sync connects
-with plain psycopg (:func:`connect_params`) so it never imports SQLAlchemy.
+``database.url`` is a SQLAlchemy URL (``postgresql+psycopg://``), read by
+:mod:`obs_sync.config.database_url`; a one-shot sync connects with plain psycopg
+(:func:`~obs_sync.config.database_url.connect_params`) so it never imports SQLAlchemy.
 """
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote
 
 from obs_sync.config import DATABASE_CHOICES, ConfigError
+from obs_sync.config.database_url import connect_params
 
 if TYPE_CHECKING:
     from obs_sync.config import Config
@@ -94,68 +94,3 @@ def describe_database(url: str, schema: str, *, embedded: bool = False) -> str:
     user = params.get("user", "(the OS user)")
     database = params.get("dbname", "(named after the user)")
     return f"{kind} at {where}, database {database}, schema {schema}, user {user}"
-
-
-# driver://user:password@host:port/database?query; every part optional after the scheme.
-_URL = re.compile(
-    r"(?P<scheme>[\w+]+)://"
-    r"(?:(?P<user>[^:/@]*)(?::(?P<password>[^@]*))?@)?"
-    r"(?:\[(?P<ipv6>[^\]]*)\]|(?P<host>[^/:?]*))"
-    r"(?::(?P<port>[^/?]*))?"
-    r"(?:/(?P<database>[^?]*))?"
-    r"(?:\?(?P<query>.*))?\Z",
-    re.DOTALL,
-)
-
-
-class URLError(ConfigError, ValueError):
-    """database.url cannot be read (the message never contains the URL: it may hold a password)."""
-
-
-def connect_params(url: str) -> dict[str, Any]:
-    """psycopg keyword arguments for a SQLAlchemy ``postgresql+psycopg://`` URL.
-
-    The same connection SQLAlchemy's psycopg dialect would open: user, password and
-    database percent-decoded; host and port; every query parameter passed on as a libpq
-    keyword (``host=/socket/dir`` of the embedded server, ``sslmode``, ...), a query
-    ``host`` taking precedence; repeated ``host=h:p`` parameters in libpq's comma-separated
-    multi-host form. The result holds the password: never log it.
-    """
-    match = _URL.match(url)
-    if match is None or match["scheme"].split("+")[0] not in ("postgresql", "postgres"):
-        raise URLError("database.url is not a postgresql+psycopg:// URL")
-    params: dict[str, Any] = {}
-    if match["user"]:
-        params["user"] = unquote(match["user"])
-    if match["password"]:  # empty: none (libpq then uses ~/.pgpass or trust)
-        params["password"] = unquote(match["password"])
-    host = match["ipv6"] or match["host"]
-    if host:
-        params["host"] = host
-    if match["port"]:
-        if not match["port"].isdigit():
-            raise URLError("database.url has a port that is not a number")
-        params["port"] = int(match["port"])
-    if match["database"]:
-        params["dbname"] = unquote(match["database"])
-    hosts: list[str] = []
-    for key, value in parse_qsl(match["query"] or ""):
-        if key == "host":
-            hosts.append(value)
-        else:
-            params[key] = value
-    if len(hosts) == 1 and "port" not in params and re.fullmatch(r"[\w.-]*:\d*", hosts[0]):
-        host, _, port = hosts[0].partition(":")
-        params["host"] = host
-        if port:
-            params["port"] = int(port)
-    elif len(hosts) == 1:
-        params["host"] = hosts[0]
-    elif hosts:
-        pairs = [
-            h.partition(":") if ":" in h and not h.startswith("/") else (h, "", "") for h in hosts
-        ]
-        params["host"] = ",".join(h for h, _, _ in pairs)
-        if any(p for _, _, p in pairs):
-            params["port"] = ",".join(p for _, _, p in pairs)
-    return params

@@ -25,7 +25,7 @@ import urllib3
 from requests.adapters import BaseAdapter
 
 from obs_sync import __version__, logcontext
-from obs_sync.config import VDN_MAX, VDN_MIN, ConfigError, ISalesConfig
+from obs_sync.config import VDN_MAX, VDN_MIN, ISalesConfig
 from obs_sync.isales.diagnosis import clock_hint, diagnose
 from obs_sync.isales.errors import (
     AUTH_ADVICE,
@@ -122,14 +122,7 @@ class ISalesClient:
         }
         if config.locale:
             headers["locale"] = config.locale
-        sendable = {name.lower() for name in headers} | {"host", "content-length"}
-        missing = [h for h in config.signing.signed_headers if h not in sendable]
-        if missing:
-            raise ConfigError(
-                f"isales.signing.signed_headers: {', '.join(missing)} is never sent "
-                f"(sign a subset of: {', '.join(sorted(sendable))}; "
-                "locale only when isales.locale is set)"
-            )
+        # Which of these may be signed was checked with the configuration (obs_sync.headers).
 
         self.wire = Wire(
             config.base_url,
@@ -254,7 +247,7 @@ class ISalesClient:
                 category=last.category,
                 fix=last.fix,
                 retryable=last.retryable,
-            ) from None
+            ) from last
         finally:
             counters.retries += max(0, counters.requests - before - 1)
 
@@ -285,7 +278,7 @@ class ISalesClient:
                 f"isales.max_response_bytes ({error.limit} bytes); raise that setting if the "
                 f"server's pages really are this large (GET {url})",
                 vdn_id=vdn_id,
-            ) from None
+            ) from error
         except (
             requests.exceptions.RequestException,
             urllib3.exceptions.HTTPError,
@@ -299,26 +292,26 @@ class ISalesClient:
                 self._emit(vdn_id, "connection_error", None, started)
             raise _Failed(
                 found.reason, found.category, fix=found.fix, retryable=found.retryable
-            ) from None
+            ) from error
 
         status, content = reply.status, reply.content
         content_type = reply.headers.get("Content-Type")
         if 200 <= status < 300:
             try:
                 body = decode_json(content, content_type)
-            except NestingTooDeep:
+            except NestingTooDeep as error:
                 self._emit(vdn_id, "vendor_error", status, started)
                 raise DataError(
                     f"page {page_num}: the response body's JSON nests too deeply to be read "
                     f"(GET {url})",
                     vdn_id=vdn_id,
-                ) from None
-            except ValueError:
+                ) from error
+            except ValueError as error:
                 self._emit(vdn_id, "non_json", status, started)
                 kind = content_type or "no Content-Type"
                 raise _Failed(
                     f"HTTP {status} body is not JSON ({kind}): {snippet(content)}", "non_json"
-                ) from None
+                ) from error
             try:
                 page = parse_page(vdn_id, page_num, page_size, body)
             except ISalesError:

@@ -117,8 +117,8 @@ class NestingTooDeep(ValueError):
 def _loads(data: bytes | str) -> Any:
     try:
         return json.loads(data)
-    except RecursionError:  # json's C parser recurses once per level of nesting
-        raise NestingTooDeep("the JSON nests too deeply to be read") from None
+    except RecursionError as error:  # json's C parser recurses once per level of nesting
+        raise NestingTooDeep("the JSON nests too deeply to be read") from error
 
 
 def decode_json(content: bytes, content_type: str | None) -> Any:
@@ -136,8 +136,8 @@ def decode_json(content: bytes, content_type: str | None) -> Any:
             raise
         try:
             text = content.decode(charset)
-        except (LookupError, UnicodeDecodeError):
-            raise ValueError(f"body is neither UTF-8 nor the declared {charset}") from None
+        except (LookupError, UnicodeDecodeError) as error:
+            raise ValueError(f"body is neither UTF-8 nor the declared {charset}") from error
         return _loads(text)
 
 

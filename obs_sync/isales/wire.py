@@ -178,7 +178,7 @@ class _Inflater:
                 out = self._zlib.decompress(data, room)
             except zlib.error as error:
                 if self._started or self._wbits != zlib.MAX_WBITS:
-                    raise UndecodableBody(self.coding, str(error)) from None
+                    raise UndecodableBody(self.coding, str(error)) from error
                 self._wbits = -zlib.MAX_WBITS
                 self._zlib = zlib.decompressobj(self._wbits)
                 continue

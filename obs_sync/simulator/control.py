@@ -43,14 +43,14 @@ def _json(body: bytes) -> Any:
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
-        raise ControlError(400, f"body is not valid JSON: {error}") from None
+        raise ControlError(400, f"body is not valid JSON: {error}") from error
 
 
 def _number(query: dict[str, str], name: str, default: int) -> int:
     try:
         return int(query.get(name, default))
-    except ValueError:
-        raise ControlError(400, f"query parameter {name} must be an integer") from None
+    except ValueError as error:
+        raise ControlError(400, f"query parameter {name} must be an integer") from error
 
 
 def handle(sim: Simulator, method: str, path: str, raw_query: str, body: bytes) -> Response:

@@ -187,11 +187,11 @@ class SimulatorData:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as error:
-            raise SimulatorDataError(f"{where}cannot read: {error.strerror}") from None
+            raise SimulatorDataError(f"{where}cannot read: {error.strerror}") from error
         try:
             raw = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
         except (ValueError, yaml.YAMLError) as error:
-            raise SimulatorDataError(f"{where}not valid JSON/YAML: {error}") from None
+            raise SimulatorDataError(f"{where}not valid JSON/YAML: {error}") from error
         if not isinstance(raw, Mapping):
             raise SimulatorDataError(
                 f'{where}top level must be a mapping {{"<vdn>": {{code: desc}}}}'

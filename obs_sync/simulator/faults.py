@@ -85,7 +85,7 @@ class Fault:
         try:
             return cls(**raw)
         except TypeError as error:
-            raise FaultError(str(error)) from None
+            raise FaultError(str(error)) from error
 
     def matches(self, vdn_id: int, page_num: int) -> bool:
         if self.vdn_id is not None and self.vdn_id != vdn_id:

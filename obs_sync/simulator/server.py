@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 import socket
 import socketserver
 import ssl
@@ -23,20 +22,29 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import urlsplit
 
-from obs_sync.isales.vendor import FAILURE_CODES, MAX_PAGE_SIZE, SUCCESS
+from obs_sync.isales.vendor import FAILURE_CODES, SUCCESS
 from obs_sync.signing import host_header
 from obs_sync.simulator.auth import verify
 from obs_sync.simulator.control import handle as handle_control
 from obs_sync.simulator.data import (
     DEFAULT_LOCALE,
-    PageSource,
     SimulatorData,
-    code_fragment,
     normalize_locale,
 )
 from obs_sync.simulator.faults import PAGE_KINDS, Fault, FaultSet
+from obs_sync.simulator.protocol import (
+    API_PATH,
+    JSON_TYPE,
+    NON_JSON_BODY,
+    ParamError,
+    failure_body,
+    is_json_content_type,
+    modify_page,
+    parse_params,
+    success_body,
+)
 from obs_sync.simulator.stats import DROPPED, RequestRecord, SimulatorStats
 
 logger = logging.getLogger("obs_sync.simulator")
@@ -45,86 +53,7 @@ DEMO_ACCESS_KEY = "demo-access-key"
 DEMO_SECRET_KEY = "demo-secret-key"
 DEFAULT_SIGNED_HEADERS = ("content-type", "host")
 DEFAULT_MAX_SKEW_SECONDS = 900.0
-API_PATH = re.compile(r"^/rest/isales/v1/openapi/campaigns/([^/]*)/queryOBSResultCode$")
-JSON_TYPE = "application/json;charset=UTF-8"
-SUCCESS_DESC = "query queryOBSResultCode Success!"
-INT32_MAX = 2**31 - 1
 MAX_BODY = 10 * 1024 * 1024
-
-_NON_JSON_BODY = (
-    b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
-    b"<body><h1>Bad Gateway</h1><p>The upstream server is unavailable.</p></body></html>"
-)
-
-
-class ParamError(Exception):
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
-
-
-def _int_param(name: str, text: str | None, low: int, high: int) -> int:
-    if text is None or text == "":
-        raise ParamError("02000001", f"{name} is empty")
-    if not re.fullmatch(r"-?[0-9]+", text):
-        raise ParamError("02000006", f"{name} {text!r} is not an integer")
-    if len(text) > 12:  # far beyond any range; also keeps int() cheap
-        raise ParamError("02000007", f"{name} {text} is out of range {low}..{high}")
-    value = int(text)
-    if not low <= value <= high:
-        raise ParamError("02000007", f"{name} {value} is out of range {low}..{high}")
-    return value
-
-
-def parse_params(vdn_segment: str, raw_query: str) -> tuple[int, int, int]:
-    """(vdnId, pageSize, pageNum) or :class:`ParamError` with the vendor's code."""
-    vdn_id = _int_param("vdnId", unquote(vdn_segment), 1, 9999)
-    params: dict[str, str] = {}
-    for name, value in parse_qsl(raw_query, keep_blank_values=True):
-        if name in params:
-            raise ParamError("0200001", f"{name} is given more than once")
-        params[name] = value
-    unknown = sorted(set(params) - {"pageSize", "pageNum"})
-    if unknown:
-        raise ParamError("02000011", f"unknown parameter(s): {', '.join(unknown)}")
-    page_size = _int_param("pageSize", params.get("pageSize"), 1, MAX_PAGE_SIZE)
-    page_num = _int_param("pageNum", params.get("pageNum"), 1, INT32_MAX)
-    return vdn_id, page_size, page_num
-
-
-def failure_body(code: str, desc: str) -> bytes:
-    return json.dumps(
-        {"returnCode": code, "resultCode": code, "resultDesc": desc, "returnDesc": desc},
-        ensure_ascii=False,
-    ).encode()
-
-
-def success_body(fragments: Iterable[str], total: int) -> bytes:
-    # Vendor example's key order; fragments are pre-encoded, so this is O(page).
-    return (
-        '{"obsCodes":['
-        + ",".join(fragments)
-        + f'],"returnCode":"{SUCCESS}","resultCode":"{SUCCESS}","resultDesc":"{SUCCESS_DESC}",'
-        + f'"totalCount":{total},"returnDesc":"{SUCCESS_DESC}"}}'
-    ).encode()
-
-
-def _is_json_content_type(value: str | None) -> bool:
-    """``application/json`` with charset UTF-8 or none; case and spaces are lenient."""
-    if value is None:
-        return False
-    media, _, rest = value.partition(";")
-    if media.strip().lower() != "application/json":
-        return False
-    for param in rest.split(";"):
-        key, _, val = param.partition("=")
-        if key.strip().lower() == "charset" and val.strip().strip('"').lower() not in (
-            "utf-8",
-            "utf8",
-        ):
-            return False
-    return True
 
 
 @dataclass
@@ -319,7 +248,7 @@ class _Handler(BaseHTTPRequestHandler):
             out.status = 401
             self._send_json(401, {"error": "Unauthorized", "reason": reason})
             return
-        if not _is_json_content_type(self._h.get("content-type")):
+        if not is_json_content_type(self._h.get("content-type")):
             out.status = 415
             self._send_json(
                 415,
@@ -349,7 +278,7 @@ class _Handler(BaseHTTPRequestHandler):
         total = source.total
         items = list(fragments)
         if fault is not None:
-            total, items = _modify_page(fault, source, start, page_size, total, items)
+            total, items = modify_page(fault, source, start, page_size, total, items)
         out.result_code = SUCCESS
         out.codes = len(items)
         self._send(200, success_body(items, total))
@@ -383,7 +312,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(fault.status, payload, headers=headers)
             return True
         if fault.kind == "non_json":
-            self._send(200, _NON_JSON_BODY, content_type="text/html;charset=UTF-8")
+            self._send(200, NON_JSON_BODY, content_type="text/html;charset=UTF-8")
             return True
         if fault.kind == "result_code":
             desc = fault.desc if fault.desc is not None else FAILURE_CODES.get(fault.code, "")
@@ -391,30 +320,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, failure_body(fault.code, desc))
             return True
         return False
-
-
-def _modify_page(
-    fault: Fault, source: PageSource, start: int, page_size: int, total: int, items: list[str]
-) -> tuple[int, list[str]]:
-    if fault.kind == "total_drift":
-        return total + fault.delta, items
-    if fault.kind == "empty_page":
-        return total, []
-    code, desc = source.items[start]  # page kinds are only taken for non-empty pages
-    if fault.kind == "duplicate_code":
-        other = fault.desc if fault.desc is not None else f"{desc} (duplicate)"
-        return total, [*items, code_fragment(code, other)]
-    if fault.kind == "bad_code":
-        if fault.variant == "missing":
-            broken = code_fragment(None, desc, omit_code=True)
-        elif fault.variant == "null":
-            broken = code_fragment(None, desc)
-        elif fault.variant == "number":
-            broken = code_fragment(int(code) if code.isdigit() else 0, desc)
-        else:
-            broken = code_fragment("  ", desc)
-        return total, [broken, *items[1:]]
-    return total, items
 
 
 class Simulator:

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from obs_sync.db.url import quote_identifier
 from obs_sync.errors import ObsSyncError
-from obs_sync.store.sql import lock_class, run_alive
+from obs_sync.store.locks import lock_class
+from obs_sync.store.sql import run_alive
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine

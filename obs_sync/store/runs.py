@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from obs_sync.db.pool import Lease, Pool
-from obs_sync.results import RunStatus, VdnResult
-from obs_sync.store.writes import StoreError
+from obs_sync.results import INT4_MAX, VDN_STATUSES, RunStatus, VdnResult
+from obs_sync.store.changes import StoreError
 
 if TYPE_CHECKING:
     from obs_sync.store.sql import Statements
 
 log = logging.getLogger("obs_sync.store")
 
-_INT4 = 2**31 - 1
+_INT4 = INT4_MAX
 ABANDONED_ERROR = (
     "the process running it ended before finishing (killed, crashed, or lost its database "
     "connection); it ended at its last heartbeat; VDNs without a sync_run_vdn row were not "
@@ -238,9 +238,8 @@ class RunRecords:
         *,
         lost: bool = False,
     ) -> datetime:
-        counts = {
-            name: sum(1 for r in results if r.status == name)
-            for name in ("succeeded", "failed", "incomplete", "guarded", "skipped")
+        counts: dict[str, int] = {
+            name: sum(1 for r in results if r.status == name) for name in VDN_STATUSES
         }
         sums = {
             name: sum(getattr(r, name) for r in results)

@@ -5,7 +5,6 @@ Parameters are in the DB-API ``%(name)s`` style; arrays go in binary format (``%
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 
 from obs_sync.db.url import quote_identifier
@@ -28,11 +27,6 @@ RECORD_COLUMNS = (
     ("error", "text"),
     ("skip_reason", "text"),
 )
-
-
-def lock_class(schema: str, purpose: str) -> int:
-    """First key of a two-key advisory lock, distinct per schema and purpose (int4 >= 0)."""
-    return zlib.crc32(f"obs-sync:{schema}:{purpose}".encode()) & (2**31 - 1)
 
 
 @dataclass(frozen=True)

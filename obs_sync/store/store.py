@@ -44,22 +44,13 @@ import psycopg
 
 from obs_sync.db.pool import EnginePool, Lease, Pool
 from obs_sync.db.url import quote_identifier
-from obs_sync.diff import StoredCode
+from obs_sync.diff import StoredCode, matches, no_changes, present
 from obs_sync.results import VdnPlan, VdnResult
+from obs_sync.store.changes import StoreError, bounded, db_message, insert_applied, write_changes
+from obs_sync.store.locks import describe_holder, lock_class
 from obs_sync.store.retention import prune_run_records
 from obs_sync.store.runs import RunRecords
-from obs_sync.store.sql import RECORD_COLUMNS, lock_class, statements
-from obs_sync.store.writes import (
-    StoreError,
-    bounded,
-    db_message,
-    describe_holder,
-    insert_applied,
-    no_changes,
-    present,
-    same,
-    write_changes,
-)
+from obs_sync.store.sql import RECORD_COLUMNS, statements
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -68,7 +59,6 @@ log = logging.getLogger(__package__)  # "obs_sync.store", as logs have always sa
 
 _MICROSECOND = timedelta(microseconds=1)
 RECORD_BATCH = 500
-_INT4 = 2**31 - 1
 
 
 # ------------------------------------------------------------------------------ store
@@ -217,14 +207,8 @@ class Store(RunRecords):
                 # On tables this run created, a VDN with codes certainly has something to
                 # write: straight to the locked path, whose read is authoritative anyway.
                 if not (self.created and codes):
-                    rows = self._read_rows(plan.vdn_id)
-                    if same(rows, codes):  # the usual re-sync: no StoredCode objects, no diff
-                        result = plan.outcome(no_changes(len(codes)), len(rows), self.now())
-                        return self.record_later(run_id, result)
-                    stored = {code: StoredCode(code, d, deleted) for code, d, deleted in rows}
-                    changes = plan.changes(stored)
-                    if changes.is_empty:
-                        result = plan.outcome(changes, present(stored), self.now())
+                    result, writes = self._judge_unlocked(plan, self._read_rows(plan.vdn_id))
+                    if not writes:  # the usual re-sync: done, its record batched
                         return self.record_later(run_id, result)
                 lease = self.pool.acquire()
                 try:
@@ -286,6 +270,27 @@ class Store(RunRecords):
         assert holder is not None
         *who, skips = holder
         return plan.locked(self.now(), describe_holder(*who), int(skips) + 1)
+
+    def dry_apply(self, plan: VdnPlan, *, stored: bool = True) -> VdnResult:
+        """What :meth:`apply_vdn` would do, decided as it decides from its unlocked read;
+        writes nothing. ``stored=False`` (no obs-sync tables yet): against an empty store."""
+        problem = plan.unstorable()
+        if problem is not None:
+            return plan.failed(problem, self.now(), "data")
+        rows = self._read_rows(plan.vdn_id) if stored else []
+        return self._judge_unlocked(plan, rows)[0]
+
+    def _judge_unlocked(
+        self, plan: VdnPlan, rows: Sequence[tuple[str, str, bool]]
+    ) -> tuple[VdnResult, bool]:
+        """The VDN's result judged from an unlocked read of its stored ``rows``, and whether
+        applying it writes anything (then :meth:`_apply` decides again, under the lock)."""
+        codes = plan.codes
+        if matches(rows, codes):  # the usual re-sync: no StoredCode objects, no diff
+            return plan.outcome(no_changes(len(codes)), len(rows), self.now()), False
+        stored = {code: StoredCode(code, desc, deleted) for code, desc, deleted in rows}
+        changes = plan.changes(stored)
+        return plan.outcome(changes, present(stored), self.now()), not changes.is_empty
 
     def _apply(self, connection: psycopg.Connection[Any], run_id: int, plan: VdnPlan) -> VdnResult:
         vdn = plan.vdn_id

@@ -26,7 +26,8 @@ from sqlalchemy.exc import ProgrammingError
 from obs_sync.db.migrate import known_revisions
 from obs_sync.errors import ObsSyncError, one_line
 from obs_sync.results import FAILING_SQL
-from obs_sync.store.sql import lock_class, run_alive
+from obs_sync.store.locks import lock_class
+from obs_sync.store.sql import run_alive
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -227,7 +228,7 @@ def read_status(
                 raise StatusError(
                     f"schema {schema} was migrated by a newer obs-sync (migration {revision}) "
                     f"and this version cannot read it ({one_line(error)}): upgrade obs-sync"
-                ) from None
+                ) from error
             raise
         connection.rollback()
     return Status(runs, vdns, datetime.now(timezone.utc), warnings)

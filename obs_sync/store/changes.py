@@ -1,4 +1,5 @@
-"""One VDN's writes under its lock: the set-based change statements and its record.
+"""One VDN's writes under its lock: the set-based change statements, its record, and how
+a database error that failed it is worded.
 
 Called by :class:`obs_sync.store.store.Store` inside the VDN's transaction; plain
 functions over a psycopg connection and the schema's :class:`~obs_sync.store.sql.Statements`.
@@ -6,14 +7,13 @@ functions over a psycopg connection and the schema's :class:`~obs_sync.store.sql
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import psycopg
 
-from obs_sync.diff import Changes, StoredCode
+from obs_sync.diff import Changes
 from obs_sync.errors import ObsSyncError
 from obs_sync.results import VdnResult
 from obs_sync.store.sql import RECORD_COLUMNS, Statements
@@ -83,40 +83,6 @@ def insert_applied(
     row = connection.execute(sql.record_applied, params).fetchone()
     assert row is not None
     return replace(result, started_at=row[0], finished_at=row[1])
-
-
-def describe_holder(
-    pid: int | None, application: str | None, user: str | None, state: str | None
-) -> str | None:
-    """The session holding a VDN's lock, in a skip's error (None: released meanwhile)."""
-    if pid is None:
-        return None
-    what = state or "state unknown"
-    return f"pid {pid}, application_name {application or ''!r}, user {user!r}, {what}"
-
-
-def same(rows: Sequence[tuple[str, str, bool]], codes: Mapping[str, str]) -> bool:
-    """True when the stored rows are exactly the snapshot: all present, same descriptions."""
-    if len(rows) != len(codes):
-        return False
-    get = codes.get
-    return all(not deleted and get(code) == desc for code, desc, deleted in rows)
-
-
-def no_changes(unchanged: int) -> Changes:
-    return Changes(
-        inserts=(),
-        updates=(),
-        deletes=(),
-        restores=(),
-        unchanged=unchanged,
-        guarded=False,
-        withheld_deletes=(),
-    )
-
-
-def present(stored: Mapping[str, StoredCode]) -> int:
-    return sum(1 for row in stored.values() if not row.deleted)
 
 
 def db_message(error: psycopg.Error) -> str:

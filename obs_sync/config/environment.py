@@ -1,0 +1,57 @@
+"""``${VAR}`` and ``${VAR:-default}`` in configuration values, from the environment."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from obs_sync.config.database import EXAMPLE_URL
+from obs_sync.config.errors import ConfigError
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+# The iSales credentials, which commands that only use the database do not need.
+CREDENTIALS = frozenset({"isales.access_key", "isales.secret_key"})
+UNSET_CREDENTIAL = "unset-not-needed-by-this-command"
+
+
+def expand_env(
+    value: Any, env: Mapping[str, str], path: str, optional: frozenset[str] = frozenset()
+) -> Any:
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env and (env[name] != "" or default is None):
+                return env[name]
+            if default is not None:
+                return default
+            if path == "database.url" and path in optional:
+                return ""  # unset: fine for a command that never opens the database
+            if path in optional:
+                return UNSET_CREDENTIAL
+            # A default in the file is fine for a port, not for a secret (or a URL with one).
+            secret = path in ("isales.secret_key", "database.url")
+            hint = (
+                "export it, e.g. from a systemd EnvironmentFile=; keep the value out of the file"
+                if secret
+                else f"export it, or write ${{{name}:-default}}"
+            )
+            if path == "database.url":
+                hint = (
+                    f"export it as a PostgreSQL URL like {EXAMPLE_URL}, or as `embedded` for "
+                    "obs-sync's own embedded PostgreSQL, e.g. from a systemd EnvironmentFile="
+                )
+            raise ConfigError(f"{path}: environment variable {name} is not set ({hint})")
+
+        return _ENV_REF.sub(substitute, value)
+    if isinstance(value, dict):
+        return {
+            k: expand_env(v, env, f"{path}.{k}" if path else str(k), optional)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [expand_env(v, env, f"{path}[{i}]", optional) for i, v in enumerate(value)]
+    return value
