@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine, make_url
 from obs_sync.engine.run import run_sync
 from obs_sync.simulator import Simulator
 from obs_sync.store.grants import grant_reader
-from obs_sync.store.sql import lock_class
+from obs_sync.store.locks import lock_class
 from obs_sync.store.status_query import read_status
 from tests.fixtures_db import TEST_SCHEMA, make_config, present_codes
 from tests.fixtures_sim import SIM_VDNS
