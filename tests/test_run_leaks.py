@@ -222,3 +222,43 @@ def test_a_dry_run_survives_pooled_connections_the_server_ended(
     assert ended is not None and ended[0] >= 1  # the pooled connections are dead now
     result = run_sync(config, engine=run_engine, dry_run=True)
     assert [v.status for v in result.vdns] == ["succeeded"] * 5, [v.error for v in result.vdns]
+
+
+def test_a_run_that_loses_its_connections_is_never_taken_for_dead(
+    simulator: Simulator, database_url: str, run_engine: Engine
+) -> None:
+    """What a database restart does to a live run: every session ended. The run takes its
+    liveness lock again at its next heartbeat and closes its own record; meanwhile another
+    process looking for dead runs never marks it abandoned."""
+    from obs_sync.store.store import Store
+
+    config = make_config(
+        simulator, database_url, max_retries=2, max_concurrency=1, sync={"heartbeat_seconds": 0.5}
+    )
+    run_sync(config)  # the schema
+    simulator.faults.add(Fault(kind="slow", delay_seconds=0.3, times=None))
+    outcome: list[Any] = []
+    thread = threading.Thread(target=lambda: outcome.append(run_sync(config)))
+    thread.start()
+    watcher = Store(run_engine, S)
+    plain = database_url.replace("+psycopg", "")
+    try:
+        while not rows(run_engine, "SELECT 1 FROM {s}.sync_run WHERE id = 2"):
+            pass
+        with psycopg.connect(plain, autocommit=True) as admin:  # the "restart"
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND application_name = 'obs-sync'"
+            )
+        marked: list[int] = []
+        while thread.is_alive():
+            marked += watcher.abandon_dead_runs(hostname="other", pid=1, heartbeat_seconds=0.5)
+    finally:
+        thread.join(60)
+    assert 2 not in marked
+    ((status, finished),) = rows(
+        run_engine, "SELECT status, finished_at IS NOT NULL FROM {s}.sync_run WHERE id = 2"
+    )
+    assert status != "abandoned" and finished
+    assert outcome and outcome[0].record_error is None

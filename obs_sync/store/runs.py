@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("obs_sync.store")
 
 _INT4 = INT4_MAX
+_RELOCK_TRIES = 20  # connections tried when taking a run's lock again (dead pooled ones fail)
 ABANDONED_ERROR = (
     "the process running it ended before finishing (killed, crashed, or lost its database "
     "connection); it ended at its last heartbeat; VDNs without a sync_run_vdn row were not "
@@ -160,25 +161,40 @@ class RunRecords:
         """The run's process is alive: ``sync_run.heartbeat_at`` on the database clock.
 
         When the run's connection was lost (the database restarted), its liveness lock
-        went with it: it is taken again on a new connection first, so the run is never
+        went with it: it is taken again on a new connection at once, so the run is never
         taken for dead while its process goes on."""
-        if handle.lease.connection.broken or handle.lease.connection.closed:
-            handle.lease.discard()
+        connection = handle.lease.connection
+        if not (connection.broken or connection.closed):
+            try:
+                connection.execute(self.sql.heartbeat, {"run": handle.run_id})
+                return
+            except psycopg.OperationalError:
+                if not (connection.broken or connection.closed):
+                    raise
+        handle.lease.discard()
+        # Pooled connections may have died with it: each dead one fails at once.
+        for attempt in range(_RELOCK_TRIES):
             lease = self.pool.acquire()
             lease.hold_session_state()
             try:
                 row = lease.connection.execute(
                     self.sql.relock, {"cls": self.run_lock, "key": handle.run_id % _INT4}
                 ).fetchone()
+            except psycopg.OperationalError:
+                lease.discard()
+                if attempt + 1 == _RELOCK_TRIES:
+                    raise
+                continue
             except BaseException:
                 lease.discard()
                 raise
-            if not (row and row[0]):
-                lease.release()
-                raise StoreError(f"run {handle.run_id}: its liveness lock is held elsewhere")
-            handle.lease = lease
-            log.info("run %d: liveness lock taken again on a new connection", handle.run_id)
-        handle.lease.connection.execute(self.sql.heartbeat, {"run": handle.run_id})
+            break
+        if not (row and row[0]):
+            lease.release()
+            raise StoreError(f"run {handle.run_id}: its liveness lock is held elsewhere")
+        handle.lease = lease
+        log.info("run %d: liveness lock taken again on a new connection", handle.run_id)
+        lease.connection.execute(self.sql.heartbeat, {"run": handle.run_id})
 
     def abandon_dead_runs(self, *, hostname: str, pid: int, heartbeat_seconds: float) -> list[int]:
         """Mark ``abandoned`` every run whose process is gone (no liveness lock, no recent
