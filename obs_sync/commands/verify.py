@@ -60,6 +60,7 @@ def run_verify(config: Config, *, vdn_ids: Sequence[int] | None, upstream: bool,
             keep_days=config.sync.keep_run_records_days,
             vdn_ids=vdn_ids,
             configured=config.isales.vdn_list,
+            heartbeat_seconds=config.sync.heartbeat_seconds,
         )
         if upstream:
             report = compare_upstream(config, engine, vdn_ids or config.isales.vdn_list)
@@ -209,11 +210,12 @@ def format_text(
     if not findings:
         return "\n".join([*head, f"obs-sync verify: every check holds (schema {schema})"])
     rows = [
-        (str(f.vdn_id), f.obs_code if f.obs_code is not None else "-", f.check, f.detail)
+        # VDN 0: a finding about the runs, not one VDN (dead-run).
+        (str(f.vdn_id or "-"), f.obs_code if f.obs_code is not None else "-", f.check, f.detail)
         for f in findings
     ]
     lines = head + table_lines(("VDN", "CODE", "CHECK", "DETAIL"), rows, strip=False)
-    vdns = len({f.vdn_id for f in findings})
+    vdns = len({f.vdn_id for f in findings if f.vdn_id})
     lines.append(
         f"obs-sync verify: {len(findings)} finding(s) in {vdns} VDN(s) (schema {schema}); "
         "docs/operations.md#obs-sync-verify says what to do about each"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from obs_sync.errors import ObsSyncError
 from obs_sync.isales.vendor import FAILURE_CODES, LIKELY_CAUSES, UNKNOWN_FAILURE
 from obs_sync.snapshot import FetchStats
@@ -31,6 +33,31 @@ class AuthenticationError(ISalesError):
     """HTTP 401: the server rejected the signature. Never retried."""
 
     kind = "auth"
+
+
+class Cancelled(ISalesError):
+    """The run ended the fetch (interrupted past its bound): nothing of the VDN is applied."""
+
+    kind = "cancelled"
+
+
+class Cancellation:
+    """Lets a run end its fetches early: each checks before a request, and the waits
+    between retries end at once (a request on the wire ends within isales.timeout_seconds)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Cancelled("fetch cancelled before its next request")
+
+    def sleep(self, seconds: float) -> None:  # tenacity's wait between retries
+        if self._event.wait(seconds):
+            raise Cancelled("fetch cancelled while waiting to retry")
 
 
 class VendorError(ISalesError):

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from obs_sync.db.url import quote_identifier
 from obs_sync.errors import ObsSyncError, UsageError
+from obs_sync.store.locks import lock_class
+from obs_sync.store.sql import run_alive
 from obs_sync.text import id_ranges
 
 if TYPE_CHECKING:
@@ -190,6 +192,19 @@ CHECKS: dict[str, str] = {
                             THEN v.deleted ELSE 0 END,
                        CASE WHEN v.status IN ('succeeded', 'incomplete', 'guarded')
                             THEN v.restored ELSE 0 END))""",
+    # A run recorded running whose process is gone: no session that may write the run
+    # records holds its liveness lock (VDN 0: about the runs). heartbeat_at via to_jsonb:
+    # absent before migration 0005.
+    "dead-run": """
+        SELECT 0, NULL::text, 'run ' || r.id || ' (host ' || coalesce(r.hostname, '?') ||
+               ', pid ' || coalesce(r.pid::text, '?') || ') is recorded running but its ' ||
+               'process is gone (no obs-sync session holds its liveness lock): it ended at ' ||
+               'its last heartbeat ' || coalesce(to_jsonb(r) ->> 'heartbeat_at',
+               r.started_at::text) || '; VDNs without a record of it were not applied; ' ||
+               'the next run marks it abandoned'
+        FROM {s}.sync_run AS r
+        WHERE r.status = 'running' AND NOT """
+    + run_alive("r", "%(run_cls)s", "%(heartbeat)s"),
     # The registry knows every VDN with records or codes, and its last success agrees
     # with the run records (each VDN's newest succeeded record is never pruned).
     "registry": """
@@ -225,6 +240,7 @@ def verify_database(
     keep_days: float = 90,
     vdn_ids: Sequence[int] | None = None,
     configured: Collection[int] = (),
+    heartbeat_seconds: float = 5,
 ) -> list[Finding]:
     """Every finding of :data:`CHECKS` (sorted), read in one read-only snapshot.
 
@@ -243,7 +259,8 @@ def verify_database(
             if vdn_ids is not None:
                 _require_known(connection, schema, vdn_ids, configured)
             findings = sorted(
-                _run_checks(connection, schema, keep_days, vdn_ids), key=Finding.sort_key
+                _run_checks(connection, schema, keep_days, vdn_ids, heartbeat_seconds),
+                key=Finding.sort_key,
             )
             connection.rollback()
     finally:
@@ -296,11 +313,17 @@ def _require_known(
 
 
 def _run_checks(
-    connection: Connection, schema: str, keep_days: float, vdn_ids: Sequence[int] | None
+    connection: Connection,
+    schema: str,
+    keep_days: float,
+    vdn_ids: Sequence[int] | None,
+    heartbeat_seconds: float,
 ) -> Iterable[Finding]:
     params: dict[str, Any] = {
         "vdns": list(vdn_ids) if vdn_ids is not None else None,
         "keep_days": keep_days,
+        "run_cls": lock_class(schema, "run"),
+        "heartbeat": heartbeat_seconds,
     }
     for name, sql in CHECKS.items():
         statement = sql.format(s=quote_identifier(schema), **_FILTERS)
