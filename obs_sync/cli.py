@@ -13,14 +13,14 @@ from __future__ import annotations
 import logging
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from obs_sync.config import (
     VDN_MAX,
-    VDN_MIN,
     Config,
     ConfigError,
     load_config,
@@ -36,12 +36,9 @@ from obs_sync.errors import (
     exit_codes_help,
 )
 from obs_sync.observability import Redactor, config_secrets, setup_logging_for
-from obs_sync.text import escape_controls
+from obs_sync.text import escape_controls, id_ranges
 
 log = logging.getLogger(__name__)
-
-# A VDN id on the command line: the range isales.vdn_ids accepts (obs_sync.config).
-VDN_ID = click.IntRange(VDN_MIN, VDN_MAX)
 
 
 def exit_on_error(ctx: click.Context, error: BaseException, message: str, code: int) -> NoReturn:
@@ -66,6 +63,30 @@ class FiniteFloatRange(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
+
+
+def _vdn_ranges(_: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[int]:
+    try:
+        return parse_vdn_ids(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param=param) from error
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+VDN_FORMS = 'an id or a range like "100-120" (repeatable, or comma-separated: 3,5-6)'
+
+
+def vdn_option(what: str, *, required: bool = False) -> Callable[[F], F]:
+    """``--vdn``, the same forms in every command (one parser: ``parse_vdn_ids``, as for
+    ``isales.vdn_ids``); the value is the sorted list of ids."""
+    return click.option(
+        "--vdn",
+        "vdn_ids",
+        multiple=True,
+        required=required,
+        callback=_vdn_ranges,
+        help=f"{what}: {VDN_FORMS}.",
+    )
 
 
 class Command(click.Command):
@@ -147,22 +168,17 @@ def main(ctx: click.Context) -> None:
 
 
 @main.command(short_help="Show one VDN's codes from iSales; no writes.")
-@click.option(
-    "--vdn",
-    "vdn_ids",
-    type=VDN_ID,
-    required=True,
-    multiple=True,
-    help="VDN id (one; any id, configured or not).",
-)
+@vdn_option("The VDN (one; any id, configured or not)", required=True)
 @format_option
 @config_option
 @click.pass_context
-def fetch(ctx: click.Context, vdn_ids: tuple[int, ...], fmt: str) -> None:
+def fetch(ctx: click.Context, vdn_ids: list[int], fmt: str) -> None:
     """Print one VDN's result codes as fetched from iSales (nothing is stored)."""
     if len(vdn_ids) > 1:
         # Silently keeping the last of several would answer another question than asked.
-        raise UsageError(f"--vdn given {len(vdn_ids)} times: fetch prints one VDN per call")
+        raise UsageError(
+            f"--vdn names {len(vdn_ids)} VDNs ({id_ranges(vdn_ids)}): fetch prints one VDN per call"
+        )
     config = get_config(ctx, database=False)
     from obs_sync.commands.fetch import run_fetch
 
@@ -235,13 +251,7 @@ def simulator(**options: Any) -> None:
 
 
 @main.command(short_help="Sync once and exit.")
-@click.option(
-    "--vdn",
-    "vdn_ids",
-    type=VDN_ID,
-    multiple=True,
-    help="Sync only this VDN, one of isales.vdn_ids (repeatable); default: all of them.",
-)
+@vdn_option("Sync only these VDNs, of isales.vdn_ids; default: all of them")
 @click.option("--dry-run", is_flag=True, help="Fetch and report what would change; write nothing.")
 @click.option("--no-migrate", is_flag=True, help="Do not apply pending database migrations.")
 @click.option(
@@ -254,7 +264,7 @@ def simulator(**options: Any) -> None:
 @click.pass_context
 def sync(
     ctx: click.Context,
-    vdn_ids: tuple[int, ...],
+    vdn_ids: list[int],
     dry_run: bool,
     no_migrate: bool,
     max_delete_fraction: float | None,
@@ -383,24 +393,10 @@ def check(ctx: click.Context) -> None:
     click.echo("all checks passed")
 
 
-def _vdn_ranges(_: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[int]:
-    try:
-        return parse_vdn_ids(value)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param=param) from error
-
-
 @main.command(short_help="Summary, then failing and stale VDNs first.")
 @format_option
 @click.option("--failing", is_flag=True, help="List only the failing VDNs (the summary stays).")
-@click.option(
-    "--vdn",
-    "vdn_ids",
-    multiple=True,
-    callback=_vdn_ranges,
-    help='Only these VDNs: an id or a range like "100-120" (repeatable, or comma-separated); '
-    "default: all of isales.vdn_ids.",
-)
+@vdn_option("Only these VDNs (default: all of isales.vdn_ids)")
 @config_option
 @click.pass_context
 def status(ctx: click.Context, fmt: str, failing: bool, vdn_ids: list[int]) -> None:
@@ -414,17 +410,13 @@ def status(ctx: click.Context, fmt: str, failing: bool, vdn_ids: list[int]) -> N
 
 @main.command(short_help="Check the stored history's integrity; read-only.")
 @click.option("--upstream", is_flag=True, help="Also compare with a fresh fetch from iSales.")
-@click.option(
-    "--vdn",
-    "vdn_ids",
-    type=VDN_ID,
-    multiple=True,
-    help="Check only this VDN (repeatable); default: all (--upstream: all configured).",
+@vdn_option(
+    "Check only these VDNs, configured or stored (default: all; --upstream: all configured)"
 )
 @format_option
 @config_option
 @click.pass_context
-def verify(ctx: click.Context, upstream: bool, vdn_ids: tuple[int, ...], fmt: str) -> None:
+def verify(ctx: click.Context, upstream: bool, vdn_ids: list[int], fmt: str) -> None:
     """Verify the stored codes and history (0 all holds, 1 findings listed, 2 usage)."""
     config = get_config(ctx, credentials=upstream)
     from obs_sync.commands.verify import run_verify

@@ -15,12 +15,19 @@ EXIT_OK = 0  # success
 EXIT_FAILED = 1  # a VDN failed, was incomplete or guarded; the database or iSales failed
 EXIT_USAGE = 2  # configuration or usage: the operator must change something
 
+# `obs-sync sync` stopped by a signal (128 + its number, as a shell reports it), after the
+# run was recorded and its summary printed (docs/operations.md, "Signals, obs-sync sync").
+EXIT_SIGINT = 128 + 2
+EXIT_SIGTERM = 128 + 15
+
 # What each exit code means, for every command's --help and the docs.
 EXIT_MEANINGS = {
     EXIT_OK: "success",
     EXIT_FAILED: "failed: a VDN failed, was incomplete or guarded, a check failed, or the "
     "database or iSales could not be used",
     EXIT_USAGE: "configuration or usage error: the message names the setting or option to fix",
+    EXIT_SIGINT: "interrupted by SIGINT (sync: the run recorded, the summary printed)",
+    EXIT_SIGTERM: "terminated by SIGTERM (sync: the run recorded, the summary printed)",
 }
 
 

@@ -60,6 +60,8 @@ class HealthState:
     started_at: datetime
     last_finished_at: datetime | None = None
     failing: dict[int, Failure] = field(default_factory=dict)
+    # Runs found abandoned (their process is gone) since this daemon's last finished run.
+    abandoned: str | None = None
 
 
 def _minutes(delta: timedelta) -> str:
@@ -76,8 +78,23 @@ def evaluate(
     """The verdict for ``state`` at ``now``.
 
     ``due(t)`` is when a run is overdue if the last one finished (or the daemon started)
-    at ``t``.
+    at ``t``. Runs found abandoned are said in a healthy verdict's reason (the unhealthy
+    ones say what is wrong first).
     """
+    verdict = _evaluate(state, now, due=due, max_failing=max_failing)
+    if verdict.ok and state.abandoned:
+        reason = f"{verdict.reason}; {state.abandoned}" if verdict.reason else state.abandoned
+        return Health(verdict.status, reason)
+    return verdict
+
+
+def _evaluate(
+    state: HealthState,
+    now: datetime,
+    *,
+    due: Callable[[datetime], datetime],
+    max_failing: timedelta,
+) -> Health:
     if state.last_finished_at is None:
         deadline = due(state.started_at)
         if now > deadline:
@@ -164,6 +181,15 @@ class HealthTracker:
     def record_run_finished(self, at: datetime) -> None:
         with self._lock:
             self._state.last_finished_at = at
+            self._state.abandoned = None
+
+    def record_abandoned(self, run_ids: Iterable[int], at: datetime) -> None:
+        """Runs found dead (their process gone) and marked abandoned, e.g. a replica's."""
+        ids = ", ".join(str(run) for run in run_ids)
+        with self._lock:
+            self._state.abandoned = (
+                f"run {ids} abandoned at {at:%Y-%m-%dT%H:%M:%S%z}: its process is gone"
+            )
 
     def failing(self) -> dict[int, Failure]:
         with self._lock:

@@ -31,7 +31,10 @@ FAILING_SQL = "(" + ", ".join(f"'{s}'" for s in sorted(FAILING)) + ")"  # an SQL
 # http_status, transport), or data (unstorable codes), database or internal.
 ErrorKind = str
 
-SkipReason = Literal["locked", "superseded", "stopped", "deadline"]
+SkipReason = Literal["locked", "superseded", "stopped", "deadline", "auth_rejected", "unreachable"]
+# Why a run started no more VDNs: a stop (signal, shutdown), its deadline, or fail-fast
+# (obs_sync.failfast: credentials rejected again and again, the server unreachable).
+NotStartedReason = Literal["stopped", "deadline", "auth_rejected", "unreachable"]
 # Skips that are not failures: another process has (or had) the VDN, with data as new.
 LEFT_TO_OTHERS: frozenset[SkipReason] = frozenset({"locked", "superseded"})
 LOCKED_ERROR = "another session holds this VDN's lock"  # the start of a lock skip's error
@@ -62,7 +65,8 @@ class VdnResult:
     # Why a VDN was not applied: "locked" (its lock was held: skipped, or failed once that
     # happened sync.max_lock_skips runs in a row), "superseded" (a newer snapshot was
     # already applied: not a failure), "stopped" (stop requested) or "deadline" (run
-    # deadline passed); None otherwise.
+    # deadline passed), "auth_rejected" / "unreachable" (not attempted: the run stopped
+    # asking, obs_sync.failfast); None otherwise.
     skip_reason: SkipReason | None = None
     error_kind: ErrorKind | None = None  # set for "failed": see ErrorKind
 
@@ -111,11 +115,33 @@ class VdnResult:
         )
 
 
-def not_started(vdn_id: int, at: datetime, reason: Literal["stopped", "deadline"]) -> VdnResult:
-    """A VDN the run did not start: stop requested, or the run's deadline passed."""
-    error = DEADLINE_ERROR if reason == "deadline" else STOPPED_ERROR
+def not_started(
+    vdn_id: int, at: datetime, reason: NotStartedReason, error: str | None = None
+) -> VdnResult:
+    """A VDN the run did not start: stop requested, the run's deadline passed, or the run
+    stopped asking the server (``error`` then says why and what to fix)."""
+    if error is None:
+        error = DEADLINE_ERROR if reason == "deadline" else STOPPED_ERROR
     return VdnResult(
         vdn_id, "skipped", started_at=at, finished_at=at, error=error, skip_reason=reason
+    )
+
+
+NOT_REACHED_ERROR = (
+    "not applied: the worker that took it ended unexpectedly, or none was left to take it "
+    "(an internal error: see the log)"
+)
+
+
+def not_reached(vdn_id: int, at: datetime) -> VdnResult:
+    """A VDN that no worker took although nothing asked the run to stop (a bug)."""
+    return VdnResult(
+        vdn_id,
+        "failed",
+        started_at=at,
+        finished_at=at,
+        error=NOT_REACHED_ERROR,
+        error_kind="internal",
     )
 
 
@@ -272,6 +298,10 @@ def without_long_codes(snapshot: Snapshot, max_code_bytes: int) -> Snapshot:
     """``snapshot`` without its codes longer than ``max_code_bytes`` (UTF-8), which cannot be
     stored: only those codes fail. The rest is applied as an incomplete snapshot, whose
     reason names the code, so nothing is deleted on that run."""
+    # A character is at most 4 bytes of UTF-8: the usual snapshot is cleared by its longest
+    # code's length alone, without encoding every code.
+    if 4 * max(map(len, snapshot.codes), default=0) <= max_code_bytes:
+        return snapshot
     long = sorted(code for code in snapshot.codes if _utf8_bytes(code) > max_code_bytes)
     if not long:
         return snapshot
@@ -317,11 +347,14 @@ class RunResult:
     finished_at: datetime
     dry_run: bool = False
     notes: list[str] = field(default_factory=list)  # said once to the operator (CLI prints)
+    record_error: str | None = None  # the run's own record could not be closed
 
     @property
     def exit_code(self) -> int:
-        """0 when every VDN succeeded or was left to another process holding it, else 1."""
-        return EXIT_OK if all(vdn.ok for vdn in self.vdns) else EXIT_FAILED
+        """0 when every VDN succeeded or was left to another process holding it, and the
+        run's record was closed; else 1."""
+        ok = self.record_error is None and all(vdn.ok for vdn in self.vdns)
+        return EXIT_OK if ok else EXIT_FAILED
 
     def total(self, name: str) -> int:
         return sum(int(getattr(vdn, name)) for vdn in self.vdns)

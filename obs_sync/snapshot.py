@@ -45,3 +45,4 @@ class FetchFailure:
     error: str
     kind: str = "internal"
     stats: FetchStats = field(default_factory=FetchStats)
+    status: int | None = None  # the HTTP status, when it failed on one (fail fast reads it)

@@ -5,12 +5,24 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from typing import Any
 
 
 def plural(count: int, word: str, words: str | None = None) -> str:
     """``1 VDN``, ``2 VDNs``; ``words`` for irregular plurals (``retry``/``retries``)."""
     return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
+def id_ranges(ids: Iterable[int]) -> str:
+    """``1-3, 5, 7-9``: ids as the ``--vdn`` option and ``isales.vdn_ids`` take them."""
+    spans: list[list[int]] = []
+    for value in sorted(set(ids)):
+        if spans and value == spans[-1][1] + 1:
+            spans[-1][1] = value
+        else:
+            spans.append([value, value])
+    return ", ".join(str(low) if low == high else f"{low}-{high}" for low, high in spans)
 
 
 def minutes(value: float) -> str:

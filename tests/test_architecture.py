@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "obs_sync.daemon.schedule": 0,
     "obs_sync.isales.vendor": 0,
     "obs_sync.isales.events": 0,
+    "obs_sync.failfast": 0,
     # 1: the edges: the database connection side, the iSales client, logging and metrics.
     "obs_sync.db": 1,
     "obs_sync.isales": 1,
@@ -75,6 +76,7 @@ PURE = [
     "obs_sync.isales.page",
     "obs_sync.isales.vendor",
     "obs_sync.isales.events",
+    "obs_sync.failfast",
 ]
 IO_LIBRARIES = (
     "requests",

@@ -1,20 +1,35 @@
-"""Every SQL block of docs/bi.md runs against a really synced database (the demo's codes)
-and gives the documented answers."""
+"""Every SQL block of docs/bi.md runs against a really synced database (the demo's codes),
+as a read-only role made by grant-reader, and gives the documented answers; and on the
+demo's own database, with the replacements the page gives for it, run as it prints them
+(sed and psql)."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 
-from obs_sync.commands.demo import CHANGED_CODE, DEMO_CODES, NEW_CODE, REMOVED_CODE
+from obs_sync.commands.demo import (
+    CHANGED_CODE,
+    DEMO_CODES,
+    DEMO_SCHEMA,
+    NEW_CODE,
+    REMOVED_CODE,
+)
 from obs_sync.engine.run import run_sync
 from obs_sync.simulator import Fault, Simulator, SimulatorData
+from obs_sync.store.demo import CALL_TIME_QUERY, CALLS_TABLE
+from obs_sync.store.grants import grant_reader
 from tests.fixtures_db import TEST_SCHEMA, make_config
 
 BI = Path(__file__).resolve().parent.parent / "docs" / "bi.md"
@@ -32,6 +47,19 @@ def sql_blocks() -> dict[str, str]:
         assert name not in blocks, f"duplicate block name {name!r}"
         blocks[name] = body
     return blocks
+
+
+def demo_command() -> str:
+    """The shell command docs/bi.md gives for running a query on the demo's database."""
+    section = BI.read_text("utf-8").split("### On the demo's database", 1)[1]
+    match = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert match, "docs/bi.md: no sh block in 'On the demo's database'"
+    return match.group(1)
+
+
+def demo_replacements() -> str:
+    """The command's replacing part (``sed ... query.sql``)."""
+    return demo_command().split("|", 1)[0].replace("\\\n", " ").strip()
 
 
 def test_docs_use_the_default_schema() -> None:
@@ -61,6 +89,11 @@ def test_bi_queries(make_simulator: Any, database_url: str) -> None:
         with engine.connect() as connection:
             return db_now(connection)
 
+    role = f"obs_bi_reader_{uuid.uuid4().hex[:8]}"
+    with engine.begin() as connection:
+        connection.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD 'reader-pw'"))
+    reader_url = make_url(database_url).set(username=role, password="reader-pw")
+    reader = create_engine(reader_url)
     try:
         before_first = stamp()
         assert run_sync(config, engine=engine).exit_code == 0
@@ -73,7 +106,11 @@ def test_bi_queries(make_simulator: Any, database_url: str) -> None:
         data.set_code(rm_vdn, rm_code, rm_desc)  # back, with its old description
         assert run_sync(config, engine=engine).exit_code == 0
         after = stamp()
-        with engine.begin() as connection:
+        grant_reader(engine, TEST_SCHEMA, role)
+        # One session of the read-only role: the example table is a temporary one.
+        session = reader.connect()
+        with session.begin():
+            connection = session
             connection.execute(text(blocks["a call-records table"]))
             calls = [
                 (1, ch_vdn, ch_code, between1),  # before the rename: the old description
@@ -92,8 +129,8 @@ def test_bi_queries(make_simulator: Any, database_url: str) -> None:
             )
 
         def run(name: str) -> list[tuple[Any, ...]]:
-            with engine.connect() as connection:
-                found = [tuple(row) for row in connection.execute(text(blocks[name]))]
+            with session.begin():  # a transaction per query: now() is the query's time
+                found = [tuple(row) for row in session.execute(text(blocks[name]))]
             assert found, f"docs/bi.md query {name!r} returned no rows on the demo data"
             return found
 
@@ -160,5 +197,84 @@ def test_bi_queries(make_simulator: Any, database_url: str) -> None:
         first = run("freshness")[0]
         assert first[0] == 104 and first[1] is None and first[2] is None
         assert first[3] == "failed" and first[5]
+        session.close()
     finally:
+        reader.dispose()
+        with engine.begin() as connection:
+            connection.execute(text(f"DROP OWNED BY {role}"))
+            connection.execute(text(f"DROP ROLE {role}"))
         engine.dispose()
+
+
+def test_the_demo_prints_the_documented_query_with_the_documented_replacements(
+    tmp_path: Path,
+) -> None:
+    block = sql_blocks()["description at call time"]
+    (tmp_path / "query.sql").write_text("".join(block.splitlines(keepends=True)[1:]))
+    replaced = subprocess.run(
+        ["bash", "-c", demo_replacements()],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    assert replaced == CALL_TIME_QUERY.format(schema=DEMO_SCHEMA, calls=CALLS_TABLE)
+
+
+@pytest.mark.slow
+def test_every_query_runs_on_the_demos_database_as_documented(
+    tmp_path: Path, embedded_data_dir: Path
+) -> None:
+    """``obs-sync demo`` as a newcomer runs it, then each query of docs/bi.md through the
+    page's own sed | psql command, with the URL the demo printed."""
+    from obs_sync.db import embedded
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OBS_SYNC_")}
+    env[embedded.DATA_DIR_ENV] = str(embedded_data_dir)
+    demo = subprocess.run(
+        [sys.executable, "-m", "obs_sync", "demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    printed = re.search(r"psql '(postgresql://[^']+)'", demo.stdout)
+    assert printed, demo.stdout
+    command = demo_command()
+    assert "'postgresql://postgres:@/obs_sync?host=DIR'" in command
+    command = command.replace("'postgresql://postgres:@/obs_sync?host=DIR'", f"'{printed[1]}'")
+    # psql: the one the embedded server ships, else this host's.
+    bin_dir = embedded.find_bin_dir(embedded_data_dir / "pg")
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    out: dict[str, str] = {}
+    for name, block in sql_blocks().items():
+        if name == "a call-records table":
+            continue  # the demo made its table (the page says to skip this block)
+        (tmp_path / "query.sql").write_text(block)
+        ran = subprocess.run(
+            ["bash", "-c", command],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert ran.returncode == 0 and not ran.stderr, f"{name}: {ran.stderr}"
+        rows = re.search(r"^\((\d+) rows?\)$", ran.stdout, re.MULTILINE)
+        assert rows and int(rows[1]) > 0, f"{name} returned no rows on the demo's database"
+        out[name] = ran.stdout
+    ch_vdn, ch_code, ch_desc = CHANGED_CODE
+    at_call_time = out["description at call time"]
+    assert "(4 rows)" in at_call_time  # the demo's four calls, none dropped
+    for description in (DEMO_CODES[ch_vdn][ch_code], ch_desc, NEW_CODE[2], "Fax tone detected."):
+        assert description in at_call_time
+    assert out["description at an instant"].count(ch_desc) == 1
+    # The demo only removes 00622 (as the page says): removed, not back.
+    rm_code = REMOVED_CODE[1]
+    removal = [line for line in out["recent removals"].splitlines() if rm_code in line]
+    assert len(removal) == 1 and removal[0].rstrip().endswith("| f"), removal
+    assert "restored" not in out["recent changes"]
+    assert "(3 rows)" in out["freshness"]

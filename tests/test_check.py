@@ -108,6 +108,8 @@ def test_tls_against_plain_http_points_at_tls(sim: Simulator) -> None:
     result = check_isales(config_for(sim.url.replace("http://", "https://")))
     assert not result.ok
     assert result.fix is not None and "TLS" in result.fix
+    # The real cause (a plain-HTTP port) and its fix, not CA bundles (issue 17).
+    assert "http://" in result.fix and "verify_tls" not in result.fix
 
 
 def test_format_result() -> None:

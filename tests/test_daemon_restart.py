@@ -8,11 +8,14 @@ import threading
 import time
 from typing import Any
 
+import pytest
+from sqlalchemy import create_engine, text
+
 from obs_sync.config import parse_config
 from obs_sync.daemon.daemon import Daemon
 from obs_sync.engine.run import run_sync
 from obs_sync.simulator import Fault, Simulator
-from tests.fixtures_db import config_dict
+from tests.fixtures_db import TEST_SCHEMA, config_dict
 
 
 def test_restart_keeps_failure_streaks_and_last_successes(
@@ -87,3 +90,80 @@ def test_records_are_read_once_the_database_is_reachable(
 
 def by_vdn(result: Any) -> dict[int, Any]:
     return {vdn.vdn_id: vdn for vdn in result.vdns}
+
+
+def test_restart_restores_the_empty_and_last_run_success_gauges(
+    simulator: Simulator, database_url: str
+) -> None:
+    data = config_dict(simulator, database_url, vdn_ids=[1, 2, 3], max_retries=0)
+    simulator.data.set_codes(2, {})  # VDN 2 is empty upstream (totalCount 0)
+    first = run_sync(parse_config(data, env={}))  # an earlier process: all succeed
+    assert first.status == "succeeded" and [v.empty for v in first.vdns] == [False, True, False]
+
+    data["schedule"] = {"interval_minutes": 60, "run_at_start": False}
+    data["metrics"] = {"host": "127.0.0.1", "port": 0}
+    daemon = Daemon(parse_config(data, env={}))
+    thread = threading.Thread(target=lambda: daemon.serve(install_signals=False), daemon=True)
+    thread.start()
+    try:
+        limit = time.monotonic() + 30
+        while not daemon.seeded and time.monotonic() < limit:
+            time.sleep(0.02)
+        assert daemon.metrics is not None
+        registry = daemon.metrics.registry
+        # No run in this process: both come from the run records.
+        assert registry.get_sample_value("obs_sync_vdns_empty") == 1
+        assert registry.get_sample_value(
+            "obs_sync_last_run_success_timestamp_seconds"
+        ) == pytest.approx(first.finished_at.timestamp())
+    finally:
+        daemon.request_shutdown("test over")
+        thread.join(30)
+    assert not thread.is_alive()
+
+
+def test_a_dead_replicas_run_is_marked_abandoned_without_waiting_for_a_run(
+    simulator: Simulator, database_url: str
+) -> None:
+    data = config_dict(
+        simulator, database_url, vdn_ids=[1], max_retries=0, sync={"heartbeat_seconds": 0.5}
+    )
+    run_sync(parse_config(data, env={}))  # the schema
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:  # what a killed replica leaves behind
+            dead = connection.execute(
+                text(
+                    f"INSERT INTO {TEST_SCHEMA}.sync_run (started_at, heartbeat_at, status, "
+                    "trigger, hostname, pid) VALUES (now() - interval '1 minute', "
+                    "now() - interval '30 seconds', 'running', 'schedule', 'replica-b', 77) "
+                    "RETURNING id"
+                )
+            ).scalar_one()
+        data["schedule"] = {"interval_minutes": 60, "run_at_start": False}
+        data["metrics"] = {"host": "127.0.0.1", "port": 0}
+        daemon = Daemon(parse_config(data, env={}))
+        thread = threading.Thread(target=lambda: daemon.serve(install_signals=False), daemon=True)
+        thread.start()
+        try:
+            assert daemon.metrics is not None
+            registry = daemon.metrics.registry
+            limit = time.monotonic() + 30
+            while not registry.get_sample_value("obs_sync_runs_total", {"status": "abandoned"}):
+                assert time.monotonic() < limit, "the dead run was never marked"
+                time.sleep(0.05)
+            assert f"run {dead} abandoned" in daemon.health.check().reason
+            with engine.connect() as connection:
+                status, ended = connection.execute(
+                    text(
+                        f"SELECT status, finished_at = heartbeat_at FROM {TEST_SCHEMA}.sync_run "
+                        "WHERE id = :id"
+                    ),
+                    {"id": dead},
+                ).one()
+            assert (status, ended) == ("abandoned", True)
+        finally:
+            daemon.request_shutdown("test over")
+            thread.join(30)
+    finally:
+        engine.dispose()

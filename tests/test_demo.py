@@ -51,7 +51,7 @@ def test_demo_runs_to_completion(tmp_path: Path, embedded_data_dir: Path) -> Non
     # The BI query: the same code resolves to the description valid at each call's time.
     query = out.split("7. BI query")[1]
     rows = [line.split() for line in query.splitlines() if line.strip()[:1].isdigit()]
-    by_call = {row[0]: " ".join(row[5:]) for row in rows}  # call_id, date, time, vdn, code
+    by_call = {row[0]: " ".join(row[5:]) for row in rows}  # call_id, vdn, code, date, time
     assert by_call["1"] == "The called party does not answer the call."
     assert by_call["2"] == "No answer after 30 seconds of ringing."
     assert by_call["3"] == "Fax tone detected."

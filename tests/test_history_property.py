@@ -431,6 +431,8 @@ class HistoryMachine(RuleBasedStateMachine):
                 result = run_sync(config, vdn_ids=vdns, engine=self.env.engine, trigger="property")
                 exit_code, run_id = result.exit_code, result.run_id
                 got = {v.vdn_id: self.result_counts(v) for v in result.vdns}
+                skipped = [(v.vdn_id, v.skip_reason, v.error) for v in result.vdns if v.skip_reason]
+                assert skipped == []  # why a VDN was not applied, if it ever is
                 assert got == {vdn: p.counts() for vdn, p in predicted.items()}
         finally:
             self.sim.faults.clear()
@@ -486,6 +488,8 @@ class HistoryMachine(RuleBasedStateMachine):
         # The faults stay pending for the next real sync.
         assert result.run_id is None
         got = {v.vdn_id: self.result_counts(v) for v in result.vdns}
+        skipped = [(v.vdn_id, v.skip_reason, v.error) for v in result.vdns if v.skip_reason]
+        assert skipped == []  # why a VDN was not applied, if it ever is
         assert got == {vdn: p.counts() for vdn, p in predicted.items()}
         all_ok = all(p.status == "succeeded" for p in predicted.values())
         assert result.exit_code == (0 if all_ok else 1)
@@ -534,6 +538,14 @@ class HistoryMachine(RuleBasedStateMachine):
         errors = dict(
             self.rows("SELECT vdn_id, error FROM {s}.sync_run_vdn WHERE sync_run_id = :r", r=run_id)
         )
+        # Nothing here is ever skipped (sequential, no stop, no other writer): a skip and
+        # its reason ("locked", "stopped") would be a leak of a lock or a dead worker.
+        skips = self.rows(
+            "SELECT vdn_id, skip_reason, error FROM {s}.sync_run_vdn "
+            "WHERE sync_run_id = :r AND skip_reason IS NOT NULL",
+            r=run_id,
+        )
+        assert skips == [], skips
         for vdn, p in predicted.items():
             assert (errors[vdn] is None) == (p.status == "succeeded"), (vdn, errors[vdn])
         statuses = [p.status for p in predicted.values()]

@@ -465,7 +465,14 @@ def test_vendor_failure_code_is_clear_and_not_retried(
         client.fetch_snapshot(2)
     error = info.value
     assert (error.code, error.meaning, error.desc) == (code, meaning, "pageNum is invalid")
-    assert str(error) == f"VDN 2: iSales failure code {code} ({meaning}): pageNum is invalid"
+    message = f"VDN 2: iSales failure code {code} ({meaning}): pageNum is invalid"
+    if code == "0200001":
+        # The likely cause for obs-sync's well-formed requests (issue 17): no such VDN there.
+        assert "does not exist" in error.cause and "isales.vdn_ids" in error.fix
+        assert str(error) == f"{message}; likely cause: {error.cause}: {error.fix}"
+    else:
+        assert (error.cause, error.fix) == ("", "")
+        assert str(error) == message
     assert served(server, 1) == 1
     assert events.outcomes == ["vendor_error"]
 

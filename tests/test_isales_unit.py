@@ -63,7 +63,9 @@ def test_every_vendor_failure_code_has_its_meaning(code: str) -> None:
         _parse_page(4, 1, 50, body(resultCode=code, returnCode=code, resultDesc="pageSize bad"))
     error = info.value
     assert (error.code, error.meaning, error.desc) == (code, FAILURE_CODES[code], "pageSize bad")
-    assert str(error) == f"VDN 4: iSales failure code {code} ({FAILURE_CODES[code]}): pageSize bad"
+    assert str(error).startswith(
+        f"VDN 4: iSales failure code {code} ({FAILURE_CODES[code]}): pageSize bad"
+    )
     assert error.vdn_id == 4
     assert not error.retryable
 
@@ -156,6 +158,27 @@ def test_malformed_bodies_are_data_errors_naming_vdn_and_code(data: Any, message
     assert str(info.value).startswith("VDN 9: page 2: ")
     assert message in str(info.value)
     assert not info.value.retryable
+
+
+def test_a_bad_item_after_good_ones_is_named_by_its_index() -> None:
+    good = [{"obsCode": f"0060{i}", "obsCodeDesc": "x"} for i in range(3)]
+    with pytest.raises(DataError, match=r"obsCodes\[3\]\.obsCode is missing"):
+        _parse_page(9, 2, 50, body(obsCodes=[*good, {"obsCodeDesc": "y"}], totalCount=4))
+
+
+def test_string_and_dict_subclasses_read_like_plain_ones() -> None:
+    class Text(str):
+        pass
+
+    class Item(dict[str, Any]):
+        pass
+
+    items = [
+        Item(obsCode=Text("00605"), obsCodeDesc=Text("busy")),
+        {"obsCode": "00604", "obsCodeDesc": "rejected"},
+    ]
+    page = _parse_page(3, 1, 50, body(obsCodes=items))
+    assert page.codes == (("00605", "busy"), ("00604", "rejected"))
 
 
 def test_merge_deduplicates_and_rejects_conflicts() -> None:

@@ -179,8 +179,12 @@ def test_db_commands(
     assert f"schema {SCHEMA}: downgrade from {migrate.head_revision()} drops every" in result.output
     assert "sync_run (1 rows)" in result.output and "add --yes" in result.output
     assert tables(db_engine) == TABLES | {"alembic_version"}
-    # One step back (the default) at a time: 0003's table goes, then 0002's objects; 0001's
-    # tables and rows stay.
+    # One step back (the default) at a time: 0005's column, 0003's table goes, then 0002's
+    # objects; 0001's tables and rows stay.
+    result = runner.invoke(main, ["--config", path, "db", "downgrade"])
+    assert result.exit_code == 2 and "reverts migration(s) 0005 to 0003" in result.output
+    result = runner.invoke(main, ["--config", path, "db", "downgrade", "--yes"])
+    assert result.exit_code == 0 and tables(db_engine) == TABLES | {"alembic_version"}
     result = runner.invoke(main, ["--config", path, "db", "downgrade"])
     assert result.exit_code == 2 and "reverts migration(s) 0003 to 0002" in result.output
     result = runner.invoke(main, ["--config", path, "db", "downgrade", "--yes"])
@@ -228,22 +232,24 @@ def test_alembic_command_line_reads_obs_sync_config(
 @pytest.mark.parametrize(
     ("revision", "expected"),
     [
-        ("-1", (True, "0002", ("0003",))),
-        ("-2", (True, "0001", ("0003", "0002"))),
-        ("-3", (True, None, ("0003", "0002", "0001"))),
-        ("base", (True, None, ("0003", "0002", "0001"))),
-        ("0001", (True, "0001", ("0003", "0002"))),
-        ("0002", (True, "0002", ("0003",))),
-        ("0003", (True, "0003", ())),
-        ("-4", (False, None, ())),  # below base: left for Alembic to reject
+        ("-1", (True, "0003", ("0005",))),
+        ("-2", (True, "0002", ("0005", "0003"))),
+        ("-3", (True, "0001", ("0005", "0003", "0002"))),
+        ("-4", (True, None, ("0005", "0003", "0002", "0001"))),
+        ("base", (True, None, ("0005", "0003", "0002", "0001"))),
+        ("0001", (True, "0001", ("0005", "0003", "0002"))),
+        ("0002", (True, "0002", ("0005", "0003"))),
+        ("0003", (True, "0003", ("0005",))),
+        ("0005", (True, "0005", ())),
+        ("-5", (False, None, ())),  # below base: left for Alembic to reject
         ("head", (False, None, ())),
         ("nope", (False, None, ())),
     ],
 )
 def test_downgrade_target(revision: str, expected: tuple[object, ...]) -> None:
-    known = ("0001", "0002", "0003")
+    known = ("0001", "0002", "0003", "0005")
     assert migrate.known_revisions() == known, "extend these cases with each migration"
-    assert migrate.downgrade_target("0003", revision) == expected
+    assert migrate.downgrade_target("0005", revision) == expected
 
 
 def test_downgrade_asks_on_a_terminal(

@@ -376,7 +376,7 @@ def _random_history(connection: psycopg.Connection[Any], schema: str, seed: int)
 def _reference(connection: psycopg.Connection[Any], schema: str, vdn_ids: list[int]) -> Any:
     """What ``status`` should say, computed row by row in Python."""
     runs = connection.execute(
-        f"SELECT id, started_at, finished_at, status, trigger FROM {schema}.sync_run "
+        f"SELECT id, started_at, finished_at, status, trigger, heartbeat_at FROM {schema}.sync_run "
         "ORDER BY id DESC LIMIT 10"
     ).fetchall()
     records = connection.execute(
@@ -384,8 +384,10 @@ def _reference(connection: psycopg.Connection[Any], schema: str, vdn_ids: list[i
         f"restored, error FROM {schema}.sync_run_vdn"
     ).fetchall()
     run_rows = []
-    for run_id, started, finished, status, trigger in runs:
+    for run_id, started, finished, status, trigger, heartbeat in runs:
         mine = [r for r in records if r[0] == run_id]
+        if status == "running":  # no process holds its lock here, its heartbeat is old
+            status, finished = "abandoned", max(started, heartbeat or started)
         run_rows.append(
             RunRow(
                 run_id,

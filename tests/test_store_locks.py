@@ -26,12 +26,12 @@ from obs_sync.engine.run import run_sync
 from obs_sync.health import HealthTracker
 from obs_sync.results import LOCKED_ERROR, RunResult
 from obs_sync.simulator import Simulator
-from obs_sync.store.locks import lock_class
 from obs_sync.store.status_query import read_status
 from tests.fixtures_db import TEST_SCHEMA, make_config, present_codes
 
 S = TEST_SCHEMA
-VDN_LOCK = lock_class(S, "vdn")
+# What holds a VDN's lock: its vdn_state row, locked in an open transaction (a writer's).
+HOLD = "SELECT 1 FROM {s}.vdn_state WHERE vdn_id = {v} FOR NO KEY UPDATE"
 
 
 @pytest.fixture
@@ -101,8 +101,8 @@ def test_a_held_lock_fails_the_vdn_after_max_lock_skips_runs(
     simulator.data.set_code(2, "NEW", "needs the lock to be written")
     with engine.connect() as holder:  # e.g. a BI tool's session
         holder.execute(text("SET application_name = 'bi-reader'"))
-        holder.execute(text("SELECT pg_advisory_lock(:c, 2)"), {"c": VDN_LOCK})
         holder.commit()
+        holder.execute(text(HOLD.format(s=S, v=2)))
         pid = holder.execute(text("SELECT pg_backend_pid()")).scalar()
         first = sync(config)
         skipped = vdn(first, 2)
@@ -136,17 +136,16 @@ def test_a_held_lock_fails_the_vdn_after_max_lock_skips_runs(
         metrics = Metrics()
         metrics.on_vdn(failed)
         assert metrics.registry.get_sample_value("obs_sync_vdns_failing") == 1
-        holder.execute(text("SELECT pg_advisory_unlock_all()"))
+        holder.rollback()
     released = sync(config)
     assert vdn(released, 2).status == "succeeded" and vdn(released, 2).inserted == 1
     assert present_codes(engine)[2]["NEW"] == "needs the lock to be written"
     # The streak ended with that success: a new hold starts counting again.
     simulator.data.set_code(2, "NEWER", "x")
     with engine.connect() as holder:
-        holder.execute(text("SELECT pg_advisory_lock(:c, 2)"), {"c": VDN_LOCK})
-        holder.commit()
+        holder.execute(text(HOLD.format(s=S, v=2)))
         assert vdn(sync(config), 2).status == "skipped"
-        holder.execute(text("SELECT pg_advisory_unlock_all()"))
+        holder.rollback()
 
 
 def test_a_row_lock_held_elsewhere_fails_only_its_vdn_after_lock_timeout(
@@ -191,7 +190,7 @@ def test_a_hung_writer_loses_its_locks_after_the_idle_in_transaction_timeout(
     # the VDN's lock and a row lock, idle in its transaction.
     hung = obs_sync_connection(config)
     hung.execute("BEGIN")
-    hung.execute("SELECT pg_advisory_xact_lock(%s, 4)", (VDN_LOCK,))
+    hung.execute(HOLD.format(s=S, v=4))
     hung.execute(f"UPDATE {S}.result_code SET obs_code_desc = obs_code_desc WHERE vdn_id = 4")
     pid = hung.info.backend_pid
     blocked = vdn(sync(config), 4)

@@ -19,7 +19,6 @@ from obs_sync.config import Config
 from obs_sync.engine.run import run_sync
 from obs_sync.results import LOCKED_ERROR, RunResult
 from obs_sync.simulator import Fault, Simulator
-from obs_sync.store.locks import lock_class
 from tests.fixtures_db import (
     TEST_SCHEMA,
     assert_history_invariants,
@@ -247,7 +246,7 @@ def test_no_change_resync_writes_nothing_and_is_set_based(
     # finish, unlock, retention prune.
     reads = [s for s in statements if s.lstrip().startswith("SELECT obs_code")]
     assert len(reads) == 5
-    assert not any("pg_try_advisory_xact_lock" in s for s in statements)
+    assert not any("FOR NO KEY UPDATE" in s for s in statements)
     assert len(statements) <= 5 + 10, statements
     assert sum("DELETE FROM" in s and "sync_run_vdn" in s for s in statements) == 1
 
@@ -490,7 +489,7 @@ def test_vdn_held_by_another_process_is_skipped(
     for vdn in SIM_VDNS:
         simulator.data.set_code(vdn, "NEW", "needs the lock to be written")
     with engine.connect() as holder:
-        holder.execute(text("SELECT pg_advisory_xact_lock(:c, 2)"), {"c": lock_class(S, "vdn")})
+        holder.execute(text(f"SELECT 1 FROM {S}.vdn_state WHERE vdn_id = 2 FOR NO KEY UPDATE"))
         pid = holder.execute(text("SELECT pg_backend_pid()")).scalar()
         result = sync(config, engine)
         holder.rollback()
@@ -505,20 +504,25 @@ def test_vdn_held_by_another_process_is_skipped(
 def test_abandoned_runs_are_closed_by_the_next_run(config: Config, engine: Engine):
     first = sync(config, engine)
     with engine.begin() as connection:
-        # What a killed process leaves: a running row whose liveness lock is gone.
+        # What a killed process leaves: a running row whose liveness lock is gone, and
+        # whose last heartbeat is older than two heartbeat intervals.
         connection.execute(
             text(
-                f"INSERT INTO {S}.sync_run (started_at, status, trigger) "
-                "VALUES (now(), 'running', 'test')"
+                f"INSERT INTO {S}.sync_run (started_at, heartbeat_at, status, trigger) "
+                "VALUES (now() - interval '1 hour', now() - interval '50 minutes', "
+                "'running', 'test')"
             )
         )
     later = sync(config, engine)
     runs = rows(
-        engine, "SELECT id, status, finished_at IS NOT NULL, error FROM {s}.sync_run ORDER BY id"
+        engine,
+        "SELECT id, status, finished_at IS NOT NULL, error, finished_at = heartbeat_at "
+        "FROM {s}.sync_run ORDER BY id",
     )
     assert [r[1] for r in runs] == ["succeeded", "abandoned", "succeeded"]
     assert runs[0][0] == first.run_id and runs[2][0] == later.run_id
     assert all(r[2] for r in runs) and "ended before finishing" in runs[1][3]
+    assert runs[1][4]  # it ended when it was last known alive, not when it was noticed
 
 
 def test_running_run_of_a_live_process_is_not_abandoned(config: Config, engine: Engine):

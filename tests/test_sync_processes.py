@@ -138,7 +138,14 @@ def test_kill_9_mid_run_leaves_a_consistent_database(
     sim = make_simulator(
         SimulatorData.generate(vdn_ids=VDNS, codes_per_vdn=120, seed=4), latency_seconds=0.03
     )
-    path = write_config(tmp_path / "c.yaml", sim, database_url, vdn_ids=["1-20"], max_concurrency=2)
+    path = write_config(
+        tmp_path / "c.yaml",
+        sim,
+        database_url,
+        vdn_ids=["1-20"],
+        max_concurrency=2,
+        sync={"heartbeat_seconds": 0.5},
+    )
     # A first complete run, then upstream changes so the killed run is mid-way through updates.
     assert run(path).returncode == 0
     for vdn in VDNS:
@@ -171,10 +178,23 @@ def test_kill_9_mid_run_leaves_a_consistent_database(
         WHERE NOT ((v2 = 10 AND recorded) OR (v2 = 0 AND NOT recorded))"""
     assert scalar(engine, torn) == 0
     assert_history_invariants(engine)
+    # `status` shows it abandoned without another run, once two heartbeats are missed;
+    # it ended when it was last known alive.
+    from obs_sync.store.status_query import read_status
+
+    heartbeat = scalar(engine, "SELECT heartbeat_at FROM {s}.sync_run WHERE id = 2")
+    give_up = time.monotonic() + 30
+    while (shown := read_status(engine, S, list(VDNS), heartbeat_seconds=0.5).runs[0]).status != (
+        "abandoned"
+    ):
+        assert shown.status == "running" and time.monotonic() < give_up
+        time.sleep(0.1)
+    assert shown.run_id == 2 and shown.finished_at == heartbeat
 
     again = run(path)
     assert again.returncode == 0, again.stderr
     assert scalar(engine, "SELECT status FROM {s}.sync_run WHERE id = 2") == "abandoned"
+    assert scalar(engine, "SELECT finished_at = heartbeat_at FROM {s}.sync_run WHERE id = 2")
     assert scalar(engine, "SELECT sum(updated) FROM {s}.sync_run_vdn") == 200
     assert present_codes(engine) == {vdn: sim.data.codes(vdn) for vdn in VDNS}
     assert_history_invariants(engine)

@@ -87,7 +87,8 @@ def test_verify_runs_in_a_read_only_transaction(synced: Engine) -> None:
             from obs_sync.store.integrity import _FILTERS
 
             connection.exec_driver_sql(
-                sql.format(s=S, **_FILTERS), {"vdns": None, "keep_days": 90}
+                sql.format(s=S, **_FILTERS),
+                {"vdns": None, "keep_days": 90, "run_cls": 1, "heartbeat": 5},
             ).all()
         assert connection.exec_driver_sql("SHOW transaction_read_only").scalar() == "on"
 
@@ -230,6 +231,17 @@ def _registry(engine: Engine) -> tuple[str | None, str]:
     return None, "registry"
 
 
+def _dead_run(engine: Engine) -> tuple[str | None, str]:
+    # What a process killed mid-run leaves: a running row, its lock gone, its heartbeat old.
+    _sql(
+        engine,
+        f"INSERT INTO {S}.sync_run (started_at, heartbeat_at, status, trigger, hostname, pid) "
+        "VALUES (now() - interval '1 hour', now() - interval '59 minutes', 'running', "
+        "'schedule', 'host-a', 4242)",
+    )
+    return None, "dead-run"
+
+
 def _sql(engine: Engine, statement: str) -> None:
     with engine.begin() as connection:
         connection.execute(text(statement))
@@ -248,6 +260,7 @@ PLANTS: dict[str, Plant] = {
     "run record missing": _record_missing,
     "run record counts wrong": _record_counts,
     "registry disagrees with the records": _registry,
+    "a run whose process is gone": _dead_run,
 }
 
 
@@ -271,6 +284,7 @@ def test_every_check_has_a_planted_corruption() -> None:
         "run-time",
         "run-record",
         "registry",
+        "dead-run",
     }
     assert planted == set(CHECKS)
 
@@ -279,11 +293,15 @@ def test_pruned_run_records_are_not_findings(synced: Engine) -> None:
     """Retention deletes old records: a missing record of a run that started more than
     sync.keep_run_records_days ago is expected; a newer one is a finding."""
     _sql(synced, f"DELETE FROM {S}.sync_run_vdn WHERE vdn_id = 2 AND inserted > 0")
+    # The runs started two days ago (their versions still start within them): whether
+    # they are past retention never depends on how fast this machine ran the test.
+    _sql(synced, f"UPDATE {S}.sync_run SET started_at = started_at - interval '2 days'")
     found = findings(synced)
     assert found and {(f.vdn_id, f.check) for f in found} == {(2, "run-record")}
     assert all("has no record of the VDN" in f.detail for f in found)
     assert findings(synced, keep_days=0) == found  # 0 keeps everything: still missing
-    assert findings(synced, keep_days=1e-6) == []  # the runs are older than 0.09 s
+    assert findings(synced, keep_days=3) == found  # within retention: missing
+    assert findings(synced, keep_days=1) == []  # past retention: pruned, as expected
 
 
 def test_cli_exit_codes_and_json(

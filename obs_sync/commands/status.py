@@ -325,7 +325,12 @@ def run_status_command(
     url = engine.url.render_as_string(hide_password=False)
     database = describe_database(url, schema, embedded=config.database.embedded)
     try:
-        status = read_status(engine, schema, list(vdn_ids) or config.isales.vdn_list)
+        status = read_status(
+            engine,
+            schema,
+            list(vdn_ids) or config.isales.vdn_list,
+            heartbeat_seconds=config.sync.heartbeat_seconds,
+        )
     finally:
         engine.dispose()
     stale_after = timedelta(minutes=config.metrics.max_failing_minutes)

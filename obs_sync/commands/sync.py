@@ -15,21 +15,72 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from obs_sync.commands.table import table_lines
 from obs_sync.db.embedded import require_installed
-from obs_sync.errors import EXIT_FAILED, UsageError
+from obs_sync.errors import UsageError
 from obs_sync.observability import setup_logging_for
-from obs_sync.text import plural
+from obs_sync.progress_bar import ProgressBar
+from obs_sync.text import id_ranges, plural
 
 log = logging.getLogger("obs_sync.sync")
 
 if TYPE_CHECKING:
     from obs_sync.config import Config
+    from obs_sync.engine.control import RunControl
     from obs_sync.results import RunResult, VdnResult
+
+log = logging.getLogger("obs_sync.sync")
+
+
+class _Interrupts:
+    """SIGINT/SIGTERM during ``obs-sync sync``, as the daemon handles them.
+
+    The first stops the run (no new VDN; the ones in flight finish, their fetches are
+    cancelled after ``schedule.shutdown_timeout_seconds``); the run is recorded ``stopped``
+    (``failed`` if a VDN failed), the summary printed, and the exit code is 128 + the
+    signal's number. A second aborts at once: the run's record is closed as ``failed``
+    ("aborted"), and the process exits, which rolls back the VDN transactions in flight.
+    """
+
+    def __init__(self, control: RunControl) -> None:
+        self.control = control
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._on_signal)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.received is not None:
+            log.error("%s received again: aborting now; the VDNs in flight are rolled back", name)
+            self.control.abort(
+                f"aborted by a second signal ({name}): the VDNs in flight were rolled back; "
+                "VDNs without a sync_run_vdn row were not applied"
+            )
+            logging.shutdown()
+            os._exit(128 + signum)
+        self.received = signum
+        log.warning(
+            "%s received: stopping (no new VDN starts; the VDNs in flight finish, their "
+            "fetches are cancelled after schedule.shutdown_timeout_seconds = %g s); send it "
+            "again to abort at once",
+            name,
+            self.control.stop_timeout,
+        )
+        self.control.request_stop()
 
 
 def _counts(vdn: VdnResult) -> list[str]:
@@ -67,24 +118,6 @@ def format_summary(result: RunResult) -> str:
     return "\n".join([*lines, totals])
 
 
-def _stop_on_sigterm(stop: threading.Event) -> Any:
-    """SIGTERM (a CronJob's deadline, ``kubectl delete``, systemd) stops the run as in the
-    daemon: no new VDN starts, the one in flight commits or rolls back, the rest are
-    recorded as skipped. A second SIGTERM exits at once. Returns the previous handler."""
-
-    def on_sigterm(signum: int, frame: Any) -> None:
-        if stop.is_set():
-            log.error("SIGTERM received again: exiting now without waiting for the VDN in flight")
-            logging.shutdown()
-            os._exit(EXIT_FAILED)
-        log.info("SIGTERM received: stopping (no new VDN starts; the VDN in flight finishes)")
-        stop.set()
-
-    if threading.current_thread() is not threading.main_thread():
-        return None  # signals reach the main thread only (a test's CliRunner thread)
-    return signal.signal(signal.SIGTERM, on_sigterm)
-
-
 def run_sync_command(
     config: Config, vdn_ids: Sequence[int], *, dry_run: bool, migrate: bool
 ) -> int:
@@ -92,7 +125,7 @@ def run_sync_command(
     unknown = [vdn for vdn in vdn_ids if vdn not in configured]
     if unknown:
         raise UsageError(
-            f"--vdn {', '.join(map(str, unknown))}: not in isales.vdn_ids; add it to the "
+            f"--vdn {id_ranges(unknown)}: not in isales.vdn_ids; add it to the "
             "configuration to sync it (only configured VDNs are kept fresh)"
         )
     setup_logging_for(config)
@@ -103,45 +136,46 @@ def run_sync_command(
     atexit.register(gc.freeze)
 
     # After the checks above: a usage error answers before the client and its HTTP stack load.
+    from obs_sync.engine.control import RunControl
     from obs_sync.engine.run import run_sync
 
     if config.database.embedded:  # before fetching anything that could not be stored
         require_installed()
 
     total = len(vdn_ids) if vdn_ids else len(configured)
-    progress: Any = None
-    lock = threading.Lock()
+    progress: ProgressBar | None = None
     if sys.stderr.isatty():
-        progress = click.progressbar(length=total, label="syncing", file=sys.stderr)
-        progress.__enter__()
+        # Log records are written around the bar, never into its line.
+        progress = ProgressBar(total, sys.stderr).__enter__()
 
     def advance(_: VdnResult) -> None:
-        with lock:
-            progress.update(1)
+        if progress is not None:
+            progress.advance()
 
     # schedule.run_deadline_seconds, when set, bounds a one-shot run as the daemon's: after
     # it no new VDN starts (a CronJob's activeDeadlineSeconds is the hard stop).
     limit = config.schedule.run_deadline_seconds
     deadline = None if limit is None else time.monotonic() + limit
-    stop = threading.Event()
-    previous = _stop_on_sigterm(stop)
+    control = RunControl(config.schedule.shutdown_timeout_seconds)
+    interrupts = _Interrupts(control)
     try:
-        result = run_sync(
-            config,
-            vdn_ids=list(vdn_ids) or None,
-            dry_run=dry_run,
-            migrate=migrate,
-            on_vdn=advance if progress is not None else None,
-            log_progress=progress is None,  # the bar on a terminal; log lines otherwise
-            stop=stop,
-            deadline=deadline,
-        )
+        with interrupts:
+            result = run_sync(
+                config,
+                vdn_ids=list(vdn_ids) or None,
+                dry_run=dry_run,
+                migrate=migrate,
+                on_vdn=advance if progress is not None else None,
+                log_progress=progress is None,  # the bar on a terminal; log lines otherwise
+                control=control,
+                deadline=deadline,
+            )
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
         if progress is not None:
             progress.__exit__(None, None, None)
     for note in result.notes:
         click.echo(f"obs-sync: {note}", err=True)
     click.echo(format_summary(result))
+    if interrupts.received is not None:
+        return 128 + interrupts.received  # as a shell reports a process a signal ended
     return result.exit_code

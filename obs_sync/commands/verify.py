@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -17,8 +17,15 @@ from obs_sync.db.engine import make_engine
 from obs_sync.diff import StoredCode, compute_changes
 from obs_sync.isales.client import ISalesClient
 from obs_sync.isales.errors import ISalesError
-from obs_sync.observability import redactor_for
-from obs_sync.store.integrity import Finding, VerifyError, present_codes, verify_database
+from obs_sync.observability import redactor_for, setup_logging_for
+from obs_sync.store.integrity import (
+    Finding,
+    UnknownVdnError,
+    VerifyError,
+    present_codes,
+    verify_database,
+)
+from obs_sync.text import id_ranges, plural
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -26,8 +33,11 @@ if TYPE_CHECKING:
     from obs_sync.config import Config
 
 __all__ = [
+    "UnknownVdnError",
+    "UpstreamReport",
     "VerifyError",
     "compare_snapshot",
+    "compare_upstream",
     "format_json",
     "format_text",
     "run_verify",
@@ -37,25 +47,67 @@ __all__ = [
 
 
 def run_verify(config: Config, *, vdn_ids: Sequence[int] | None, upstream: bool, fmt: str) -> int:
-    """The command: print the findings; exit 0 (all holds) or 1 (findings listed)."""
+    """The command: print the findings; exit 0 (all holds) or 1 (findings listed). A
+    ``vdn_ids`` VDN neither configured nor stored raises UnknownVdnError (exit 2)."""
+    setup_logging_for(config)  # the client's retries and warnings, in the configured format
     schema = config.database.schema_
     engine = make_engine(config)
+    report: UpstreamReport | None = None
     try:
         findings = verify_database(
-            engine, schema, keep_days=config.sync.keep_run_records_days, vdn_ids=vdn_ids
+            engine,
+            schema,
+            keep_days=config.sync.keep_run_records_days,
+            vdn_ids=vdn_ids,
+            configured=config.isales.vdn_list,
+            heartbeat_seconds=config.sync.heartbeat_seconds,
         )
         if upstream:
-            findings = sorted(
-                findings + verify_upstream(config, engine, vdn_ids or config.isales.vdn_list),
-                key=Finding.sort_key,
-            )
+            report = compare_upstream(config, engine, vdn_ids or config.isales.vdn_list)
+            findings = sorted(findings + report.findings, key=Finding.sort_key)
     finally:
         engine.dispose()
-    click.echo(format_json(findings, schema) if fmt == "json" else format_text(findings, schema))
+    click.echo(
+        format_json(findings, schema, report)
+        if fmt == "json"
+        else format_text(findings, schema, report)
+    )
     return 1 if findings else 0
 
 
 # ------------------------------------------------------------------------- upstream
+
+
+@dataclass(frozen=True)
+class UpstreamReport:
+    """What ``--upstream`` compared: the server, the VDNs, the codes on both sides."""
+
+    base_url: str
+    vdns: tuple[int, ...]  # asked for
+    compared: tuple[int, ...]  # fetched completely: every difference is a finding
+    incomplete: tuple[int, ...]  # fetched in part: deletions upstream not compared
+    failed: tuple[int, ...]  # not fetched: nothing compared
+    codes_fetched: int
+    codes_stored: int  # present codes in the database, of the VDNs fetched
+    findings: list[Finding]
+
+    def line(self) -> str:
+        parts = [
+            f"upstream: compared {plural(len(self.compared), 'VDN')}"
+            f"{f' ({id_ranges(self.compared)})' if self.compared else ''} with "
+            f"{self.base_url}: {plural(self.codes_fetched, 'code')} fetched, "
+            f"{self.codes_stored} present in the database"
+        ]
+        if self.incomplete:
+            parts.append(f"incomplete fetch: {id_ranges(self.incomplete)}")
+        if self.failed:
+            parts.append(f"fetch failed: {id_ranges(self.failed)}")
+        return "; ".join(parts)
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["findings"]  # listed once, with the others
+        return data
 
 
 def verify_upstream(
@@ -65,6 +117,17 @@ def verify_upstream(
     *,
     fetch: Callable[[int], Any] | None = None,
 ) -> list[Finding]:
+    """The findings of :func:`compare_upstream`."""
+    return compare_upstream(config, engine, vdn_ids, fetch=fetch).findings
+
+
+def compare_upstream(
+    config: Config,
+    engine: Engine,
+    vdn_ids: Sequence[int],
+    *,
+    fetch: Callable[[int], Any] | None = None,
+) -> UpstreamReport:
     """Compare each VDN's present codes with a fresh fetch from iSales; writes nothing.
 
     ``upstream-missing``: iSales has the code, the database has it not (or deleted);
@@ -74,6 +137,10 @@ def verify_upstream(
     """
     redact = redactor_for(config)
     findings: list[Finding] = []
+    compared: list[int] = []
+    incomplete: list[int] = []
+    failed: list[int] = []
+    codes_fetched = codes_stored = 0
     with ISalesClient(config.isales) as client:
         for vdn_id in vdn_ids:
             try:
@@ -82,9 +149,13 @@ def verify_upstream(
                 findings.append(
                     Finding(vdn_id, None, "upstream-fetch", redact(f"fetch failed: {error}"))
                 )
+                failed.append(vdn_id)
                 continue
             stored = present_codes(engine, config.database.schema_, vdn_id)
             findings += compare_snapshot(vdn_id, stored, snapshot.codes, snapshot.complete)
+            codes_fetched += len(snapshot.codes)
+            codes_stored += len(stored)
+            (compared if snapshot.complete else incomplete).append(vdn_id)
             if not snapshot.complete:
                 findings.append(
                     Finding(
@@ -95,7 +166,16 @@ def verify_upstream(
                         "upstream not compared",
                     )
                 )
-    return sorted(findings, key=Finding.sort_key)
+    return UpstreamReport(
+        base_url=config.isales.base_url,
+        vdns=tuple(vdn_ids),
+        compared=tuple(compared),
+        incomplete=tuple(incomplete),
+        failed=tuple(failed),
+        codes_fetched=codes_fetched,
+        codes_stored=codes_stored,
+        findings=sorted(findings, key=Finding.sort_key),
+    )
 
 
 def compare_snapshot(
@@ -123,15 +203,19 @@ def compare_snapshot(
 # --------------------------------------------------------------------------- output
 
 
-def format_text(findings: Sequence[Finding], schema: str) -> str:
+def format_text(
+    findings: Sequence[Finding], schema: str, upstream: UpstreamReport | None = None
+) -> str:
+    head = [upstream.line()] if upstream is not None else []
     if not findings:
-        return f"obs-sync verify: every check holds (schema {schema})"
+        return "\n".join([*head, f"obs-sync verify: every check holds (schema {schema})"])
     rows = [
-        (str(f.vdn_id), f.obs_code if f.obs_code is not None else "-", f.check, f.detail)
+        # VDN 0: a finding about the runs, not one VDN (dead-run).
+        (str(f.vdn_id or "-"), f.obs_code if f.obs_code is not None else "-", f.check, f.detail)
         for f in findings
     ]
-    lines = table_lines(("VDN", "CODE", "CHECK", "DETAIL"), rows, strip=False)
-    vdns = len({f.vdn_id for f in findings})
+    lines = head + table_lines(("VDN", "CODE", "CHECK", "DETAIL"), rows, strip=False)
+    vdns = len({f.vdn_id for f in findings if f.vdn_id})
     lines.append(
         f"obs-sync verify: {len(findings)} finding(s) in {vdns} VDN(s) (schema {schema}); "
         "docs/operations.md#obs-sync-verify says what to do about each"
@@ -139,9 +223,14 @@ def format_text(findings: Sequence[Finding], schema: str) -> str:
     return "\n".join(lines)
 
 
-def format_json(findings: Sequence[Finding], schema: str) -> str:
-    return json.dumps(
-        {"schema": schema, "ok": not findings, "findings": [asdict(f) for f in findings]},
-        ensure_ascii=False,
-        indent=2,
-    )
+def format_json(
+    findings: Sequence[Finding], schema: str, upstream: UpstreamReport | None = None
+) -> str:
+    data: dict[str, Any] = {
+        "schema": schema,
+        "ok": not findings,
+        "findings": [asdict(f) for f in findings],
+    }
+    if upstream is not None:
+        data["upstream"] = upstream.as_json()
+    return json.dumps(data, ensure_ascii=False, indent=2)

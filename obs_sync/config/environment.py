@@ -10,6 +10,31 @@ from obs_sync.config.database import EXAMPLE_URL
 from obs_sync.config.errors import ConfigError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_BARE_REF = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")  # the shell's $NAME, not expanded here
+_LITERAL_HINT = (
+    "a value that must hold it literally goes in an environment variable, referred to as ${NAME}"
+)
+
+
+def _check_references(value: str, env: Mapping[str, str], path: str) -> None:
+    """Refuse what is surely a broken reference, naming the key (never the value, which
+    may be a secret): a ``${`` that opens no ``${NAME}`` / ``${NAME:-default}``, and a
+    shell-style ``$NAME`` of a variable that is set. Both would otherwise pass as literal
+    text and fail much later (a secret key: a 401 for every VDN). Errors, not warnings:
+    each surely fails every request, and a literal value has a way (the environment)."""
+    rest = _ENV_REF.sub("", value)
+    if "${" in rest:
+        raise ConfigError(
+            f"{path}: `${{` opens no reference (a missing `}}`, or not a variable name): "
+            f"write ${{NAME}} or ${{NAME:-default}}; {_LITERAL_HINT}"
+        )
+    for match in _BARE_REF.finditer(rest):
+        name = match.group(1)
+        if name in env:
+            raise ConfigError(
+                f"{path}: ${name} is not expanded (only ${{{name}}} is), and {name} is "
+                f"set in the environment: write ${{{name}}}; {_LITERAL_HINT}"
+            )
 
 
 # The iSales credentials, which commands that only use the database do not need.
@@ -21,6 +46,7 @@ def expand_env(
     value: Any, env: Mapping[str, str], path: str, optional: frozenset[str] = frozenset()
 ) -> Any:
     if isinstance(value, str):
+        _check_references(value, env, path)
 
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)

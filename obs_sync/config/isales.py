@@ -183,6 +183,8 @@ class ISalesConfig(Section):
             raise ValueError("is empty (set it, e.g. secret_key: ${ISALES_SECRET_KEY})")
         if CONTROL.search(secret):  # would sign wrongly: every request a 401
             raise ValueError("contains a control character (a trailing newline?)")
+        if secret != secret.strip():  # the same: every request a 401, not a clear error
+            raise ValueError("has leading or trailing whitespace (pasted with a space?): remove it")
         return value
 
     @field_validator("verify_tls")

@@ -58,6 +58,12 @@ class SyncConfig(Section):
     max_code_bytes: int = Field(1024, ge=1, le=MAX_CODE_BYTES_CAP)
     # From this many consecutive runs that found the VDN's lock held, the VDN is failed.
     max_lock_skips: int = Field(3, ge=1, le=1000)
+    # Fail fast (obs_sync/failfast.py): after this many rejected credentials in a run, or
+    # this many VDNs in a row that cannot reach the server, the run asks for no more VDNs.
+    max_auth_failures: int = Field(3, ge=1, le=1000)
+    max_unreachable_vdns: int = Field(3, ge=1, le=10_000)
+    # How often a running run's process says it is alive (sync_run.heartbeat_at).
+    heartbeat_seconds: float = Field(5, ge=0.5, le=3600)
 
 
 class MetricsConfig(Section):

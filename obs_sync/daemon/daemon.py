@@ -232,6 +232,8 @@ class Daemon:
             ", first run now" if schedule.run_at_start else "",
         )
         scheduler.start()
+        watch = threading.Thread(target=self._watch_runs, name="obs-sync-watch", daemon=True)
+        watch.start()
         try:
             while not self.shutdown_requested.wait(timeout=1.0):
                 pass
@@ -239,6 +241,31 @@ class Daemon:
             # Stop scheduling first so no new run starts, then wait for the one in flight.
             scheduler.shutdown(wait=False)
         return self._drain(schedule.shutdown_timeout_seconds)
+
+    def _watch_runs(self) -> None:
+        """Every ``sync.heartbeat_seconds``: runs whose process is gone (a replica killed,
+        this host's previous process) are marked abandoned, ended at their last heartbeat,
+        without waiting for a run; counted in obs_sync_runs{status="abandoned"} and said
+        by /healthz."""
+        abandon: Callable[[], list[int]] | None = getattr(self.job, "abandon_dead_runs", None)
+        if abandon is None:
+            return
+        while not self.shutdown_requested.wait(timeout=self.config.sync.heartbeat_seconds):
+            try:
+                found = abandon()
+            except Exception as error:  # the database is away: the runs say so themselves
+                log.debug("cannot look for abandoned runs: %s", one_line(error))
+                continue
+            if not found:
+                continue
+            log.warning(
+                "marked run(s) %s abandoned: their process is gone (no liveness lock, no "
+                "heartbeat for 2 x sync.heartbeat_seconds); each ended at its last heartbeat",
+                ", ".join(map(str, found)),
+            )
+            self.health.record_abandoned(found, self.clock())
+            if self.metrics is not None:
+                self.metrics.on_abandoned(len(found))
 
     def _seed_from_records(self, *, quiet: bool = False) -> None:
         """Health and metrics from the run records; retried before each run until it works
@@ -254,7 +281,6 @@ class Daemon:
                     one_line(error),
                 )
             return
-        self.seeded = True
         failing = {
             row.vdn_id: Failure(since=row.failing_since, count=row.streak, error=row.last_error)
             for row in rows
@@ -263,7 +289,21 @@ class Daemon:
         self.health.seed_failing(failing)
         if self.metrics is not None:
             last_success = {row.vdn_id: row.last_success for row in rows if row.last_success}
-            self.metrics.seed(last_success, failing)
+            # Empty: the VDN's latest result succeeded with totalCount 0.
+            empty = [
+                row.vdn_id
+                for row in rows
+                if row.last_status == "succeeded" and row.last_total_count == 0
+            ]
+            last_run: Callable[[], datetime | None] | None = getattr(
+                self.job, "last_run_success", None
+            )
+            try:
+                last_run_success = last_run() if last_run is not None else None
+            except Exception as error:
+                log.warning("cannot read the last successful run: %s", one_line(error))
+                last_run_success = None
+            self.metrics.seed(last_success, failing, empty=empty, last_run_success=last_run_success)
         if failing:
             first = min(failing, key=lambda vdn: failing[vdn].since)
             log.warning(
@@ -272,6 +312,7 @@ class Daemon:
                 first,
                 failing[first].since.isoformat(timespec="seconds"),
             )
+        self.seeded = True  # last: health and metrics hold the records once this is set
 
     def _drain(self, timeout: float) -> int:
         limit = time.monotonic() + timeout

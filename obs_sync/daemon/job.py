@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from obs_sync.db.embedded import EmbeddedError, require_installed, restart_if_stopped
@@ -16,7 +19,8 @@ from obs_sync.engine.run import run_sync
 from obs_sync.engine.sizing import connections_per_run
 from obs_sync.errors import UsageError
 from obs_sync.logcontext import PendingRun
-from obs_sync.store.status_query import StatusError, read_status
+from obs_sync.store.status_query import StatusError, read_last_run_success, read_status
+from obs_sync.store.store import Store
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -107,11 +111,32 @@ class SyncJob:
             self.engine = self._make_engine()
         try:
             status = read_status(
-                self.engine, self.config.database.schema_, self.config.isales.vdn_list, limit=1
+                self.engine,
+                self.config.database.schema_,
+                self.config.isales.vdn_list,
+                limit=1,
+                heartbeat_seconds=self.config.sync.heartbeat_seconds,
             )
         except StatusError:
             return []
         return status.vdns
+
+    def last_run_success(self) -> datetime | None:
+        """When the last run in which every VDN succeeded finished (None: never)."""
+        if self.engine is None:
+            return None
+        return read_last_run_success(self.engine, self.config.database.schema_)
+
+    def abandon_dead_runs(self) -> list[int]:
+        """Mark the runs whose process is gone (any host) abandoned; their ids."""
+        if self.engine is None:
+            return []
+        store = Store(self.engine, self.config.database.schema_)
+        return store.abandon_dead_runs(
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            heartbeat_seconds=self.config.sync.heartbeat_seconds,
+        )
 
     def __call__(
         self,

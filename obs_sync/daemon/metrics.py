@@ -127,7 +127,7 @@ class Metrics:
         )
         # Every known label value exists from the start at 0, so rate() and increase()
         # alerts also see the first occurrence (a series born at 1 has no increase).
-        for status in ("succeeded", "failed", "stopped", "error"):
+        for status in ("succeeded", "failed", "stopped", "error", "abandoned"):
             self.runs.labels(status)
         for status in VDN_STATUSES:
             self.vdn_results.labels(status)
@@ -140,14 +140,30 @@ class Metrics:
         self._deadline_hit = False  # in the run in flight, a VDN was skipped at the deadline
         self._lock = threading.Lock()
 
-    def seed(self, last_success: Mapping[int, datetime], failing: Iterable[int]) -> None:
+    def seed(
+        self,
+        last_success: Mapping[int, datetime],
+        failing: Iterable[int],
+        *,
+        empty: Iterable[int] = (),
+        last_run_success: datetime | None = None,
+    ) -> None:
         """State recorded before this process started (from the run records), so the
-        per-VDN series do not vanish from dashboards and alerts at every restart."""
+        series do not vanish from dashboards and alerts at every restart: per VDN, its
+        last success, failing and empty VDNs, and the last run in which all succeeded."""
         with self._lock:
             for vdn_id, when in last_success.items():
                 self.vdn_last_success.labels(str(vdn_id)).set(when.timestamp())
             self._failing.update(failing)
             self.vdns_failing.set(len(self._failing))
+            self._empty.update(empty)
+            self.vdns_empty.set(len(self._empty))
+            if last_run_success is not None:
+                self.last_run_success.set(last_run_success.timestamp())
+
+    def on_abandoned(self, count: int) -> None:
+        """Runs found dead (their process gone) and marked abandoned by this daemon."""
+        self.runs.labels("abandoned").inc(count)
 
     def on_request(self, event: RequestEvent) -> None:
         self.request_seconds.labels(event.outcome).observe(max(event.seconds, 0.0))

@@ -12,7 +12,9 @@ once per process.
 Private to its user: no TCP, a Unix socket only its user can reach. Where the data and the
 socket are: :mod:`obs_sync.db.embedded_locations`; who the server runs as:
 :mod:`obs_sync.db.embedded_accounts`; its programs and process:
-:mod:`obs_sync.db.embedded_process`; its errors: :mod:`obs_sync.db.embedded_errors`.
+:mod:`obs_sync.db.embedded_process` (as root, when the server's account cannot reach the
+wheel's programs, a copy it can: :mod:`obs_sync.db.programs`); its errors:
+:mod:`obs_sync.db.embedded_errors`.
 
 Imported only when the configuration chose it.
 """

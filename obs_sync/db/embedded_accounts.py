@@ -18,6 +18,7 @@ from pathlib import Path
 from obs_sync.db.embedded_errors import EmbeddedConfigError
 
 SERVER_ACCOUNT = "obs-sync"  # the account the server runs as when obs-sync runs as root
+SERVER_HOME = "/var/lib/obs-sync"  # the account's home: obs-sync's state directory
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def server_account(directory: Path) -> Account | None:
                 "--user-group",
                 "--no-create-home",
                 "--home-dir",
-                "/nonexistent",
+                SERVER_HOME,  # as docs/operations.md creates the account for the service
                 "--shell",
                 "/usr/sbin/nologin",
                 "--comment",

@@ -1,5 +1,6 @@
-"""The embedded server's programs and process: the wheel's binaries, initdb, pg_ctl start
-and stop, and whether a server already runs in a data directory."""
+"""The embedded server's programs and process: the wheel's binaries (or, as root, the copy
+of :mod:`obs_sync.db.programs` its account can reach), initdb, pg_ctl start and stop, and
+whether a server already runs in a data directory."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import fcntl
 import os
 import re
 import shlex
+import stat
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from obs_sync.db import programs
 from obs_sync.db.embedded_accounts import (
     Account,
     first_line,
@@ -122,14 +125,25 @@ def run_program(account: Account | None, args: Sequence[str]) -> str:
 
 
 @contextlib.contextmanager
-def start_lock(directory: Path) -> Iterator[None]:
-    """Serialize starts of one data directory across processes (a lock file beside it)."""
+def start_lock(directory: Path, account: Account | None) -> Iterator[None]:
+    """Serialize starts of one data directory across processes (a lock file beside it).
+
+    Run as root, the lock file belongs to the server's account, like the data directory:
+    that account may start the server itself later (e.g. the systemd service, after a demo
+    run as root), and root can open it anyway.
+    """
     fd = os.open(
         directory.parent / f".{directory.name}.lock",
         os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
         0o600,
     )
     try:
+        info = os.fstat(fd)
+        # Only a plain file of root's with no other name (never a hard link to a file
+        # elsewhere that the account placed there).
+        plain = stat.S_ISREG(info.st_mode) and info.st_nlink == 1
+        if account is not None and info.st_uid == 0 and plain:
+            os.fchown(fd, account.uid, account.gid)
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
@@ -152,18 +166,28 @@ def running_socket_dir(directory: Path, account: Account | None) -> Path | None:
     return socket_dir
 
 
+def server_bin_dir(directory: Path, account: Account | None) -> Path:
+    """The programs the server's account runs: the wheel's, or (as root, when that account
+    cannot reach them, e.g. in a virtualenv under root's 0700 home) obs-sync's copy."""
+    bin_dir = find_bin_dir(directory)
+    if account is None:
+        return bin_dir
+    try:
+        return programs.runnable_bin_dir(
+            bin_dir, directory, lambda path: unreachable(path, account)
+        )
+    except programs.ProgramsError as error:
+        raise EmbeddedConfigError(
+            f"running as root, the embedded PostgreSQL runs as user {account.name}, who "
+            f"cannot reach its programs in {bin_dir}, {error.problem}",
+            error.fix,
+        ) from error
+
+
 def ensure_running(directory: Path, account: Account | None, previous: Path | None) -> Path:
     """Start the server unless it runs; return its socket directory."""
-    bin_dir = find_bin_dir(directory)
-    if account is not None:
-        blocked = unreachable(bin_dir / "postgres", account)
-        if blocked is not None:
-            raise EmbeddedConfigError(
-                f"running as root, the embedded PostgreSQL runs as user {account.name}, who "
-                f"cannot reach its programs in {bin_dir} ({blocked} is closed to it)",
-                "install obs-sync where other users can read it, or run obs-sync as a normal user",
-            )
-    with start_lock(directory):
+    bin_dir = server_bin_dir(directory, account)
+    with start_lock(directory, account):
         running = running_socket_dir(directory, account)
         if running is not None:
             return running
@@ -201,11 +225,11 @@ def ensure_running(directory: Path, account: Account | None, previous: Path | No
 
 def stop_server(directory: Path) -> None:
     """Stop the server running in ``directory`` (``pg_ctl stop``, fast mode); data is kept."""
-    bin_dir = find_bin_dir(directory)
+    account = server_account(directory)
+    bin_dir = server_bin_dir(directory, account)
     lines = postmaster(directory)
     run_program(
-        server_account(directory),
-        [str(bin_dir / "pg_ctl"), "-D", str(directory), "-m", "fast", "-w", "stop"],
+        account, [str(bin_dir / "pg_ctl"), "-D", str(directory), "-m", "fast", "-w", "stop"]
     )
     socket_dir = Path(lines[4].strip()) if len(lines) > 4 and lines[4].strip() else directory
     if socket_dir != directory and socket_dir.name.startswith("obs-sync-pg-"):

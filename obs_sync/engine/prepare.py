@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from obs_sync import __version__, logcontext
+from obs_sync.engine.heartbeat import Heartbeat
 from obs_sync.engine.sizing import connections_per_run
 
 if TYPE_CHECKING:
@@ -18,7 +19,8 @@ if TYPE_CHECKING:
 
     from obs_sync.config import Config
     from obs_sync.db.pool import Pool
-    from obs_sync.store.store import RunHandle, Store
+    from obs_sync.store.runs import RunHandle
+    from obs_sync.store.store import Store
 
 log = logging.getLogger("obs_sync.sync")  # the name the run's log lines have always carried
 
@@ -58,6 +60,7 @@ class Prepared:
         self.pool: Pool | None = None
         self.store: Store | None = None
         self.handle: RunHandle | None = None
+        self.heartbeat: Heartbeat | None = None
         self.has_tables = True
         self.notes: list[str] = []
         self.error: BaseException | None = None
@@ -103,12 +106,16 @@ class Prepared:
                 store.created = self._migrate(schema)
                 with self.pool.connection() as connection:
                     register_vdns(connection, schema, self.register[0], full=self.register[1])
+                self.store = store  # before anything else can fail: the run gets closed
+                interval = self.config.sync.heartbeat_seconds
                 self.handle = store.start_run(
                     trigger=self.trigger,
                     hostname=socket.gethostname(),
                     pid=os.getpid(),
                     version=__version__,
+                    heartbeat_seconds=interval,
                 )
+                self.heartbeat = Heartbeat(store, self.handle, interval).start()
                 self.log_run.resolve(self.handle.run_id)
             self.store = store
         except BaseException as error:
@@ -143,13 +150,18 @@ class Prepared:
 
     def wait(self) -> Store:
         self.ready.wait()
-        if self.store is None:
+        if self.store is None or self.error is not None:
             raise Aborted
         return self.store
 
     def store_if_ready(self) -> Store | None:
         """The store, if the database side is ready now (never waits for it)."""
-        return self.store if self.ready.is_set() else None
+        return self.store if self.ready.is_set() and self.error is None else None
+
+    def stop_heartbeat(self) -> None:
+        """Before the run's record is closed (the heartbeat shares its connection)."""
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
 
     @property
     def run_id(self) -> int | None:

@@ -8,19 +8,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal
 
 from obs_sync import logcontext
 from obs_sync.db.errors import is_database_error
 from obs_sync.engine.prepare import Aborted, Prepared
 from obs_sync.engine.report import log_result
+from obs_sync.engine.slots import FetchSlots
 from obs_sync.errors import one_line
+from obs_sync.failfast import FailFast
 from obs_sync.isales.client import ISalesClient
 from obs_sync.isales.errors import ISalesError
 from obs_sync.observability import redactor_for
 from obs_sync.progress import Progress
-from obs_sync.results import VdnPlan, VdnResult, fetch_failed, without_long_codes
+from obs_sync.results import VdnPlan, VdnResult, fetch_failed, not_started, without_long_codes
 from obs_sync.snapshot import FetchFailure, FetchStats, Snapshot
 
 if TYPE_CHECKING:
@@ -63,15 +65,30 @@ class Workers:
         self.lock = threading.Lock()
         self.results: dict[int, VdnResult] = {}
         self.aborted = False
+        # Set when the caller's thread was interrupted (an exception while it waited): no
+        # new VDN starts, fetches in progress are cancelled.
+        self.interrupted = False
+        # Stops asking the server after repeated rejections or unreachable VDNs.
+        sync = config.sync
+        self.failfast = FailFast(sync.max_auth_failures, sync.max_unreachable_vdns)
         # Fetch slots: the server never sees more than max_concurrency requests at once,
-        # while the other workers write the VDNs they fetched.
-        self.fetching = threading.BoundedSemaphore(config.isales.max_concurrency)
+        # while the other workers write the VDNs they fetched (slots.py: why not a
+        # threading semaphore).
+        self.fetching = FetchSlots(config.isales.max_concurrency)
 
     def next_vdn(self) -> int | None:
         with self.lock:
-            if self.aborted or self.stopping() is not None:
+            if self.aborted or self.interrupted or self.failfast.trip is not None:
+                return None
+            if self.stopping() is not None:
                 return None
             return next(self.pending, None)
+
+    def interrupt(self) -> None:
+        """No new VDN starts; fetches in progress end at their next request or retry."""
+        with self.lock:
+            self.interrupted = True
+        self.client.cancel()
 
     def stopping(self) -> Literal["stopped", "deadline"] | None:
         if self.stop is not None and self.stop.is_set():
@@ -86,10 +103,28 @@ class Workers:
             try:
                 while (fetched := self.fetch_next()) is not None:
                     with logcontext.bind(vdn=fetched.vdn_id):
-                        self.finish(self.apply(fetched))
+                        self.finish(self.settle(fetched))
             except Aborted:
                 with self.lock:
                     self.aborted = True
+
+    def settle(self, fetched: Fetched) -> VdnResult:
+        """Apply one fetched VDN; an unexpected error fails that VDN, never the worker (a
+        worker that died would leave its VDNs unrecorded)."""
+        try:
+            return self.apply(fetched)
+        except Aborted:
+            raise
+        except Exception as error:
+            log.exception("unexpected error applying VDN %d", fetched.vdn_id)
+            store = self.prepared.store_if_ready()
+            at = store.now() if store is not None else datetime.now(timezone.utc)
+            message = self.redact(f"internal error: {_short(error, fetched.vdn_id)}")
+            failed = fetch_failed(fetched.vdn_id, at, at, FetchFailure(message))
+            run_id = self.prepared.run_id
+            if store is not None and not self.dry_run and run_id is not None:
+                store.record_later(run_id, failed)
+            return failed
 
     def fetch_next(self) -> Fetched | None:
         """Fetch the next VDN, or None when none is left (or the run stops)."""
@@ -100,7 +135,17 @@ class Workers:
             if vdn_id is None:
                 return None
             with logcontext.bind(vdn=vdn_id):
-                return self.fetch(vdn_id)
+                fetched = self.fetch(vdn_id)
+        failure = fetched.snapshot if isinstance(fetched.snapshot, FetchFailure) else None
+        if failure is None or failure.kind != "cancelled":
+            with self.lock:
+                trip = self.failfast.observe(
+                    failure.kind if failure else None, failure.status if failure else None
+                )
+            if trip is not None:
+                log.error("asking the server for no more VDNs in this run: %s", trip.error)
+                self.client.cancel()  # the fetches in flight would only add to it
+        return fetched
 
     def finish(self, result: VdnResult) -> None:
         with self.lock:
@@ -128,7 +173,10 @@ class Workers:
         except ISalesError as error:
             # What the failed fetch cost goes to the run record.
             failure = FetchFailure(
-                self.redact(_short(error, vdn_id)), error.kind, error.stats or FetchStats()
+                self.redact(_short(error, vdn_id)),
+                error.kind,
+                error.stats or FetchStats(),
+                getattr(error, "status", None),
             )
             return Fetched(vdn_id, started, failure, at=at)
         except Exception as error:  # a bug must not take the other VDNs down
@@ -141,6 +189,20 @@ class Workers:
         # When the fetch began, on the database clock.
         started_at = fetched.at if fetched.at is not None else store.db_time(fetched.started)
         snapshot = fetched.snapshot
+        if isinstance(snapshot, FetchFailure) and snapshot.kind == "cancelled":
+            # Fail-fast tripped, or interrupted past the bound, while fetching: nothing of
+            # it is applied.
+            trip = self.failfast.trip
+            if trip is not None:
+                skipped = not_started(fetched.vdn_id, store.now(), trip.reason, trip.error)
+            else:
+                skipped = not_started(
+                    fetched.vdn_id, store.now(), "stopped", "stopped while fetching: not applied"
+                )
+            run_id = self.prepared.run_id
+            if not self.dry_run and run_id is not None:
+                store.record_later(run_id, skipped)
+            return skipped
         if isinstance(snapshot, FetchFailure):
             failed = fetch_failed(fetched.vdn_id, started_at, store.now(), snapshot)
             run_id = self.prepared.run_id

@@ -30,6 +30,7 @@ from obs_sync.isales.diagnosis import clock_hint, diagnose
 from obs_sync.isales.errors import (
     AUTH_ADVICE,
     AuthenticationError,
+    Cancellation,
     DataError,
     HTTPStatusError,
     ISalesError,
@@ -135,12 +136,14 @@ class ISalesClient:
         )
         self._limiter = RateLimiter(config.max_requests_per_second)
         self._closed = False
+        self._cancel = Cancellation()
 
         self._retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(config.max_retries + 1),
             wait=self._wait,
             retry=tenacity.retry_if_exception(_retryable),
             before_sleep=self._before_sleep,
+            sleep=self._cancel.sleep,
             reraise=True,
         )
 
@@ -163,6 +166,10 @@ class ISalesClient:
     def close(self) -> None:
         self._closed = True
         self.wire.close()
+
+    def cancel(self) -> None:
+        """End every fetch in progress at its next request or retry wait (thread-safe)."""
+        self._cancel.set()
 
     # ----------------------------------------------------------------- public API
 
@@ -257,6 +264,7 @@ class ISalesClient:
     ) -> Page:
         if self._closed:
             raise ISalesError("the iSales client is closed")
+        self._cancel.check()
         self._limiter.acquire()
         counters.requests += 1
         started = time.perf_counter()

@@ -91,7 +91,11 @@ SETUP_FIXES = {
     ),
     TLS_CLOSED: _TLS_SETUP,
     TLS_CERTIFICATE: _TLS_SETUP,
-    TLS_NOT_HTTPS: _TLS_SETUP,
+    # Not a certificate matter: the port answered without TLS (issue 17).
+    TLS_NOT_HTTPS: (
+        "the port does not speak TLS (it most likely serves plain HTTP): write http:// in "
+        "isales.base_url, or use the server's HTTPS port"
+    ),
     TLS: _TLS_SETUP,
     TIMEOUT: (
         "no answer in time: check isales.base_url and the firewall, or raise "

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+
 from obs_sync.errors import ObsSyncError
-from obs_sync.isales.vendor import FAILURE_CODES, UNKNOWN_FAILURE
+from obs_sync.isales.vendor import FAILURE_CODES, LIKELY_CAUSES, UNKNOWN_FAILURE
 from obs_sync.snapshot import FetchStats
 
 
@@ -33,6 +35,31 @@ class AuthenticationError(ISalesError):
     kind = "auth"
 
 
+class Cancelled(ISalesError):
+    """The run ended the fetch (interrupted past its bound): nothing of the VDN is applied."""
+
+    kind = "cancelled"
+
+
+class Cancellation:
+    """Lets a run end its fetches early: each checks before a request, and the waits
+    between retries end at once (a request on the wire ends within isales.timeout_seconds)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Cancelled("fetch cancelled before its next request")
+
+    def sleep(self, seconds: float) -> None:  # tenacity's wait between retries
+        if self._event.wait(seconds):
+            raise Cancelled("fetch cancelled while waiting to retry")
+
+
 class VendorError(ISalesError):
     """The body carried a failure resultCode/returnCode."""
 
@@ -46,8 +73,13 @@ class VendorError(ISalesError):
         self.desc = desc
         self.status = status  # the HTTP status when not 200
         where = f" (HTTP {status})" if status is not None and status != 200 else ""
+        likely = LIKELY_CAUSES.get(code)
+        # The likely cause and its fix (empty when the vendor's meaning is all there is).
+        self.cause, self.fix = likely if likely is not None else ("", "")
+        advice = f"; likely cause: {self.cause}: {self.fix}" if likely is not None else ""
         super().__init__(
-            f"iSales failure code {code} ({self.meaning}){where}: {desc or '(no resultDesc)'}",
+            f"iSales failure code {code} ({self.meaning}){where}: "
+            f"{desc or '(no resultDesc)'}{advice}",
             vdn_id=vdn_id,
             retryable=code not in FAILURE_CODES,
         )

@@ -27,3 +27,15 @@ FAILURE_CODES: dict[str, str] = {
     "02000011": "more parameters than allowed",
 }
 UNKNOWN_FAILURE = "unknown failure code (not in the vendor's table)"
+
+# What a failure code most likely means for obs-sync's own requests, beyond the vendor's
+# one-word meaning: (cause, fix). Inferred, not in the vendor's table: obs-sync sends only
+# well-formed parameters, and a server answers 0200001 ("parameter error") for a vdnId it
+# does not have. The messages say "likely" and keep the server's own resultDesc.
+LIKELY_CAUSES: dict[str, tuple[str, str]] = {
+    "0200001": (
+        "the VDN does not exist on this iSales server",
+        "check the VDN id against the VDNs configured on the server, and remove it from "
+        "isales.vdn_ids if it is not there",
+    ),
+}

@@ -8,18 +8,28 @@ docs/operations.md says what to do about each finding.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from obs_sync.db.url import quote_identifier
-from obs_sync.errors import ObsSyncError
+from obs_sync.errors import ObsSyncError, UsageError
+from obs_sync.store.locks import lock_class
+from obs_sync.store.sql import run_alive
+from obs_sync.text import id_ranges
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
 
-__all__ = ["CHECKS", "Finding", "VerifyError", "present_codes", "verify_database"]
+__all__ = [
+    "CHECKS",
+    "Finding",
+    "UnknownVdnError",
+    "VerifyError",
+    "present_codes",
+    "verify_database",
+]
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,10 @@ class Finding:
 
 class VerifyError(ObsSyncError):
     """The schema cannot be verified (no obs-sync tables, too old); the message says why."""
+
+
+class UnknownVdnError(UsageError):
+    """``--vdn`` named a VDN obs-sync knows nothing of: neither configured nor stored."""
 
 
 # check name -> SQL returning (vdn_id, obs_code, detail). {s}: the schema; %(vdns)s: the
@@ -178,6 +192,19 @@ CHECKS: dict[str, str] = {
                             THEN v.deleted ELSE 0 END,
                        CASE WHEN v.status IN ('succeeded', 'incomplete', 'guarded')
                             THEN v.restored ELSE 0 END))""",
+    # A run recorded running whose process is gone: no session that may write the run
+    # records holds its liveness lock (VDN 0: about the runs). heartbeat_at via to_jsonb:
+    # absent before migration 0005.
+    "dead-run": """
+        SELECT 0, NULL::text, 'run ' || r.id || ' (host ' || coalesce(r.hostname, '?') ||
+               ', pid ' || coalesce(r.pid::text, '?') || ') is recorded running but its ' ||
+               'process is gone (no obs-sync session holds its liveness lock): it ended at ' ||
+               'its last heartbeat ' || coalesce(to_jsonb(r) ->> 'heartbeat_at',
+               r.started_at::text) || '; VDNs without a record of it were not applied; ' ||
+               'the next run marks it abandoned'
+        FROM {s}.sync_run AS r
+        WHERE r.status = 'running' AND NOT """
+    + run_alive("r", "%(run_cls)s", "%(heartbeat)s"),
     # The registry knows every VDN with records or codes, and its last success agrees
     # with the run records (each VDN's newest succeeded record is never pruned).
     "registry": """
@@ -212,8 +239,14 @@ def verify_database(
     *,
     keep_days: float = 90,
     vdn_ids: Sequence[int] | None = None,
+    configured: Collection[int] = (),
+    heartbeat_seconds: float = 5,
 ) -> list[Finding]:
-    """Every finding of :data:`CHECKS` (sorted), read in one read-only snapshot."""
+    """Every finding of :data:`CHECKS` (sorted), read in one read-only snapshot.
+
+    ``vdn_ids`` that are neither ``configured`` nor stored (no registry entry, codes or run
+    records) raise :class:`UnknownVdnError`: "every check holds" would be said of nothing.
+    """
     from sqlalchemy import create_engine  # heavy: only verify pays
 
     own = isinstance(engine, str)
@@ -223,8 +256,11 @@ def verify_database(
         with engine.connect() as connection:
             connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             _require_tables(connection, schema)
+            if vdn_ids is not None:
+                _require_known(connection, schema, vdn_ids, configured)
             findings = sorted(
-                _run_checks(connection, schema, keep_days, vdn_ids), key=Finding.sort_key
+                _run_checks(connection, schema, keep_days, vdn_ids, heartbeat_seconds),
+                key=Finding.sort_key,
             )
             connection.rollback()
     finally:
@@ -250,12 +286,44 @@ def _require_tables(connection: Connection, schema: str) -> None:
         )
 
 
+def _require_known(
+    connection: Connection, schema: str, vdn_ids: Sequence[int], configured: Collection[int]
+) -> None:
+    asked = sorted(set(vdn_ids) - set(configured))
+    if not asked:
+        return
+    s = quote_identifier(schema)
+    stored = {
+        int(row[0])
+        for row in connection.exec_driver_sql(
+            f"SELECT vdn_id FROM {s}.vdn WHERE vdn_id = ANY(%(vdns)s::int4[]) "
+            f"UNION SELECT vdn_id FROM {s}.result_code WHERE vdn_id = ANY(%(vdns)s::int4[]) "
+            f"UNION SELECT vdn_id FROM {s}.sync_run_vdn WHERE vdn_id = ANY(%(vdns)s::int4[])",
+            {"vdns": asked},
+        )
+    }
+    unknown = [vdn for vdn in asked if vdn not in stored]
+    if unknown:
+        which = "VDN" if len(unknown) == 1 else "VDNs"
+        raise UnknownVdnError(
+            f"--vdn {id_ranges(unknown)}: {which} neither in isales.vdn_ids nor stored in "
+            f"schema {schema}, so there is nothing to verify: check the id (`obs-sync status` "
+            "lists the VDNs obs-sync knows)"
+        )
+
+
 def _run_checks(
-    connection: Connection, schema: str, keep_days: float, vdn_ids: Sequence[int] | None
+    connection: Connection,
+    schema: str,
+    keep_days: float,
+    vdn_ids: Sequence[int] | None,
+    heartbeat_seconds: float,
 ) -> Iterable[Finding]:
     params: dict[str, Any] = {
         "vdns": list(vdn_ids) if vdn_ids is not None else None,
         "keep_days": keep_days,
+        "run_cls": lock_class(schema, "run"),
+        "heartbeat": heartbeat_seconds,
     }
     for name, sql in CHECKS.items():
         statement = sql.format(s=quote_identifier(schema), **_FILTERS)

@@ -34,6 +34,7 @@ class Statements:
     """Every statement the store runs, for one schema."""
 
     lock: str
+    claim: str
     read: str
     read_locked: str
     lock_holder: str
@@ -46,8 +47,11 @@ class Statements:
     start_run: str
     abandon: str
     finish_run: str
-    run_lock: str
-    run_unlock: str
+    next_run_id: str
+    heartbeat: str
+    relock: str
+    finish_lost: str
+    abort_run: str
 
 
 def statements(schema: str) -> Statements:
@@ -57,7 +61,20 @@ def statements(schema: str) -> Statements:
     def sql(statement: str) -> str:
         return statement.format(s=s)
 
-    lock = sql("SELECT pg_try_advisory_xact_lock(%(cls)s::int4, %(vdn)s::int4), clock_timestamp()")
+    # The VDN's lock: its vdn_state row, FOR NO KEY UPDATE NOWAIT (held until the VDN's
+    # transaction ends; a row lock needs UPDATE on the table, which a reader made by
+    # grant-reader lacks). False when the VDN has no row yet: claim inserts it.
+    lock = sql(
+        "WITH l AS (SELECT vdn_id FROM {s}.vdn_state WHERE vdn_id = %(vdn)s::int4 "
+        "FOR NO KEY UPDATE NOWAIT) SELECT EXISTS (SELECT FROM l), clock_timestamp()"
+    )
+    # A VDN's first write: its vdn_state row, inserted in the VDN's transaction (a
+    # concurrent first writer waits on the key, at most database.lock_timeout_seconds);
+    # no row back: another transaction inserted it first (lock it then).
+    claim = sql(
+        "INSERT INTO {s}.vdn_state (vdn_id, snapshot_started_at) VALUES (%(vdn)s::int4, "
+        "%(started_at)s::timestamptz) ON CONFLICT (vdn_id) DO NOTHING RETURNING clock_timestamp()"
+    )
     # The unlocked read; also the database clock, which keeps the store's estimate of it
     # fresh (one row of NULLs and the clock for a VDN without codes).
     read = sql(
@@ -85,10 +102,9 @@ def statements(schema: str) -> Statements:
         "FROM (SELECT 1) AS one LEFT JOIN LATERAL ("
         " SELECT a.pid, a.application_name, a.usename, a.state "
         " FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid "
-        " WHERE l.locktype = 'advisory' AND l.granted "
-        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-        " AND l.classid::bigint = %(cls)s::int8 AND l.objid::bigint = %(vdn)s::int8 "
-        " AND l.objsubid = 2 LIMIT 1) AS h ON true"
+        " WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted "
+        " AND l.transactionid = (SELECT xmax FROM {s}.vdn_state WHERE vdn_id = %(vdn)s::int4) "
+        " LIMIT 1) AS h ON true"
     )
     # Arrays go in binary format (%b): psycopg dumps a text[] in text format with a
     # regular-expression escape per element, about 4x the client CPU (measured: 240 vs
@@ -157,20 +173,32 @@ def statements(schema: str) -> Statements:
         + values
         + ") RETURNING started_at, finished_at"
     )
-    start_run = sql(
-        "INSERT INTO {s}.sync_run (started_at, status, trigger, hostname, pid, "
-        "obs_sync_version, dry_run) VALUES (clock_timestamp(), 'running', %(trigger)s, "
-        "%(hostname)s, %(pid)s::int4, %(version)s, false) RETURNING id, started_at"
+    # The id is drawn first and its liveness lock taken (try, never wait: any role can take
+    # an advisory lock, so a key someone else holds is skipped, not waited for).
+    next_run_id = sql(
+        "SELECT id, pg_try_advisory_lock(%(cls)s::int4, (id %% 2147483647)::int4) "
+        "FROM (SELECT nextval(pg_get_serial_sequence('{s}.sync_run', 'id')) AS id) AS n"
     )
-    # A 'running' run whose liveness lock nobody holds belongs to a dead process.
+    start_run = sql(
+        "INSERT INTO {s}.sync_run (id, started_at, heartbeat_at, status, trigger, hostname, "
+        "pid, obs_sync_version, dry_run) OVERRIDING SYSTEM VALUE VALUES (%(id)s::int8, "
+        "clock_timestamp(), clock_timestamp(), 'running', %(trigger)s, %(hostname)s, "
+        "%(pid)s::int4, %(version)s, false) RETURNING id, started_at"
+    )
+    # A 'running' run whose liveness lock no writer holds belongs to a process that is
+    # gone, or that lost its database connection: it ended at its last heartbeat.
     abandon = sql(
         "UPDATE {s}.sync_run AS r SET status = 'abandoned', "
-        "finished_at = clock_timestamp(), error = %(error)s "
-        "WHERE r.status = 'running' AND r.id <> %(me)s::int8 AND NOT EXISTS ("
-        " SELECT 1 FROM pg_locks AS l WHERE l.locktype = 'advisory' AND l.granted"
-        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        " AND l.classid::bigint = %(cls)s::int8 AND l.objid::bigint = r.id %% 2147483647"
-        " AND l.objsubid = 2) RETURNING r.id"
+        "finished_at = greatest(r.started_at, least(coalesce(r.heartbeat_at, r.started_at), "
+        "clock_timestamp())), error = CASE WHEN r.hostname = %(hostname)s "
+        "AND r.pid = %(pid)s::int4 THEN %(lost)s ELSE %(error)s END "
+        "WHERE r.status = 'running' AND r.id <> %(me)s::int8 AND NOT "
+        + run_alive("r", "%(cls)s", "%(heartbeat)s")
+        + " RETURNING r.id, r.hostname = %(hostname)s AND r.pid = %(pid)s::int4"
+    )
+    heartbeat = sql(
+        "UPDATE {s}.sync_run SET heartbeat_at = clock_timestamp() "
+        "WHERE id = %(run)s::int8 AND status = 'running'"
     )
     finish_run = sql(
         "UPDATE {s}.sync_run SET finished_at = clock_timestamp(), status = %(status)s, "
@@ -182,10 +210,32 @@ def statements(schema: str) -> Statements:
         "unchanged = %(unchanged)s::int8, error = %(error)s "
         "WHERE id = %(run)s::int8 RETURNING finished_at"
     )
-    run_lock = "SELECT pg_advisory_lock(%(cls)s::int4, %(key)s::int4)"
-    run_unlock = "SELECT pg_advisory_unlock(%(cls)s::int4, %(key)s::int4)"
+    # The run's lock, taken again on a new connection after its own was lost.
+    relock = "SELECT pg_try_advisory_lock(%(cls)s::int4, %(key)s::int4)"
+    # Closing a run whose own connection was lost (a fresh one: the lock went with it).
+    finish_lost = finish_run.replace(
+        "WHERE id = %(run)s::int8", "WHERE id = %(run)s::int8 AND status = 'running'"
+    )
+    # A run aborted at once: failed, its counts from the VDN records committed so far.
+    counted = ", ".join(
+        f"{name} = (SELECT count(*) FROM {{s}}.sync_run_vdn WHERE sync_run_id = r.id "
+        f"AND status = '{name}')"
+        for name in ("succeeded", "failed", "incomplete", "guarded", "skipped")
+    )
+    summed = ", ".join(
+        f"{name} = (SELECT coalesce(sum({name}), 0) FROM {{s}}.sync_run_vdn "
+        "WHERE sync_run_id = r.id)"
+        for name in ("inserted", "updated", "deleted", "restored", "unchanged")
+    )
+    abort_run = sql(
+        "UPDATE {s}.sync_run AS r SET status = 'failed', finished_at = clock_timestamp(), "
+        "error = %(error)s, vdns = (SELECT count(*) FROM {s}.sync_run_vdn "
+        f"WHERE sync_run_id = r.id), {counted}, {summed} "
+        "WHERE r.id = %(run)s::int8 AND r.status = 'running'"
+    )
     return Statements(
         lock=lock,
+        claim=claim,
         read=read,
         read_locked=read_locked,
         lock_holder=lock_holder,
@@ -198,6 +248,36 @@ def statements(schema: str) -> Statements:
         start_run=start_run,
         abandon=abandon,
         finish_run=finish_run,
-        run_lock=run_lock,
-        run_unlock=run_unlock,
+        next_run_id=next_run_id,
+        heartbeat=heartbeat,
+        relock=relock,
+        finish_lost=finish_lost,
+        abort_run=abort_run,
+    )
+
+
+def run_alive(run: str, cls: str, heartbeat: str) -> str:
+    """SQL: true while sync_run row ``run`` may still be running: its process holds its
+    liveness lock (the session-level advisory lock ``(cls, id mod 2^31-1)``), or its last
+    heartbeat is younger than two heartbeat intervals (``heartbeat``: SQL of the seconds;
+    a run whose connection was lost takes its lock again at its next beat). ``cls``: the
+    SQL of the lock's class.
+
+    Any role can take an advisory lock, so only a holder that may write the run records
+    (UPDATE on sync_run, which a reader made by ``grant-reader`` lacks) counts: a reader
+    cannot make a dead run look alive. Readers (status, verify, the daemon) use it too: no
+    ``%`` in it, so it fits any paramstyle.
+    """
+    return (
+        # heartbeat_at through to_jsonb: a schema before migration 0005 has no such column.
+        f"(coalesce((to_jsonb({run}) ->> 'heartbeat_at')::timestamptz, {run}.started_at) "
+        "> clock_timestamp() - "
+        f"make_interval(secs => 2 * ({heartbeat})::float8) OR "
+        "EXISTS (SELECT 1 FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.mode = 'ExclusiveLock' "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        f"AND l.classid::bigint = {cls}::int8 "
+        f"AND l.objid::bigint = mod({run}.id, 2147483647) "
+        "AND l.objsubid = 2 AND a.usesysid IS NOT NULL "
+        f"AND has_table_privilege(a.usesysid, {run}.tableoid, 'UPDATE')))"
     )

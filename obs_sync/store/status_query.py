@@ -26,6 +26,8 @@ from sqlalchemy.exc import ProgrammingError
 from obs_sync.db.migrate import known_revisions
 from obs_sync.errors import ObsSyncError, one_line
 from obs_sync.results import FAILING_SQL
+from obs_sync.store.locks import lock_class
+from obs_sync.store.sql import run_alive
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -76,18 +78,32 @@ class StatusError(ObsSyncError):
     """Nothing to show yet, or the database cannot be read; the message says why."""
 
 
+_ALIVE = run_alive("r", "CAST(:run_cls AS int8)", ":heartbeat")
+
+
 def _runs_sql(schema: str) -> str:
+    # A run recorded running whose process is gone (no writer holds its liveness lock) is
+    # shown abandoned at once, ended at its last heartbeat: no later run needs to mark it.
+    # heartbeat_at read through to_jsonb: a schema before migration 0005 has none.
     return f"""
-        SELECT r.id, r.started_at, r.finished_at, r.status, r.trigger,
-               count(v.vdn_id),
-               count(*) FILTER (WHERE v.status = 'succeeded'),
-               count(*) FILTER (WHERE v.status IN {FAILING_SQL}),
-               count(*) FILTER (WHERE v.status = 'skipped'),
-               coalesce(sum(v.inserted), 0), coalesce(sum(v.updated), 0),
-               coalesce(sum(v.deleted), 0), coalesce(sum(v.restored), 0)
-        FROM (SELECT * FROM {schema}.sync_run ORDER BY id DESC LIMIT :limit) AS r
-        LEFT JOIN {schema}.sync_run_vdn AS v ON v.sync_run_id = r.id
-        GROUP BY r.id, r.started_at, r.finished_at, r.status, r.trigger
+        SELECT r.id, r.started_at,
+               CASE WHEN d.dead THEN greatest(r.started_at, coalesce(
+                   (to_jsonb(r) ->> 'heartbeat_at')::timestamptz, r.started_at))
+                    ELSE r.finished_at END,
+               CASE WHEN d.dead THEN 'abandoned' ELSE r.status END,
+               r.trigger, c.*
+        FROM (SELECT s.*, s.tableoid FROM {schema}.sync_run AS s
+              ORDER BY s.id DESC LIMIT :limit) AS r
+        CROSS JOIN LATERAL (
+            SELECT r.status = 'running' AND NOT {_ALIVE} AS dead) AS d
+        CROSS JOIN LATERAL (
+            SELECT count(v.vdn_id),
+                   count(*) FILTER (WHERE v.status = 'succeeded'),
+                   count(*) FILTER (WHERE v.status IN {FAILING_SQL}),
+                   count(*) FILTER (WHERE v.status = 'skipped'),
+                   coalesce(sum(v.inserted), 0), coalesce(sum(v.updated), 0),
+                   coalesce(sum(v.deleted), 0), coalesce(sum(v.restored), 0)
+            FROM {schema}.sync_run_vdn AS v WHERE v.sync_run_id = r.id) AS c
         ORDER BY r.id DESC
     """
 
@@ -157,7 +173,16 @@ def _schema_warnings(schema: str, revision: str | None) -> list[str]:
     ]
 
 
-def read_status(engine: Engine, schema: str, vdn_ids: Sequence[int], *, limit: int = 10) -> Status:
+def read_status(
+    engine: Engine,
+    schema: str,
+    vdn_ids: Sequence[int],
+    *,
+    limit: int = 10,
+    heartbeat_seconds: float = 5,
+) -> Status:
+    """Recent runs (one whose process is gone shown ``abandoned``, ended at its last
+    heartbeat; ``heartbeat_seconds``: sync.heartbeat_seconds) and each VDN's freshness."""
     with engine.connect() as connection:
         quoted = connection.dialect.identifier_preparer.quote_identifier(schema)
         tables, versioned = connection.execute(
@@ -185,7 +210,14 @@ def read_status(engine: Engine, schema: str, vdn_ids: Sequence[int], *, limit: i
         try:
             runs = [
                 RunRow(*row)
-                for row in connection.execute(text(_runs_sql(quoted)), {"limit": limit})
+                for row in connection.execute(
+                    text(_runs_sql(quoted)),
+                    {
+                        "limit": limit,
+                        "run_cls": lock_class(schema, "run"),
+                        "heartbeat": heartbeat_seconds,
+                    },
+                )
             ]
             vdns = [
                 VdnRow(*row)
@@ -200,3 +232,13 @@ def read_status(engine: Engine, schema: str, vdn_ids: Sequence[int], *, limit: i
             raise
         connection.rollback()
     return Status(runs, vdns, datetime.now(timezone.utc), warnings)
+
+
+def read_last_run_success(engine: Engine, schema: str) -> datetime | None:
+    """When the last run in which every VDN succeeded finished (None: never)."""
+    with engine.connect() as connection:
+        quoted = connection.dialect.identifier_preparer.quote_identifier(schema)
+        value: datetime | None = connection.execute(
+            text(f"SELECT max(finished_at) FROM {quoted}.sync_run WHERE status = 'succeeded'")
+        ).scalar()
+    return value

@@ -1,4 +1,4 @@
-"""The PostgreSQL store: one transaction per VDN, advisory locks, run records.
+"""The PostgreSQL store: one transaction per VDN under its row lock, run records.
 
 Knows SQL, not HTTP. Plain SQL on psycopg connections, from its own small pool (a one-shot
 ``obs-sync sync``, which then never imports SQLAlchemy) or from a SQLAlchemy engine's pool
@@ -13,8 +13,9 @@ others. Otherwise it is applied in one transaction
 with a fixed, small number of statements whatever its code count (set-based SQL over
 ``unnest`` arrays):
 
-1. ``pg_try_advisory_xact_lock`` on the VDN, and the database clock (when the lock is
-   held by another session: who holds it, and how many runs in a row found it held);
+1. the VDN's row lock (its ``vdn_state`` row, ``FOR NO KEY UPDATE NOWAIT``: only a role
+   that may write the table can take it), and the database clock (when the lock is held
+   by another session: who holds it, and how many runs in a row found it held);
 2. one SELECT of the VDN's stored codes, and when the fetch of the snapshot that wrote
    them began: a snapshot whose fetch began earlier is not applied over them (superseded);
 3. only when something changed: close the superseded versions, mark deleted codes,
@@ -36,7 +37,6 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -45,10 +45,11 @@ import psycopg
 from obs_sync.db.pool import EnginePool, Lease, Pool
 from obs_sync.db.url import quote_identifier
 from obs_sync.diff import StoredCode, matches, no_changes, present
-from obs_sync.results import INT4_MAX, VDN_STATUSES, RunStatus, VdnPlan, VdnResult
+from obs_sync.results import VdnPlan, VdnResult
 from obs_sync.store.changes import StoreError, bounded, db_message, insert_applied, write_changes
 from obs_sync.store.locks import describe_holder, lock_class
 from obs_sync.store.retention import prune_run_records
+from obs_sync.store.runs import RunRecords
 from obs_sync.store.sql import RECORD_COLUMNS, statements
 
 if TYPE_CHECKING:
@@ -56,10 +57,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__package__)  # "obs_sync.store", as logs have always said
 
-ABANDONED_ERROR = (
-    "the process running it ended before finishing (killed, crashed, or lost its database "
-    "connection); VDNs without a sync_run_vdn row were not applied"
-)
 _MICROSECOND = timedelta(microseconds=1)
 RECORD_BATCH = 500
 
@@ -67,22 +64,16 @@ RECORD_BATCH = 500
 # ------------------------------------------------------------------------------ store
 
 
-@dataclass(frozen=True)
-class RunHandle:
-    """A started run: its id, and the connection holding its liveness lock."""
-
-    run_id: int
-    started_at: datetime
-    lease: Lease
+class _Locked(Exception):
+    """The VDN's row lock is held by another transaction (its own one is aborted)."""
 
 
-class Store:
+class Store(RunRecords):
     """SQL for one schema. Thread-safe: every method takes its own pooled connection."""
 
     def __init__(self, pool: Pool | Engine, schema: str) -> None:
         self.pool = pool if isinstance(pool, Pool) else EnginePool(pool)
         self.schema = schema
-        self.vdn_lock = lock_class(schema, "vdn")
         self.run_lock = lock_class(schema, "run")
 
         self.sql = statements(schema)
@@ -117,102 +108,30 @@ class Store:
     def _observe(self, reading: datetime) -> None:
         self._clock = (reading, time.monotonic())
 
-    # -------------------------------------------------------------------------- runs
-
-    def start_run(self, *, trigger: str, hostname: str, pid: int, version: str) -> RunHandle:
-        """Insert the ``running`` row and hold its liveness lock until :meth:`finish_run`.
-
-        The session-level lock is taken before the row is committed, so no other process can
-        see the row without its lock; runs whose lock is free are marked ``abandoned``.
-        """
-        lease = self.pool.acquire()
-        connection = lease.connection
-        try:
-            with connection.transaction():
-                row = connection.execute(
-                    self.sql.start_run,
-                    {"trigger": trigger, "hostname": hostname, "pid": pid, "version": version},
-                ).fetchone()
-                assert row is not None
-                run_id, started_at = row
-                self._observe(started_at)
-                connection.execute(
-                    self.sql.run_lock, {"cls": self.run_lock, "key": run_id % INT4_MAX}
-                )
-            abandoned = connection.execute(
-                self.sql.abandon,
-                {"me": run_id, "cls": self.run_lock, "error": ABANDONED_ERROR},
-            ).fetchall()
-        except BaseException:
-            lease.discard()  # closing the session also frees the lock
-            raise
-        if abandoned:
-            log.warning(
-                "marked %d earlier run(s) as abandoned (their process is gone): %s",
-                len(abandoned),
-                ", ".join(str(row[0]) for row in abandoned),
-            )
-        return RunHandle(int(run_id), started_at, lease)
-
-    def finish_run(
-        self,
-        handle: RunHandle,
-        status: RunStatus,
-        results: Sequence[VdnResult],
-        *,
-        unrecorded: Sequence[VdnResult] = (),
-        error: str | None = None,
-    ) -> datetime:
-        """Record VDNs never started (batched), close the run row, release its lock."""
-        connection = handle.lease.connection
-        try:
-            for result in unrecorded:
-                self.record_later(handle.run_id, result)
-            counts: dict[str, int] = {
-                name: sum(1 for r in results if r.status == name) for name in VDN_STATUSES
-            }
-            sums = {
-                name: sum(getattr(r, name) for r in results)
-                for name in ("inserted", "updated", "deleted", "restored", "unchanged")
-            }
-            with connection.transaction():
-                self.flush_records(handle.run_id, connection)
-                row = connection.execute(
-                    self.sql.finish_run,
-                    {
-                        "run": handle.run_id,
-                        "status": status,
-                        "vdns": len(results),
-                        "error": error,
-                        **counts,
-                        **sums,
-                    },
-                ).fetchone()
-                assert row is not None
-                finished_at: datetime = row[0]
-                connection.execute(
-                    self.sql.run_unlock, {"cls": self.run_lock, "key": handle.run_id % INT4_MAX}
-                )
-        except BaseException:
-            handle.lease.discard()  # the lock goes with the session
-            raise
-        handle.lease.release()
-        return finished_at
-
     # -------------------------------------------------------------------------- VDNs
 
-    def tables_exist(self) -> bool:
+    def _read(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """One read statement's rows. A pooled connection found dead (the server ended
+        it: a restart, a terminated backend) is dropped, and the read tried once more."""
+        try:
+            with self.pool.connection() as connection:
+                return connection.execute(sql, params).fetchall()
+        except psycopg.OperationalError as error:
+            if bounded(error):
+                raise
         with self.pool.connection() as connection:
-            row = connection.execute(
-                "SELECT to_regclass(%s) IS NOT NULL",
-                (f"{quote_identifier(self.schema)}.result_code",),
-            ).fetchone()
-        return bool(row and row[0])
+            return connection.execute(sql, params).fetchall()
+
+    def tables_exist(self) -> bool:
+        rows = self._read(
+            "SELECT to_regclass(%(name)s) IS NOT NULL",
+            {"name": f"{quote_identifier(self.schema)}.result_code"},
+        )
+        return bool(rows and rows[0][0])
 
     def _read_rows(self, vdn_id: int) -> list[tuple[str, str, bool]]:
         """The VDN's stored codes, unlocked; the database clock read with them is noted."""
-        with self.pool.connection() as connection:
-            rows = connection.execute(self.sql.read, {"vdn": vdn_id}).fetchall()
+        rows = self._read(self.sql.read, {"vdn": vdn_id})
         self._observe(rows[0][3])
         return [(code, desc, deleted) for code, desc, deleted, _ in rows if code is not None]
 
@@ -292,8 +211,11 @@ class Store:
                     if not writes:  # the usual re-sync: done, its record batched
                         return self.record_later(run_id, result)
                 lease = self.pool.acquire()
-                with lease.connection.transaction():
-                    applied = self._apply(lease.connection, run_id, plan)
+                try:
+                    with lease.connection.transaction():
+                        applied = self._apply(lease.connection, run_id, plan)
+                except _Locked:  # rolled back: nothing written; who holds it, outside it
+                    applied = self._locked(lease.connection, plan)
                 lease.release()
                 if applied.skip_reason is not None:  # locked or superseded: nothing written
                     return self.record_later(run_id, applied)
@@ -319,6 +241,36 @@ class Store:
                 raise
         raise AssertionError("unreachable")
 
+    def _lock(self, connection: psycopg.Connection[Any], plan: VdnPlan) -> datetime:
+        """Take the VDN's row lock in the open transaction; the database clock then."""
+        vdn = plan.vdn_id
+        got, now = self._try_lock(connection, vdn)
+        if not got:  # the VDN's first write: its row, which locks it too
+            claimed = connection.execute(
+                self.sql.claim, {"vdn": vdn, "started_at": plan.started_at}
+            ).fetchone()
+            if claimed is not None:
+                now = claimed[0]
+            else:  # inserted by another transaction that has committed since
+                got, now = self._try_lock(connection, vdn)
+                assert got
+        self._observe(now)
+        return now
+
+    def _try_lock(self, connection: psycopg.Connection[Any], vdn: int) -> tuple[bool, datetime]:
+        try:
+            row = connection.execute(self.sql.lock, {"vdn": vdn}).fetchone()
+        except psycopg.errors.LockNotAvailable:  # NOWAIT: held by another transaction
+            raise _Locked from None
+        assert row is not None
+        return bool(row[0]), row[1]
+
+    def _locked(self, connection: psycopg.Connection[Any], plan: VdnPlan) -> VdnResult:
+        holder = connection.execute(self.sql.lock_holder, {"vdn": plan.vdn_id}).fetchone()
+        assert holder is not None
+        *who, skips = holder
+        return plan.locked(self.now(), describe_holder(*who), int(skips) + 1)
+
     def dry_apply(self, plan: VdnPlan, *, stored: bool = True) -> VdnResult:
         """What :meth:`apply_vdn` would do, decided as it decides from its unlocked read;
         writes nothing. ``stored=False`` (no obs-sync tables yet): against an empty store."""
@@ -342,17 +294,7 @@ class Store:
 
     def _apply(self, connection: psycopg.Connection[Any], run_id: int, plan: VdnPlan) -> VdnResult:
         vdn = plan.vdn_id
-        row = connection.execute(self.sql.lock, {"cls": self.vdn_lock, "vdn": vdn}).fetchone()
-        assert row is not None
-        got, now = row
-        self._observe(now)
-        if not got:
-            holder = connection.execute(
-                self.sql.lock_holder, {"cls": self.vdn_lock, "vdn": vdn}
-            ).fetchone()
-            assert holder is not None
-            *who, skips = holder
-            return plan.locked(self.now(), describe_holder(*who), int(skips) + 1)
+        now = self._lock(connection, plan)
         stored: dict[str, StoredCode] = {}
         latest: datetime = now
         newer: datetime | None = None

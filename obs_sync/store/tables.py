@@ -56,6 +56,7 @@ sync_run = Table(
         for name in ("inserted", "updated", "deleted", "restored", "unchanged")
     ),
     Column("error", Text),
+    Column("heartbeat_at", TZ),  # the run's process last known alive (0005)
 )
 
 sync_run_vdn = Table(
@@ -74,7 +75,7 @@ sync_run_vdn = Table(
         for name in ("inserted", "updated", "deleted", "restored", "unchanged", "withheld")
     ),
     Column("error", Text),
-    # locked, superseded, stopped or deadline: why the VDN was not applied (0003)
+    # why the VDN was not applied (0003; auth_rejected and unreachable: 0005)
     Column("skip_reason", Text),
 )
 
