@@ -136,16 +136,23 @@ class Workers:
                 return None
             with logcontext.bind(vdn=vdn_id):
                 fetched = self.fetch(vdn_id)
-        failure = fetched.snapshot if isinstance(fetched.snapshot, FetchFailure) else None
-        if failure is None or failure.kind != "cancelled":
-            with self.lock:
-                trip = self.failfast.observe(
-                    failure.kind if failure else None, failure.status if failure else None
-                )
-            if trip is not None:
-                log.error("asking the server for no more VDNs in this run: %s", trip.error)
-                self.client.cancel()  # the fetches in flight would only add to it
+            # Counted before the slot is released: a worker waiting for it must see the
+            # trip, or it would ask the server once more.
+            self.observe(fetched)
         return fetched
+
+    def observe(self, fetched: Fetched) -> None:
+        """Count the fetch's outcome for fail-fast; trip it when a threshold is reached."""
+        failure = fetched.snapshot if isinstance(fetched.snapshot, FetchFailure) else None
+        if failure is not None and failure.kind == "cancelled":
+            return
+        with self.lock:
+            trip = self.failfast.observe(
+                failure.kind if failure else None, failure.status if failure else None
+            )
+        if trip is not None:
+            log.error("asking the server for no more VDNs in this run: %s", trip.error)
+            self.client.cancel()  # the fetches in flight would only add to it
 
     def finish(self, result: VdnResult) -> None:
         with self.lock:
