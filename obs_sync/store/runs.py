@@ -100,16 +100,7 @@ class RunRecords:
                 run_id, started_at = row
                 self._observe(started_at)
             abandoned = connection.execute(
-                self.sql.abandon,
-                {
-                    "me": run_id,
-                    "cls": self.run_lock,
-                    "error": ABANDONED_ERROR,
-                    "lost": LOST_ERROR,
-                    "hostname": hostname,
-                    "pid": pid,
-                    "heartbeat": heartbeat_seconds,
-                },
+                self.sql.abandon, self._abandon_params(run_id, hostname, pid, heartbeat_seconds)
             ).fetchall()
         except BaseException:
             lease.discard()  # closing the session also frees the lock
@@ -201,18 +192,23 @@ class RunRecords:
         heartbeat), ended at its last heartbeat; the daemon calls it between runs too."""
         with self.pool.connection() as connection:
             rows = connection.execute(
-                self.sql.abandon,
-                {
-                    "me": -1,
-                    "cls": self.run_lock,
-                    "error": ABANDONED_ERROR,
-                    "lost": LOST_ERROR,
-                    "hostname": hostname,
-                    "pid": pid,
-                    "heartbeat": heartbeat_seconds,
-                },
+                self.sql.abandon, self._abandon_params(-1, hostname, pid, heartbeat_seconds)
             ).fetchall()
         return [int(row[0]) for row in rows]
+
+    def _abandon_params(
+        self, me: int, hostname: str, pid: int, heartbeat_seconds: float
+    ) -> dict[str, object]:
+        """The abandon statement's arguments; ``me``: this process's own run (-1: none)."""
+        return {
+            "me": me,
+            "cls": self.run_lock,
+            "error": ABANDONED_ERROR,
+            "lost": LOST_ERROR,
+            "hostname": hostname,
+            "pid": pid,
+            "heartbeat": heartbeat_seconds,
+        }
 
     def finish_run(
         self,
