@@ -24,6 +24,7 @@ import pytest
 
 from obs_sync.db import embedded, embedded_accounts
 from tests.deploy_support import OPERATIONS, REPO
+from tests.socket_relay import reachable_url
 
 pytestmark = [
     pytest.mark.slow,
@@ -143,22 +144,25 @@ def test_install_steps_run_as_written_after_the_embedded_server_ran_as_root(
     # As the service runs it: its user, the environment file systemd reads for it, the
     # unit's Environment= and WorkingDirectory= (the placeholder database replaced).
     service_env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **env_file(secrets)}
-    service_env["OBS_SYNC_DATABASE_URL"] = database_url
     service_env[embedded.DATA_DIR_ENV] = str(state)
     program = prefix / "opt/obs-sync/venv/bin/obs-sync"
-    for args in (["--help"], ["db", "upgrade"]):
-        as_service = subprocess.run(
-            [str(program), "--config", str(prefix / "etc/obs-sync/config.yaml"), *args],
-            env=service_env,
-            user=account.pw_uid,
-            group=account.pw_gid,
-            extra_groups=[],
-            cwd=state,
-            capture_output=True,
-            text=True,
-            timeout=240,
-        )
-        assert as_service.returncode == 0, as_service.stdout + as_service.stderr
+    # The test server over TCP as is; the embedded one through a relay (its socket is
+    # private to its own account, as PostgreSQL keeps it).
+    with reachable_url(database_url, prefix / "run") as service_database_url:
+        service_env["OBS_SYNC_DATABASE_URL"] = service_database_url
+        for args in (["--help"], ["db", "upgrade"]):
+            as_service = subprocess.run(
+                [str(program), "--config", str(prefix / "etc/obs-sync/config.yaml"), *args],
+                env=service_env,
+                user=account.pw_uid,
+                group=account.pw_gid,
+                extra_groups=[],
+                cwd=state,
+                capture_output=True,
+                text=True,
+                timeout=240,
+            )
+            assert as_service.returncode == 0, as_service.stdout + as_service.stderr
     # The same steps again (an upgrade, or a second reading of the docs) still succeed.
     again = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
