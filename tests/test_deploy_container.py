@@ -10,6 +10,7 @@ with the reason, except in CI (``CI`` set), where they fail.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -360,7 +361,8 @@ def test_default_command_serves_healthz_and_the_healthcheck_passes(
         # SIGTERM to obs-sync itself, as a container runtime's stop does (buildah, signalled,
         # would kill its child outright); buildah exits with it.
         for pid in descendants(daemon.pid, "/opt/obs-sync/bin/obs-sync"):
-            os.kill(pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):  # ended since it was listed
+                os.kill(pid, signal.SIGTERM)
         try:
             output = daemon.communicate(timeout=60)[0]
         except subprocess.TimeoutExpired:

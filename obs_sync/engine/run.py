@@ -31,6 +31,31 @@ if TYPE_CHECKING:
 log = logging.getLogger("obs_sync.sync")  # the name the run's log lines have always carried
 
 
+class _WorkerThread(threading.Thread):
+    """A worker thread whose end the run waits for on an event, not with ``join``.
+
+    A ``join`` that an exception (KeyboardInterrupt from a signal handler) interrupts may
+    mark a running thread as stopped on CPython before 3.13, and every later ``join`` then
+    returns at once: the run would go on while its worker still writes.
+    """
+
+    def __init__(self, work: Callable[[], None], name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self._work = work
+        self._ended = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self._work()
+        finally:
+            self._ended.set()
+
+    def wait(self) -> None:
+        """Until the work has ended (interruptible, and safe to call again after that)."""
+        self._ended.wait()
+        self.join()  # the work has ended: this returns as soon as the thread exits
+
+
 def _prune(store: Store, keep_days: float) -> None:
     """Retention of run records; a failure here never fails the run (the next one retries)."""
     try:
@@ -133,23 +158,20 @@ def _run(
             if control is not None:
                 control.workers = run
             workers = min(worker_count(config), max(len(vdns), 1))
-            threads = [
-                threading.Thread(target=run.worker, name=f"obs-sync-vdn-{i}", daemon=True)
-                for i in range(workers)
-            ]
+            threads = [_WorkerThread(run.worker, f"obs-sync-vdn-{i}") for i in range(workers)]
             with ProgressLogger(run.progress, progress_interval, prepared.log_run):
                 for thread in threads:
                     thread.start()
                 try:
                     for thread in threads:
-                        thread.join()
+                        thread.wait()
                 except BaseException as error:  # e.g. KeyboardInterrupt in this thread
                     # No worker outlives the run: none starts a VDN now, fetches end at
                     # their next request, the VDN transactions in flight commit or roll back.
                     interrupted = error
                     run.interrupt()
                     for thread in threads:
-                        thread.join()
+                        thread.wait()
             run.fetching.close()  # (every worker has ended: none can use it)
         store = prepared.wait()  # raises Aborted when preparation failed
         handle = prepared.handle
