@@ -190,6 +190,14 @@ def test_a_changed_locale_is_refused_then_switched_as_one_event(
     assert simulator.stats.requests - requests <= 5 * 3
     assert rows(engine, "SELECT count(*) FROM {s}.locale_switch") == [(0,)]
 
+    # A dry run says the same, and so does a dry run of the switch (nothing recorded).
+    dry = sync(en, engine, dry_run=True)
+    assert dry.exit_code == 1 and "--switch-locale" in (dry.vdns[0].error or "")
+    dry = sync(en, engine, dry_run=True, switch_locale=True)
+    assert dry.exit_code == 0 and dry.total("relabelled") == 600 and dry.total("updated") == 0
+    assert row_versions(engine) == before
+    assert rows(engine, "SELECT locale FROM {s}.source") == [("zh_CN",)]
+
     switched = sync(en, engine, switch_locale=True)
     assert switched.exit_code == 0
     assert switched.total("updated") == 0 and switched.total("relabelled") == 5 * 120

@@ -129,6 +129,14 @@ class Store(RunRecords):
         )
         return bool(rows and rows[0][0])
 
+    def sources_exist(self) -> bool:
+        """Whether the schema has the source registry (migration 0006)."""
+        rows = self._read(
+            "SELECT to_regclass(%(name)s) IS NOT NULL",
+            {"name": f"{quote_identifier(self.schema)}.source"},
+        )
+        return bool(rows and rows[0][0])
+
     def _read_rows(self, key: VdnKey) -> list[tuple[str, str, bool]]:
         """The VDN's stored codes, unlocked; the database clock read with them is noted."""
         rows = self._read(self.sql.read, {"source": key[0], "vdn": key[1]})
