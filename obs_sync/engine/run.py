@@ -196,9 +196,9 @@ def _run(
             )
             if control is not None:
                 control.workers = run
-            # Each worker says when it has ended: a Thread.join() interrupted by an exception
-            # (KeyboardInterrupt) can leave that thread looking ended while it still runs
-            # (CPython 3.11), so after an interrupt the run waits for these instead.
+            # Each worker says when it has ended: after a Thread.join() interrupted by an
+            # exception (KeyboardInterrupt), a join was seen to return while its thread still
+            # ran (CPython 3.11), so after an interrupt the run waits for these instead.
             ended = [threading.Event() for lane in lanes for _ in range(lane.workers)]
             slots = iter(ended)
             threads = [
