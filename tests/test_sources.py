@@ -256,6 +256,8 @@ def test_a_server_down_fails_only_its_own_sources_vdns(
     skipped = [v for v in south if v.status == "skipped"]
     assert skipped and all(v.skip_reason == "unreachable" for v in skipped)
     assert all("sources[1].base_url" in (v.error or "") for v in skipped)
+    # Every message names the source's own keys, never the isales: section's.
+    assert all("isales." not in (v.error or "") for v in south), [v.error for v in south]
     assert sum(v.requests for v in south) <= 4  # two VDNs asked, no retries
 
 

@@ -114,6 +114,11 @@ class Workers:
             for index, source in enumerate(config.sources)
         }
         self.locales = {source.name: source.effective_locale for source in config.sources}
+        # The configuration keys a source's messages name (isales.base_url of the client's
+        # wording becomes sources[1].base_url for a sources: list).
+        self.keys = {
+            source.name: _keys_of(config, index) for index, source in enumerate(config.sources)
+        }
 
     def record_unapplied(self, store: Store, result: VdnResult) -> VdnResult:
         """A VDN that wrote nothing: its record is batched (none in a dry run)."""
@@ -241,8 +246,11 @@ class Workers:
             return Fetched(key, started, self.clients[source].fetch_snapshot(vdn_id), at=at)
         except ISalesError as error:
             # What the failed fetch cost goes to the run record.
+            message = self.redact(_short(error, vdn_id))
+            if self.keys[source] != "isales":
+                message = message.replace("isales.", f"{self.keys[source]}.")
             failure = FetchFailure(
-                self.redact(_short(error, vdn_id)),
+                message,
                 error.kind,
                 error.stats or FetchStats(),
                 getattr(error, "status", None),
