@@ -63,8 +63,8 @@ def test_demo_runs_to_completion(tmp_path: Path, embedded_data_dir: Path) -> Non
     # in English (source default) and Chinese (source zh) side by side, one row per call.
     query = out.split("7. BI query")[1]
     rows = [line.split() for line in query.splitlines() if re.match(r" +\d+ +\d+ +\d{5} ", line)]
-    # call_id, vdn, code, date, time, the English words..., the Chinese description.
-    by_call = {row[0]: (" ".join(row[5:-1]), row[-1]) for row in rows}
+    # call_id, vdn, code, date, time, the Chinese description, the English words.
+    by_call = {row[0]: (" ".join(row[6:]), row[5]) for row in rows}
     assert len(rows) == 4
     assert by_call["1"] == ("The called party does not answer the call.", "被叫无应答")
     assert by_call["2"] == ("No answer after 30 seconds of ringing.", "振铃30秒后无应答")

@@ -186,7 +186,7 @@ def _bi_query(connection: Connection, before: datetime, after: datetime) -> list
     query, rows = demo_sql.call_time_rows(connection, DEMO_SCHEMA, calls)
     lines = [f"     {line}" for line in query.splitlines()]
     lines.append("")
-    header = ["call_id", "vdn_id", "obs_code", "called_at", "desc_en", "desc_zh"]
+    header = ["call_id", "vdn_id", "obs_code", "called_at", "desc_zh", "desc_en"]
     cells = [[_cell(value) for value in row] for row in rows]
     lines += [f"     {line}" for line in table_lines(header, cells, rule=True)]
     return lines

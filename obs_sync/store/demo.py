@@ -13,27 +13,21 @@ from sqlalchemy import text
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
-# docs/bi.md, "description at call time" in two languages: the demo's sources "default"
+# docs/bi.md, "description at call time in two languages": the demo's sources "default"
 # (en_US) and "zh" (zh_CN) are one server asked in two locales. With the replacements that
 # page gives for the demo's database (a test checks they stay the same), over the demo's
 # call-records table: the columns and index of that page's example table.
 CALLS_TABLE = "demo_call_record"
 CALL_TIME_QUERY = """\
 SELECT c.call_id, c.vdn_id, c.obs_code, c.called_at,
-       en.obs_code_desc AS desc_en, zh.obs_code_desc AS desc_zh
+       zh.obs_code_desc AS desc_zh, en.obs_code_desc AS desc_en
 FROM {schema}.{calls} AS c
-LEFT JOIN {schema}.result_code_history AS en
-       ON en.source = 'default'
-      AND en.vdn_id = c.vdn_id
-      AND en.obs_code = c.obs_code
-      AND en.valid_from <= c.called_at
-      AND c.called_at < coalesce(en.valid_to, 'infinity')
 LEFT JOIN {schema}.result_code_history AS zh
-       ON zh.source = 'zh'
-      AND zh.vdn_id = c.vdn_id
-      AND zh.obs_code = c.obs_code
-      AND zh.valid_from <= c.called_at
-      AND c.called_at < coalesce(zh.valid_to, 'infinity')
+       ON zh.source = 'zh' AND zh.vdn_id = c.vdn_id AND zh.obs_code = c.obs_code
+      AND zh.valid_from <= c.called_at AND c.called_at < coalesce(zh.valid_to, 'infinity')
+LEFT JOIN {schema}.result_code_history AS en
+       ON en.source = 'default' AND en.vdn_id = c.vdn_id AND en.obs_code = c.obs_code
+      AND en.valid_from <= c.called_at AND c.called_at < coalesce(en.valid_to, 'infinity')
 ORDER BY c.call_id;
 """
 
@@ -92,7 +86,7 @@ def call_time_rows(
 ) -> tuple[str, list[tuple[Any, ...]]]:
     """Store ``calls`` (id, at, vdn, code) in the demo's call-records table, then run
     :data:`CALL_TIME_QUERY` over it: the query as run, and its rows (call_id, vdn_id,
-    obs_code, called_at, desc_en, desc_zh)."""
+    obs_code, called_at, desc_zh, desc_en)."""
     table = f"{schema}.{CALLS_TABLE}"
     connection.execute(
         text(
