@@ -27,6 +27,7 @@ from obs_sync.errors import one_line
 from obs_sync.failfast import FailFast
 from obs_sync.isales.client import ISalesClient
 from obs_sync.isales.errors import ISalesError
+from obs_sync.long_codes import without_long_codes
 from obs_sync.observability import redactor_for
 from obs_sync.progress import Progress
 from obs_sync.results import (
@@ -36,7 +37,6 @@ from obs_sync.results import (
     fetch_failed,
     label,
     not_started,
-    without_long_codes,
 )
 from obs_sync.snapshot import FetchFailure, FetchStats, Snapshot
 
