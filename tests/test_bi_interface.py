@@ -67,6 +67,8 @@ def test_every_column_of_every_table_and_view_has_a_comment(db_engine: Engine) -
         "vdn_state",
         "result_code_current",
         "result_code_change",
+        "source",  # 0006
+        "locale_switch",  # 0006
     }
     assert all(comment for _, comment in relations)
     (function_comment,) = rows(
@@ -224,6 +226,38 @@ def test_as_of_function_is_inlined_by_the_planner(
         )
     assert "Function Scan" not in plan, plan
     assert "result_code_history" in plan, plan
+    # The source-taking form (migration 0006) too, with a bigint VDN id: inlined, no
+    # function call, one row per call.
+    (flags,) = rows(
+        db_engine,
+        "SELECT provolatile, prosecdef, proisstrict, proretset, proconfig IS NULL FROM pg_proc "
+        f"WHERE oid = '{S}.result_code_desc_at(text, bigint, text, timestamptz)'::regprocedure",
+    )
+    assert flags == ("s", False, False, True, True)
+    with db_engine.begin() as connection:
+        connection.execute(
+            text(
+                "CREATE TEMP TABLE calls8 AS SELECT 1::bigint AS vdn_id, :c AS obs_code, now() AS t"
+            ),
+            {"c": history["code"]},
+        )
+        plan = "\n".join(
+            r[0]
+            for r in connection.execute(
+                text(
+                    "EXPLAIN (COSTS OFF) SELECT d.obs_code_desc FROM calls8 c LEFT JOIN LATERAL "
+                    f"{S}.result_code_desc_at('default', c.vdn_id, c.obs_code, c.t) AS d ON true"
+                )
+            )
+        )
+        answer = connection.execute(
+            text(
+                f"SELECT d.obs_code_desc FROM calls8 c LEFT JOIN LATERAL "
+                f"{S}.result_code_desc_at('default', c.vdn_id, c.obs_code, c.t) AS d ON true"
+            )
+        ).all()
+    assert "Function Scan" not in plan and "result_code_history" in plan, plan
+    assert answer == [("second text",)]
 
 
 def test_current_view_is_the_present_codes(history: dict[str, Any], db_engine: Engine) -> None:
@@ -357,6 +391,13 @@ def test_grant_reader_covers_views_function_and_registry(
                 text(f"SELECT * FROM {S}.result_code_desc_at(1, :c, now())"),
                 {"c": history["code"]},
             ).all() == [("second text",)]
+            # Migration 0006's objects: the source-taking form, the sources and switches.
+            assert connection.execute(
+                text(f"SELECT * FROM {S}.result_code_desc_at('default', 1, :c, now())"),
+                {"c": history["code"]},
+            ).all() == [("second text",)]
+            for relation in ("source", "locale_switch"):
+                connection.execute(text(f"SELECT count(*) FROM {S}.{relation}")).scalar()
     finally:
         engine.dispose()
 

@@ -52,6 +52,7 @@ from obs_sync.isales.paging import Pager
 from obs_sync.isales.vendor import MAX_PAGE_SIZE, PATH_TEMPLATE
 from obs_sync.isales.wire import BodyTooLarge, UndecodableBody, Wire
 from obs_sync.ratelimit import RateLimiter
+from obs_sync.results import DEFAULT_SOURCE
 from obs_sync.signing import C2Auth
 from obs_sync.snapshot import FetchStats, Snapshot
 
@@ -102,9 +103,14 @@ class ISalesClient:
         *,
         on_request: Callable[[RequestEvent], None] | None = None,
         adapter: BaseAdapter | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
-        """``adapter``: the requests transport (default: a pooled ``HTTPAdapter``)."""
+        """``adapter``: the requests transport (default: a pooled ``HTTPAdapter``).
+        ``limiter``: shared by the clients of the sources on one server (their rate limit
+        holds per server); default: this client's own, at ``max_requests_per_second``."""
         self.config = config
+        # The source's name for its request events (a plain isales section: default).
+        self.source: str = getattr(config, "name", DEFAULT_SOURCE)
         self._on_request = on_request
         self._timeout = config.timeout_seconds
         self._page_size = config.page_size
@@ -134,7 +140,7 @@ class ISalesClient:
             pool_size=max(config.max_concurrency, 1) + 1,
             adapter=adapter,
         )
-        self._limiter = RateLimiter(config.max_requests_per_second)
+        self._limiter = limiter or RateLimiter(config.max_requests_per_second)
         self._closed = False
         self._cancel = Cancellation()
 
@@ -255,7 +261,8 @@ class ISalesClient:
         if self._on_request is None:
             return
         try:
-            self._on_request(RequestEvent(vdn_id, outcome, status, time.perf_counter() - started))
+            elapsed = time.perf_counter() - started
+            self._on_request(RequestEvent(vdn_id, outcome, status, elapsed, source=self.source))
         except Exception:  # a broken metrics hook must not break fetching
             log.exception("on_request hook failed")
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from obs_sync.db.pool import Lease, Pool
-from obs_sync.results import INT4_MAX, VDN_STATUSES, RunStatus, VdnResult
+from obs_sync.results import DEFAULT_SOURCE, INT4_MAX, VDN_STATUSES, RunStatus, VdnResult
 from obs_sync.store.changes import StoreError
 
 if TYPE_CHECKING:
@@ -74,6 +74,7 @@ class RunRecords:
         pid: int,
         version: str,
         heartbeat_seconds: float = 5,
+        sources: Sequence[str] = (DEFAULT_SOURCE,),
     ) -> RunHandle:
         """Insert the ``running`` row and hold its liveness lock until :meth:`finish_run`.
 
@@ -94,17 +95,25 @@ class RunRecords:
                         "hostname": hostname,
                         "pid": pid,
                         "version": version,
+                        "sources": list(sources),
                     },
                 ).fetchone()
                 assert row is not None
                 run_id, started_at = row
                 self._observe(started_at)
-            abandoned = connection.execute(
-                self.sql.abandon, self._abandon_params(run_id, hostname, pid, heartbeat_seconds)
-            ).fetchall()
         except BaseException:
             lease.discard()  # closing the session also frees the lock
             raise
+        try:
+            abandoned = connection.execute(
+                self.sql.abandon, self._abandon_params(run_id, hostname, pid, heartbeat_seconds)
+            ).fetchall()
+        except psycopg.OperationalError as error:
+            # The run's row is committed: a connection lost now (a database restart) is
+            # what the heartbeat repairs (it takes the liveness lock again); the dead runs
+            # are marked by the next run or reader.
+            log.warning("could not look for dead runs (the next run does): %s", error)
+            abandoned = []
         gone = [str(row[0]) for row in abandoned if not row[1]]
         lost = [str(row[0]) for row in abandoned if row[1]]
         if gone:
