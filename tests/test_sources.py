@@ -240,7 +240,9 @@ def test_a_server_down_fails_only_its_own_sources_vdns(
     config = config_of(
         database_url,
         source_config_dict(simulator, "north"),
-        source_config_dict(second_simulator, "south", SECOND_KEY, max_retries=0),
+        # One fetch at a time on the south's server: its first two VDNs fail before a third
+        # starts (with 4 slots, 4 refusals can be in flight before the second is counted).
+        source_config_dict(second_simulator, "south", SECOND_KEY, max_retries=0, max_concurrency=1),
         sync={"max_unreachable_vdns": 2},
     )
     second_simulator.stop()
