@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from obs_sync.store.store import Store
 
 log = logging.getLogger("obs_sync.sync")  # the name the run's log lines have always carried
+# A restart ends every pooled session: the sources check tries the idle ones, then a new one
+# (so far only the preparation and the heartbeat used the pool: a few idle at most).
+_DEAD_CONNECTION_TRIES = 8
 
 
 class Aborted(Exception):
@@ -153,18 +156,21 @@ class Prepared:
 
     def _sources(self, prepare: Callable[..., SourceState], run_id: int) -> SourceState:
         """The sources' locales checked and recorded (store/sources.py); a pooled connection
-        found dead (the server ended it: a restart) is dropped and the check made again."""
+        found dead (the server ended it: a restart) is dropped and the check made again,
+        on each idle connection the restart may have left dead, then on a new one."""
         import psycopg  # (loaded by now: the pool is psycopg's)
 
         assert self.pool is not None
         schema = self.config.database.schema_
         args = (schema, run_id, self.sources, self.switch_locale)
-        try:
-            with self.pool.connection() as connection:
-                return prepare(connection, *args)
-        except psycopg.OperationalError:
-            with self.pool.connection() as connection:
-                return prepare(connection, *args)
+        for _ in range(_DEAD_CONNECTION_TRIES - 1):
+            try:
+                with self.pool.connection() as connection:
+                    return prepare(connection, *args)
+            except psycopg.OperationalError:
+                continue  # that connection was dropped on release (broken)
+        with self.pool.connection() as connection:
+            return prepare(connection, *args)
 
     def _migrate(self, schema: str) -> bool:
         """Check the schema version with one query; only a schema behind pays for Alembic.
