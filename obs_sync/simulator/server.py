@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 from obs_sync.isales.vendor import FAILURE_CODES, SUCCESS
 from obs_sync.signing import host_header
 from obs_sync.simulator.auth import verify
+from obs_sync.simulator.code_lists import ROUTE as CODE_LIST_ROUTE
+from obs_sync.simulator.code_lists import CodeLists
 from obs_sync.simulator.control import handle as handle_control
 from obs_sync.simulator.data import (
     DEFAULT_LOCALE,
@@ -190,18 +192,23 @@ class _Handler(BaseHTTPRequestHandler):
             return
         match = API_PATH.match(path)
         if match is None:
+            if CODE_LIST_ROUTE.match(path):  # the other code lists (simulator/code_lists.py)
+                self._serve_api("", path, query, body, code_list=True)
+                return
             self._send_json(404, {"error": f"no such resource: {path}"})
             return
         self._serve_api(match.group(1), path, query, body)
 
     # -- the iSales API ---------------------------------------------------------------
 
-    def _serve_api(self, vdn_segment: str, path: str, query: str, body: bytes) -> None:
+    def _serve_api(
+        self, vdn_segment: str, path: str, query: str, body: bytes, *, code_list: bool = False
+    ) -> None:
         sim = self.server.simulator
         sim.stats.begin()
         self._outcome: _Outcome | None = _Outcome()
         try:
-            self._api(sim, self._outcome, vdn_segment, path, query, body)
+            self._api(sim, self._outcome, vdn_segment, path, query, body, code_list=code_list)
         finally:
             self._record()
 
@@ -227,7 +234,15 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _api(
-        self, sim: Simulator, out: _Outcome, vdn_segment: str, path: str, query: str, body: bytes
+        self,
+        sim: Simulator,
+        out: _Outcome,
+        vdn_segment: str,
+        path: str,
+        query: str,
+        body: bytes,
+        *,
+        code_list: bool = False,
     ) -> None:
         if self.command != "GET":
             out.status = 405
@@ -254,6 +269,9 @@ class _Handler(BaseHTTPRequestHandler):
                 415,
                 {"error": "Content-Type must be application/json; charset=UTF-8"},
             )
+            return
+        if code_list:
+            self._code_list(sim, out, path, query)
             return
         try:
             vdn_id, page_size, page_num = parse_params(vdn_segment, query)
@@ -282,6 +300,14 @@ class _Handler(BaseHTTPRequestHandler):
         out.result_code = SUCCESS
         out.codes = len(items)
         self._send(200, success_body(items, total))
+
+    def _code_list(self, sim: Simulator, out: _Outcome, path: str, query: str) -> None:
+        answer = sim.code_lists.answer(path, query, normalize_locale(self._h.get("locale")))
+        assert answer is not None  # the route matched
+        if sim.latency_seconds > 0:
+            sim._sleep(sim.latency_seconds)
+        out.status, payload = answer
+        self._send(out.status, payload)
 
     def _apply_terminal_fault(self, sim: Simulator, fault: Fault, out: _Outcome) -> bool:
         """Apply ``fault``; True when it produced the whole response."""
@@ -357,6 +383,7 @@ class Simulator:
         self.max_clock_skew_seconds = max_clock_skew_seconds
         self.log_requests = log_requests
         self.faults = FaultSet()
+        self.code_lists = CodeLists(self.data)  # display and business results
         self.stats = SimulatorStats()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
