@@ -92,10 +92,13 @@ def check_vdn(
 
 
 def list_page(
-    vdn_id: int, what: str, page_num: int, page_size: int, body: Any
-) -> tuple[int, list[Any], dict[str, Any]]:
-    """(totalCount, data, body) of one list page."""
+    vdn_id: int, what: str, body: Any, notes: Notes, known: frozenset[str]
+) -> tuple[int, list[Any]]:
+    """(totalCount, data) of one list page; unknown fields and a string count noted."""
     body = envelope(vdn_id, what, body)
+    notes.extra(what, body, known)
+    if isinstance(body.get("totalCount"), str):
+        notes.add(f"{what}: totalCount sent as a string (e.g. {body['totalCount']!r})")
     total = _total_count(body.get("totalCount"))
     if total is None:
         raise DataError(
@@ -107,7 +110,7 @@ def list_page(
         data = []
     if not isinstance(data, list):
         raise DataError(f"{what}: data is a {type(data).__name__}, expected a list", vdn_id=vdn_id)
-    return total, data, body
+    return total, data
 
 
 def encode(value: Any) -> str:

@@ -97,8 +97,7 @@ def fetch_display_results(
         path = client.wire.base_url + DISPLAY_RESULTS_PATH.format(vdn_id=vdn_id)
 
         def parse(body: Any) -> Page:
-            total, data, raw = list_page(vdn_id, what, page_num, page_size, body)
-            notes.extra("queryOBSResults", raw, LIST_FIELDS)
+            total, data = list_page(vdn_id, what, body, notes, LIST_FIELDS)
             items = []
             for index, item in enumerate(data):
                 entry = display_item(vdn_id, f"{what}: data[{index}]", item, notes)
@@ -109,7 +108,7 @@ def fetch_display_results(
 
         return client.fetch_json(
             vdn_id,
-            f"{client.wire.base_url}{path}?pageSize={page_size}&pageNum={page_num}",
+            f"{path}?pageSize={page_size}&pageNum={page_num}",
             what,
             parse,
             counters,
@@ -139,8 +138,10 @@ def fetch_display_results(
                 error.stats = _stats(pager, counters, started, paged.total)
                 raise
             except ISalesError as error:
-                log.warning("VDN %s: display result defId %s: %s", vdn_id, def_id, error)
-                missing.append(f"defId {def_id}: {_without_vdn(error)}")
+                log.warning(
+                    "VDN %s: display result defId %s: %s", vdn_id, def_id, without_vdn(error)
+                )
+                missing.append(f"defId {def_id}: {without_vdn(error)}")
                 continue
             if codes is None:
                 missing.append(f"defId {def_id}: gone between the list and its detail")
@@ -169,7 +170,7 @@ def fetch_display_results(
     )
 
 
-def _without_vdn(error: ISalesError) -> str:
+def without_vdn(error: ISalesError) -> str:
     text = str(error)
     prefix = f"VDN {error.vdn_id}: "
     return text[len(prefix) :] if text.startswith(prefix) else text
@@ -243,8 +244,7 @@ def fetch_business_results(
         path = client.wire.base_url + BUSINESS_RESULTS_PATH.format(vdn_id=vdn_id)
 
         def parse(body: Any) -> Page:
-            total, data, raw = list_page(vdn_id, what, page_num, page_size, body)
-            notes.extra("queryBusinessResults", raw, LIST_FIELDS)
+            total, data = list_page(vdn_id, what, body, notes, LIST_FIELDS)
             items = []
             for index, item in enumerate(data):
                 where = f"{what}: data[{index}]"
@@ -258,7 +258,7 @@ def fetch_business_results(
 
         return client.fetch_json(
             vdn_id,
-            f"{client.wire.base_url}{path}?pageSize={page_size}&pageNum={page_num}",
+            f"{path}?pageSize={page_size}&pageNum={page_num}",
             what,
             parse,
             counters,
