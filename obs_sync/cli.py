@@ -215,6 +215,13 @@ def fetch(ctx: click.Context, vdn_ids: list[int], fmt: str) -> None:
     type=click.Path(dir_okay=False, exists=True),
     help='JSON/YAML {"<vdn>": {"<obsCode>": "<desc>"}} instead of generated data.',
 )
+@click.option(
+    "--keys",
+    "keys_path",
+    type=click.Path(dir_okay=False, exists=True),
+    help='JSON/YAML {"<access key>": {secret_key: ..., vdn_ids: [...]}}: more keys, '
+    "each granted some VDNs (null: all).",
+)
 @click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), help="PEM certificate.")
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), help="PEM private key.")
 @click.option(

@@ -42,12 +42,17 @@ SUPERSEDED_ERROR = "superseded"  # the start of the error of a superseded VDN
 STOPPED_ERROR = "not started: stop requested"
 DEADLINE_ERROR = "not started: run deadline exceeded"
 INT4_MAX = 2**31 - 1  # the run records' integer columns
+# The source (obs_sync.config: one iSales server and key, in one locale) of a configuration
+# written with the single ``isales:`` section, and of every row stored before sources existed.
+DEFAULT_SOURCE = "default"
+VdnKey = tuple[str, int]  # (source, vdn_id): what identifies a VDN everywhere
 
 
 @dataclass(frozen=True)
 class VdnResult:
     """One VDN of one run: what was fetched and what was applied (a ``sync_run_vdn`` row)."""
 
+    source: str  # the configured source (config.sources[].name) the VDN belongs to
     vdn_id: int
     status: VdnStatus
     started_at: datetime
@@ -71,6 +76,10 @@ class VdnResult:
     error_kind: ErrorKind | None = None  # set for "failed": see ErrorKind
 
     @property
+    def key(self) -> VdnKey:
+        return (self.source, self.vdn_id)
+
+    @property
     def empty(self) -> bool:
         """Succeeded with the server reporting no code at all (totalCount 0): allowed by the
         semantics, but a configured VDN that is empty is usually a wrong id."""
@@ -91,6 +100,7 @@ class VdnResult:
         """The result as structured log fields (documented in docs/operations.md, "Logs")."""
         return {
             "event": "vdn_result",
+            "source": self.source,
             "vdn": self.vdn_id,
             "status": self.status,
             "inserted": self.inserted,
@@ -116,14 +126,14 @@ class VdnResult:
 
 
 def not_started(
-    vdn_id: int, at: datetime, reason: NotStartedReason, error: str | None = None
+    source: str, vdn_id: int, at: datetime, reason: NotStartedReason, error: str | None = None
 ) -> VdnResult:
     """A VDN the run did not start: stop requested, the run's deadline passed, or the run
     stopped asking the server (``error`` then says why and what to fix)."""
     if error is None:
         error = DEADLINE_ERROR if reason == "deadline" else STOPPED_ERROR
     return VdnResult(
-        vdn_id, "skipped", started_at=at, finished_at=at, error=error, skip_reason=reason
+        source, vdn_id, "skipped", started_at=at, finished_at=at, error=error, skip_reason=reason
     )
 
 
@@ -133,9 +143,10 @@ NOT_REACHED_ERROR = (
 )
 
 
-def not_reached(vdn_id: int, at: datetime) -> VdnResult:
+def not_reached(source: str, vdn_id: int, at: datetime) -> VdnResult:
     """A VDN that no worker took although nothing asked the run to stop (a bug)."""
     return VdnResult(
+        source,
         vdn_id,
         "failed",
         started_at=at,
@@ -146,10 +157,11 @@ def not_reached(vdn_id: int, at: datetime) -> VdnResult:
 
 
 def fetch_failed(
-    vdn_id: int, started_at: datetime, finished_at: datetime, failure: FetchFailure
+    source: str, vdn_id: int, started_at: datetime, finished_at: datetime, failure: FetchFailure
 ) -> VdnResult:
     """A VDN that could not be fetched: nothing of it was written; its fetch cost is kept."""
     return VdnResult(
+        source,
         vdn_id,
         "failed",
         started_at=started_at,
@@ -170,14 +182,24 @@ class VdnPlan:
     SQL, the decisions are made here.
     """
 
+    source: str  # the source the snapshot was fetched from
     snapshot: Snapshot
     started_at: datetime  # when the fetch began, on the database clock
     max_delete_fraction: float
     max_lock_skips: int = 3  # sync.max_lock_skips
+    # The locale the snapshot's descriptions are in (the source's, see obs_sync.locales),
+    # and whether the VDN's stored descriptions are in another one: then its changed
+    # descriptions are a relabel (the source's switch of language), not changes.
+    locale: str = "zh_CN"
+    relabel: bool = False
 
     @property
     def vdn_id(self) -> int:
         return self.snapshot.vdn_id
+
+    @property
+    def key(self) -> VdnKey:
+        return (self.source, self.snapshot.vdn_id)
 
     @property
     def codes(self) -> Mapping[str, str]:
@@ -189,6 +211,12 @@ class VdnPlan:
         if self.snapshot.complete:
             return None
         return self.snapshot.incomplete_reason or "reason unknown"
+
+    @property
+    def _selector(self) -> str:
+        """The command-line options that select this VDN (``--source`` unless default)."""
+        vdn = f"--vdn {self.vdn_id}"
+        return vdn if self.source == DEFAULT_SOURCE else f"--source {self.source} {vdn}"
 
     def unstorable(self) -> str | None:
         """Why PostgreSQL cannot store this snapshot (then nothing is applied), or None."""
@@ -217,6 +245,7 @@ class VdnPlan:
         stats = self.snapshot.stats
         total = stats.total_count
         return VdnResult(
+            self.source,
             self.vdn_id,
             status,
             started_at=self.started_at,
@@ -246,7 +275,7 @@ class VdnPlan:
                 f"codes are missing from a complete snapshot, more than "
                 f"sync.max_delete_fraction = {self.max_delete_fraction}; deletions withheld "
                 f"(the other changes are not held back). If the deletion is real: "
-                f"obs-sync sync --vdn {self.vdn_id} --max-delete-fraction 1"
+                f"obs-sync sync {self._selector} --max-delete-fraction 1"
             )
         return self._result(
             status,

@@ -323,18 +323,22 @@ def test_runs_that_reach_their_deadline_are_counted_once_each() -> None:
 
     assert deadline_runs() == 0
     # A run whose last two VDNs never started because the deadline had passed.
-    metrics.on_vdn(VdnResult(1, "succeeded", started_at=now, finished_at=now), now)
+    metrics.on_vdn(VdnResult("default", 1, "succeeded", started_at=now, finished_at=now), now)
     for vdn in (2, 3):
-        skipped = VdnResult(vdn, "skipped", started_at=now, finished_at=now, skip_reason="deadline")
+        skipped = VdnResult(
+            "default", vdn, "skipped", started_at=now, finished_at=now, skip_reason="deadline"
+        )
         metrics.on_vdn(skipped, now)
     metrics.on_run("succeeded", 50.0, now)
     assert deadline_runs() == 1
     # Skips for other reasons (another replica, shutdown) and later runs do not count.
     metrics.on_vdn(
-        VdnResult(1, "skipped", started_at=now, finished_at=now, skip_reason="locked"), now
+        VdnResult("default", 1, "skipped", started_at=now, finished_at=now, skip_reason="locked"),
+        now,
     )
     metrics.on_vdn(
-        VdnResult(2, "skipped", started_at=now, finished_at=now, skip_reason="stopped"), now
+        VdnResult("default", 2, "skipped", started_at=now, finished_at=now, skip_reason="stopped"),
+        now,
     )
     metrics.on_run("stopped", 1.0, now)
     metrics.on_run("succeeded", 1.0, now)

@@ -107,7 +107,7 @@ def test_the_empty_vdn_gauge_follows_the_latest_success() -> None:
     now = datetime.now(timezone.utc)
 
     def vdn(vdn_id: int, total: int | None, status: str = "succeeded") -> VdnResult:
-        return VdnResult(vdn_id, status, now, now, total_count=total)  # type: ignore[arg-type]
+        return VdnResult("default", vdn_id, status, now, now, total_count=total)  # type: ignore[arg-type]
 
     def empty() -> float:
         text = metrics.render()[0].decode()

@@ -19,7 +19,14 @@ from obs_sync.errors import ObsSyncError, one_line
 from obs_sync.isales.client import ISalesClient
 from obs_sync.isales.events import RequestEvent
 from obs_sync.progress import ProgressLogger
-from obs_sync.results import RunResult, VdnResult, not_reached, not_started, run_status
+from obs_sync.results import (
+    DEFAULT_SOURCE,
+    RunResult,
+    VdnResult,
+    not_reached,
+    not_started,
+    run_status,
+)
 from obs_sync.text import plural
 
 if TYPE_CHECKING:
@@ -229,11 +236,13 @@ def _unstarted(
     """The record of a VDN no worker took, saying why."""
     trip = run.failfast.trip
     if trip is not None:
-        return not_started(vdn, now, trip.reason, trip.error)
+        return not_started(DEFAULT_SOURCE, vdn, now, trip.reason, trip.error)
     reason = run.stopping()
     if reason is not None:
-        return not_started(vdn, now, reason)
+        return not_started(DEFAULT_SOURCE, vdn, now, reason)
     if interrupted is not None:
         what = type(interrupted).__name__
-        return not_started(vdn, now, "stopped", f"not started: the run was interrupted ({what})")
-    return not_reached(vdn, now)
+        return not_started(
+            DEFAULT_SOURCE, vdn, now, "stopped", f"not started: the run was interrupted ({what})"
+        )
+    return not_reached(DEFAULT_SOURCE, vdn, now)

@@ -22,7 +22,14 @@ from obs_sync.isales.client import ISalesClient
 from obs_sync.isales.errors import ISalesError
 from obs_sync.observability import redactor_for
 from obs_sync.progress import Progress
-from obs_sync.results import VdnPlan, VdnResult, fetch_failed, not_started, without_long_codes
+from obs_sync.results import (
+    DEFAULT_SOURCE,
+    VdnPlan,
+    VdnResult,
+    fetch_failed,
+    not_started,
+    without_long_codes,
+)
 from obs_sync.snapshot import FetchFailure, FetchStats, Snapshot
 
 if TYPE_CHECKING:
@@ -120,7 +127,7 @@ class Workers:
             store = self.prepared.store_if_ready()
             at = store.now() if store is not None else datetime.now(timezone.utc)
             message = self.redact(f"internal error: {_short(error, fetched.vdn_id)}")
-            failed = fetch_failed(fetched.vdn_id, at, at, FetchFailure(message))
+            failed = fetch_failed(DEFAULT_SOURCE, fetched.vdn_id, at, at, FetchFailure(message))
             run_id = self.prepared.run_id
             if store is not None and not self.dry_run and run_id is not None:
                 store.record_later(run_id, failed)
@@ -201,23 +208,30 @@ class Workers:
             # it is applied.
             trip = self.failfast.trip
             if trip is not None:
-                skipped = not_started(fetched.vdn_id, store.now(), trip.reason, trip.error)
+                skipped = not_started(
+                    DEFAULT_SOURCE, fetched.vdn_id, store.now(), trip.reason, trip.error
+                )
             else:
                 skipped = not_started(
-                    fetched.vdn_id, store.now(), "stopped", "stopped while fetching: not applied"
+                    DEFAULT_SOURCE,
+                    fetched.vdn_id,
+                    store.now(),
+                    "stopped",
+                    "stopped while fetching: not applied",
                 )
             run_id = self.prepared.run_id
             if not self.dry_run and run_id is not None:
                 store.record_later(run_id, skipped)
             return skipped
         if isinstance(snapshot, FetchFailure):
-            failed = fetch_failed(fetched.vdn_id, started_at, store.now(), snapshot)
+            failed = fetch_failed(DEFAULT_SOURCE, fetched.vdn_id, started_at, store.now(), snapshot)
             run_id = self.prepared.run_id
             if not self.dry_run and run_id is not None:
                 store.record_later(run_id, failed)
             return failed
         sync = self.config.sync
         plan = VdnPlan(
+            DEFAULT_SOURCE,
             without_long_codes(snapshot, sync.max_code_bytes),
             started_at,
             sync.max_delete_fraction,

@@ -18,16 +18,19 @@ import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, cast
 from urllib.parse import parse_qsl, unquote
 
 from obs_sync.isales.vendor import MAX_PAGE_SIZE, SUCCESS
 from obs_sync.simulator.data import Description, SimulatorData, pick
+from obs_sync.simulator.endpoint import ApiRequest, Reply
 from obs_sync.simulator.protocol import ParamError, failure_body, int_param
 
+# The endpoints' path (server.ENDPOINTS): the group ``vdn`` is checked by the server.
 ROUTE = re.compile(
-    r"^/rest/isales/v1/openapi/campaigns/([^/]*)/"
-    r"(?:(queryOBSResults)|(queryBusinessResults)|([^/]*)/(queryObsResultDetail))$"
+    r"^/rest/isales/v1/openapi/campaigns/(?P<vdn>[^/]*)/"
+    r"(?:(?P<display>queryOBSResults)|(?P<business>queryBusinessResults)"
+    r"|(?P<def_id>[^/]*)/queryObsResultDetail)$"
 )
 
 _LABELS = (
@@ -204,22 +207,20 @@ class CodeLists:
 
     # -- answers -----------------------------------------------------------------------
 
-    def answer(self, path: str, query: str, locale: str) -> tuple[int, bytes] | None:
-        """(HTTP status, body) for a code-list path; None when ``path`` is not one."""
-        route = ROUTE.match(path)
-        if route is None:
-            return None
+    def answer(
+        self, route: re.Match[str], vdn_id: int, query: str, locale: str
+    ) -> tuple[int, bytes]:
+        """(HTTP status, body) for a request that matched :data:`ROUTE`."""
         try:
-            vdn_id = int_param("vdnId", unquote(route.group(1)), 1, 9999)
-            if route.group(5):
-                def_id = unquote(route.group(4))
+            if route.group("def_id") is not None:
+                def_id = unquote(route.group("def_id"))
                 int_param("defId", def_id, 0, 2**63 - 1)
                 _no_params(query, ())
                 return self._detail(vdn_id, def_id, locale)
             page_size, page_num = _paging(query)
         except ParamError as error:
             return 200, failure_body(error.code, error.detail)
-        if route.group(2):
+        if route.group("display"):
             return self._display_page(vdn_id, page_size, page_num, locale)
         return self._business_page(vdn_id, page_size, page_num, locale)
 
@@ -300,6 +301,24 @@ class CodeLists:
             data.append(item)
         total: int | str = str(len(results)) if strings else len(results)
         return 200, self._envelope("success", totalCount=total, data=data)
+
+
+class _Server(Protocol):
+    code_lists: CodeLists
+    latency_seconds: float
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+def code_lists(request: ApiRequest) -> Reply:
+    """The endpoint (server.ENDPOINTS) of the three code-list APIs."""
+    sim = cast(_Server, request.sim)
+    if sim.latency_seconds > 0:
+        sim.sleep(sim.latency_seconds)
+    status, body = sim.code_lists.answer(
+        request.match, request.vdn_id, request.query, request.locale
+    )
+    return Reply(status, body)
 
 
 def _no_params(query: str, allowed: Sequence[str]) -> dict[str, str]:
