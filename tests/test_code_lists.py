@@ -26,6 +26,7 @@ from obs_sync.code_lists import (
     display_rows,
     parse_code_lists,
 )
+from obs_sync.config import ConfigError, parse_config
 
 codes = st.text(alphabet="0123456789", min_size=1, max_size=5)
 labels = st.text(alphabet="abcXYZ 客户未接听", min_size=1, max_size=8).filter(str.strip)
@@ -288,3 +289,41 @@ def test_code_lists_setting(given_names: list[str], expected: tuple[str, ...]) -
 def test_an_unknown_code_list_is_named() -> None:
     with pytest.raises(ValueError, match="'display_result' is not a code list; use a subset of"):
         parse_code_lists(["display_result"])
+
+
+BASE = {"base_url": "http://127.0.0.1:1", "access_key": "a", "secret_key": "b", "vdn_ids": [1]}
+
+
+def test_code_lists_default_to_obs_result_codes_per_source() -> None:
+    config = parse_config({"isales": BASE, "database": {"url": "embedded"}}, env={})
+    assert config.sources[0].code_lists == ("obs_result_codes",)
+    two = parse_config(
+        {
+            "sources": [
+                {**BASE, "name": "a", "code_lists": ["business_results", "display_results"]},
+                {**BASE, "name": "b", "vdn_ids": [2]},
+            ],
+            "database": {"url": "embedded"},
+        },
+        env={},
+    )
+    assert [s.code_lists for s in two.sources] == [
+        ("display_results", "business_results"),
+        ("obs_result_codes",),
+    ]
+
+
+def test_an_unknown_code_list_in_the_config_names_the_key_and_the_fix() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            {
+                "sources": [{**BASE, "name": "a", "code_lists": ["labels"]}],
+                "database": {"url": "embedded"},
+            },
+            env={},
+        )
+    message = str(caught.value)
+    assert "sources[0].code_lists" in message
+    assert "'labels' is not a code list; use a subset of obs_result_codes, display_results" in (
+        message
+    )
