@@ -89,6 +89,17 @@ def vdn_option(what: str, *, required: bool = False) -> Callable[[F], F]:
     )
 
 
+def source_option(what: str) -> Callable[[F], F]:
+    """``--source NAME`` (repeatable), the same in every command."""
+    return click.option(
+        "--source",
+        "sources",
+        multiple=True,
+        metavar="NAME",
+        help=f"{what} (a sources[].name; repeatable).",
+    )
+
+
 class Command(click.Command):
     """A command whose --help ends with the exit codes (defined once, in obs_sync.errors)."""
 
@@ -258,7 +269,8 @@ def simulator(**options: Any) -> None:
 
 
 @main.command(short_help="Sync once and exit.")
-@vdn_option("Sync only these VDNs, of isales.vdn_ids; default: all of them")
+@source_option("Sync only this source; default: every source")
+@vdn_option("Sync only these VDNs (of the chosen sources' vdn_ids); default: all of them")
 @click.option("--dry-run", is_flag=True, help="Fetch and report what would change; write nothing.")
 @click.option("--no-migrate", is_flag=True, help="Do not apply pending database migrations.")
 @click.option(
@@ -267,14 +279,22 @@ def simulator(**options: Any) -> None:
     help="sync.max_delete_fraction for this run only, e.g. 1 to accept a real mass "
     "deletion that guarded a VDN (best with --vdn).",
 )
+@click.option(
+    "--switch-locale",
+    is_flag=True,
+    help="Accept a changed locale of the chosen sources: record the switch as one event; "
+    "the translated descriptions are relabelled, not changes (docs/semantics.md).",
+)
 @config_option
 @click.pass_context
 def sync(
     ctx: click.Context,
+    sources: tuple[str, ...],
     vdn_ids: list[int],
     dry_run: bool,
     no_migrate: bool,
     max_delete_fraction: float | None,
+    switch_locale: bool,
 ) -> None:
     """Sync once and exit."""
     config = get_config(ctx)
@@ -283,7 +303,16 @@ def sync(
         config = config.model_copy(update={"sync": guard})
     from obs_sync.commands.sync import run_sync_command
 
-    sys.exit(run_sync_command(config, vdn_ids, dry_run=dry_run, migrate=not no_migrate))
+    sys.exit(
+        run_sync_command(
+            config,
+            vdn_ids,
+            dry_run=dry_run,
+            migrate=not no_migrate,
+            sources=sources,
+            switch_locale=switch_locale,
+        )
+    )
 
 
 @main.group()

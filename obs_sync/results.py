@@ -48,6 +48,12 @@ DEFAULT_SOURCE = "default"
 VdnKey = tuple[str, int]  # (source, vdn_id): what identifies a VDN everywhere
 
 
+def label(source: str, vdn_id: int) -> str:
+    """How messages name a VDN: ``VDN 3``, or ``VDN 3 of north`` for a source other than
+    default (a configuration with one isales: section reads as it always did)."""
+    return f"VDN {vdn_id}" if source == DEFAULT_SOURCE else f"VDN {vdn_id} of {source}"
+
+
 @dataclass(frozen=True)
 class VdnResult:
     """One VDN of one run: what was fetched and what was applied (a ``sync_run_vdn`` row)."""
@@ -63,6 +69,9 @@ class VdnResult:
     restored: int = 0
     unchanged: int = 0
     withheld: int = 0  # deletions withheld by the mass-deletion guard
+    # Descriptions replaced by their translation after the source's switch of locale (not
+    # counted in updated: docs/semantics.md, "Languages").
+    relabelled: int = 0
     pages: int = 0
     requests: int = 0
     total_count: int | None = None
@@ -78,6 +87,11 @@ class VdnResult:
     @property
     def key(self) -> VdnKey:
         return (self.source, self.vdn_id)
+
+    @property
+    def label(self) -> str:
+        """``VDN 3``, or ``VDN 3 of north`` for a source other than default (for messages)."""
+        return label(self.source, self.vdn_id)
 
     @property
     def empty(self) -> bool:
@@ -109,6 +123,7 @@ class VdnResult:
             "restored": self.restored,
             "unchanged": self.unchanged,
             "withheld": self.withheld,
+            "relabelled": self.relabelled,
             "pages": self.pages,
             "requests": self.requests,
             "total_count": self.total_count,
@@ -281,7 +296,8 @@ class VdnPlan:
             status,
             finished_at,
             inserted=len(changes.inserts),
-            updated=len(changes.updates),
+            updated=0 if self.relabel else len(changes.updates),
+            relabelled=len(changes.updates) if self.relabel else 0,
             deleted=len(changes.deletes),
             restored=len(changes.restores),
             unchanged=changes.unchanged,

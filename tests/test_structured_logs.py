@@ -111,7 +111,9 @@ def test_the_empty_vdn_gauge_follows_the_latest_success() -> None:
 
     def empty() -> float:
         text = metrics.render()[0].decode()
-        line = next(x for x in text.splitlines() if x.startswith("obs_sync_vdns_empty "))
+        line = next(
+            x for x in text.splitlines() if x.startswith('obs_sync_vdns_empty{source="default"} ')
+        )
         return float(line.split()[1])
 
     assert empty() == 0

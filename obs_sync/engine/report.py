@@ -21,19 +21,19 @@ def log_result(result: VdnResult, dry_run: bool) -> None:
     extra = {FIELDS: result.fields()}
     if result.empty:
         log.warning(
-            "VDN %d is empty: the server reports totalCount 0 for it; a configured VDN "
-            "without codes is usually a wrong id in isales.vdn_ids (%s %s)",
-            result.vdn_id,
+            "%s is empty: the server reports totalCount 0 for it; a configured VDN "
+            "without codes is usually a wrong id in vdn_ids (%s %s)",
+            result.label,
             verb,
             counts,
             extra=extra,
         )
     elif result.status == "succeeded":
-        log.debug("VDN %d succeeded: %s %s", result.vdn_id, verb, counts, extra=extra)
+        log.debug("%s succeeded: %s %s", result.label, verb, counts, extra=extra)
     elif result.status == "guarded":
         log.error(
-            "VDN %d GUARDED: %d deletions withheld; %s %s. %s",
-            result.vdn_id,
+            "%s GUARDED: %d deletions withheld; %s %s. %s",
+            result.label,
             result.withheld,
             verb,
             counts,
@@ -42,12 +42,12 @@ def log_result(result: VdnResult, dry_run: bool) -> None:
         )
     elif result.status == "incomplete":
         log.warning(
-            "VDN %d incomplete (%s %s): %s", result.vdn_id, verb, counts, result.error, extra=extra
+            "%s incomplete (%s %s): %s", result.label, verb, counts, result.error, extra=extra
         )
     elif result.status == "failed":
-        log.warning("VDN %d failed: %s", result.vdn_id, result.error, extra=extra)
+        log.warning("%s failed: %s", result.label, result.error, extra=extra)
     else:
-        log.info("VDN %d skipped: %s", result.vdn_id, result.error, extra=extra)
+        log.info("%s skipped: %s", result.label, result.error, extra=extra)
 
 
 def log_run(result: RunResult) -> None:

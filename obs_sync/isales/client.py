@@ -104,8 +104,11 @@ class ISalesClient:
         *,
         on_request: Callable[[RequestEvent], None] | None = None,
         adapter: BaseAdapter | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
-        """``adapter``: the requests transport (default: a pooled ``HTTPAdapter``)."""
+        """``adapter``: the requests transport (default: a pooled ``HTTPAdapter``).
+        ``limiter``: shared by the clients of the sources on one server (their rate limit
+        holds per server); default: this client's own, at ``max_requests_per_second``."""
         self.config = config
         self._on_request = on_request
         self._timeout = config.timeout_seconds
@@ -136,7 +139,7 @@ class ISalesClient:
             pool_size=max(config.max_concurrency, 1) + 1,
             adapter=adapter,
         )
-        self._limiter = RateLimiter(config.max_requests_per_second)
+        self._limiter = limiter or RateLimiter(config.max_requests_per_second)
         self._closed = False
         self._cancel = Cancellation()
 

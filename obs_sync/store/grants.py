@@ -14,7 +14,11 @@ if TYPE_CHECKING:
 
 BI_RELATIONS = (*TABLE_NAMES, "result_code_current", "result_code_change")
 """Tables and views a reader may SELECT (the views come from migration 0002)."""
-BI_FUNCTIONS = ("result_code_desc_at(integer, text, timestamptz)",)
+BI_FUNCTIONS = (
+    "result_code_desc_at(integer, text, timestamptz)",
+    "result_code_desc_at(text, bigint, text, timestamptz)",  # migration 0006
+    "sole_source()",
+)
 
 
 class GrantError(ObsSyncError):

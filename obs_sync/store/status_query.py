@@ -25,7 +25,7 @@ from sqlalchemy.exc import ProgrammingError
 
 from obs_sync.db.migrate import known_revisions
 from obs_sync.errors import ObsSyncError, one_line
-from obs_sync.results import FAILING_SQL
+from obs_sync.results import DEFAULT_SOURCE, FAILING_SQL
 from obs_sync.store.locks import lock_class
 from obs_sync.store.sql import run_alive
 
@@ -63,6 +63,7 @@ class VdnRow:
     last_error: str | None
     # The server's totalCount at the last result when that succeeded (0: an empty VDN).
     last_total_count: int | None = None
+    source: str = DEFAULT_SOURCE  # the configured source the VDN belongs to
 
 
 @dataclass(frozen=True)
