@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import requests
 import tenacity
@@ -242,8 +242,7 @@ class ISalesClient:
         """A GET with retries; ``parse`` validates the JSON, ``what`` names it ("page 2")."""
         before = counters.requests
         try:
-            result: T = self._retrying(self._attempt, vdn_id, what, url, parse, counters)
-            return result
+            return cast(T, self._retrying(self._attempt, vdn_id, what, url, parse, counters))
         except _Failed as last:
             attempts = counters.requests - before
             tried = f"failed after {attempts} attempt{'s' * (attempts != 1)}"
