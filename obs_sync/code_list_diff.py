@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from fractions import Fraction
 from typing import Generic, Literal, TypeVar
 
@@ -28,6 +29,7 @@ from obs_sync.diff import _guard_limit
 
 __all__ = [
     "ListPlan",
+    "ListResult",
     "RowChanges",
     "Stored",
     "diff_rows",
@@ -222,3 +224,40 @@ def plan_business_results(
     }
     status, error = _status(tables, snapshot.complete, snapshot.incomplete_reason)
     return ListPlan(BUSINESS_RESULTS, status, tables, error)
+
+
+@dataclass(frozen=True)
+class ListResult:
+    """One list of one VDN of one run: a ``sync_run_code_list`` row."""
+
+    source: str
+    vdn_id: int
+    code_list: str
+    status: str  # succeeded, failed, incomplete, guarded, skipped
+    started_at: datetime
+    finished_at: datetime | None = None
+    pages: int = 0
+    requests: int = 0
+    total_count: int | None = None
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    restored: int = 0
+    unchanged: int = 0
+    withheld: int = 0
+    error: str | None = None
+    skip_reason: str | None = None
+    unexpected: tuple[str, ...] = ()
+    error_kind: str | None = None  # data, database, or the iSales error's kind
+
+    @property
+    def ok(self) -> bool:
+        """Counts as success for the exit code (as a VDN's: left to others is fine)."""
+        return self.status == "succeeded" or (
+            self.status == "skipped" and self.skip_reason in ("locked", "superseded")
+        )
+
+    def line(self) -> str:
+        """One line for the operator."""
+        what = f"{self.code_list} of VDN {self.vdn_id} (source {self.source})"
+        return f"{what}: {self.status}" + (f": {self.error}" if self.error else "")

@@ -300,7 +300,11 @@ def test_code_lists_default_to_obs_result_codes_per_source() -> None:
     two = parse_config(
         {
             "sources": [
-                {**BASE, "name": "a", "code_lists": ["business_results", "display_results"]},
+                {
+                    **BASE,
+                    "name": "a",
+                    "code_lists": ["business_results", "display_results", "obs_result_codes"],
+                },
                 {**BASE, "name": "b", "vdn_ids": [2]},
             ],
             "database": {"url": "embedded"},
@@ -308,7 +312,7 @@ def test_code_lists_default_to_obs_result_codes_per_source() -> None:
         env={},
     )
     assert [s.code_lists for s in two.sources] == [
-        ("display_results", "business_results"),
+        ("obs_result_codes", "display_results", "business_results"),
         ("obs_result_codes",),
     ]
 

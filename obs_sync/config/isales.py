@@ -19,6 +19,7 @@ from pydantic import (
 from obs_sync.code_lists import (
     CODE_LISTS,
     DEFAULT_CODE_LISTS,
+    OBS_RESULT_CODES,
     CodeListName,
     parse_code_lists,
 )
@@ -120,7 +121,14 @@ class ISalesConfig(Section):
             value = [value]
         if not isinstance(value, list | tuple):
             raise ValueError(f"list code lists, e.g. [{', '.join(CODE_LISTS)}]")
-        return parse_code_lists([str(v) for v in value])
+        lists = parse_code_lists([str(v) for v in value])
+        if OBS_RESULT_CODES not in lists:
+            # The VDN's record (sync_run_vdn) and the run's status follow its OBS codes.
+            raise ValueError(
+                f"include {OBS_RESULT_CODES}: the other lists are synced beside it, e.g. "
+                f"[{', '.join(CODE_LISTS)}]"
+            )
+        return lists
 
     @field_validator("max_requests_per_second")
     @classmethod

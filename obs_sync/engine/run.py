@@ -233,6 +233,10 @@ def _run(
         ordered = sorted([*run.results.values(), *unstarted], key=lambda r: position[r.key])
         status = run_status(ordered)
         notes = list(prepared.notes)
+        failing_lists = run.lists.failing()  # display and business results (code_lists.py)
+        if failing_lists and status == "succeeded":
+            status = "failed"
+        notes += [result.line() for result in failing_lists]
         record_error: str | None = None
         if handle is not None:
             started_at = handle.started_at
@@ -266,6 +270,7 @@ def _run(
             dry_run=dry_run,
             notes=notes,
             record_error=record_error,
+            code_lists=run.lists.results,
         )
         log_run(outcome)
         if interrupted is not None:

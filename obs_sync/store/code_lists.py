@@ -21,7 +21,7 @@ list deletes, the mass-deletion guard, bad data writes nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,6 +29,7 @@ import psycopg
 
 from obs_sync.code_list_diff import (
     ListPlan,
+    ListResult,
     Stored,
     plan_business_results,
     plan_display_results,
@@ -50,31 +51,6 @@ INT4_MAX = 2**31 - 1
 
 
 Snapshot = DisplayResultsSnapshot | BusinessResultsSnapshot
-
-
-@dataclass(frozen=True)
-class ListResult:
-    """One list of one VDN of one run: a ``sync_run_code_list`` row."""
-
-    source: str
-    vdn_id: int
-    code_list: str
-    status: str  # succeeded, failed, incomplete, guarded, skipped
-    started_at: datetime
-    finished_at: datetime | None = None
-    pages: int = 0
-    requests: int = 0
-    total_count: int | None = None
-    inserted: int = 0
-    updated: int = 0
-    deleted: int = 0
-    restored: int = 0
-    unchanged: int = 0
-    withheld: int = 0
-    error: str | None = None
-    skip_reason: str | None = None
-    unexpected: tuple[str, ...] = ()
-    error_kind: str | None = None  # data, database, or the iSales error's kind
 
 
 def _code_list(snapshot: Snapshot) -> str:

@@ -1,0 +1,127 @@
+"""The code lists in a whole run: `obs-sync sync` with code_lists, in process and as a real
+process, on real PostgreSQL and the simulator over loopback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+
+from obs_sync.config import ConfigError
+from obs_sync.engine.run import run_sync
+from obs_sync.simulator import Simulator
+from obs_sync.simulator.code_lists import BusinessResult, CodeListFault
+from tests.fixtures_db import TEST_SCHEMA, make_config, write_config
+
+S = TEST_SCHEMA
+ALL = ["obs_result_codes", "display_results", "business_results"]
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    made = create_engine(database_url)
+    yield made
+    made.dispose()
+
+
+def q(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
+    with engine.connect() as connection:
+        return [tuple(r) for r in connection.execute(text(sql.format(s=S)))]
+
+
+def test_a_run_syncs_every_configured_list_and_a_no_op_resync_writes_no_data_row(
+    simulator: Simulator, database_url: str, engine: Engine
+) -> None:
+    config = make_config(simulator, database_url, vdn_ids=["1-3"], code_lists=ALL)
+    first = run_sync(config, engine=engine, trigger="test")
+    assert first.exit_code == 0 and first.status == "succeeded"
+    assert sorted((r.vdn_id, r.code_list, r.status) for r in first.code_lists) == [
+        (v, name, "succeeded")
+        for v in (1, 2, 3)
+        for name in ("business_results", "display_results")
+    ]
+    counts = q(
+        engine,
+        "SELECT (SELECT count(*) FROM {s}.display_result_current), "
+        "(SELECT count(*) FROM {s}.display_result_obs_code_current), "
+        "(SELECT count(*) FROM {s}.business_result_current), "
+        "(SELECT count(*) FROM {s}.result_code_current)",
+    )
+    assert counts == [(60, 360, 120, 360)]
+    history = "SELECT xmin::text, id FROM {s}.{t}_history ORDER BY id"
+    tables = ("display_result", "display_result_obs_code", "business_result", "result_code")
+    before = {t: q(engine, history.replace("{t}", t)) for t in tables}
+    again = run_sync(config, engine=engine, trigger="test")
+    assert again.exit_code == 0
+    assert all(r.unchanged > 0 and r.inserted == 0 for r in again.code_lists)
+    assert {t: q(engine, history.replace("{t}", t)) for t in tables} == before
+    records = q(
+        engine,
+        "SELECT code_list, count(*) FROM {s}.sync_run_code_list GROUP BY 1 ORDER BY 1",
+    )
+    assert records == [("business_results", 6), ("display_results", 6)]
+
+
+def test_default_code_lists_are_todays(
+    simulator: Simulator, database_url: str, engine: Engine
+) -> None:
+    config = make_config(simulator, database_url, vdn_ids=[1])
+    result = run_sync(config, engine=engine, trigger="test")
+    assert result.exit_code == 0 and result.code_lists == []
+    assert simulator.stats.requests == 3  # OBS code pages only
+    assert q(engine, "SELECT count(*) FROM {s}.display_result") == [(0,)]
+
+
+def test_a_failing_list_fails_only_itself_and_the_exit_code_says_so(
+    simulator: Simulator, database_url: str, engine: Engine
+) -> None:
+    simulator.code_lists.set_business(2, [BusinessResult(None, "No code")])
+    simulator.code_lists.add_fault(CodeListFault("detail_status", vdn_id=3, times=None))
+    config = make_config(simulator, database_url, vdn_ids=["1-3"], code_lists=ALL)
+    result = run_sync(config, engine=engine, trigger="test")
+    assert result.exit_code == 1 and result.status == "failed"
+    assert [v.status for v in result.vdns] == ["succeeded"] * 3  # OBS codes unaffected
+    by = {(r.vdn_id, r.code_list): r for r in result.code_lists}
+    assert by[(2, "business_results")].status == "failed"
+    assert by[(2, "display_results")].status == "succeeded"
+    assert by[(3, "display_results")].status == "incomplete"
+    assert any("business_results of VDN 2 (source default): failed" in n for n in result.notes)
+    stored = q(
+        engine,
+        "SELECT vdn_id, code_list, status FROM {s}.sync_run_code_list "
+        "WHERE status <> 'succeeded' ORDER BY 1, 2",
+    )
+    assert stored == [(2, "business_results", "failed"), (3, "display_results", "incomplete")]
+
+
+def test_code_lists_without_obs_result_codes_is_a_configuration_error(
+    simulator: Simulator, database_url: str
+) -> None:
+    with pytest.raises(ConfigError, match=r"isales\.code_lists: include obs_result_codes"):
+        make_config(simulator, database_url, code_lists=["display_results"])
+
+
+@pytest.mark.slow
+def test_the_sync_command_with_code_lists(
+    tmp_path: Path, simulator: Simulator, database_url: str, engine: Engine
+) -> None:
+    path = write_config(tmp_path / "c.yaml", simulator, database_url, code_lists=ALL)
+    env = {k: v for k, v in os.environ.items() if k != "OBS_SYNC_CONFIG"}
+    command = [sys.executable, "-m", "obs_sync", "--config", path, "sync"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert q(engine, "SELECT count(*) FROM {s}.sync_run_code_list WHERE status = 'succeeded'") == [
+        (10,)
+    ]
+    simulator.code_lists.set_business(1, [BusinessResult("1", "")])
+    failed = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert failed.returncode == 1
+    assert "business_results of VDN 1 (source default): failed" in failed.stdout + failed.stderr
+    assert "has an empty name" in failed.stdout + failed.stderr
