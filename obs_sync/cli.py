@@ -181,16 +181,29 @@ def main(ctx: click.Context) -> None:
 @main.command(short_help="Show one VDN's codes from iSales; no writes.")
 @vdn_option("The VDN (one; any id, configured or not)", required=True)
 @format_option
+@click.option(
+    "--code-list",
+    type=click.Choice(["obs_result_codes", "display_results", "business_results"]),
+    default="obs_result_codes",
+    show_default=True,
+    help="Which list: OBS result codes, display results (with their OBS codes), business "
+    "results (with sub-statuses).",
+)
 @config_option
 @click.pass_context
-def fetch(ctx: click.Context, vdn_ids: list[int], fmt: str) -> None:
-    """Print one VDN's result codes as fetched from iSales (nothing is stored)."""
+def fetch(ctx: click.Context, vdn_ids: list[int], fmt: str, code_list: str) -> None:
+    """Print one VDN's result codes (or another code list) as fetched from iSales (nothing
+    is stored)."""
     if len(vdn_ids) > 1:
         # Silently keeping the last of several would answer another question than asked.
         raise UsageError(
             f"--vdn names {len(vdn_ids)} VDNs ({id_ranges(vdn_ids)}): fetch prints one VDN per call"
         )
     config = get_config(ctx, database=False)
+    if code_list != "obs_result_codes":
+        from obs_sync.commands.fetch_lists import run_fetch_list  # only this command needs it
+
+        sys.exit(run_fetch_list(config, config.isales, vdn_ids[0], code_list, fmt))
     from obs_sync.commands.fetch import run_fetch
 
     sys.exit(run_fetch(config, vdn_ids[0], fmt))

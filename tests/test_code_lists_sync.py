@@ -3,6 +3,7 @@ process, on real PostgreSQL and the simulator over loopback."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -125,3 +126,38 @@ def test_the_sync_command_with_code_lists(
     assert failed.returncode == 1
     assert "business_results of VDN 1 (source default): failed" in failed.stdout + failed.stderr
     assert "has an empty name" in failed.stdout + failed.stderr
+
+
+def fetch(path: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "OBS_SYNC_CONFIG"}
+    command = [sys.executable, "-m", "obs_sync", "--config", path, "fetch", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_fetch_code_list_prints_each_list(
+    tmp_path: Path, simulator: Simulator, database_url: str
+) -> None:
+    path = write_config(tmp_path / "c.yaml", simulator, database_url)
+    display = fetch(path, "--vdn", "1", "--code-list", "display_results", "--format", "json")
+    assert display.returncode == 0, display.stderr
+    first = json.loads(display.stdout.splitlines()[0])
+    expected = simulator.code_lists.display(1)[0]
+    assert first == {
+        "def_id": expected.def_id,
+        "result_code": expected.result_code,
+        "display_result": "客户未接听1",
+        "obs_codes": ",".join(expected.fail_codes),
+    }
+    assert "VDN 1 display_results: 20 entries (totalCount 20), 1 page, 21 requests" in (
+        display.stderr
+    )
+    business = fetch(path, "--vdn", "1", "--code-list", "business_results")
+    assert business.returncode == 0
+    assert business.stdout.splitlines()[0].split() == ["PARENT_CODE", "CODE", "NAME", "LEVEL"]
+    simulator.code_lists.set_business(1, [BusinessResult(None, "No code")])
+    bad = fetch(path, "--vdn", "1", "--code-list", "business_results")
+    assert bad.returncode == 1
+    assert "would not be stored: business result 'No code'" in bad.stderr
+    assert "has no code" in bad.stderr
+    unknown = fetch(path, "--vdn", "1", "--code-list", "labels")
+    assert unknown.returncode == 2 and "--code-list" in unknown.stderr
