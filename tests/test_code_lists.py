@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from fractions import Fraction
 from typing import Any
 
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from obs_sync.code_list_diff import (
+    ListResult,
     Stored,
     diff_rows,
     plan_business_results,
@@ -27,6 +29,7 @@ from obs_sync.code_lists import (
     parse_code_lists,
 )
 from obs_sync.config import ConfigError, parse_config
+from obs_sync.daemon.metrics import Metrics
 
 codes = st.text(alphabet="0123456789", min_size=1, max_size=5)
 labels = st.text(alphabet="abcXYZ 客户未接听", min_size=1, max_size=8).filter(str.strip)
@@ -331,3 +334,20 @@ def test_an_unknown_code_list_in_the_config_names_the_key_and_the_fix() -> None:
     assert "'labels' is not a code list; use a subset of obs_result_codes, display_results" in (
         message
     )
+
+
+def test_metrics_count_each_list_and_its_failing_vdns() -> None:
+    metrics = Metrics()
+    at = datetime(2026, 12, 7, tzinfo=timezone.utc)
+    metrics.on_code_list(ListResult("default", 1, "display_results", "failed", at))
+    metrics.on_code_list(ListResult("default", 2, "display_results", "incomplete", at))
+    metrics.on_code_list(ListResult("default", 1, "business_results", "succeeded", at))
+    text = metrics.render()[0].decode()
+    assert (
+        'obs_sync_code_list_results_total{code_list="display_results",source="default",'
+        'status="failed"} 1.0' in text
+    )
+    assert 'obs_sync_code_lists_failing{code_list="display_results",source="default"} 2.0' in text
+    metrics.on_code_list(ListResult("default", 1, "display_results", "succeeded", at))
+    text = metrics.render()[0].decode()
+    assert 'obs_sync_code_lists_failing{code_list="display_results",source="default"} 1.0' in text
