@@ -161,3 +161,32 @@ def test_fetch_code_list_prints_each_list(
     assert "has no code" in bad.stderr
     unknown = fetch(path, "--vdn", "1", "--code-list", "labels")
     assert unknown.returncode == 2 and "--code-list" in unknown.stderr
+
+
+def test_status_shows_each_list_and_the_failing_ones(
+    tmp_path: Path, simulator: Simulator, database_url: str, engine: Engine
+) -> None:
+    simulator.code_lists.set_business(2, [BusinessResult(None, "No code")])
+    config = make_config(simulator, database_url, vdn_ids=["1-3"], code_lists=ALL)
+    run_sync(config, engine=engine, trigger="test")
+    path = write_config(
+        tmp_path / "c.yaml", simulator, database_url, vdn_ids=["1-3"], code_lists=ALL
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OBS_SYNC_CONFIG"}
+    base = [sys.executable, "-m", "obs_sync", "--config", path, "status"]
+    table = subprocess.run(base, capture_output=True, text=True, timeout=60, env=env)
+    assert table.returncode == 0, table.stderr
+    assert "business_results: 1 failed, 2 succeeded" in table.stdout
+    assert "display_results: 3 succeeded" in table.stdout
+    failing = [line for line in table.stdout.splitlines() if line.startswith("business_results ")]
+    assert failing and failing[0].split()[:5] == [
+        "business_results", "default", "2", "failed", "never"
+    ]  # fmt: skip
+    document = subprocess.run(
+        [*base, "--format", "json"], capture_output=True, text=True, timeout=60, env=env
+    )
+    lists = json.loads(document.stdout)["code_lists"]
+    assert len(lists) == 6
+    assert {
+        (r["vdn_id"], r["code_list"], r["status"]) for r in lists if r["status"] != "succeeded"
+    } == {(2, "business_results", "failed")}

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from obs_sync.commands.status_lists import lists_table, read_lists, with_lists
 from obs_sync.commands.table import table_lines
 from obs_sync.config import Config, MetricsConfig
 from obs_sync.errors import EXIT_OK, UsageError
@@ -341,5 +342,8 @@ def run_status_command(
         selected=list(vdn_ids) or None,
         database=database,
     )
-    click.echo(format_json(view) if fmt == "json" else format_table(view))
+    lists = read_lists(config, vdn_ids)  # display and business results
+    click.echo(with_lists(format_json(view), lists) if fmt == "json" else format_table(view))
+    if fmt != "json" and lists:
+        click.echo(lists_table(lists))
     return EXIT_OK
