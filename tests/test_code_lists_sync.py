@@ -19,6 +19,7 @@ from obs_sync.config import ConfigError
 from obs_sync.engine.run import run_sync
 from obs_sync.simulator import Simulator
 from obs_sync.simulator.code_lists import BusinessResult, CodeListFault
+from obs_sync.store.integrity import verify_database
 from tests.fixtures_db import TEST_SCHEMA, make_config, write_config
 
 S = TEST_SCHEMA
@@ -190,3 +191,23 @@ def test_status_shows_each_list_and_the_failing_ones(
     assert {
         (r["vdn_id"], r["code_list"], r["status"]) for r in lists if r["status"] != "succeeded"
     } == {(2, "business_results", "failed")}
+
+
+def test_verify_checks_the_code_lists_history(
+    simulator: Simulator, database_url: str, engine: Engine
+) -> None:
+    config = make_config(simulator, database_url, vdn_ids=["1-2"], code_lists=ALL)
+    run_sync(config, engine=engine, trigger="test")
+    assert verify_database(engine, S) == []
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                f"UPDATE {S}.display_result SET display_result = 'edited by hand' "
+                "WHERE vdn_id = 2 AND def_id = (SELECT min(def_id) FROM "
+                f"{S}.display_result WHERE vdn_id = 2)"
+            )
+        )
+    findings = verify_database(engine, S)
+    assert [(f.vdn_id, f.check) for f in findings] == [(2, "display_result:current-mismatch")]
+    assert findings[0].obs_code is not None and "source=default def_id=" in findings[0].obs_code
+    assert verify_database(engine, S, vdn_ids=[1]) == []
