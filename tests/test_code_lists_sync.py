@@ -211,3 +211,29 @@ def test_verify_checks_the_code_lists_history(
     assert [(f.vdn_id, f.check) for f in findings] == [(2, "display_result:current-mismatch")]
     assert findings[0].obs_code is not None and "source=default def_id=" in findings[0].obs_code
     assert verify_database(engine, S, vdn_ids=[1]) == []
+
+
+def test_check_makes_a_signed_request_per_configured_list(
+    tmp_path: Path, simulator: Simulator, database_url: str
+) -> None:
+    path = write_config(tmp_path / "c.yaml", simulator, database_url, code_lists=ALL)
+    env = {k: v for k, v in os.environ.items() if k != "OBS_SYNC_CONFIG"}
+    command = [sys.executable, "-m", "obs_sync", "--config", path, "check"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    lines = done.stdout.splitlines()
+    assert any(
+        line.split()[:2] == ["PASS", "display_results"] and "totalCount 20" in line
+        for line in lines
+    ), done.stdout
+    assert any(
+        line.split()[:2] == ["PASS", "business_results"] and "totalCount 10" in line
+        for line in lines
+    ), done.stdout
+    simulator.code_lists._business_page = (  # type: ignore[method-assign]
+        lambda vdn_id, size, num, locale: (500, b'{"error": "down"}')
+    )
+    failed = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    assert failed.returncode == 1
+    assert any(
+        line.split()[:2] == ["FAIL", "business_results"] for line in failed.stdout.splitlines()
+    )
