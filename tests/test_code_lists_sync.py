@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -237,3 +238,30 @@ def test_check_makes_a_signed_request_per_configured_list(
     assert any(
         line.split()[:2] == ["FAIL", "business_results"] for line in failed.stdout.splitlines()
     )
+
+
+def test_verify_upstream_compares_each_list_with_a_fresh_fetch(
+    tmp_path: Path, simulator: Simulator, database_url: str, engine: Engine
+) -> None:
+    config = make_config(simulator, database_url, vdn_ids=["1-2"], code_lists=ALL)
+    run_sync(config, engine=engine, trigger="test")
+    lists = simulator.code_lists
+    first, *rest = lists.display(2)
+    lists.set_display(2, [replace(first, label="Renamed upstream"), *rest[1:]])
+    path = write_config(
+        tmp_path / "c.yaml", simulator, database_url, vdn_ids=["1-2"], code_lists=ALL
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OBS_SYNC_CONFIG"}
+    command = [sys.executable, "-m", "obs_sync", "--config", path, "verify", "--upstream"]
+    done = subprocess.run(
+        [*command, "--format", "json"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 1, done.stderr
+    found = {
+        (f["vdn_id"], f["check"], f["obs_code"].split()[0], f["detail"].split(",")[0])
+        for f in json.loads(done.stdout)["findings"]
+    }
+    assert (2, "upstream-display_results", "display_result", "stored ('001'") in found
+    assert (2, "upstream-display_results", "display_result", "iSales no longer has it") in found
+    assert any(code == "display_result_obs_code" for _, _, code, _ in found)
+    assert all(vdn == 2 for vdn, *_ in found), found

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from obs_sync.commands.table import table_lines
+from obs_sync.commands.verify_lists import compare_lists_upstream
 from obs_sync.db.engine import make_engine
 from obs_sync.diff import StoredCode, compute_changes
 from obs_sync.isales.client import ISalesClient
@@ -65,6 +66,9 @@ def run_verify(config: Config, *, vdn_ids: Sequence[int] | None, upstream: bool,
         if upstream:
             report = compare_upstream(config, engine, vdn_ids or config.isales.vdn_list)
             findings = sorted(findings + report.findings, key=Finding.sort_key)
+            # Display and business results, for the sources that sync them.
+            listed = compare_lists_upstream(config, engine, vdn_ids)
+            findings = sorted(findings + listed, key=Finding.sort_key)
     finally:
         engine.dispose()
     click.echo(
