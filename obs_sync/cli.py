@@ -179,6 +179,7 @@ def main(ctx: click.Context) -> None:
 
 
 @main.command(short_help="Show one VDN's codes from iSales; no writes.")
+@source_option("The source to ask (required with several sources)")
 @vdn_option("The VDN (one; any id, configured or not)", required=True)
 @format_option
 @click.option(
@@ -191,7 +192,9 @@ def main(ctx: click.Context) -> None:
 )
 @config_option
 @click.pass_context
-def fetch(ctx: click.Context, vdn_ids: list[int], fmt: str, code_list: str) -> None:
+def fetch(
+    ctx: click.Context, sources: tuple[str, ...], vdn_ids: list[int], fmt: str, code_list: str
+) -> None:
     """Print one VDN's result codes (or another code list) as fetched from iSales (nothing
     is stored)."""
     if len(vdn_ids) > 1:
@@ -199,14 +202,17 @@ def fetch(ctx: click.Context, vdn_ids: list[int], fmt: str, code_list: str) -> N
         raise UsageError(
             f"--vdn names {len(vdn_ids)} VDNs ({id_ranges(vdn_ids)}): fetch prints one VDN per call"
         )
+    if len(sources) > 1:
+        raise UsageError(f"--source names {len(sources)} sources: fetch asks one per call")
     config = get_config(ctx, database=False)
     if code_list != "obs_result_codes":
         from obs_sync.commands.fetch_lists import run_fetch_list  # only this command needs it
 
-        sys.exit(run_fetch_list(config, config.isales, vdn_ids[0], code_list, fmt))
+        source = sources[0] if sources else None
+        sys.exit(run_fetch_list(config, source, vdn_ids[0], code_list, fmt))
     from obs_sync.commands.fetch import run_fetch
 
-    sys.exit(run_fetch(config, vdn_ids[0], fmt))
+    sys.exit(run_fetch(config, vdn_ids[0], fmt, sources[0] if sources else None))
 
 
 @main.command(short_help="Serve the bundled iSales simulator.")
@@ -445,32 +451,44 @@ def check(ctx: click.Context) -> None:
 @main.command(short_help="Summary, then failing and stale VDNs first.")
 @format_option
 @click.option("--failing", is_flag=True, help="List only the failing VDNs (the summary stays).")
-@vdn_option("Only these VDNs (default: all of isales.vdn_ids)")
+@source_option("Only this source's VDNs")
+@vdn_option("Only these VDNs (default: every configured VDN)")
 @config_option
 @click.pass_context
-def status(ctx: click.Context, fmt: str, failing: bool, vdn_ids: list[int]) -> None:
+def status(
+    ctx: click.Context, fmt: str, failing: bool, sources: tuple[str, ...], vdn_ids: list[int]
+) -> None:
     """Show a summary (VDNs by state, the oldest success, the longest failure), the recent
     runs, and each VDN: failing, never synced, stale and empty ones first."""
     config = get_config(ctx, credentials=False)
     from obs_sync.commands.status import run_status_command
 
-    sys.exit(run_status_command(config, fmt, failing_only=failing, vdn_ids=vdn_ids))
+    sys.exit(
+        run_status_command(config, fmt, failing_only=failing, vdn_ids=vdn_ids, sources=sources)
+    )
 
 
 @main.command(short_help="Check the stored history's integrity; read-only.")
 @click.option("--upstream", is_flag=True, help="Also compare with a fresh fetch from iSales.")
+@source_option("Check only this source's VDNs")
 @vdn_option(
     "Check only these VDNs, configured or stored (default: all; --upstream: all configured)"
 )
 @format_option
 @config_option
 @click.pass_context
-def verify(ctx: click.Context, upstream: bool, vdn_ids: list[int], fmt: str) -> None:
+def verify(
+    ctx: click.Context, upstream: bool, sources: tuple[str, ...], vdn_ids: list[int], fmt: str
+) -> None:
     """Verify the stored codes and history (0 all holds, 1 findings listed, 2 usage)."""
     config = get_config(ctx, credentials=upstream)
     from obs_sync.commands.verify import run_verify
 
-    sys.exit(run_verify(config, vdn_ids=list(vdn_ids) or None, upstream=upstream, fmt=fmt))
+    sys.exit(
+        run_verify(
+            config, vdn_ids=list(vdn_ids) or None, upstream=upstream, fmt=fmt, sources=sources
+        )
+    )
 
 
 @main.command(short_help="One-command demo: simulator + embedded DB.")

@@ -359,6 +359,13 @@ def test_grant_reader_covers_views_function_and_registry(
                 text(f"SELECT * FROM {S}.result_code_desc_at(1, :c, now())"),
                 {"c": history["code"]},
             ).all() == [("second text",)]
+            # Migration 0006's objects: the source-taking form, the sources and switches.
+            assert connection.execute(
+                text(f"SELECT * FROM {S}.result_code_desc_at('default', 1, :c, now())"),
+                {"c": history["code"]},
+            ).all() == [("second text",)]
+            for relation in ("source", "locale_switch"):
+                connection.execute(text(f"SELECT count(*) FROM {S}.{relation}")).scalar()
     finally:
         engine.dispose()
 

@@ -146,6 +146,10 @@ def test_bi_queries(make_simulator: Any, database_url: str) -> None:
             9: DEMO_CODES[102]["00610"],
         }
         assert {row[0]: row[4] for row in run("description at call time")} == expected
+        # Two languages: here only the source default exists (the English column); the
+        # other source's column is NULL, no call is dropped.
+        two = {row[0]: row[4:] for row in run("description at call time in two languages")}
+        assert two == {i: (None, d) for i, d in expected.items()}
         windowed = {row[0]: row[2] for row in run("description at call time in a time window")}
         assert windowed == {i: d for i, d in expected.items() if i != 6}  # 6: a day earlier
         via_function = {

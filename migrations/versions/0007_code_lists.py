@@ -47,7 +47,7 @@ SKIPS = "'locked', 'superseded', 'stopped', 'deadline', 'auth_rejected', 'unreac
 # Statements are separated by a line holding only ";;" (function bodies contain ";").
 UPGRADE = f"""
 CREATE TABLE {{s}}.code_list_state (
-    source              text NOT NULL,
+    source              text NOT NULL DEFAULT 'default',
     vdn_id              integer NOT NULL,
     code_list           text NOT NULL,
     snapshot_started_at timestamptz NOT NULL,
@@ -57,7 +57,7 @@ CREATE TABLE {{s}}.code_list_state (
 ;;
 CREATE TABLE {{s}}.sync_run_code_list (
     sync_run_id     bigint NOT NULL REFERENCES {{s}}.sync_run (id) ON DELETE CASCADE,
-    source          text NOT NULL,
+    source          text NOT NULL DEFAULT 'default',
     vdn_id          integer NOT NULL,
     code_list       text NOT NULL,
     status          text NOT NULL,
@@ -85,7 +85,7 @@ CREATE INDEX sync_run_code_list_finished_idx
     ON {{s}}.sync_run_code_list (source, vdn_id, code_list, finished_at)
 ;;
 CREATE TABLE {{s}}.display_result (
-    source          text NOT NULL,
+    source          text NOT NULL DEFAULT 'default',
     vdn_id          integer NOT NULL,
     def_id          text NOT NULL,
     result_code     text NOT NULL,
@@ -98,7 +98,7 @@ CREATE TABLE {{s}}.display_result (
 ;;
 CREATE TABLE {{s}}.display_result_history (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    source          text NOT NULL,
+    source          text NOT NULL DEFAULT 'default',
     vdn_id          integer NOT NULL,
     def_id          text NOT NULL,
     result_code     text NOT NULL,
@@ -123,7 +123,7 @@ CREATE INDEX display_result_history_code_idx
     ON {{s}}.display_result_history (source, vdn_id, result_code, valid_from) INCLUDE (valid_to)
 ;;
 CREATE TABLE {{s}}.display_result_obs_code (
-    source          text NOT NULL,
+    source          text NOT NULL DEFAULT 'default',
     vdn_id          integer NOT NULL,
     def_id          text NOT NULL,
     obs_code        text NOT NULL,
@@ -135,7 +135,7 @@ CREATE TABLE {{s}}.display_result_obs_code (
 ;;
 CREATE TABLE {{s}}.display_result_obs_code_history (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    source          text NOT NULL,
+    source          text NOT NULL DEFAULT 'default',
     vdn_id          integer NOT NULL,
     def_id          text NOT NULL,
     obs_code        text NOT NULL,
@@ -162,7 +162,7 @@ CREATE INDEX display_result_obs_code_history_code_idx
     INCLUDE (valid_to, def_id)
 ;;
 CREATE TABLE {{s}}.business_result (
-    source          text NOT NULL,
+    source          text NOT NULL DEFAULT 'default',
     vdn_id          integer NOT NULL,
     parent_code     text NOT NULL,
     code            text NOT NULL,
@@ -178,7 +178,7 @@ CREATE TABLE {{s}}.business_result (
 ;;
 CREATE TABLE {{s}}.business_result_history (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    source          text NOT NULL,
+    source          text NOT NULL DEFAULT 'default',
     vdn_id          integer NOT NULL,
     parent_code     text NOT NULL,
     code            text NOT NULL,

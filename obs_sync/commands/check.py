@@ -20,8 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from obs_sync.code_lists import DISPLAY_RESULTS, OBS_RESULT_CODES
-from obs_sync.config import Config
-from obs_sync.config.sources import SourceConfig
+from obs_sync.config import Config, SourceConfig
 from obs_sync.daemon.schedule import ScheduleError, make_trigger
 from obs_sync.db.embedded import EmbeddedError
 from obs_sync.db.engine import make_engine
@@ -55,9 +54,11 @@ class CheckResult:
     fix: str | None = None
 
 
+def _vdns_shown(vdns: list[int]) -> str:
+    return f"{vdns[0]}..{vdns[-1]}" if len(vdns) > 1 else str(vdns[0])
+
+
 def check_config(config: Config, path: Path | None) -> CheckResult:
-    vdns = config.isales.vdn_list
-    shown = f"{vdns[0]}..{vdns[-1]}" if len(vdns) > 1 else str(vdns[0])
     where = f"{path}: " if path else ""
 
     try:
@@ -71,11 +72,25 @@ def check_config(config: Config, path: Path | None) -> CheckResult:
             "or schedule.interval_minutes instead",
         )
     database = "embedded PostgreSQL" if config.database.embedded else "at database.url"
+    if config.legacy:
+        vdns = config.sources[0].vdn_list
+        what = (
+            f"{plural(len(vdns), 'VDN')} ({_vdns_shown(vdns)}), iSales {config.sources[0].base_url}"
+        )
+    else:
+        what = (
+            f"{plural(len(config.sources), 'source')} ("
+            + "; ".join(
+                f"{source.name}: {plural(len(source.vdn_list), 'VDN')} "
+                f"({_vdns_shown(source.vdn_list)}) at {source.base_url}, {source.effective_locale}"
+                for source in config.sources
+            )
+            + ")"
+        )
     return CheckResult(
         "config",
         True,
-        f"{where}{plural(len(vdns), 'VDN')} ({shown}), iSales {config.isales.base_url}, "
-        f"database {database}, schema {config.database.schema_}",
+        f"{where}{what}, database {database}, schema {config.database.schema_}",
     )
 
 
@@ -181,12 +196,15 @@ def _isales_fix(error: BaseException, base_url: str) -> str:
     return "see docs/operations.md (errors) for this message"
 
 
-def check_isales(config: Config) -> CheckResult:
-
-    vdn = config.isales.vdn_list[0]
+def check_isales(config: Config, source: SourceConfig | None = None) -> CheckResult:
+    """One signed request for the source's first VDN (default: the only source); the
+    verdict is named ``isales`` with one source (as before sources), ``isales:NAME`` else."""
+    source = source or config.sources[0]
+    name = "isales" if len(config.sources) == 1 else f"isales:{source.name}"
+    vdn = source.vdn_list[0]
     # One quick attempt: check should answer in seconds, not after the sync's full backoff.
-    quick = config.isales.model_copy(
-        update={"max_retries": min(config.isales.max_retries, 1), "backoff_max_seconds": 1.0}
+    quick = source.model_copy(
+        update={"max_retries": min(source.max_retries, 1), "backoff_max_seconds": 1.0}
     )
     try:
         with ISalesClient(quick) as client:
@@ -195,13 +213,17 @@ def check_isales(config: Config) -> CheckResult:
         detail = redactor_for(config)(one_line(error))  # the server's text may echo a secret
         if isinstance(error, AuthenticationError):
             detail = detail.replace(f"; {AUTH_ADVICE}", "")  # said once, as the fix
-        return CheckResult("isales", False, detail, _isales_fix(error, config.isales.base_url))
+        fix = _isales_fix(error, source.base_url)
+        if not config.legacy:  # the keys the fixes name are this source's
+            index = config.sources.index(source)
+            fix = fix.replace("isales.", f"sources[{index}].")
+        return CheckResult(name, False, detail, fix)
     # (the server's text, shown: its control characters escaped)
     sample = (
         f", e.g. {escape_controls(page.codes[0][0])} = {page.codes[0][1]!r}" if page.codes else ""
     )
     return CheckResult(
-        "isales",
+        name,
         True,
         f"signed request for VDN {vdn} accepted: totalCount {page.total_count}{sample}",
     )
@@ -220,7 +242,7 @@ def code_list_checks(config: Config) -> list[Callable[[], CheckResult]]:
 
 def _check_list(config: Config, source: SourceConfig, name: str) -> CheckResult:
     vdn = source.vdn_list[0]
-    label = name if len(config.sources) == 1 else f"{name} ({source.name})"
+    label = name if len(config.sources) == 1 else f"{name}:{source.name}"  # as isales:NAME
     path = (DISPLAY_RESULTS_PATH if name == DISPLAY_RESULTS else BUSINESS_RESULTS_PATH).format(
         vdn_id=vdn
     )
@@ -291,7 +313,7 @@ def run_checks(
     checks: list[Callable[[], CheckResult]] = [
         lambda: check_config(config, path),
         lambda: check_database(config),
-        lambda: check_isales(config),
+        *(lambda source=source: check_isales(config, source) for source in config.sources),
         *code_list_checks(config),  # display and business results, when configured
         lambda: check_metrics(config),
     ]

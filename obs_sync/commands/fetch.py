@@ -4,18 +4,37 @@ from __future__ import annotations
 
 import click
 
+from obs_sync.commands.selection import chosen_sources
 from obs_sync.commands.table import table_lines
 from obs_sync.config import Config
-from obs_sync.errors import EXIT_FAILED, EXIT_OK
+from obs_sync.config.sources import SourceConfig
+from obs_sync.errors import EXIT_FAILED, EXIT_OK, UsageError
 from obs_sync.isales.client import ISalesClient
 from obs_sync.observability import setup_logging_for
+from obs_sync.results import label
 from obs_sync.text import escape_controls, json_text, plural
 
 
-def run_fetch(config: Config, vdn_id: int, fmt: str) -> int:
-    """Print the codes (table or JSON lines) and a summary on stderr; the exit code."""
+def fetch_source(config: Config, source: str | None) -> SourceConfig:
+    """The source ``--source`` names; without it the only one (UsageError with several)."""
+    if source is not None:
+        return chosen_sources(config, [source])[0]
+    if len(config.sources) == 1:
+        return config.sources[0]
+    names = ", ".join(s.name for s in config.sources)
+    raise UsageError(
+        f"--source: {len(config.sources)} sources are configured ({names}): name the one "
+        "to ask, e.g. --source " + config.sources[0].name
+    )
+
+
+def run_fetch(config: Config, vdn_id: int, fmt: str, source: str | None = None) -> int:
+    """Print the codes (table or JSON lines) and a summary on stderr; the exit code.
+
+    ``source``: the source to ask (``--source``); required once several are configured."""
+    chosen = fetch_source(config, source)
     setup_logging_for(config)  # retries and incomplete-snapshot warnings go to stderr
-    with ISalesClient(config.isales) as client:
+    with ISalesClient(chosen) as client:
         snapshot = client.fetch_snapshot(vdn_id)
     codes = snapshot.codes
     if fmt == "json":  # exact data, its control characters JSON-escaped
@@ -30,7 +49,8 @@ def run_fetch(config: Config, vdn_id: int, fmt: str) -> int:
     stats = snapshot.stats
     state = "complete" if snapshot.complete else f"INCOMPLETE: {snapshot.incomplete_reason}"
     click.echo(
-        f"VDN {vdn_id}: {plural(len(codes), 'code')} (totalCount {stats.total_count}), "
+        f"{label(chosen.name, vdn_id)}: {plural(len(codes), 'code')} "
+        f"(totalCount {stats.total_count}), "
         f"{plural(stats.pages, 'page')}, {plural(stats.requests, 'request')} "
         f"({plural(stats.retries, 'retry', 'retries')}, {plural(stats.restarts, 'restart')}) "
         f"in {stats.seconds:.2f}s; {state}",

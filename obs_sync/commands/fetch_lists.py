@@ -18,9 +18,9 @@ from obs_sync.code_lists import (
     business_rows,
     display_rows,
 )
+from obs_sync.commands.fetch import fetch_source
 from obs_sync.commands.table import table_lines
 from obs_sync.config import Config
-from obs_sync.config.sources import SourceConfig
 from obs_sync.errors import EXIT_FAILED, EXIT_OK
 from obs_sync.isales.client import ISalesClient
 from obs_sync.isales.code_lists import fetch_business_results, fetch_display_results
@@ -28,9 +28,9 @@ from obs_sync.observability import setup_logging_for
 from obs_sync.text import escape_controls, json_text, plural
 
 
-def run_fetch_list(
-    config: Config, source: SourceConfig, vdn_id: int, code_list: str, fmt: str
-) -> int:
+def run_fetch_list(config: Config, name: str | None, vdn_id: int, code_list: str, fmt: str) -> int:
+    """``name``: ``--source`` (required once several sources are configured)."""
+    source = fetch_source(config, name)
     setup_logging_for(config)
     with ISalesClient(source) as client:
         snapshot: DisplayResultsSnapshot | BusinessResultsSnapshot

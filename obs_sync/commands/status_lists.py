@@ -15,12 +15,15 @@ from obs_sync.store.code_list_status import ListRow, read_code_list_status
 from obs_sync.text import escape_controls
 
 
-def read_lists(config: Config, vdn_ids: Sequence[int]) -> list[ListRow]:
-    """The latest result of each configured list of each configured (or selected) VDN; []
-    when no source syncs more than its OBS codes."""
+def read_lists(
+    config: Config, vdn_ids: Sequence[int], sources: Sequence[str] = ()
+) -> list[ListRow]:
+    """The latest result of each configured list of each configured (or selected) VDN of
+    the (selected) sources; [] when none syncs more than its OBS codes."""
     wanted = {
         (source.name, vdn, name)
         for source in config.sources
+        if not sources or source.name in sources
         for vdn in (vdn_ids or source.vdn_list)
         for name in source.code_lists
         if name != OBS_RESULT_CODES

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 def compare_lists_upstream(
-    config: Config, engine: Engine, vdn_ids: Sequence[int] | None
+    config: Config, engine: Engine, keys: Sequence[tuple[str, int]]
 ) -> list[Finding]:
     """``upstream-<list>`` findings: rows iSales has that are not stored (or differ), rows
     stored that a complete fetch lacks, a fetch that failed, was incomplete or bad data."""
@@ -35,15 +35,14 @@ def compare_lists_upstream(
         if not lists:
             continue
         with ISalesClient(source) as client:
-            for vdn_id in vdn_ids or source.vdn_list:
+            for vdn_id in [vdn for named, vdn in keys if named == source.name]:
                 for name in lists:
                     check = f"upstream-{name}"
                     try:
                         snapshot = FETCHERS[name](client, vdn_id, source=source.name)
                     except ISalesError as error:
-                        findings.append(
-                            Finding(vdn_id, None, check, redact(f"fetch failed: {error}"))
-                        )
+                        failed = redact(f"fetch failed: {error}")
+                        findings.append(Finding(vdn_id, None, check, failed, source.name))
                         continue
                     stored = [store.read(source.name, vdn_id, t)[0] for t in TABLES[name]]
                     plan: ListPlan
@@ -57,32 +56,22 @@ def compare_lists_upstream(
                             snapshot, stored[0],
                             max_code_bytes=config.sync.max_code_bytes, max_delete_fraction=1,
                         )  # fmt: skip
-                    findings += _findings(vdn_id, check, plan, redact)
+                    findings += _findings(source.name, vdn_id, check, plan, redact)
     return findings
 
 
 def _findings(
-    vdn_id: int, check: str, plan: ListPlan, redact: Callable[[str], str]
+    source: str, vdn_id: int, check: str, plan: ListPlan, redact: Callable[[str], str]
 ) -> list[Finding]:
     """What a sync would change, one finding per row (and the list's error, if any)."""
-    found = [Finding(vdn_id, None, check, redact(plan.error))] if plan.error else []
+    found = [Finding(vdn_id, None, check, redact(plan.error), source)] if plan.error else []
     for table, changes in plan.tables.items():
 
-        def what(key: tuple[str, ...], table: str = table) -> str:
-            return f"{table} {'/'.join(key)}"
+        def finding(key: tuple[str, ...], detail: str, table: str = table) -> Finding:
+            return Finding(vdn_id, f"{table} {'/'.join(key)}", check, detail, source)
 
-        found += [
-            Finding(vdn_id, what(k), check, f"iSales has it: {v}") for k, v in changes.inserts
-        ]
-        found += [
-            Finding(vdn_id, what(k), check, f"stored {old}, iSales says {new}")
-            for k, old, new in changes.updates
-        ]
-        found += [
-            Finding(vdn_id, what(k), check, f"stored as deleted, iSales has it: {v}")
-            for k, v in changes.restores
-        ]
-        found += [
-            Finding(vdn_id, what(k), check, "iSales no longer has it") for k in changes.deletes
-        ]
+        found += [finding(k, f"iSales has it: {v}") for k, v in changes.inserts]
+        found += [finding(k, f"stored {old}, iSales says {new}") for k, old, new in changes.updates]
+        found += [finding(k, f"stored as deleted, iSales has it: {v}") for k, v in changes.restores]
+        found += [finding(k, "iSales no longer has it") for k in changes.deletes]
     return found

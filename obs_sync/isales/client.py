@@ -53,6 +53,7 @@ from obs_sync.isales.paging import Pager
 from obs_sync.isales.vendor import MAX_PAGE_SIZE, PATH_TEMPLATE
 from obs_sync.isales.wire import BodyTooLarge, UndecodableBody, Wire
 from obs_sync.ratelimit import RateLimiter
+from obs_sync.results import DEFAULT_SOURCE
 from obs_sync.signing import C2Auth
 from obs_sync.snapshot import FetchStats, Snapshot
 
@@ -110,6 +111,8 @@ class ISalesClient:
         ``limiter``: shared by the clients of the sources on one server (their rate limit
         holds per server); default: this client's own, at ``max_requests_per_second``."""
         self.config = config
+        # The source's name for its request events (a plain isales section: default).
+        self.source: str = getattr(config, "name", DEFAULT_SOURCE)
         self._on_request = on_request
         self._timeout = config.timeout_seconds
         self._page_size = config.page_size
@@ -266,7 +269,8 @@ class ISalesClient:
         if self._on_request is None:
             return
         try:
-            self._on_request(RequestEvent(vdn_id, outcome, status, time.perf_counter() - started))
+            elapsed = time.perf_counter() - started
+            self._on_request(RequestEvent(vdn_id, outcome, status, elapsed, source=self.source))
         except Exception:  # a broken metrics hook must not break fetching
             log.exception("on_request hook failed")
 

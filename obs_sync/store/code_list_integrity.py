@@ -25,7 +25,8 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 def _checks(table: str, keys: tuple[str, ...], values: tuple[str, ...]) -> dict[str, str]:
     key = ["source", "vdn_id", *keys]
-    shown = " || ' ' || ".join(["'source=' || {a}.source", *(f"'{k}=' || {{a}}.{k}" for k in keys)])
+    # The source, then the key as text ("def_id=... obs_code=...").
+    shown = "{a}.source, " + " || ' ' || ".join(f"'{k}=' || {{a}}.{k}" for k in keys)
     on = " AND ".join(f"{{b}}.{c} = {{a}}.{c}" for c in key)
     differs = " OR ".join(f"o.{v} IS DISTINCT FROM r.{v}" for v in values) or "false"
     return {
@@ -66,16 +67,17 @@ CHECKS: dict[str, str] = {
 
 def list_findings(
     connection: Connection, schema: str, params: Mapping[str, Any]
-) -> Iterator[tuple[int, str, str, str]]:
-    """(vdn_id, what, check, detail) of every finding; VDNs filtered by ``params["vdns"]``."""
+) -> Iterator[tuple[str, int, str, str, str]]:
+    """(source, vdn_id, what, check, detail) of every finding; filtered by
+    ``params["vdns"]`` and ``params["sources"]`` (None: all)."""
     s = quote_identifier(schema)
     exists = connection.exec_driver_sql(
         "SELECT to_regclass(%(name)s)", {"name": f"{s}.display_result"}
     ).scalar()
     if exists is None:
         return
-    vdns = params.get("vdns")
+    vdns, sources = params.get("vdns"), params.get("sources")
     for name, sql in CHECKS.items():
-        for vdn_id, what, detail in connection.exec_driver_sql(sql.format(s=s)):
-            if vdns is None or int(vdn_id) in vdns:
-                yield int(vdn_id), str(what), name, str(detail)
+        for vdn_id, source, what, detail in connection.exec_driver_sql(sql.format(s=s)):
+            if (vdns is None or int(vdn_id) in vdns) and (sources is None or source in sources):
+                yield str(source), int(vdn_id), str(what), name, str(detail)

@@ -21,7 +21,8 @@ CALL_TIME_QUERY = """\
 SELECT c.call_id, c.vdn_id, c.obs_code, c.called_at, h.obs_code_desc
 FROM {schema}.{calls} AS c
 LEFT JOIN {schema}.result_code_history AS h
-       ON h.vdn_id = c.vdn_id
+       ON h.source = 'default'
+      AND h.vdn_id = c.vdn_id
       AND h.obs_code = c.obs_code
       AND h.valid_from <= c.called_at
       AND c.called_at < coalesce(h.valid_to, 'infinity')
