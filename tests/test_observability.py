@@ -19,6 +19,7 @@ from obs_sync.daemon.metrics import Metrics, MetricsServer
 from obs_sync.health import Health
 from obs_sync.logcontext import PendingRun, bind
 from obs_sync.observability import config_secrets, setup_logging
+from obs_sync.simulator import Simulator
 
 SECRET = "s3cr3t-Key/with+chars\"'"
 
@@ -439,3 +440,24 @@ def test_healthz_per_source() -> None:
         assert json.loads(body)["error"] == "no source 'west' (sources: north, south)"
     finally:
         server.stop()
+
+
+def test_request_series_are_counted_under_the_clients_source(simulator: Simulator) -> None:
+    """Each source's client reports its requests under its own name (one server, two
+    languages here); a client of the isales: section, under default."""
+    from obs_sync.config import SourceConfig
+    from obs_sync.isales.client import ISalesClient
+    from tests.fixtures_sim import isales_config, source_config_dict
+
+    metrics = Metrics(["zh", "en"])
+    zh = SourceConfig.model_validate(source_config_dict(simulator, "zh"))
+    en = SourceConfig.model_validate(source_config_dict(simulator, "en", locale="en_US"))
+    for config in (zh, en, isales_config(simulator)):
+        with ISalesClient(config, on_request=metrics.on_request) as client:
+            client.fetch_snapshot(1)  # 120 codes, pages of 50: 3 requests
+    counts = samples(metrics.render()[0].decode(), "obs_sync_http_request_duration_seconds_count")
+    assert {labels: n for labels, n in counts.items() if ("outcome", "ok") in labels} == {
+        (("outcome", "ok"), ("source", "en")): 3.0,
+        (("outcome", "ok"), ("source", "zh")): 3.0,
+        (("outcome", "ok"), ("source", "default")): 3.0,
+    }
