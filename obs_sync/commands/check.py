@@ -30,7 +30,7 @@ from obs_sync.db.revision import revision_sa
 from obs_sync.db.server import server_version
 from obs_sync.db.url import describe_database
 from obs_sync.errors import one_line
-from obs_sync.isales.client import Counters, ISalesClient
+from obs_sync.isales.client import ISalesClient
 from obs_sync.isales.code_list_parse import LIST_FIELDS, Notes, list_page
 from obs_sync.isales.diagnosis import setup_fix
 from obs_sync.isales.errors import (
@@ -41,6 +41,7 @@ from obs_sync.isales.errors import (
     TransportError,
     VendorError,
 )
+from obs_sync.isales.events import Counters
 from obs_sync.isales.vendor import BUSINESS_RESULTS_PATH, DISPLAY_RESULTS_PATH
 from obs_sync.observability import redactor_for
 from obs_sync.text import escape_controls, plural

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import click
 
+from obs_sync.code_lists import OBS_RESULT_CODES
 from obs_sync.commands.selection import chosen_sources
 from obs_sync.commands.table import table_lines
 from obs_sync.config import Config
@@ -15,10 +18,13 @@ from obs_sync.results import label
 from obs_sync.text import escape_controls, json_text, plural
 
 
-def fetch_source(config: Config, source: str | None) -> SourceConfig:
-    """The source ``--source`` names; without it the only one (UsageError with several)."""
-    if source is not None:
-        return chosen_sources(config, [source])[0]
+def fetch_source(config: Config, sources: Sequence[str]) -> SourceConfig:
+    """The source ``--source`` names (once); without it the only one (UsageError with
+    several)."""
+    if len(sources) > 1:
+        raise UsageError(f"--source names {len(sources)} sources: fetch asks one per call")
+    if sources:
+        return chosen_sources(config, sources)[0]
     if len(config.sources) == 1:
         return config.sources[0]
     names = ", ".join(s.name for s in config.sources)
@@ -28,11 +34,22 @@ def fetch_source(config: Config, source: str | None) -> SourceConfig:
     )
 
 
-def run_fetch(config: Config, vdn_id: int, fmt: str, source: str | None = None) -> int:
+def run_fetch(
+    config: Config,
+    vdn_id: int,
+    fmt: str,
+    sources: Sequence[str] = (),
+    code_list: str = OBS_RESULT_CODES,
+) -> int:
     """Print the codes (table or JSON lines) and a summary on stderr; the exit code.
 
-    ``source``: the source to ask (``--source``); required once several are configured."""
-    chosen = fetch_source(config, source)
+    ``sources``: the source to ask (``--source``, once); required once several are configured.
+    ``code_list``: another list (display or business results): commands/fetch_lists.py."""
+    if code_list != OBS_RESULT_CODES:
+        from obs_sync.commands.fetch_lists import run_fetch_list  # (it imports this module)
+
+        return run_fetch_list(config, sources, vdn_id, code_list, fmt)
+    chosen = fetch_source(config, sources)
     setup_logging_for(config)  # retries and incomplete-snapshot warnings go to stderr
     with ISalesClient(chosen) as client:
         snapshot = client.fetch_snapshot(vdn_id)

@@ -6,6 +6,8 @@ that they could be stored; and what was unexpected in the answers."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import click
 
 from obs_sync.code_lists import (
@@ -28,9 +30,11 @@ from obs_sync.observability import setup_logging_for
 from obs_sync.text import escape_controls, json_text, plural
 
 
-def run_fetch_list(config: Config, name: str | None, vdn_id: int, code_list: str, fmt: str) -> int:
-    """``name``: ``--source`` (required once several sources are configured)."""
-    source = fetch_source(config, name)
+def run_fetch_list(
+    config: Config, sources: Sequence[str], vdn_id: int, code_list: str, fmt: str
+) -> int:
+    """``sources``: ``--source`` (once; required once several sources are configured)."""
+    source = fetch_source(config, sources)
     setup_logging_for(config)
     with ISalesClient(source) as client:
         snapshot: DisplayResultsSnapshot | BusinessResultsSnapshot

@@ -38,7 +38,7 @@ from obs_sync.isales.errors import (
     TransportError,
     VendorError,
 )
-from obs_sync.isales.events import RequestEvent
+from obs_sync.isales.events import Counters, RequestEvent
 from obs_sync.isales.page import (
     NestingTooDeep,
     Page,
@@ -84,16 +84,6 @@ class _Failed(Exception):
 
 def _retryable(error: BaseException) -> bool:
     return isinstance(error, _Failed) and error.retryable
-
-
-class Counters:
-    """Mutable per-fetch request counters (one fetch runs in one thread)."""
-
-    __slots__ = ("requests", "retries")
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.retries = 0
 
 
 class ISalesClient:

@@ -31,7 +31,7 @@ from obs_sync.code_lists import (
     DisplayEntry,
     DisplayResultsSnapshot,
 )
-from obs_sync.isales.client import Counters, ISalesClient
+from obs_sync.isales.client import ISalesClient
 from obs_sync.isales.code_list_parse import (
     DETAIL_FIELDS,
     LIST_FIELDS,
@@ -53,6 +53,7 @@ from obs_sync.isales.errors import (
     DataError,
     ISalesError,
 )
+from obs_sync.isales.events import Counters
 from obs_sync.isales.page import Page
 from obs_sync.isales.paging import Pager
 from obs_sync.isales.vendor import (
