@@ -266,3 +266,13 @@ def test_verify_upstream_compares_each_list_with_a_fresh_fetch(
     assert (2, "upstream-display_results", "display_result", "iSales no longer has it") in found
     assert any(code == "display_result_obs_code" for _, _, code, _ in found)
     assert all(vdn == 2 for vdn, *_ in found), found
+
+
+def test_a_dry_run_says_it_does_not_fetch_the_other_lists(
+    simulator: Simulator, database_url: str, engine: Engine
+) -> None:
+    config = make_config(simulator, database_url, vdn_ids=[1], code_lists=ALL)
+    result = run_sync(config, engine=engine, trigger="test", dry_run=True)
+    assert result.code_lists == []
+    assert "dry run: the other code lists (display, business results) not fetched" in (result.notes)
+    assert simulator.stats.requests == 3  # the OBS code pages only

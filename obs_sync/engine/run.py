@@ -237,6 +237,8 @@ def _run(
         if failing_lists and status == "succeeded":
             status = "failed"
         notes += [result.line() for result in failing_lists]
+        if dry_run and any(run.lists.wanted.values()):
+            notes.append("dry run: the other code lists (display, business results) not fetched")
         record_error: str | None = None
         if handle is not None:
             started_at = handle.started_at
