@@ -7,31 +7,14 @@ from collections.abc import Sequence
 import click
 
 from obs_sync.code_lists import OBS_RESULT_CODES
-from obs_sync.commands.selection import chosen_sources
+from obs_sync.commands.selection import fetch_source
 from obs_sync.commands.table import table_lines
 from obs_sync.config import Config
-from obs_sync.config.sources import SourceConfig
-from obs_sync.errors import EXIT_FAILED, EXIT_OK, UsageError
+from obs_sync.errors import EXIT_FAILED, EXIT_OK
 from obs_sync.isales.client import ISalesClient
 from obs_sync.observability import setup_logging_for
 from obs_sync.results import label
 from obs_sync.text import escape_controls, json_text, plural
-
-
-def fetch_source(config: Config, sources: Sequence[str]) -> SourceConfig:
-    """The source ``--source`` names (once); without it the only one (UsageError with
-    several)."""
-    if len(sources) > 1:
-        raise UsageError(f"--source names {len(sources)} sources: fetch asks one per call")
-    if sources:
-        return chosen_sources(config, sources)[0]
-    if len(config.sources) == 1:
-        return config.sources[0]
-    names = ", ".join(s.name for s in config.sources)
-    raise UsageError(
-        f"--source: {len(config.sources)} sources are configured ({names}): name the one "
-        "to ask, e.g. --source " + config.sources[0].name
-    )
 
 
 def run_fetch(

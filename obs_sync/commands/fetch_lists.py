@@ -20,7 +20,7 @@ from obs_sync.code_lists import (
     business_rows,
     display_rows,
 )
-from obs_sync.commands.fetch import fetch_source
+from obs_sync.commands.selection import fetch_source
 from obs_sync.commands.table import table_lines
 from obs_sync.config import Config
 from obs_sync.errors import EXIT_FAILED, EXIT_OK

@@ -162,6 +162,7 @@ class Workers:
                 while (fetched := self.fetch_next(lane)) is not None:
                     with logcontext.bind(vdn=fetched.vdn_id):
                         self.finish(self.settle(fetched))
+                        self.apply_lists(fetched)
             except Aborted:
                 with self.lock:
                     self.aborted = True
@@ -264,15 +265,19 @@ class Workers:
             failure = FetchFailure(self.redact(f"internal error: {_short(error, vdn_id)}"))
             return Fetched(key, started, failure, at=at)
 
-    def apply(self, fetched: Fetched) -> VdnResult:
-        """The VDN's OBS codes, then its other code lists (engine/code_lists.py)."""
-        result = self.apply_codes(fetched)
-        if self.prepared.refused().get(fetched.key[0]) is None:
-            store = self.prepared.wait()
-            self.lists.apply(store, self.prepared.run_id, fetched.key, fetched.lists)
-        return result
+    def apply_lists(self, fetched: Fetched) -> None:
+        """The VDN's other code lists (engine/code_lists.py), after its result is recorded
+        (so an interrupted run never records the VDN twice); not for a refused source."""
+        if not fetched.lists or self.prepared.refused().get(fetched.key[0]) is not None:
+            return
+        try:
+            self.lists.apply(self.prepared.wait(), self.prepared.run_id, fetched.key, fetched.lists)
+        except Aborted:
+            raise
+        except Exception:  # recorded per list where possible; never the worker's end
+            log.exception("unexpected error applying the code lists of %s", label(*fetched.key))
 
-    def apply_codes(self, fetched: Fetched) -> VdnResult:
+    def apply(self, fetched: Fetched) -> VdnResult:
         store = self.prepared.wait()
         # When the fetch began, on the database clock.
         started_at = fetched.at if fetched.at is not None else store.db_time(fetched.started)
