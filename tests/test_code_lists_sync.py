@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from obs_sync.config import ConfigError
 from obs_sync.engine.run import run_sync
-from obs_sync.simulator import Simulator
+from obs_sync.simulator import Fault, Simulator
 from obs_sync.simulator.code_lists import BusinessResult, CodeListFault
 from obs_sync.store.integrity import verify_database
 from tests.fixtures_db import TEST_SCHEMA, make_config, write_config
@@ -276,3 +276,15 @@ def test_a_dry_run_says_it_does_not_fetch_the_other_lists(
     assert result.code_lists == []
     assert "dry run: the other code lists (display, business results) not fetched" in (result.notes)
     assert simulator.stats.requests == 3  # the OBS code pages only
+
+
+def test_the_lists_are_synced_even_when_the_obs_codes_fail(
+    simulator: Simulator, database_url: str, engine: Engine
+) -> None:
+    simulator.faults.add(Fault(kind="http_status", status=500, vdn_id=2, times=None))
+    config = make_config(simulator, database_url, vdn_ids=["1-2"], code_lists=ALL, max_retries=0)
+    result = run_sync(config, engine=engine, trigger="test")
+    assert [v.status for v in result.vdns] == ["succeeded", "failed"]
+    assert {(r.vdn_id, r.code_list, r.status) for r in result.code_lists} == {
+        (v, name, "succeeded") for v in (1, 2) for name in ("display_results", "business_results")
+    }
