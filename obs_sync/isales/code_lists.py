@@ -84,8 +84,9 @@ def fetch_display_results(
     client: ISalesClient, vdn_id: int, *, source: str = "default"
 ) -> DisplayResultsSnapshot:
     """The paged list, then each display result's OBS codes; ISalesError when the list
-    itself cannot be read (a detail call that fails only makes the list incomplete,
-    except a rejected signature or a cancel, which end the fetch)."""
+    itself cannot be read (a detail call that fails or finds its display result gone only
+    makes the list incomplete; a rejected signature, a cancel or a malformed detail end
+    the fetch)."""
     config = client.config
     started = time.perf_counter()
     counters = Counters()
@@ -135,7 +136,9 @@ def fetch_display_results(
         for def_id in dict.fromkeys(e.def_id for e in listed):
             try:
                 codes = _fetch_detail(client, vdn_id, def_id, counters, notes)
-            except (AuthenticationError, Cancelled) as error:
+            except (AuthenticationError, Cancelled, DataError) as error:
+                # A rejected key, a cancel, or a detail that is there but malformed (a
+                # failCode as a number...): the list fails, as for a malformed page.
                 error.stats = _stats(pager, counters, started, paged.total)
                 raise
             except ISalesError as error:
