@@ -9,7 +9,7 @@ the database side is ready; see :mod:`obs_sync.engine`). The store reads and wri
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -203,9 +203,8 @@ class VdnPlan:
     started_at: datetime  # when the fetch began, on the database clock
     max_delete_fraction: float
     max_lock_skips: int = 3  # sync.max_lock_skips
-    # The locale the snapshot's descriptions are in (the source's, see obs_sync.locales),
-    # and whether the VDN's stored descriptions are in another one: then its changed
-    # descriptions are a relabel (the source's switch of language), not changes.
+    # The locale of the snapshot's descriptions; relabel: the VDN's stored ones are in
+    # another (the source switched language): its changed descriptions are not changes.
     locale: str = "zh_CN"
     relabel: bool = False
 
@@ -338,39 +337,6 @@ class VdnPlan:
             f"{self.started_at.isoformat()}); this older one was not applied"
         )
         return self._result("skipped", finished_at, error=error, skip_reason="superseded")
-
-
-def without_long_codes(snapshot: Snapshot, max_code_bytes: int) -> Snapshot:
-    """``snapshot`` without its codes longer than ``max_code_bytes`` (UTF-8), which cannot be
-    stored: only those codes fail. The rest is applied as an incomplete snapshot, whose
-    reason names the code, so nothing is deleted on that run."""
-    # A character is at most 4 bytes of UTF-8: the usual snapshot is cleared by its longest
-    # code's length alone, without encoding every code.
-    if 4 * max(map(len, snapshot.codes), default=0) <= max_code_bytes:
-        return snapshot
-    long = sorted(code for code in snapshot.codes if _utf8_bytes(code) > max_code_bytes)
-    if not long:
-        return snapshot
-    first = long[0]
-    shown = first if len(first) <= 40 else first[:40] + "..."
-    more = f" (and {len(long) - 1} more)" if len(long) > 1 else ""
-    reason = (
-        f"obsCode {shown!r} is {_utf8_bytes(first)} bytes, longer "
-        f"than sync.max_code_bytes = {max_code_bytes}{more}: not stored"
-    )
-    if snapshot.incomplete_reason:
-        reason = f"{snapshot.incomplete_reason}; {reason}"
-    rejected = set(long)
-    return replace(
-        snapshot,
-        codes={code: desc for code, desc in snapshot.codes.items() if code not in rejected},
-        complete=False,
-        incomplete_reason=reason,
-    )
-
-
-def _utf8_bytes(text: str) -> int:
-    return len(text.encode("utf-8", "surrogatepass"))  # a lone surrogate is failed elsewhere
 
 
 def run_status(results: Sequence[VdnResult]) -> RunStatus:

@@ -6,13 +6,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from obs_sync.long_codes import without_long_codes
 from obs_sync.results import (
     INT4_MAX,
     LOCKED_ERROR,
     RunResult,
     VdnPlan,
     run_status,
-    without_long_codes,
 )
 from obs_sync.snapshot import FetchStats, Snapshot
 

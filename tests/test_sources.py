@@ -190,6 +190,14 @@ def test_a_changed_locale_is_refused_then_switched_as_one_event(
     assert simulator.stats.requests - requests <= 5 * 3
     assert rows(engine, "SELECT count(*) FROM {s}.locale_switch") == [(0,)]
 
+    # A dry run says the same, and so does a dry run of the switch (nothing recorded).
+    dry = sync(en, engine, dry_run=True)
+    assert dry.exit_code == 1 and "--switch-locale" in (dry.vdns[0].error or "")
+    dry = sync(en, engine, dry_run=True, switch_locale=True)
+    assert dry.exit_code == 0 and dry.total("relabelled") == 600 and dry.total("updated") == 0
+    assert row_versions(engine) == before
+    assert rows(engine, "SELECT locale FROM {s}.source") == [("zh_CN",)]
+
     switched = sync(en, engine, switch_locale=True)
     assert switched.exit_code == 0
     assert switched.total("updated") == 0 and switched.total("relabelled") == 5 * 120
@@ -248,4 +256,25 @@ def test_a_server_down_fails_only_its_own_sources_vdns(
     skipped = [v for v in south if v.status == "skipped"]
     assert skipped and all(v.skip_reason == "unreachable" for v in skipped)
     assert all("sources[1].base_url" in (v.error or "") for v in skipped)
+    # Every message names the source's own keys, never the isales: section's.
+    assert all("isales." not in (v.error or "") for v in south), [v.error for v in south]
     assert sum(v.requests for v in south) <= 4  # two VDNs asked, no retries
+
+
+def test_a_switch_that_changes_no_description_still_records_the_new_language(
+    make_simulator: Any, database_url: str, engine: Engine
+) -> None:
+    from obs_sync.simulator import SimulatorData
+
+    # One text for every locale (codes whose names are not translated).
+    sim = make_simulator(SimulatorData({1: {"001": "OK", "002": "Busy"}}))
+    zh = config_of(database_url, source_config_dict(sim, "cc", vdn_ids=[1]))
+    assert sync(zh, engine).exit_code == 0
+    en = config_of(database_url, source_config_dict(sim, "cc", vdn_ids=[1], locale="en_US"))
+    switched = sync(en, engine, switch_locale=True)
+    assert switched.exit_code == 0 and switched.total("relabelled") == 0
+    assert rows(engine, "SELECT locale FROM {s}.vdn WHERE source = 'cc'") == [("en_US",)]
+    # A later rename is a change, not taken for a translation.
+    sim.data.set_code(1, "001", "Done")
+    after = sync(en, engine)
+    assert after.total("updated") == 1 and after.total("relabelled") == 0

@@ -103,3 +103,12 @@ def test_commands_with_two_sources(
     assert any(line.startswith("PASS  isales:north") for line in lines), result.output
     assert any(line.startswith("FAIL  isales:south") for line in lines), result.output
     assert "sources[1].base_url" in result.output or "sources[1]" in result.output
+
+    # db downgrade below 0006 with two sources stored: refused, saying why; nothing changed.
+    result = run("--config", path, "db", "downgrade", "--yes")
+    assert result.exit_code == 1, result.output
+    assert "cannot downgrade below migration 0006" in result.output
+    assert "north, south" in result.output
+    with db_engine.connect() as connection:
+        version = connection.execute(text(f"SELECT version_num FROM {S}.alembic_version"))
+        assert version.scalar() == "0006"

@@ -87,7 +87,7 @@ class Prepared:
             from obs_sync.db import url as db_url
             from obs_sync.db.pool import EnginePool, OwnPool
             from obs_sync.store.registry import register_vdns
-            from obs_sync.store.sources import prepare_sources
+            from obs_sync.store.sources import inspect_sources, prepare_sources
             from obs_sync.store.store import Store
 
             if self.engine is not None:
@@ -111,6 +111,12 @@ class Prepared:
                         f"schema {schema} has no obs-sync tables yet: compared against an "
                         "empty store"
                     )
+                elif store.sources_exist():
+                    # What the run would refuse for its locale, read only.
+                    with self.pool.connection() as connection:
+                        self.source_state = inspect_sources(
+                            connection, schema, self.sources, self.switch_locale
+                        )
             else:
                 # Tables this run created are empty: the store skips its no-change pre-reads.
                 store.created = self._migrate(schema)

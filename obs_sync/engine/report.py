@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from obs_sync.observability import FIELDS
-from obs_sync.results import RunResult, VdnResult
+from obs_sync.results import DEFAULT_SOURCE, RunResult, VdnResult
 from obs_sync.text import plural
 
 log = logging.getLogger("obs_sync.sync")  # the name the run's log lines have always carried
@@ -20,10 +20,16 @@ def log_result(result: VdnResult, dry_run: bool) -> None:
     # The result as fields too: JSON logs carry them as keys (observability.FIELDS).
     extra = {FIELDS: result.fields()}
     if result.empty:
+        where = (
+            "isales.vdn_ids"
+            if result.source == DEFAULT_SOURCE
+            else f"the vdn_ids of source {result.source}"
+        )
         log.warning(
             "%s is empty: the server reports totalCount 0 for it; a configured VDN "
-            "without codes is usually a wrong id in vdn_ids (%s %s)",
+            "without codes is usually a wrong id in %s (%s %s)",
             result.label,
+            where,
             verb,
             counts,
             extra=extra,

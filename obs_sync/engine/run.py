@@ -196,9 +196,17 @@ def _run(
             )
             if control is not None:
                 control.workers = run
+            # Each worker says when it has ended: after a Thread.join() interrupted by an
+            # exception (KeyboardInterrupt), a join was seen to return while its thread still
+            # ran (CPython 3.11), so after an interrupt the run waits for these instead.
+            ended = [threading.Event() for lane in lanes for _ in range(lane.workers)]
+            slots = iter(ended)
             threads = [
                 threading.Thread(
-                    target=run.worker, args=(lane,), name=f"obs-sync-vdn-{n}-{i}", daemon=True
+                    target=_worker,
+                    args=(run, lane, next(slots)),
+                    name=f"obs-sync-vdn-{n}-{i}",
+                    daemon=True,
                 )
                 for n, lane in enumerate(lanes)
                 for i in range(lane.workers)
@@ -214,8 +222,9 @@ def _run(
                     # their next request, the VDN transactions in flight commit or roll back.
                     interrupted = error
                     run.interrupt()
-                    for thread in threads:
-                        thread.join()
+                    for thread, done in zip(threads, ended, strict=True):
+                        if thread.ident is not None:  # (started)
+                            done.wait()
             for lane in lanes:
                 lane.fetching.close()  # (every worker has ended: none can use it)
         store = prepared.wait()  # raises Aborted when preparation failed
@@ -295,6 +304,13 @@ def _run(
                 handle.lease.discard()
         if prepared.own_engine and prepared.pool is not None:
             prepared.pool.close()
+
+
+def _worker(run: Workers, lane: Lane, ended: threading.Event) -> None:
+    try:
+        run.worker(lane)
+    finally:
+        ended.set()
 
 
 def _unstarted(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from obs_sync.config.sources import servers
+
 if TYPE_CHECKING:
     from obs_sync.config import Config
 
@@ -15,8 +17,6 @@ def worker_count(config: Config) -> int:
     ``base_url`` share it): a server never sees more requests at once, and at most this
     many snapshots are in memory. Summed over the configured servers.
     """
-    from obs_sync.config.sources import servers
-
     return sum(2 * server.max_concurrency for server in servers(config.sources))
 
 

@@ -28,6 +28,7 @@ from obs_sync.errors import one_line
 from obs_sync.failfast import FailFast
 from obs_sync.isales.client import ISalesClient
 from obs_sync.isales.errors import ISalesError
+from obs_sync.long_codes import without_long_codes
 from obs_sync.observability import redactor_for
 from obs_sync.progress import Progress
 from obs_sync.results import (
@@ -37,7 +38,6 @@ from obs_sync.results import (
     fetch_failed,
     label,
     not_started,
-    without_long_codes,
 )
 from obs_sync.snapshot import FetchFailure, FetchStats, Snapshot
 
@@ -116,6 +116,11 @@ class Workers:
         }
         self.locales = {source.name: source.effective_locale for source in config.sources}
         self.lists = CodeLists(config, self.redact, dry_run=dry_run)  # display, business
+        # The configuration keys a source's messages name (isales.base_url of the client's
+        # wording becomes sources[1].base_url for a sources: list).
+        self.keys = {
+            source.name: _keys_of(config, index) for index, source in enumerate(config.sources)
+        }
 
     def record_unapplied(self, store: Store, result: VdnResult) -> VdnResult:
         """A VDN that wrote nothing: its record is batched (none in a dry run)."""
@@ -250,8 +255,11 @@ class Workers:
             return Fetched(key, started, snapshot, at=at, lists=lists())
         except ISalesError as error:
             # What the failed fetch cost goes to the run record.
+            message = self.redact(_short(error, vdn_id))
+            if self.keys[source] != "isales":
+                message = message.replace("isales.", f"{self.keys[source]}.")
             failure = FetchFailure(
-                self.redact(_short(error, vdn_id)),
+                message,
                 error.kind,
                 error.stats or FetchStats(),
                 getattr(error, "status", None),

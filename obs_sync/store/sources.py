@@ -87,6 +87,22 @@ def prepare_sources(
     return state
 
 
+def inspect_sources(
+    connection: psycopg.Connection[Any],
+    schema: str,
+    sources: Sequence[RunSource],
+    switch: Collection[str],
+) -> SourceState:
+    """What :func:`prepare_sources` would decide, read only (a dry run records nothing)."""
+    state = _read(connection, quote_identifier(schema), sources)
+    for source in sources:
+        recorded = state.recorded.get(source.name)
+        if decide(recorded, source.locale, switch=source.name in switch) == "refuse":
+            assert recorded is not None
+            state.refused[source.name] = Refusal(source.name, recorded, source.locale, source.key)
+    return state
+
+
 def _read(connection: psycopg.Connection[Any], s: str, sources: Sequence[RunSource]) -> SourceState:
     """Each source's recorded locale, and the VDNs whose descriptions are in another one
     than the source's configured locale (one statement)."""

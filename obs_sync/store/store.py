@@ -129,6 +129,14 @@ class Store(RunRecords):
         )
         return bool(rows and rows[0][0])
 
+    def sources_exist(self) -> bool:
+        """Whether the schema has the source registry (migration 0006)."""
+        rows = self._read(
+            "SELECT to_regclass(%(name)s) IS NOT NULL",
+            {"name": f"{quote_identifier(self.schema)}.source"},
+        )
+        return bool(rows and rows[0][0])
+
     def _read_rows(self, key: VdnKey) -> list[tuple[str, str, bool]]:
         """The VDN's stored codes, unlocked; the database clock read with them is noted."""
         rows = self._read(self.sql.read, {"source": key[0], "vdn": key[1]})
@@ -209,6 +217,8 @@ class Store(RunRecords):
                 if not (self.created and codes):
                     result, writes = self._judge_unlocked(plan, self._read_rows(plan.key))
                     if not writes:  # the usual re-sync: done, its record batched
+                        if plan.relabel:  # nothing differs in the new language either
+                            self._mark_locale(plan)
                         return self.record_later(run_id, result)
                 lease = self.pool.acquire()
                 try:
@@ -240,6 +250,16 @@ class Store(RunRecords):
                     lease.release()
                 raise
         raise AssertionError("unreachable")
+
+    def _mark_locale(self, plan: VdnPlan) -> None:
+        """The VDN's descriptions are in ``plan.locale`` now (a switch that changed none of
+        them): later changes are changes again, not relabels."""
+        with self.pool.connection() as connection:
+            connection.execute(
+                f"UPDATE {quote_identifier(self.schema)}.vdn SET locale = %(locale)s "
+                "WHERE source = %(source)s AND vdn_id = %(vdn)s",
+                {"locale": plan.locale, "source": plan.source, "vdn": plan.vdn_id},
+            )
 
     def _lock(self, connection: psycopg.Connection[Any], plan: VdnPlan) -> datetime:
         """Take the VDN's row lock in the open transaction; the database clock then."""
