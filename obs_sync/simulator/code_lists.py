@@ -122,7 +122,9 @@ class CodeLists:
         if vdn_id not in self.data.vdn_ids():
             return _Vdn((), ())
         rng = random.Random(f"obs-sync-sim-lists/{vdn_id}")
-        codes = list(self.data.codes(vdn_id))
+        # The VDN's codes as first generated (or as loaded): a code changed or removed
+        # upstream later leaves the grouping as it was, as a tenant's would stay.
+        codes = sorted(self.data.original_codes(vdn_id))
         rng.shuffle(codes)
         display = []
         for index in range(self.display_per_vdn):
