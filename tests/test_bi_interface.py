@@ -235,6 +235,38 @@ def test_as_of_function_is_inlined_by_the_planner(
         )
     assert "Function Scan" not in plan, plan
     assert "result_code_history" in plan, plan
+    # The source-taking form (migration 0006) too, with a bigint VDN id: inlined, no
+    # function call, one row per call.
+    (flags,) = rows(
+        db_engine,
+        "SELECT provolatile, prosecdef, proisstrict, proretset, proconfig IS NULL FROM pg_proc "
+        f"WHERE oid = '{S}.result_code_desc_at(text, bigint, text, timestamptz)'::regprocedure",
+    )
+    assert flags == ("s", False, False, True, True)
+    with db_engine.begin() as connection:
+        connection.execute(
+            text(
+                "CREATE TEMP TABLE calls8 AS SELECT 1::bigint AS vdn_id, :c AS obs_code, now() AS t"
+            ),
+            {"c": history["code"]},
+        )
+        plan = "\n".join(
+            r[0]
+            for r in connection.execute(
+                text(
+                    "EXPLAIN (COSTS OFF) SELECT d.obs_code_desc FROM calls8 c LEFT JOIN LATERAL "
+                    f"{S}.result_code_desc_at('default', c.vdn_id, c.obs_code, c.t) AS d ON true"
+                )
+            )
+        )
+        answer = connection.execute(
+            text(
+                f"SELECT d.obs_code_desc FROM calls8 c LEFT JOIN LATERAL "
+                f"{S}.result_code_desc_at('default', c.vdn_id, c.obs_code, c.t) AS d ON true"
+            )
+        ).all()
+    assert "Function Scan" not in plan and "result_code_history" in plan, plan
+    assert answer == [("second text",)]
 
 
 def test_current_view_is_the_present_codes(history: dict[str, Any], db_engine: Engine) -> None:

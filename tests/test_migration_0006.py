@@ -46,7 +46,9 @@ def previous_version(into: Path) -> tuple[Path, str]:
         timeout=120,
     ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="tar")
+        # (The extraction filter where this Python has it: 3.10.12 and later.)
+        safe = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
+        tar.extractall(into, **safe)  # (our own repository's archive)
     return into, (into / "docs" / "bi.md").read_text("utf-8")
 
 

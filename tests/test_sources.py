@@ -278,3 +278,42 @@ def test_a_switch_that_changes_no_description_still_records_the_new_language(
     sim.data.set_code(1, "001", "Done")
     after = sync(en, engine)
     assert after.total("updated") == 1 and after.total("relabelled") == 0
+
+
+def test_sources_on_one_server_share_its_concurrency_bound(
+    make_simulator: Any, database_url: str, engine: Engine
+) -> None:
+    from obs_sync.simulator import Fault
+
+    sim = make_simulator()
+    sim.faults.add(Fault(kind="slow", delay_seconds=0.05, times=None))
+    config = config_of(
+        database_url,
+        source_config_dict(sim, "zh", max_concurrency=2),
+        # The lowest bound of the server's sources holds for all of them.
+        source_config_dict(sim, "en", locale="en_US", max_concurrency=3),
+    )
+    assert sync(config, engine).exit_code == 0
+    assert sim.stats.max_in_flight == 2
+
+
+def test_sources_on_one_server_share_its_rate_limiter(
+    simulator: Simulator, second_simulator: Simulator, database_url: str
+) -> None:
+    from obs_sync.engine.run import _clients, run_keys
+
+    config = config_of(
+        database_url,
+        source_config_dict(simulator, "a", max_requests_per_second=5),
+        source_config_dict(simulator, "b", locale="en_US", max_requests_per_second=8),
+        source_config_dict(second_simulator, "c", SECOND_KEY, max_requests_per_second=8),
+    )
+    clients, lanes = _clients(config, run_keys(config, None, None), None)
+    try:
+        assert clients["a"]._limiter is clients["b"]._limiter  # one server: one limit
+        assert clients["c"]._limiter is not clients["a"]._limiter
+        assert clients["a"]._limiter.rate == 5  # the lowest of the server's sources
+        assert [lane.server.base_url for lane in lanes] == [simulator.url, second_simulator.url]
+    finally:
+        for client in clients.values():
+            client.close()

@@ -8,7 +8,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from obs_sync import __version__, logcontext
@@ -134,10 +134,7 @@ class Prepared:
                 )
                 self.heartbeat = Heartbeat(store, self.handle, interval).start()
                 self.log_run.resolve(self.handle.run_id)
-                with self.pool.connection() as connection:
-                    self.source_state = prepare_sources(
-                        connection, schema, self.handle.run_id, self.sources, self.switch_locale
-                    )
+                self.source_state = self._sources(prepare_sources, self.handle.run_id)
                 for name, old, new in self.source_state.switched:
                     log.warning(
                         "source %s: locale switched from %s to %s (recorded once; its "
@@ -153,6 +150,21 @@ class Prepared:
             self.error = error
         finally:
             self.ready.set()
+
+    def _sources(self, prepare: Callable[..., SourceState], run_id: int) -> SourceState:
+        """The sources' locales checked and recorded (store/sources.py); a pooled connection
+        found dead (the server ended it: a restart) is dropped and the check made again."""
+        import psycopg  # (loaded by now: the pool is psycopg's)
+
+        assert self.pool is not None
+        schema = self.config.database.schema_
+        args = (schema, run_id, self.sources, self.switch_locale)
+        try:
+            with self.pool.connection() as connection:
+                return prepare(connection, *args)
+        except psycopg.OperationalError:
+            with self.pool.connection() as connection:
+                return prepare(connection, *args)
 
     def _migrate(self, schema: str) -> bool:
         """Check the schema version with one query; only a schema behind pays for Alembic.

@@ -101,12 +101,19 @@ class RunRecords:
                 assert row is not None
                 run_id, started_at = row
                 self._observe(started_at)
-            abandoned = connection.execute(
-                self.sql.abandon, self._abandon_params(run_id, hostname, pid, heartbeat_seconds)
-            ).fetchall()
         except BaseException:
             lease.discard()  # closing the session also frees the lock
             raise
+        try:
+            abandoned = connection.execute(
+                self.sql.abandon, self._abandon_params(run_id, hostname, pid, heartbeat_seconds)
+            ).fetchall()
+        except psycopg.OperationalError as error:
+            # The run's row is committed: a connection lost now (a database restart) is
+            # what the heartbeat repairs (it takes the liveness lock again); the dead runs
+            # are marked by the next run or reader.
+            log.warning("could not look for dead runs (the next run does): %s", error)
+            abandoned = []
         gone = [str(row[0]) for row in abandoned if not row[1]]
         lost = [str(row[0]) for row in abandoned if row[1]]
         if gone:
