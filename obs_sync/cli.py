@@ -19,6 +19,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from obs_sync.commands.options import code_list_option
 from obs_sync.config import (
     VDN_MAX,
     Config,
@@ -182,21 +183,22 @@ def main(ctx: click.Context) -> None:
 @source_option("The source to ask (required with several sources)")
 @vdn_option("The VDN (one; any id, configured or not)", required=True)
 @format_option
+@code_list_option
 @config_option
 @click.pass_context
-def fetch(ctx: click.Context, sources: tuple[str, ...], vdn_ids: list[int], fmt: str) -> None:
-    """Print one VDN's result codes as fetched from iSales (nothing is stored)."""
+def fetch(
+    ctx: click.Context, sources: tuple[str, ...], vdn_ids: list[int], fmt: str, code_list: str
+) -> None:
+    """Print one VDN's result codes (or --code-list) as fetched from iSales; nothing stored."""
     if len(vdn_ids) > 1:
         # Silently keeping the last of several would answer another question than asked.
         raise UsageError(
             f"--vdn names {len(vdn_ids)} VDNs ({id_ranges(vdn_ids)}): fetch prints one VDN per call"
         )
-    if len(sources) > 1:
-        raise UsageError(f"--source names {len(sources)} sources: fetch asks one per call")
     config = get_config(ctx, database=False)
     from obs_sync.commands.fetch import run_fetch
 
-    sys.exit(run_fetch(config, vdn_ids[0], fmt, sources[0] if sources else None))
+    sys.exit(run_fetch(config, vdn_ids[0], fmt, sources, code_list))
 
 
 @main.command(short_help="Serve the bundled iSales simulator.")

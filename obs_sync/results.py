@@ -359,12 +359,12 @@ class RunResult:
     dry_run: bool = False
     notes: list[str] = field(default_factory=list)  # said once to the operator (CLI prints)
     record_error: str | None = None  # the run's own record could not be closed
+    code_lists: list[Any] = field(default_factory=list)  # code_list_diff.ListResult each
 
     @property
     def exit_code(self) -> int:
-        """0 when every VDN succeeded or was left to another process holding it, and the
-        run's record was closed; else 1."""
-        ok = self.record_error is None and all(vdn.ok for vdn in self.vdns)
+        """0 when each VDN and code list succeeded or was left to others, and the record closed."""
+        ok = self.record_error is None and all(r.ok for r in [*self.vdns, *self.code_lists])
         return EXIT_OK if ok else EXIT_FAILED
 
     def total(self, name: str) -> int:

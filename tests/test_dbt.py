@@ -79,6 +79,10 @@ def run_dbt(dbt: Path, command: list[str], env: dict[str, str], tmp: Path) -> tu
     return done.returncode, done.stdout + done.stderr
 
 
+# Every code list (migration 0007), so its tables are tested too.
+LISTS = ["obs_result_codes", "display_results", "business_results"]
+
+
 def test_dbt_sources_freshness_and_tests_on_a_synced_database(
     dbt: Path,
     simulator: Simulator,
@@ -91,9 +95,16 @@ def test_dbt_sources_freshness_and_tests_on_a_synced_database(
     config = parse_config(
         {
             "sources": [
-                source_config_dict(simulator, "zh", vdn_ids=[1, 2, 3], max_retries=0),
                 source_config_dict(
-                    simulator, "en", vdn_ids=[1, 2, 3], max_retries=0, locale="en_US"
+                    simulator, "zh", vdn_ids=[1, 2, 3], max_retries=0, code_lists=LISTS
+                ),
+                source_config_dict(
+                    simulator,
+                    "en",
+                    vdn_ids=[1, 2, 3],
+                    max_retries=0,
+                    locale="en_US",
+                    code_lists=LISTS,
                 ),
             ],
             "database": {"url": database_url, "schema": TEST_SCHEMA},
@@ -140,6 +151,9 @@ def test_dbt_sources_freshness_and_tests_on_a_synced_database(
             "source_relationships_obs_sync_sync_run_vdn_source_vdn_id",
             "source_unique_obs_sync_source_source",
             "source_unique_obs_sync_locale_switch_id",
+            "source_unique_obs_sync_display_result_history_id",  # migration 0007
+            "source_unique_obs_sync_business_result_history_id",
+            "source_not_null_obs_sync_display_result_source",
         ):
             assert f"PASS {test}" in output, (test, output)
 
@@ -160,6 +174,7 @@ def test_dbt_sources_freshness_and_tests_on_a_synced_database(
         assert code_ != 0, output
         assert "ERROR STALE freshness of obs_sync.vdn" in output, output
         assert "PASS freshness of obs_sync.sync_run" in output  # runs still happen
+        assert "PASS freshness of obs_sync.sync_run_code_list" in output
         code_, output = run_dbt(dbt, ["test"], env, tmp_path)
         assert code_ == 0, output  # the data itself is still consistent
     finally:

@@ -10,6 +10,7 @@ database authentication, ...).
 from __future__ import annotations
 
 import errno
+import functools
 import socket
 import urllib.error
 import urllib.request
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from obs_sync.code_lists import DISPLAY_RESULTS, OBS_RESULT_CODES
 from obs_sync.config import Config, SourceConfig
 from obs_sync.daemon.schedule import ScheduleError, make_trigger
 from obs_sync.db.embedded import EmbeddedError
@@ -29,6 +31,7 @@ from obs_sync.db.server import server_version
 from obs_sync.db.url import describe_database
 from obs_sync.errors import one_line
 from obs_sync.isales.client import ISalesClient
+from obs_sync.isales.code_list_parse import LIST_FIELDS, Notes, list_page
 from obs_sync.isales.diagnosis import setup_fix
 from obs_sync.isales.errors import (
     AUTH_ADVICE,
@@ -38,6 +41,8 @@ from obs_sync.isales.errors import (
     TransportError,
     VendorError,
 )
+from obs_sync.isales.events import Counters
+from obs_sync.isales.vendor import BUSINESS_RESULTS_PATH, DISPLAY_RESULTS_PATH
 from obs_sync.observability import redactor_for
 from obs_sync.text import escape_controls, plural
 
@@ -225,6 +230,39 @@ def check_isales(config: Config, source: SourceConfig | None = None) -> CheckRes
     )
 
 
+def code_list_checks(config: Config) -> list[Callable[[], CheckResult]]:
+    """One signed request per other code list a source syncs (display_results: the list
+    page; business_results: its page), for the source's first VDN."""
+    return [
+        functools.partial(_check_list, config, source, name)
+        for source in config.sources
+        for name in source.code_lists
+        if name != OBS_RESULT_CODES
+    ]
+
+
+def _check_list(config: Config, source: SourceConfig, name: str) -> CheckResult:
+    vdn = source.vdn_list[0]
+    label = name if len(config.sources) == 1 else f"{name}:{source.name}"  # as isales:NAME
+    path = (DISPLAY_RESULTS_PATH if name == DISPLAY_RESULTS else BUSINESS_RESULTS_PATH).format(
+        vdn_id=vdn
+    )
+    quick = source.model_copy(update={"max_retries": min(source.max_retries, 1)})
+    try:
+        with ISalesClient(quick) as client:
+            total, _ = client.fetch_json(
+                vdn,
+                f"{client.wire.base_url}{path}?pageSize=1&pageNum=1",
+                f"{name} page 1",
+                lambda body: list_page(vdn, f"{name} page 1", body, Notes(), LIST_FIELDS),
+                Counters(),
+            )
+    except Exception as error:
+        detail = redactor_for(config)(one_line(error))
+        return CheckResult(label, False, detail, _isales_fix(error, source.base_url))
+    return CheckResult(label, True, f"signed request for VDN {vdn} accepted: totalCount {total}")
+
+
 def check_metrics(config: Config) -> CheckResult:
     """Can ``obs-sync run`` listen on metrics.host:metrics.port? (It refuses to start if not.)"""
     host, port = config.metrics.host, config.metrics.port
@@ -277,6 +315,7 @@ def run_checks(
         lambda: check_config(config, path),
         lambda: check_database(config),
         *(lambda source=source: check_isales(config, source) for source in config.sources),
+        *code_list_checks(config),  # display and business results, when configured
         lambda: check_metrics(config),
     ]
     for check in checks:

@@ -2,32 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import click
 
-from obs_sync.commands.selection import chosen_sources
+from obs_sync.code_lists import OBS_RESULT_CODES
+from obs_sync.commands.selection import fetch_source
 from obs_sync.commands.table import table_lines
 from obs_sync.config import Config
-from obs_sync.errors import EXIT_FAILED, EXIT_OK, UsageError
+from obs_sync.errors import EXIT_FAILED, EXIT_OK
 from obs_sync.isales.client import ISalesClient
 from obs_sync.observability import setup_logging_for
 from obs_sync.results import label
 from obs_sync.text import escape_controls, json_text, plural
 
 
-def run_fetch(config: Config, vdn_id: int, fmt: str, source: str | None = None) -> int:
+def run_fetch(
+    config: Config,
+    vdn_id: int,
+    fmt: str,
+    sources: Sequence[str] = (),
+    code_list: str = OBS_RESULT_CODES,
+) -> int:
     """Print the codes (table or JSON lines) and a summary on stderr; the exit code.
 
-    ``source``: the source to ask (``--source``); required once several are configured."""
-    if source is not None:
-        chosen = chosen_sources(config, [source])[0]
-    elif len(config.sources) == 1:
-        chosen = config.sources[0]
-    else:
-        names = ", ".join(s.name for s in config.sources)
-        raise UsageError(
-            f"--source: {len(config.sources)} sources are configured ({names}): name the one "
-            "to ask, e.g. --source " + config.sources[0].name
-        )
+    ``sources``: the source to ask (``--source``, once); required once several are configured.
+    ``code_list``: another list (display or business results): commands/fetch_lists.py."""
+    if code_list != OBS_RESULT_CODES:
+        from obs_sync.commands.fetch_lists import run_fetch_list  # (it imports this module)
+
+        return run_fetch_list(config, sources, vdn_id, code_list, fmt)
+    chosen = fetch_source(config, sources)
     setup_logging_for(config)  # retries and incomplete-snapshot warnings go to stderr
     with ISalesClient(chosen) as client:
         snapshot = client.fetch_snapshot(vdn_id)

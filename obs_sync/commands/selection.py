@@ -48,3 +48,19 @@ def check_configured(config: Config, names: Sequence[str], vdn_ids: Sequence[int
             f"--vdn {id_ranges(unknown)}: not in {where}; add it to the configuration to "
             "sync it (only configured VDNs are kept fresh)"
         )
+
+
+def fetch_source(config: Config, sources: Sequence[str]) -> SourceConfig:
+    """The source ``--source`` names (once); without it the only one (UsageError with
+    several)."""
+    if len(sources) > 1:
+        raise UsageError(f"--source names {len(sources)} sources: fetch asks one per call")
+    if sources:
+        return chosen_sources(config, sources)[0]
+    if len(config.sources) == 1:
+        return config.sources[0]
+    names = ", ".join(s.name for s in config.sources)
+    raise UsageError(
+        f"--source: {len(config.sources)} sources are configured ({names}): name the one "
+        "to ask, e.g. --source " + config.sources[0].name
+    )

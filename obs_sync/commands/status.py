@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from obs_sync.commands.selection import chosen_sources, vdns_key
+from obs_sync.commands.status_lists import lists_table, read_lists, with_lists
 from obs_sync.commands.table import table_lines
 from obs_sync.config import Config, MetricsConfig
 from obs_sync.errors import EXIT_OK, UsageError
@@ -375,5 +376,8 @@ def run_status_command(
         database=database,
         selected_sources=list(sources) or None,
     )
-    click.echo(format_json(view) if fmt == "json" else format_table(view))
+    lists = read_lists(config, vdn_ids, sources)  # display and business results
+    click.echo(with_lists(format_json(view), lists) if fmt == "json" else format_table(view))
+    if fmt != "json" and lists:
+        click.echo(lists_table(lists))
     return EXIT_OK

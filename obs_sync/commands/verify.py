@@ -15,6 +15,7 @@ import click
 
 from obs_sync.commands.selection import chosen_sources
 from obs_sync.commands.table import table_lines
+from obs_sync.commands.verify_lists import compare_lists_upstream
 from obs_sync.db.engine import make_engine
 from obs_sync.diff import StoredCode, compute_changes
 from obs_sync.isales.client import ISalesClient
@@ -86,6 +87,9 @@ def run_verify(
                 keys = [(chosen[0].name, vdn) for vdn in vdn_ids]
             report = compare_upstream(config, engine, keys)
             findings = sorted(findings + report.findings, key=Finding.sort_key)
+            # Display and business results, for the sources that sync them.
+            listed = compare_lists_upstream(config, engine, keys)
+            findings = sorted(findings + listed, key=Finding.sort_key)
     finally:
         engine.dispose()
     click.echo(

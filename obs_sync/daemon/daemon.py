@@ -141,6 +141,9 @@ class Daemon:
         finished = self.clock()
         self.health.record_run_finished(finished)
         if metrics is not None:
+            # Display and business results (a RunResult's; stand-in jobs may have none).
+            for listed in getattr(result, "code_lists", ()):
+                metrics.on_code_list(listed)
             metrics.on_run(result.status, time.monotonic() - started, finished)
         # The run's result line (with its fields) is logged by the run itself (engine/report.py).
 

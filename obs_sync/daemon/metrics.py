@@ -29,6 +29,7 @@ from prometheus_client import (
 )
 
 from obs_sync import __version__
+from obs_sync.code_list_diff import ListResult
 from obs_sync.health import Health
 from obs_sync.isales.events import OUTCOMES, RequestEvent
 from obs_sync.results import DEFAULT_SOURCE, FAILING, VDN_STATUSES, VdnKey, VdnResult
@@ -129,6 +130,19 @@ class Metrics:
             "(recorded as skipped).",
             registry=r,
         )
+        self.code_list_results = Counter(
+            "obs_sync_code_list_results",
+            "Results of the other code lists (code_list: display_results, business_results) "
+            "per VDN, by source and status.",
+            ["source", "code_list", "status"],
+            registry=r,
+        )
+        self.code_lists_failing = Gauge(
+            "obs_sync_code_lists_failing",
+            "VDNs whose latest result for a code list was failed, incomplete or guarded.",
+            ["source", "code_list"],
+            registry=r,
+        )
         self.healthy = Gauge(
             "obs_sync_healthy",
             "1 while /healthz answers 200, else 0 (absent when the endpoint is off).",
@@ -139,6 +153,7 @@ class Metrics:
         for status in ("succeeded", "failed", "stopped", "error", "abandoned"):
             self.runs.labels(status)
         self._failing: set[VdnKey] = set()
+        self._lists_failing: set[tuple[str, str, int]] = set()  # (source, code_list, vdn)
         self._empty: set[VdnKey] = set()
         self._sources: set[str] = set()
         self._deadline_hit = False  # in the run in flight, a VDN was skipped at the deadline
@@ -222,6 +237,18 @@ class Metrics:
             elif result.skip_reason == "deadline":
                 self._deadline_hit = True
             self._set_counts()
+
+    def on_code_list(self, result: ListResult) -> None:
+        """One list of one VDN (engine/code_lists.py): its result, and whether it fails."""
+        source, name = result.source, result.code_list
+        self.code_list_results.labels(source, name, result.status).inc()
+        with self._lock:
+            if result.status == "succeeded":
+                self._lists_failing.discard((source, name, result.vdn_id))
+            elif result.status in FAILING:
+                self._lists_failing.add((source, name, result.vdn_id))
+            failing = sum(1 for s, n, _ in self._lists_failing if (s, n) == (source, name))
+            self.code_lists_failing.labels(source, name).set(failing)
 
     def on_run(self, status: str, seconds: float, finished_at: datetime) -> None:
         self.runs.labels(status).inc()

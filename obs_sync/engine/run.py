@@ -242,6 +242,12 @@ def _run(
         ordered = sorted([*run.results.values(), *unstarted], key=lambda r: position[r.key])
         status = run_status(ordered)
         notes = list(prepared.notes)
+        failing_lists = run.lists.failing()  # display and business results (code_lists.py)
+        if failing_lists and status == "succeeded":
+            status = "failed"
+        notes += [result.line() for result in failing_lists]
+        if dry_run and any(run.lists.wanted.values()):
+            notes.append("dry run: the other code lists (display, business results) not fetched")
         record_error: str | None = None
         if handle is not None:
             started_at = handle.started_at
@@ -275,6 +281,7 @@ def _run(
             dry_run=dry_run,
             notes=notes,
             record_error=record_error,
+            code_lists=run.lists.results,
         )
         log_run(outcome)
         if interrupted is not None:

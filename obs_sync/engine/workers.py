@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 from obs_sync import logcontext
 from obs_sync.db.errors import is_database_error
+from obs_sync.engine.code_lists import CodeLists, FetchedList
 from obs_sync.engine.prepare import Aborted, Prepared
 from obs_sync.engine.report import log_result
 from obs_sync.engine.slots import FetchSlots
@@ -114,6 +115,7 @@ class Workers:
             for index, source in enumerate(config.sources)
         }
         self.locales = {source.name: source.effective_locale for source in config.sources}
+        self.lists = CodeLists(config, self.redact, dry_run=dry_run)  # display, business
         # The configuration keys a source's messages name (isales.base_url of the client's
         # wording becomes sources[1].base_url for a sources: list).
         self.keys = {
@@ -165,6 +167,7 @@ class Workers:
                 while (fetched := self.fetch_next(lane)) is not None:
                     with logcontext.bind(vdn=fetched.vdn_id):
                         self.finish(self.settle(fetched))
+                        self.apply_lists(fetched)
             except Aborted:
                 with self.lock:
                     self.aborted = True
@@ -242,8 +245,14 @@ class Workers:
         started = time.monotonic()
         store = self.prepared.store_if_ready()
         at = store.now() if store is not None else None
+        client = self.clients[source]
+
+        def lists() -> tuple[FetchedList, ...]:
+            return self.lists.fetch(client, key, lambda: store.now() if store else None)
+
         try:
-            return Fetched(key, started, self.clients[source].fetch_snapshot(vdn_id), at=at)
+            snapshot = client.fetch_snapshot(vdn_id)
+            return Fetched(key, started, snapshot, at=at, lists=lists())
         except ISalesError as error:
             # What the failed fetch cost goes to the run record.
             message = self.redact(_short(error, vdn_id))
@@ -255,11 +264,26 @@ class Workers:
                 error.stats or FetchStats(),
                 getattr(error, "status", None),
             )
-            return Fetched(key, started, failure, at=at)
+            # The other lists are asked for too, unless the key was rejected or the run
+            # is ending.
+            more = () if error.kind in ("auth", "cancelled") else lists()
+            return Fetched(key, started, failure, at=at, lists=more)
         except Exception as error:  # a bug must not take the other VDNs down
             log.exception("unexpected error fetching %s", label(*key))
             failure = FetchFailure(self.redact(f"internal error: {_short(error, vdn_id)}"))
             return Fetched(key, started, failure, at=at)
+
+    def apply_lists(self, fetched: Fetched) -> None:
+        """The VDN's other code lists (engine/code_lists.py), after its result is recorded
+        (so an interrupted run never records the VDN twice); not for a refused source."""
+        if not fetched.lists or self.prepared.refused().get(fetched.key[0]) is not None:
+            return
+        try:
+            self.lists.apply(self.prepared.wait(), self.prepared.run_id, fetched.key, fetched.lists)
+        except Aborted:
+            raise
+        except Exception:  # recorded per list where possible; never the worker's end
+            log.exception("unexpected error applying the code lists of %s", label(*fetched.key))
 
     def apply(self, fetched: Fetched) -> VdnResult:
         store = self.prepared.wait()
@@ -327,6 +351,7 @@ class Fetched:
     started: float  # time.monotonic() when the fetch began
     snapshot: Snapshot | FetchFailure
     at: datetime | None = None  # the same on the database clock, if known then
+    lists: tuple[FetchedList, ...] = ()  # its other code lists
 
     @property
     def vdn_id(self) -> int:

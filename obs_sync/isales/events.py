@@ -21,3 +21,13 @@ class RequestEvent:
     status: int | None
     seconds: float
     source: str = DEFAULT_SOURCE  # the configured source whose client made the attempt
+
+
+class Counters:
+    """Mutable per-fetch request counters (one fetch runs in one thread)."""
+
+    __slots__ = ("requests", "retries")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.retries = 0

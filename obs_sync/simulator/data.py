@@ -234,6 +234,13 @@ class SimulatorData:
             return self._generate_vdn(vdn_id)
         return {}
 
+    def original_codes(self, vdn_id: int) -> list[str]:
+        """The VDN's codes as generated (or, for data given explicitly, as they are now)."""
+        with self._lock:
+            if vdn_id in self._generated:
+                return list(self._generate_vdn(vdn_id))
+            return list(self._raw(vdn_id))
+
     def vdn_ids(self) -> list[int]:
         """VDNs that have data (possibly zero codes after changes)."""
         with self._lock:

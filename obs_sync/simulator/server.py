@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 
 from obs_sync.signing import host_header
 from obs_sync.simulator.auth import verify
+from obs_sync.simulator.code_lists import ROUTE as CODE_LIST_ROUTE
+from obs_sync.simulator.code_lists import CodeLists, code_lists
 from obs_sync.simulator.control import handle as handle_control
 from obs_sync.simulator.data import DEFAULT_LOCALE, SimulatorData
 from obs_sync.simulator.endpoint import ApiRequest, Endpoint, Outcome, Reply
@@ -337,6 +339,7 @@ class Simulator:
         self.max_clock_skew_seconds = max_clock_skew_seconds
         self.log_requests = log_requests
         self.faults = FaultSet()
+        self.code_lists = CodeLists(self.data)  # display and business results
         self.stats = SimulatorStats()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -442,6 +445,9 @@ class Simulator:
 # The iSales endpoints, tried in order: a pattern on the raw path whose group "vdn" is the
 # vdnId segment, and the function answering it after the shared checks (_Handler._checked).
 # A new endpoint is a function in its own module (obs_sync.simulator.endpoint) + a line here.
-ENDPOINTS: tuple[tuple[re.Pattern[str], Endpoint], ...] = ((API_PATH, result_codes),)
+ENDPOINTS: tuple[tuple[re.Pattern[str], Endpoint], ...] = (
+    (API_PATH, result_codes),
+    (CODE_LIST_ROUTE, code_lists),  # display and business results
+)
 
 __all__ = ["DEFAULT_LOCALE", "ENDPOINTS", "Simulator"]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from obs_sync.db.url import quote_identifier
 from obs_sync.errors import ObsSyncError, UsageError
 from obs_sync.results import DEFAULT_SOURCE
+from obs_sync.store.code_list_integrity import list_findings
 from obs_sync.store.locks import lock_class
 from obs_sync.store.sql import run_alive
 from obs_sync.text import id_ranges
@@ -345,6 +346,8 @@ def _run_checks(
         statement = sql.format(s=quote_identifier(schema), **_FILTERS)
         for source, vdn_id, code, detail in connection.exec_driver_sql(statement, params):
             yield Finding(int(vdn_id), code, name, str(detail), source or DEFAULT_SOURCE)
+    for source, vdn_id, what, name, detail in list_findings(connection, schema, params):
+        yield Finding(vdn_id, what, name, detail, source)  # display and business results
 
 
 def present_codes(
