@@ -19,6 +19,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from obs_sync.commands.options import code_list_option
 from obs_sync.config import (
     VDN_MAX,
     Config,
@@ -86,6 +87,17 @@ def vdn_option(what: str, *, required: bool = False) -> Callable[[F], F]:
         required=required,
         callback=_vdn_ranges,
         help=f"{what}: {VDN_FORMS}.",
+    )
+
+
+def source_option(what: str) -> Callable[[F], F]:
+    """``--source NAME`` (repeatable), the same in every command."""
+    return click.option(
+        "--source",
+        "sources",
+        multiple=True,
+        metavar="NAME",
+        help=f"{what} (a sources[].name; repeatable).",
     )
 
 
@@ -168,12 +180,16 @@ def main(ctx: click.Context) -> None:
 
 
 @main.command(short_help="Show one VDN's codes from iSales; no writes.")
+@source_option("The source to ask (required with several sources)")
 @vdn_option("The VDN (one; any id, configured or not)", required=True)
 @format_option
+@code_list_option
 @config_option
 @click.pass_context
-def fetch(ctx: click.Context, vdn_ids: list[int], fmt: str) -> None:
-    """Print one VDN's result codes as fetched from iSales (nothing is stored)."""
+def fetch(
+    ctx: click.Context, sources: tuple[str, ...], vdn_ids: list[int], fmt: str, code_list: str
+) -> None:
+    """Print one VDN's result codes (or --code-list) as fetched from iSales; nothing stored."""
     if len(vdn_ids) > 1:
         # Silently keeping the last of several would answer another question than asked.
         raise UsageError(
@@ -182,7 +198,7 @@ def fetch(ctx: click.Context, vdn_ids: list[int], fmt: str) -> None:
     config = get_config(ctx, database=False)
     from obs_sync.commands.fetch import run_fetch
 
-    sys.exit(run_fetch(config, vdn_ids[0], fmt))
+    sys.exit(run_fetch(config, vdn_ids[0], fmt, sources, code_list))
 
 
 @main.command(short_help="Serve the bundled iSales simulator.")
@@ -214,6 +230,13 @@ def fetch(ctx: click.Context, vdn_ids: list[int], fmt: str) -> None:
     "data_path",
     type=click.Path(dir_okay=False, exists=True),
     help='JSON/YAML {"<vdn>": {"<obsCode>": "<desc>"}} instead of generated data.',
+)
+@click.option(
+    "--keys",
+    "keys_path",
+    type=click.Path(dir_okay=False, exists=True),
+    help='JSON/YAML {"<access key>": {secret_key: ..., vdn_ids: [...]}}: more keys, '
+    "each granted some VDNs (null: all).",
 )
 @click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), help="PEM certificate.")
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), help="PEM private key.")
@@ -251,7 +274,8 @@ def simulator(**options: Any) -> None:
 
 
 @main.command(short_help="Sync once and exit.")
-@vdn_option("Sync only these VDNs, of isales.vdn_ids; default: all of them")
+@source_option("Sync only this source; default: every source")
+@vdn_option("Sync only these VDNs (of the chosen sources' vdn_ids); default: all of them")
 @click.option("--dry-run", is_flag=True, help="Fetch and report what would change; write nothing.")
 @click.option("--no-migrate", is_flag=True, help="Do not apply pending database migrations.")
 @click.option(
@@ -260,14 +284,22 @@ def simulator(**options: Any) -> None:
     help="sync.max_delete_fraction for this run only, e.g. 1 to accept a real mass "
     "deletion that guarded a VDN (best with --vdn).",
 )
+@click.option(
+    "--switch-locale",
+    is_flag=True,
+    help="Accept a changed locale of the chosen sources: record the switch as one event; "
+    "the translated descriptions are relabelled, not changes (docs/semantics.md).",
+)
 @config_option
 @click.pass_context
 def sync(
     ctx: click.Context,
+    sources: tuple[str, ...],
     vdn_ids: list[int],
     dry_run: bool,
     no_migrate: bool,
     max_delete_fraction: float | None,
+    switch_locale: bool,
 ) -> None:
     """Sync once and exit."""
     config = get_config(ctx)
@@ -276,7 +308,16 @@ def sync(
         config = config.model_copy(update={"sync": guard})
     from obs_sync.commands.sync import run_sync_command
 
-    sys.exit(run_sync_command(config, vdn_ids, dry_run=dry_run, migrate=not no_migrate))
+    sys.exit(
+        run_sync_command(
+            config,
+            vdn_ids,
+            dry_run=dry_run,
+            migrate=not no_migrate,
+            sources=sources,
+            switch_locale=switch_locale,
+        )
+    )
 
 
 @main.group()
@@ -396,32 +437,44 @@ def check(ctx: click.Context) -> None:
 @main.command(short_help="Summary, then failing and stale VDNs first.")
 @format_option
 @click.option("--failing", is_flag=True, help="List only the failing VDNs (the summary stays).")
-@vdn_option("Only these VDNs (default: all of isales.vdn_ids)")
+@source_option("Only this source's VDNs")
+@vdn_option("Only these VDNs (default: every configured VDN)")
 @config_option
 @click.pass_context
-def status(ctx: click.Context, fmt: str, failing: bool, vdn_ids: list[int]) -> None:
+def status(
+    ctx: click.Context, fmt: str, failing: bool, sources: tuple[str, ...], vdn_ids: list[int]
+) -> None:
     """Show a summary (VDNs by state, the oldest success, the longest failure), the recent
     runs, and each VDN: failing, never synced, stale and empty ones first."""
     config = get_config(ctx, credentials=False)
     from obs_sync.commands.status import run_status_command
 
-    sys.exit(run_status_command(config, fmt, failing_only=failing, vdn_ids=vdn_ids))
+    sys.exit(
+        run_status_command(config, fmt, failing_only=failing, vdn_ids=vdn_ids, sources=sources)
+    )
 
 
 @main.command(short_help="Check the stored history's integrity; read-only.")
 @click.option("--upstream", is_flag=True, help="Also compare with a fresh fetch from iSales.")
+@source_option("Check only this source's VDNs")
 @vdn_option(
     "Check only these VDNs, configured or stored (default: all; --upstream: all configured)"
 )
 @format_option
 @config_option
 @click.pass_context
-def verify(ctx: click.Context, upstream: bool, vdn_ids: list[int], fmt: str) -> None:
+def verify(
+    ctx: click.Context, upstream: bool, sources: tuple[str, ...], vdn_ids: list[int], fmt: str
+) -> None:
     """Verify the stored codes and history (0 all holds, 1 findings listed, 2 usage)."""
     config = get_config(ctx, credentials=upstream)
     from obs_sync.commands.verify import run_verify
 
-    sys.exit(run_verify(config, vdn_ids=list(vdn_ids) or None, upstream=upstream, fmt=fmt))
+    sys.exit(
+        run_verify(
+            config, vdn_ids=list(vdn_ids) or None, upstream=upstream, fmt=fmt, sources=sources
+        )
+    )
 
 
 @main.command(short_help="One-command demo: simulator + embedded DB.")

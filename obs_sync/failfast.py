@@ -21,13 +21,25 @@ from typing import Literal
 
 TripReason = Literal["auth_rejected", "unreachable"]
 
-AUTH_FIX = (
-    "fix isales.access_key/isales.secret_key (and check the host clock), then run again; "
-    "`obs-sync check` tests one request"
-)
-UNREACHABLE_FIX = (
-    "check that the iSales server is up and isales.base_url is right; the next run probes it again"
-)
+
+def auth_fix(keys: str = "isales") -> str:
+    """What to do about rejected credentials; ``keys``: the source's configuration keys
+    (``isales``, or ``sources[1]``)."""
+    return (
+        f"fix {keys}.access_key/{keys}.secret_key (and check the host clock), then run "
+        "again; `obs-sync check` tests one request"
+    )
+
+
+def unreachable_fix(keys: str = "isales") -> str:
+    return (
+        f"check that the iSales server is up and {keys}.base_url is right; the next run "
+        "probes it again"
+    )
+
+
+AUTH_FIX = auth_fix()
+UNREACHABLE_FIX = unreachable_fix()
 
 
 @dataclass(frozen=True)
@@ -41,7 +53,15 @@ class Trip:
 class FailFast:
     """Counts a run's fetch outcomes against the thresholds; ``trip`` once one is reached."""
 
-    def __init__(self, max_auth_failures: int, max_unreachable_vdns: int) -> None:
+    def __init__(
+        self,
+        max_auth_failures: int,
+        max_unreachable_vdns: int,
+        *,
+        keys: str = "isales",
+    ) -> None:
+        """``keys``: the source's configuration keys (isales, sources[1]), for the fix."""
+        self.keys = keys
         self.max_auth_failures = max_auth_failures
         self.max_unreachable_vdns = max_unreachable_vdns
         self.auth_failures = 0
@@ -66,13 +86,13 @@ class FailFast:
                 "auth_rejected",
                 f"not attempted: the server rejected this run's credentials "
                 f"{self.auth_failures} times (sync.max_auth_failures = "
-                f"{self.max_auth_failures}); {AUTH_FIX}",
+                f"{self.max_auth_failures}); {auth_fix(self.keys)}",
             )
         elif self.unreachable_streak >= self.max_unreachable_vdns:
             self.trip = Trip(
                 "unreachable",
                 f"not attempted: the iSales server could not be reached for "
                 f"{self.unreachable_streak} VDNs in a row (sync.max_unreachable_vdns = "
-                f"{self.max_unreachable_vdns}); {UNREACHABLE_FIX}",
+                f"{self.max_unreachable_vdns}); {unreachable_fix(self.keys)}",
             )
         return self.trip

@@ -10,6 +10,10 @@ Rules (documented in docs/operations.md):
   deadline computed from the daemon's start has not passed;
 * otherwise ``unhealthy`` with a short reason.
 
+The verdict is also given per source (``Health.sources``, ``/healthz?source=NAME``): a run
+covers every source, so an overdue run makes each of them unhealthy; a VDN failing too
+long makes its own source unhealthy (and the whole daemon, whose verdict is the worst).
+
 A VDN is *failing* from its first ``failed``, ``incomplete`` or ``guarded`` result until its
 next ``succeeded`` one; ``skipped`` (shutdown, run deadline, another replica holding the
 VDN's lock) neither starts nor ends a streak. A run that could not start at all (database
@@ -20,21 +24,29 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from obs_sync.results import FAILING
+from obs_sync.results import DEFAULT_SOURCE, FAILING, VdnKey
 from obs_sync.text import duration, plural
 
 HealthStatus = Literal["ok", "starting", "unhealthy"]
+
+
+def vdn_name(key: VdnKey) -> str:
+    """``VDN 3``, or ``VDN 3 of source north`` for a source other than ``default``."""
+    source, vdn_id = key
+    return f"VDN {vdn_id}" if source == DEFAULT_SOURCE else f"VDN {vdn_id} of source {source}"
 
 
 @dataclass(frozen=True)
 class Health:
     status: HealthStatus
     reason: str
+    # Per configured source, its own verdict (empty: not broken down).
+    sources: tuple[tuple[str, Health], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -44,8 +56,17 @@ class Health:
     def http_status(self) -> int:
         return 200 if self.ok else 503
 
+    def source(self, name: str) -> Health | None:
+        return dict(self.sources).get(name)
+
+    def as_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": self.status, "reason": self.reason}
+        if self.sources:
+            body["sources"] = {name: h.as_dict() for name, h in self.sources}
+        return body
+
     def to_json(self) -> bytes:
-        return json.dumps({"status": self.status, "reason": self.reason}).encode()
+        return json.dumps(self.as_dict()).encode()
 
 
 @dataclass
@@ -59,7 +80,7 @@ class Failure:
 class HealthState:
     started_at: datetime
     last_finished_at: datetime | None = None
-    failing: dict[int, Failure] = field(default_factory=dict)
+    failing: dict[VdnKey, Failure] = field(default_factory=dict)
     # Runs found abandoned (their process is gone) since this daemon's last finished run.
     abandoned: str | None = None
 
@@ -74,14 +95,27 @@ def evaluate(
     *,
     due: Callable[[datetime], datetime],
     max_failing: timedelta,
+    sources: Sequence[str] = (),
 ) -> Health:
-    """The verdict for ``state`` at ``now``.
+    """The verdict for ``state`` at ``now``, broken down by ``sources`` (the configured
+    ones; a source with failing VDNs that is not listed is added).
 
     ``due(t)`` is when a run is overdue if the last one finished (or the daemon started)
     at ``t``. Runs found abandoned are said in a healthy verdict's reason (the unhealthy
     ones say what is wrong first).
     """
-    verdict = _evaluate(state, now, due=due, max_failing=max_failing)
+    verdict = _with_abandoned(state, _evaluate(state, now, due=due, max_failing=max_failing))
+    if not sources:
+        return verdict
+    names = list(dict.fromkeys([*sources, *sorted({s for s, _ in state.failing})]))
+    per_source = tuple(
+        (name, _with_abandoned(state, _evaluate(state, now, due, max_failing, name)))
+        for name in names
+    )
+    return Health(verdict.status, verdict.reason, per_source)
+
+
+def _with_abandoned(state: HealthState, verdict: Health) -> Health:
     if verdict.ok and state.abandoned:
         reason = f"{verdict.reason}; {state.abandoned}" if verdict.reason else state.abandoned
         return Health(verdict.status, reason)
@@ -91,10 +125,14 @@ def evaluate(
 def _evaluate(
     state: HealthState,
     now: datetime,
-    *,
     due: Callable[[datetime], datetime],
     max_failing: timedelta,
+    source: str | None = None,
 ) -> Health:
+    """The verdict of every source (``source`` None) or of one."""
+    failing = {
+        key: failure for key, failure in state.failing.items() if source is None or key[0] == source
+    }
     if state.last_finished_at is None:
         deadline = due(state.started_at)
         if now > deadline:
@@ -109,24 +147,23 @@ def _evaluate(
                 f"(overdue since {deadline:%Y-%m-%dT%H:%M:%S%z})",
             )
     too_long = sorted(
-        (vdn, failure)
-        for vdn, failure in state.failing.items()
-        if now - failure.since > max_failing
+        (key, failure) for key, failure in failing.items() if now - failure.since > max_failing
     )
     if too_long:
-        vdn, failure = min(too_long, key=lambda item: item[1].since)
+        key, failure = min(too_long, key=lambda item: item[1].since)
         more = len(too_long) - 1
         others = f" (and {plural(more, 'more VDN')})" if more else ""
         error = f": {failure.error}" if failure.error else ""
         return Health(
-            "unhealthy", f"VDN {vdn} failing for {_minutes(now - failure.since)}{others}{error}"
+            "unhealthy",
+            f"{vdn_name(key)} failing for {_minutes(now - failure.since)}{others}{error}",
         )
     if state.last_finished_at is None:
         return Health("starting", "waiting for the first run to finish")
-    if state.failing:
+    if failing:
         return Health(
             "ok",
-            f"{plural(len(state.failing), 'VDN')} failing, for less than {_minutes(max_failing)}",
+            f"{plural(len(failing), 'VDN')} failing, for less than {_minutes(max_failing)}",
         )
     return Health("ok", "")
 
@@ -141,41 +178,46 @@ class HealthTracker:
         due: Callable[[datetime], datetime],
         max_failing: timedelta,
         clock: Callable[[], datetime],
+        sources: Sequence[str] = (DEFAULT_SOURCE,),
     ) -> None:
+        """``sources``: the configured source names, each given its own verdict."""
         self._state = HealthState(started_at=started_at)
+        self._sources = tuple(sources)
         self._due = due
         self._max_failing = max_failing
         self._clock = clock
         self._lock = threading.Lock()
 
-    def record_vdn(self, vdn_id: int, status: str, error: str | None, at: datetime) -> None:
+    def record_vdn(self, key: VdnKey, status: str, error: str | None, at: datetime) -> None:
+        """One VDN's result; ``key`` is (source, vdn_id) (``VdnResult.key``)."""
         with self._lock:
             if status == "succeeded":
-                self._state.failing.pop(vdn_id, None)
+                self._state.failing.pop(key, None)
             elif status in FAILING:
-                current = self._state.failing.get(vdn_id)
+                current = self._state.failing.get(key)
                 if current is None:
-                    self._state.failing[vdn_id] = Failure(since=at, count=1, error=error)
+                    self._state.failing[key] = Failure(since=at, count=1, error=error)
                 else:
                     current.count += 1
                     current.error = error or current.error
 
-    def seed_failing(self, failures: Mapping[int, Failure]) -> None:
+    def seed_failing(self, failures: Mapping[VdnKey, Failure]) -> None:
         """Streaks recorded before this process started (read from the run records), so a
         restart, or a crash loop, does not hide a VDN that has been failing for days."""
         with self._lock:
-            for vdn_id, failure in failures.items():
-                current = self._state.failing.get(vdn_id)
+            for key, failure in failures.items():
+                current = self._state.failing.get(key)
                 if current is None:
-                    self._state.failing[vdn_id] = failure
+                    self._state.failing[key] = failure
                 elif failure.since < current.since:  # e.g. after runs with the database down
                     current.since = failure.since
                     current.count = max(current.count, failure.count)
 
-    def record_run_error(self, vdn_ids: Iterable[int], error: str, at: datetime) -> None:
-        """A run that could not sync anything (e.g. the database is down)."""
-        for vdn_id in vdn_ids:
-            self.record_vdn(vdn_id, "failed", error, at)
+    def record_run_error(self, keys: Iterable[VdnKey], error: str, at: datetime) -> None:
+        """A run that could not sync anything (e.g. the database is down): every
+        configured (source, vdn_id) failed."""
+        for key in keys:
+            self.record_vdn(key, "failed", error, at)
         self.record_run_finished(at)
 
     def record_run_finished(self, at: datetime) -> None:
@@ -191,14 +233,19 @@ class HealthTracker:
                 f"run {ids} abandoned at {at:%Y-%m-%dT%H:%M:%S%z}: its process is gone"
             )
 
-    def failing(self) -> dict[int, Failure]:
+    def failing(self) -> dict[VdnKey, Failure]:
         with self._lock:
             return {
-                vdn: Failure(f.since, f.count, f.error) for vdn, f in self._state.failing.items()
+                key: Failure(f.since, f.count, f.error) for key, f in self._state.failing.items()
             }
 
     def check(self) -> Health:
+        """The daemon's verdict, with each configured source's own."""
         with self._lock:
             return evaluate(
-                self._state, self._clock(), due=self._due, max_failing=self._max_failing
+                self._state,
+                self._clock(),
+                due=self._due,
+                max_failing=self._max_failing,
+                sources=self._sources,
             )

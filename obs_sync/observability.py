@@ -45,7 +45,7 @@ _STANDARD_ATTRS = frozenset(
 
 def config_secrets(config: Config) -> list[str]:
     """The secret values in ``config`` that must never appear in output."""
-    secrets = [config.isales.secret_key.get_secret_value()]
+    secrets = [source.secret_key.get_secret_value() for source in config.sources]
     url = config.database.url.get_secret_value()
     if url:
         password = urlsplit(url).password

@@ -9,7 +9,7 @@ the database side is ready; see :mod:`obs_sync.engine`). The store reads and wri
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -42,12 +42,23 @@ SUPERSEDED_ERROR = "superseded"  # the start of the error of a superseded VDN
 STOPPED_ERROR = "not started: stop requested"
 DEADLINE_ERROR = "not started: run deadline exceeded"
 INT4_MAX = 2**31 - 1  # the run records' integer columns
+# The source (obs_sync.config: one iSales server and key, in one locale) of a configuration
+# written with the single ``isales:`` section, and of every row stored before sources existed.
+DEFAULT_SOURCE = "default"
+VdnKey = tuple[str, int]  # (source, vdn_id): what identifies a VDN everywhere
+
+
+def label(source: str, vdn_id: int) -> str:
+    """How messages name a VDN: ``VDN 3``, or ``VDN 3 of north`` for a source other than
+    default (a configuration with one isales: section reads as it always did)."""
+    return f"VDN {vdn_id}" if source == DEFAULT_SOURCE else f"VDN {vdn_id} of {source}"
 
 
 @dataclass(frozen=True)
 class VdnResult:
     """One VDN of one run: what was fetched and what was applied (a ``sync_run_vdn`` row)."""
 
+    source: str  # the configured source (config.sources[].name) the VDN belongs to
     vdn_id: int
     status: VdnStatus
     started_at: datetime
@@ -58,6 +69,9 @@ class VdnResult:
     restored: int = 0
     unchanged: int = 0
     withheld: int = 0  # deletions withheld by the mass-deletion guard
+    # Descriptions replaced by their translation after the source's switch of locale (not
+    # counted in updated: docs/semantics.md, "Languages").
+    relabelled: int = 0
     pages: int = 0
     requests: int = 0
     total_count: int | None = None
@@ -69,6 +83,15 @@ class VdnResult:
     # asking, obs_sync.failfast); None otherwise.
     skip_reason: SkipReason | None = None
     error_kind: ErrorKind | None = None  # set for "failed": see ErrorKind
+
+    @property
+    def key(self) -> VdnKey:
+        return (self.source, self.vdn_id)
+
+    @property
+    def label(self) -> str:
+        """``VDN 3``, or ``VDN 3 of north`` for a source other than default (for messages)."""
+        return label(self.source, self.vdn_id)
 
     @property
     def empty(self) -> bool:
@@ -91,6 +114,7 @@ class VdnResult:
         """The result as structured log fields (documented in docs/operations.md, "Logs")."""
         return {
             "event": "vdn_result",
+            "source": self.source,
             "vdn": self.vdn_id,
             "status": self.status,
             "inserted": self.inserted,
@@ -99,6 +123,7 @@ class VdnResult:
             "restored": self.restored,
             "unchanged": self.unchanged,
             "withheld": self.withheld,
+            "relabelled": self.relabelled,
             "pages": self.pages,
             "requests": self.requests,
             "total_count": self.total_count,
@@ -116,14 +141,14 @@ class VdnResult:
 
 
 def not_started(
-    vdn_id: int, at: datetime, reason: NotStartedReason, error: str | None = None
+    source: str, vdn_id: int, at: datetime, reason: NotStartedReason, error: str | None = None
 ) -> VdnResult:
     """A VDN the run did not start: stop requested, the run's deadline passed, or the run
     stopped asking the server (``error`` then says why and what to fix)."""
     if error is None:
         error = DEADLINE_ERROR if reason == "deadline" else STOPPED_ERROR
     return VdnResult(
-        vdn_id, "skipped", started_at=at, finished_at=at, error=error, skip_reason=reason
+        source, vdn_id, "skipped", started_at=at, finished_at=at, error=error, skip_reason=reason
     )
 
 
@@ -133,9 +158,10 @@ NOT_REACHED_ERROR = (
 )
 
 
-def not_reached(vdn_id: int, at: datetime) -> VdnResult:
+def not_reached(source: str, vdn_id: int, at: datetime) -> VdnResult:
     """A VDN that no worker took although nothing asked the run to stop (a bug)."""
     return VdnResult(
+        source,
         vdn_id,
         "failed",
         started_at=at,
@@ -146,10 +172,11 @@ def not_reached(vdn_id: int, at: datetime) -> VdnResult:
 
 
 def fetch_failed(
-    vdn_id: int, started_at: datetime, finished_at: datetime, failure: FetchFailure
+    source: str, vdn_id: int, started_at: datetime, finished_at: datetime, failure: FetchFailure
 ) -> VdnResult:
     """A VDN that could not be fetched: nothing of it was written; its fetch cost is kept."""
     return VdnResult(
+        source,
         vdn_id,
         "failed",
         started_at=started_at,
@@ -170,14 +197,23 @@ class VdnPlan:
     SQL, the decisions are made here.
     """
 
+    source: str  # the source the snapshot was fetched from
     snapshot: Snapshot
     started_at: datetime  # when the fetch began, on the database clock
     max_delete_fraction: float
     max_lock_skips: int = 3  # sync.max_lock_skips
+    # The locale of the snapshot's descriptions; relabel: the VDN's stored ones are in
+    # another (the source switched language): its changed descriptions are not changes.
+    locale: str = "zh_CN"
+    relabel: bool = False
 
     @property
     def vdn_id(self) -> int:
         return self.snapshot.vdn_id
+
+    @property
+    def key(self) -> VdnKey:
+        return (self.source, self.snapshot.vdn_id)
 
     @property
     def codes(self) -> Mapping[str, str]:
@@ -189,6 +225,12 @@ class VdnPlan:
         if self.snapshot.complete:
             return None
         return self.snapshot.incomplete_reason or "reason unknown"
+
+    @property
+    def _selector(self) -> str:
+        """The command-line options that select this VDN (``--source`` unless default)."""
+        vdn = f"--vdn {self.vdn_id}"
+        return vdn if self.source == DEFAULT_SOURCE else f"--source {self.source} {vdn}"
 
     def unstorable(self) -> str | None:
         """Why PostgreSQL cannot store this snapshot (then nothing is applied), or None."""
@@ -217,6 +259,7 @@ class VdnPlan:
         stats = self.snapshot.stats
         total = stats.total_count
         return VdnResult(
+            self.source,
             self.vdn_id,
             status,
             started_at=self.started_at,
@@ -246,13 +289,14 @@ class VdnPlan:
                 f"codes are missing from a complete snapshot, more than "
                 f"sync.max_delete_fraction = {self.max_delete_fraction}; deletions withheld "
                 f"(the other changes are not held back). If the deletion is real: "
-                f"obs-sync sync --vdn {self.vdn_id} --max-delete-fraction 1"
+                f"obs-sync sync {self._selector} --max-delete-fraction 1"
             )
         return self._result(
             status,
             finished_at,
             inserted=len(changes.inserts),
-            updated=len(changes.updates),
+            updated=0 if self.relabel else len(changes.updates),
+            relabelled=len(changes.updates) if self.relabel else 0,
             deleted=len(changes.deletes),
             restored=len(changes.restores),
             unchanged=changes.unchanged,
@@ -294,39 +338,6 @@ class VdnPlan:
         return self._result("skipped", finished_at, error=error, skip_reason="superseded")
 
 
-def without_long_codes(snapshot: Snapshot, max_code_bytes: int) -> Snapshot:
-    """``snapshot`` without its codes longer than ``max_code_bytes`` (UTF-8), which cannot be
-    stored: only those codes fail. The rest is applied as an incomplete snapshot, whose
-    reason names the code, so nothing is deleted on that run."""
-    # A character is at most 4 bytes of UTF-8: the usual snapshot is cleared by its longest
-    # code's length alone, without encoding every code.
-    if 4 * max(map(len, snapshot.codes), default=0) <= max_code_bytes:
-        return snapshot
-    long = sorted(code for code in snapshot.codes if _utf8_bytes(code) > max_code_bytes)
-    if not long:
-        return snapshot
-    first = long[0]
-    shown = first if len(first) <= 40 else first[:40] + "..."
-    more = f" (and {len(long) - 1} more)" if len(long) > 1 else ""
-    reason = (
-        f"obsCode {shown!r} is {_utf8_bytes(first)} bytes, longer "
-        f"than sync.max_code_bytes = {max_code_bytes}{more}: not stored"
-    )
-    if snapshot.incomplete_reason:
-        reason = f"{snapshot.incomplete_reason}; {reason}"
-    rejected = set(long)
-    return replace(
-        snapshot,
-        codes={code: desc for code, desc in snapshot.codes.items() if code not in rejected},
-        complete=False,
-        incomplete_reason=reason,
-    )
-
-
-def _utf8_bytes(text: str) -> int:
-    return len(text.encode("utf-8", "surrogatepass"))  # a lone surrogate is failed elsewhere
-
-
 def run_status(results: Sequence[VdnResult]) -> RunStatus:
     """A finished run's status: failed if any VDN is failing, stopped if any was not tried."""
     if any(r.status in FAILING for r in results):
@@ -348,12 +359,12 @@ class RunResult:
     dry_run: bool = False
     notes: list[str] = field(default_factory=list)  # said once to the operator (CLI prints)
     record_error: str | None = None  # the run's own record could not be closed
+    code_lists: list[Any] = field(default_factory=list)  # code_list_diff.ListResult each
 
     @property
     def exit_code(self) -> int:
-        """0 when every VDN succeeded or was left to another process holding it, and the
-        run's record was closed; else 1."""
-        ok = self.record_error is None and all(vdn.ok for vdn in self.vdns)
+        """0 when each VDN and code list succeeded or was left to others, and the record closed."""
+        ok = self.record_error is None and all(r.ok for r in [*self.vdns, *self.code_lists])
         return EXIT_OK if ok else EXIT_FAILED
 
     def total(self, name: str) -> int:

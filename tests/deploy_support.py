@@ -56,6 +56,7 @@ GRAFANA_VARIABLES = {
     "$__interval": "1m",
     "$__range": "1h",
     "$instance": ".*",
+    "$source": ".*",
     "$vdn": ".*",
 }
 

@@ -153,36 +153,40 @@ def write_config(
 _INVARIANTS = {
     "two versions of a code overlap": """
         SELECT a.vdn_id, a.obs_code, a.id, b.id FROM {s}.result_code_history a
-        JOIN {s}.result_code_history b ON a.vdn_id = b.vdn_id AND a.obs_code = b.obs_code
+        JOIN {s}.result_code_history b ON a.source = b.source AND a.vdn_id = b.vdn_id
+         AND a.obs_code = b.obs_code
          AND a.id < b.id
          AND tstzrange(a.valid_from, a.valid_to) && tstzrange(b.valid_from, b.valid_to)""",
     "present code without exactly one matching open version": """
         SELECT r.vdn_id, r.obs_code FROM {s}.result_code r
         WHERE r.deleted_at IS NULL AND (
           SELECT count(*) FROM {s}.result_code_history h
-          WHERE h.vdn_id = r.vdn_id AND h.obs_code = r.obs_code AND h.valid_to IS NULL
-            AND h.obs_code_desc = r.obs_code_desc AND h.valid_from = r.updated_at) <> 1""",
+          WHERE h.source = r.source AND h.vdn_id = r.vdn_id AND h.obs_code = r.obs_code
+            AND h.valid_to IS NULL AND h.obs_code_desc = r.obs_code_desc
+            AND h.valid_from = r.updated_at) <> 1""",
     "deleted code with an open version, or last version not closed at deleted_at": """
         SELECT r.vdn_id, r.obs_code FROM {s}.result_code r
         WHERE r.deleted_at IS NOT NULL AND (
-          EXISTS (SELECT 1 FROM {s}.result_code_history h WHERE h.vdn_id = r.vdn_id
-                  AND h.obs_code = r.obs_code AND h.valid_to IS NULL)
-          OR (SELECT max(h.valid_to) FROM {s}.result_code_history h WHERE h.vdn_id = r.vdn_id
-              AND h.obs_code = r.obs_code) IS DISTINCT FROM r.deleted_at)""",
+          EXISTS (SELECT 1 FROM {s}.result_code_history h WHERE h.source = r.source
+                  AND h.vdn_id = r.vdn_id AND h.obs_code = r.obs_code AND h.valid_to IS NULL)
+          OR (SELECT max(h.valid_to) FROM {s}.result_code_history h WHERE h.source = r.source
+              AND h.vdn_id = r.vdn_id AND h.obs_code = r.obs_code)
+              IS DISTINCT FROM r.deleted_at)""",
     "first version does not start at first_seen_at": """
         SELECT r.vdn_id, r.obs_code FROM {s}.result_code r
         WHERE (SELECT min(h.valid_from) FROM {s}.result_code_history h
-               WHERE h.vdn_id = r.vdn_id AND h.obs_code = r.obs_code)
+               WHERE h.source = r.source AND h.vdn_id = r.vdn_id AND h.obs_code = r.obs_code)
               IS DISTINCT FROM r.first_seen_at""",
     "history row without a result_code row": """
         SELECT h.id FROM {s}.result_code_history h
         WHERE NOT EXISTS (SELECT 1 FROM {s}.result_code r
-                          WHERE r.vdn_id = h.vdn_id AND r.obs_code = h.obs_code)""",
+                          WHERE r.source = h.source AND r.vdn_id = h.vdn_id
+                          AND r.obs_code = h.obs_code)""",
     "consecutive versions without gap but same description, or out of order": """
         SELECT vdn_id, obs_code, id FROM (
           SELECT h.*, lead(valid_from) OVER w AS next_from, lead(obs_code_desc) OVER w AS next_desc
           FROM {s}.result_code_history h
-          WINDOW w AS (PARTITION BY vdn_id, obs_code ORDER BY valid_from)) x
+          WINDOW w AS (PARTITION BY source, vdn_id, obs_code ORDER BY valid_from)) x
         WHERE next_from IS NOT NULL AND (valid_to IS NULL OR valid_to > next_from
               OR (valid_to = next_from AND obs_code_desc = next_desc))""",
     "VDN record with impossible counts (negative, or writes by a failed/skipped VDN)": """

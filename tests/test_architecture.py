@@ -36,6 +36,8 @@ LAYERS: dict[str, int] = {
     "obs_sync.isales.vendor": 0,
     "obs_sync.isales.events": 0,
     "obs_sync.failfast": 0,
+    "obs_sync.locales": 0,
+    "obs_sync.long_codes": 0,
     # 1: the edges: the database connection side, the iSales client, logging and metrics.
     "obs_sync.db": 1,
     "obs_sync.isales": 1,

@@ -48,6 +48,14 @@ WHERE n.nspname = :schema AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
 ORDER BY 1"""
 
 
+# Migration 0007: the other code lists, their state and run records.
+CODE_LIST_RELATIONS = {
+    f"{table}{suffix}"
+    for table in ("display_result", "display_result_obs_code", "business_result")
+    for suffix in ("", "_history", "_current", "_change")
+} | {"code_list_state", "sync_run_code_list"}
+
+
 def test_every_column_of_every_table_and_view_has_a_comment(db_engine: Engine) -> None:
     migrate.upgrade(db_engine, S)
     assert rows(db_engine, UNCOMMENTED_COLUMNS, schema=S) == []
@@ -67,6 +75,9 @@ def test_every_column_of_every_table_and_view_has_a_comment(db_engine: Engine) -
         "vdn_state",
         "result_code_current",
         "result_code_change",
+        "source",  # 0006
+        "locale_switch",  # 0006
+        *CODE_LIST_RELATIONS,  # 0007
     }
     assert all(comment for _, comment in relations)
     (function_comment,) = rows(
@@ -357,6 +368,13 @@ def test_grant_reader_covers_views_function_and_registry(
                 text(f"SELECT * FROM {S}.result_code_desc_at(1, :c, now())"),
                 {"c": history["code"]},
             ).all() == [("second text",)]
+            # Migration 0006's objects: the source-taking form, the sources and switches.
+            assert connection.execute(
+                text(f"SELECT * FROM {S}.result_code_desc_at('default', 1, :c, now())"),
+                {"c": history["code"]},
+            ).all() == [("second text",)]
+            for relation in ("source", "locale_switch"):
+                connection.execute(text(f"SELECT count(*) FROM {S}.{relation}")).scalar()
     finally:
         engine.dispose()
 
@@ -472,7 +490,10 @@ def test_migration_honours_the_configured_schema(db_engine: Engine) -> None:
         "WHERE n.nspname = :s AND c.relkind = 'v' ORDER BY 1",
         s=schema,
     )
-    assert names == [("result_code_change",), ("result_code_current",)]
+    views = {"result_code_change", "result_code_current"} | {
+        name for name in CODE_LIST_RELATIONS if name.endswith(("_change", "_current"))
+    }
+    assert names == [(name,) for name in sorted(views)]
     # The function and the trigger read the configured schema, not a search_path.
     with db_engine.begin() as connection:
         run = connection.execute(

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, make_url
 
 from obs_sync.commands.demo import (
     CHANGED_CODE,
+    CHINESE,
     DEMO_CODES,
     DEMO_SCHEMA,
     NEW_CODE,
@@ -146,6 +147,10 @@ def test_bi_queries(make_simulator: Any, database_url: str) -> None:
             9: DEMO_CODES[102]["00610"],
         }
         assert {row[0]: row[4] for row in run("description at call time")} == expected
+        # Two languages: here only the source default exists (the English column); the
+        # other source's column is NULL, no call is dropped.
+        two = {row[0]: row[4:] for row in run("description at call time in two languages")}
+        assert two == {i: (None, d) for i, d in expected.items()}
         windowed = {row[0]: row[2] for row in run("description at call time in a time window")}
         assert windowed == {i: d for i, d in expected.items() if i != 6}  # 6: a day earlier
         via_function = {
@@ -209,7 +214,7 @@ def test_bi_queries(make_simulator: Any, database_url: str) -> None:
 def test_the_demo_prints_the_documented_query_with_the_documented_replacements(
     tmp_path: Path,
 ) -> None:
-    block = sql_blocks()["description at call time"]
+    block = sql_blocks()["description at call time in two languages"]
     (tmp_path / "query.sql").write_text("".join(block.splitlines(keepends=True)[1:]))
     replaced = subprocess.run(
         ["bash", "-c", demo_replacements()],
@@ -272,6 +277,11 @@ def test_every_query_runs_on_the_demos_database_as_documented(
     for description in (DEMO_CODES[ch_vdn][ch_code], ch_desc, NEW_CODE[2], "Fax tone detected."):
         assert description in at_call_time
     assert out["description at an instant"].count(ch_desc) == 1
+    # The demo's two sources side by side, as its step 7 prints them.
+    two = out["description at call time in two languages"]
+    assert "(4 rows)" in two
+    for description in (ch_desc, CHINESE[ch_desc], CHINESE[NEW_CODE[2]], "传真音"):
+        assert description in two
     # The demo only removes 00622 (as the page says): removed, not back.
     rm_code = REMOVED_CODE[1]
     removal = [line for line in out["recent removals"].splitlines() if rm_code in line]

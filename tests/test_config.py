@@ -186,9 +186,9 @@ def test_missing_required_keys_each_on_a_line() -> None:
 
 
 def test_top_level_shape_errors() -> None:
-    assert "YAML mapping with an 'isales' section" in error_of([1])
+    assert "YAML mapping with a 'sources' list or an 'isales' section" in error_of([1])
     assert error_of({**DB, "isales": None}).startswith("isales:")
-    assert error_of({}).startswith("isales: is required")
+    assert error_of({}).startswith("sources: is required")
 
 
 def test_signing_and_tls_values_are_normalized() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import typing
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,19 @@ from obs_sync.config import Config, ConfigError, load_config
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yaml"
 
 
+def _model(annotation: object) -> object:
+    """``X | None`` and ``tuple[X, ...]`` of a section model X: X (sources: [...])."""
+    for arg in typing.get_args(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return annotation
+
+
 def _keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     keys = []
     for name, field in model.model_fields.items():
         key = field.alias or name
-        annotation = field.annotation
+        annotation = _model(field.annotation)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             keys.extend(_keys(annotation, f"{prefix}{key}."))
         else:
@@ -58,7 +67,7 @@ def _numeric_fields(model: type[BaseModel], prefix: str = "") -> dict[str, list[
     fields: dict[str, list[object]] = {}
     for name, field in model.model_fields.items():
         key = f"{prefix}{field.alias or name}"
-        annotation = field.annotation
+        annotation = _model(field.annotation)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             fields.update(_numeric_fields(annotation, f"{key}."))
         elif str(annotation).replace("None", "").strip(" |") in (

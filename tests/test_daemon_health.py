@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from obs_sync.config import ScheduleConfig
 from obs_sync.daemon.schedule import ScheduleError, Timing, _crontab_days, make_trigger
-from obs_sync.health import Failure, HealthState, HealthTracker, evaluate
+from obs_sync.health import Failure, HealthState, HealthTracker, evaluate, vdn_name
 
 T0 = datetime(2024, 5, 6, 9, 0, tzinfo=timezone.utc)  # a Monday
 HOUR = timedelta(hours=1)
@@ -46,7 +47,7 @@ def test_failing_vdn_tolerated_until_max_failing() -> None:
     state = HealthState(
         started_at=T0,
         last_finished_at=T0 + timedelta(minutes=40),
-        failing={7: Failure(since=since, count=3, error="VDN 7: HTTP 503")},
+        failing={("default", 7): Failure(since=since, count=3, error="VDN 7: HTTP 503")},
     )
     status, reason = verdict(state, since + MAX_FAILING)
     assert status == "ok"
@@ -62,8 +63,8 @@ def test_names_the_longest_failing_vdn() -> None:
         started_at=T0,
         last_finished_at=T0 + HOUR,
         failing={
-            3: Failure(since=T0 + timedelta(minutes=20), count=1, error=None),
-            2: Failure(since=T0, count=1, error=None),
+            ("default", 3): Failure(since=T0 + timedelta(minutes=20), count=1, error=None),
+            ("default", 2): Failure(since=T0, count=1, error=None),
         },
     )
     status, reason = verdict(state, T0 + HOUR)
@@ -76,15 +77,17 @@ def test_tracker_streaks() -> None:
     tracker = HealthTracker(
         started_at=T0, due=every_hour, max_failing=MAX_FAILING, clock=lambda: now[0]
     )
-    tracker.record_vdn(1, "failed", "boom", T0)
-    tracker.record_vdn(1, "skipped", None, T0 + timedelta(minutes=10))  # neutral
-    tracker.record_vdn(1, "incomplete", "short", T0 + timedelta(minutes=20))
-    tracker.record_vdn(2, "guarded", "mass deletion", T0 + timedelta(minutes=20))
+    one, two = ("default", 1), ("default", 2)
+    tracker.record_vdn(one, "failed", "boom", T0)
+    tracker.record_vdn(one, "skipped", None, T0 + timedelta(minutes=10))  # neutral
+    tracker.record_vdn(one, "incomplete", "short", T0 + timedelta(minutes=20))
+    tracker.record_vdn(two, "guarded", "mass deletion", T0 + timedelta(minutes=20))
     failing = tracker.failing()
-    assert failing[1].since == T0 and failing[1].count == 2 and failing[1].error == "short"
-    assert 2 in failing
-    tracker.record_vdn(1, "succeeded", None, T0 + timedelta(minutes=30))
-    assert set(tracker.failing()) == {2}
+    assert failing[one].since == T0 and failing[one].count == 2
+    assert failing[one].error == "short"
+    assert two in failing
+    tracker.record_vdn(one, "succeeded", None, T0 + timedelta(minutes=30))
+    assert set(tracker.failing()) == {two}
     tracker.record_run_finished(T0 + timedelta(minutes=31))
     now[0] = T0 + timedelta(minutes=45)
     assert tracker.check().ok
@@ -96,9 +99,76 @@ def test_tracker_run_error_marks_every_vdn() -> None:
     tracker = HealthTracker(
         started_at=T0, due=every_hour, max_failing=MAX_FAILING, clock=lambda: T0
     )
-    tracker.record_run_error([1, 2, 3], "OperationalError: connection refused", T0)
-    assert set(tracker.failing()) == {1, 2, 3}
+    keys = [("default", 1), ("default", 2), ("north", 2)]
+    tracker.record_run_error(keys, "OperationalError: connection refused", T0)
+    assert set(tracker.failing()) == set(keys)
     assert tracker.check().status == "ok"  # a finished (failed) run, failing < max
+
+
+def test_each_source_has_its_own_verdict() -> None:
+    since = T0 + timedelta(minutes=5)
+    state = HealthState(
+        started_at=T0,
+        last_finished_at=T0 + timedelta(minutes=50),
+        failing={
+            ("north", 3): Failure(since=since, count=2, error="HTTP 401"),
+            ("south", 3): Failure(since=T0 + timedelta(minutes=50), count=1, error=None),
+        },
+    )
+    health = evaluate(
+        state, T0 + HOUR, due=every_hour, max_failing=MAX_FAILING, sources=["north", "south", "en"]
+    )
+    assert health.status == "unhealthy"  # the daemon's verdict is the worst
+    assert health.reason.startswith("VDN 3 of source north failing for 55 min: HTTP 401")
+    north, south, en = (health.source(name) for name in ("north", "south", "en"))
+    assert north is not None and north.status == "unhealthy" and north.http_status == 503
+    assert south is not None and south.status == "ok"
+    assert south.reason == "1 VDN failing, for less than 30 min"
+    assert en is not None and (en.status, en.reason) == ("ok", "")
+    assert health.source("west") is None
+    body = json.loads(health.to_json())
+    assert list(body["sources"]) == ["north", "south", "en"]
+    assert body["sources"]["north"]["status"] == "unhealthy"
+
+
+def test_an_overdue_run_makes_every_source_unhealthy() -> None:
+    state = HealthState(started_at=T0, last_finished_at=T0)
+    health = evaluate(
+        state, T0 + 3 * HOUR, due=every_hour, max_failing=MAX_FAILING, sources=["a", "b"]
+    )
+    assert [(name, h.status) for name, h in health.sources] == [
+        ("a", "unhealthy"),
+        ("b", "unhealthy"),
+    ]
+    assert all("last run finished" in h.reason for _, h in health.sources)
+
+
+def test_a_source_with_failing_vdns_but_no_longer_configured_is_still_shown() -> None:
+    state = HealthState(
+        started_at=T0,
+        last_finished_at=T0 + HOUR,
+        failing={("old", 1): Failure(since=T0, count=4, error="gone")},
+    )
+    health = evaluate(state, T0 + HOUR, due=every_hour, max_failing=MAX_FAILING, sources=["new"])
+    assert [name for name, _ in health.sources] == ["new", "old"]
+    old = health.source("old")
+    assert old is not None and old.status == "unhealthy"
+
+
+def test_the_default_source_reads_as_before() -> None:
+    assert vdn_name(("default", 7)) == "VDN 7"
+    assert vdn_name(("north", 7)) == "VDN 7 of source north"
+    tracker = HealthTracker(
+        started_at=T0, due=every_hour, max_failing=MAX_FAILING, clock=lambda: T0
+    )
+    health = tracker.check()
+    assert json.loads(health.to_json()) == {
+        "status": "starting",
+        "reason": "waiting for the first run to finish",
+        "sources": {
+            "default": {"status": "starting", "reason": "waiting for the first run to finish"}
+        },
+    }
 
 
 def test_health_json_body() -> None:

@@ -38,21 +38,22 @@ def test_restart_keeps_failure_streaks_and_last_successes(
             time.sleep(0.02)
         # No run has happened in this process, yet the streak recorded earlier counts.
         failing = daemon.health.failing()
-        assert list(failing) == [3]
-        assert "503" in (failing[3].error or "")
+        assert list(failing) == [("default", 3)]
+        assert "503" in (failing["default", 3].error or "")
         health = daemon.health.check()
         assert health.status == "unhealthy" and health.reason.startswith("VDN 3 failing for")
         assert daemon.metrics is not None
         registry = daemon.metrics.registry
         last = {
             vdn: registry.get_sample_value(
-                "obs_sync_vdn_last_success_timestamp_seconds", {"vdn": str(vdn)}
+                "obs_sync_vdn_last_success_timestamp_seconds",
+                {"source": "default", "vdn": str(vdn)},
             )
             for vdn in (1, 2, 3)
         }
         finished = {v.vdn_id: v.finished_at.timestamp() for v in first.vdns if v.finished_at}
         assert last == {1: finished[1], 2: finished[2], 3: None}
-        assert registry.get_sample_value("obs_sync_vdns_failing") == 1
+        assert registry.get_sample_value("obs_sync_vdns_failing", {"source": "default"}) == 1
     finally:
         daemon.request_shutdown("test over")
         thread.join(30)
@@ -82,7 +83,7 @@ def test_records_are_read_once_the_database_is_reachable(
             time.sleep(0.02)
         assert daemon.seeded
         # The streak started before this process, not at its first run.
-        assert daemon.health.failing()[3].since == failed_at
+        assert daemon.health.failing()["default", 3].since == failed_at
     finally:
         daemon.request_shutdown("test over")
         thread.join(30)
@@ -112,7 +113,7 @@ def test_restart_restores_the_empty_and_last_run_success_gauges(
         assert daemon.metrics is not None
         registry = daemon.metrics.registry
         # No run in this process: both come from the run records.
-        assert registry.get_sample_value("obs_sync_vdns_empty") == 1
+        assert registry.get_sample_value("obs_sync_vdns_empty", {"source": "default"}) == 1
         assert registry.get_sample_value(
             "obs_sync_last_run_success_timestamp_seconds"
         ) == pytest.approx(first.finished_at.timestamp())

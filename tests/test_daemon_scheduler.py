@@ -32,6 +32,11 @@ class _Vdn:
     finished_at: Any = None
     total_count: int | None = None
     skip_reason: str | None = None
+    source: str = "default"
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.source, self.vdn_id)
 
 
 @dataclass

@@ -20,10 +20,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 
+from obs_sync.config import parse_config
 from obs_sync.engine.run import run_sync
 from obs_sync.simulator import Fault, Simulator
 from obs_sync.store.grants import grant_reader
-from tests.fixtures_db import TEST_SCHEMA, make_config
+from tests.fixtures_db import TEST_SCHEMA
+from tests.fixtures_sim import source_config_dict
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT = REPO / "integrations" / "dbt"
@@ -84,9 +86,27 @@ def test_dbt_sources_freshness_and_tests_on_a_synced_database(
     db_engine: Engine,
     tmp_path: Path,
 ) -> None:
-    config = make_config(simulator, database_url, vdn_ids=[1, 2, 3], max_retries=0)
+    # Two sources on one server, in two languages: every VDN id is stored twice, so the
+    # keys and relationships the dbt tests check must include the source.
+    config = parse_config(
+        {
+            "sources": [
+                source_config_dict(simulator, "zh", vdn_ids=[1, 2, 3], max_retries=0),
+                source_config_dict(
+                    simulator, "en", vdn_ids=[1, 2, 3], max_retries=0, locale="en_US"
+                ),
+            ],
+            "database": {"url": database_url, "schema": TEST_SCHEMA},
+        },
+        env={},
+    )
     data = simulator.data
     assert run_sync(config, engine=db_engine).exit_code == 0
+    with db_engine.connect() as connection:
+        stored = connection.execute(
+            text(f"SELECT source, count(*) FROM {TEST_SCHEMA}.vdn GROUP BY 1 ORDER BY 1")
+        ).all()
+    assert [tuple(row) for row in stored] == [("en", 3), ("zh", 3)]
     code = next(iter(data.codes(1)))
     data.set_code(1, code, "renamed")
     data.remove_code(3, next(iter(data.codes(3))))
@@ -113,6 +133,15 @@ def test_dbt_sources_freshness_and_tests_on_a_synced_database(
         code_, output = run_dbt(dbt, ["test"], env, tmp_path)
         assert code_ == 0, output
         assert "ERROR=0" in output and "PASS=" in output
+        # The keys with the source first, and the tables of sources, are tested too.
+        for test in (
+            "source_unique_obs_sync_vdn_source_vdn_id",
+            "source_unique_obs_sync_result_code_source_vdn_id_obs_code",
+            "source_relationships_obs_sync_sync_run_vdn_source_vdn_id",
+            "source_unique_obs_sync_source_source",
+            "source_unique_obs_sync_locale_switch_id",
+        ):
+            assert f"PASS {test}" in output, (test, output)
 
         # VDN 2 stops syncing (iSales fails it) and 13 hours go by: its last success is
         # older than error_after (12 h). The other VDNs keep succeeding.

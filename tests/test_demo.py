@@ -1,9 +1,11 @@
 """``obs-sync demo`` in a subprocess, in an empty directory (no config), to completion,
-as a new user runs it: on its own embedded PostgreSQL."""
+as a new user runs it: on its own embedded PostgreSQL, two sources (one simulated server
+asked in English and in Chinese)."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,27 +39,39 @@ def test_demo_runs_to_completion(tmp_path: Path, embedded_data_dir: Path) -> Non
     assert result.returncode == 0, out + result.stderr
     assert "2. Database    embedded PostgreSQL: postgresql://" in out
     assert f"host={data_dir / 'pg'}" in out
-    # Both syncs ran against the simulator and succeeded.
+    assert "Sources     default (en_US), zh (zh_CN)" in out
+    # Both syncs ran against the simulator and succeeded, for each source and VDN.
     assert "3. First sync  run" in out and "5. Second sync run" in out
-    assert out.count("succeeded") >= 6
-    # What changed, read back from result_code_history / result_code.
+    syncs = out.split("3. First sync")[1].split("6. What run")[0]
+    for source in ("default", "zh"):
+        for vdn in (101, 102, 103):
+            assert len(re.findall(rf"^ +{source} +VDN {vdn}  succeeded", syncs, re.M)) == 2
+    # What changed, read back from result_code_history / result_code: in each language,
+    # under its own source.
     changes = out.split("6. What run")[1].split("7. BI query")[0]
-    assert "00699  new          'The customer asked to be called back later.'" in changes
-    assert (
-        "00603  description  'The called party does not answer the call.' -> "
-        "'No answer after 30 seconds of ringing.'" in changes
-    )
-    assert "00622  removed      (was 'Fax tone detected.')" in changes
-    # The BI query: the same code resolves to the description valid at each call's time.
+    for expected in (
+        "default  VDN 101  00699  new          'The customer asked to be called back later.'",
+        "zh       VDN 101  00699  new          '客户要求稍后回电'",
+        "default  VDN 102  00603  description  'The called party does not answer the call.' "
+        "-> 'No answer after 30 seconds of ringing.'",
+        "zh       VDN 102  00603  description  '被叫无应答' -> '振铃30秒后无应答'",
+        "default  VDN 103  00622  removed      (was 'Fax tone detected.')",
+        "zh       VDN 103  00622  removed      (was '传真音')",
+    ):
+        assert expected in changes, changes
+    # The BI query: the same code resolves to the description valid at each call's time,
+    # in English (source default) and Chinese (source zh) side by side, one row per call.
     query = out.split("7. BI query")[1]
-    rows = [line.split() for line in query.splitlines() if line.strip()[:1].isdigit()]
-    by_call = {row[0]: " ".join(row[5:]) for row in rows}  # call_id, vdn, code, date, time
-    assert by_call["1"] == "The called party does not answer the call."
-    assert by_call["2"] == "No answer after 30 seconds of ringing."
-    assert by_call["3"] == "Fax tone detected."
-    assert by_call["4"] == "The customer asked to be called back later."
+    rows = [line.split() for line in query.splitlines() if re.match(r" +\d+ +\d+ +\d{5} ", line)]
+    # call_id, vdn, code, date, time, the Chinese description, the English words.
+    by_call = {row[0]: (" ".join(row[6:]), row[5]) for row in rows}
+    assert len(rows) == 4
+    assert by_call["1"] == ("The called party does not answer the call.", "被叫无应答")
+    assert by_call["2"] == ("No answer after 30 seconds of ringing.", "振铃30秒后无应答")
+    assert by_call["3"] == ("Fax tone detected.", "传真音")
+    assert by_call["4"] == ("The customer asked to be called back later.", "客户要求稍后回电")
     assert "demo-secret-key" not in out + result.stderr
 
     again = demo(tmp_path, data_dir)  # reuses the running server, resets the demo schema
     assert again.returncode == 0, again.stdout + again.stderr
-    assert again.stdout.count("00699  new") == 1
+    assert again.stdout.count("00699  new") == 2  # once per source: the schema was reset

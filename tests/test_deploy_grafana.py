@@ -4,6 +4,7 @@ scrape of the daemon is checked in tests/test_deploy_scrape.py."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ def test_dashboard_is_provisionable_with_a_templated_data_source() -> None:
         assert panel["datasource"] == {"type": "prometheus", "uid": DS}, panel["title"]
         for target in panel["targets"]:
             assert target["datasource"]["uid"] == DS, panel["title"]
-    for name in ("instance", "vdn"):
+    for name in ("instance", "source", "vdn"):
         assert variables[name]["datasource"]["uid"] == DS
 
 
@@ -87,6 +88,43 @@ def test_dashboard_covers_runs_freshness_failures_requests_and_rows() -> None:
         "obs_sync_codes_changed_total",
     } <= used
     assert any("histogram_quantile" in e and "request_duration_seconds_bucket" in e for e in exprs)
+
+
+# The daemon's series with a `source` label (docs/operations.md): every per-VDN one.
+PER_SOURCE_METRICS = (
+    "obs_sync_vdn_last_success_timestamp_seconds",
+    "obs_sync_vdns_failing",
+    "obs_sync_vdns_empty",
+    "obs_sync_vdn_results_total",
+    "obs_sync_http_request_duration_seconds",
+    "obs_sync_codes_changed_total",
+)
+
+
+def test_a_source_variable_filters_every_per_source_series() -> None:
+    dashboard = load_dashboard()
+    variables = [v["name"] for v in dashboard["templating"]["list"]]
+    assert variables.index("instance") < variables.index("source") < variables.index("vdn")
+    source = dashboard["templating"]["list"][variables.index("source")]
+    assert source["query"]["query"].endswith(", source)")
+    assert source["includeAll"] and source["multi"] and source["allValue"] == ".*"
+    vdn = dashboard["templating"]["list"][variables.index("vdn")]
+    assert 'source=~"$source"' in vdn["query"]["query"]  # the VDNs of the chosen sources
+    per_source = [
+        target
+        for panel in walk_panels(dashboard["panels"])
+        for target in panel.get("targets", [])
+        if any(m in target["expr"] for m in PER_SOURCE_METRICS)
+    ]
+    assert len(per_source) >= 10
+    for target in per_source:
+        expr = target["expr"]
+        for metric in PER_SOURCE_METRICS:
+            for selector in re.findall(rf"{metric}\w*\{{[^}}]*\}}", expr):
+                assert 'source=~"$source"' in selector, expr
+        if " by (" in expr and "by (le)" not in expr:
+            assert "source" in expr.split(" by (", 1)[1].split(")")[0], expr  # kept apart
+            assert "{{source}}" in target["legendFormat"], expr
 
 
 def test_provisioning_points_at_the_dashboard_folder() -> None:

@@ -100,6 +100,34 @@ def test_every_alert_is_tested_firing_and_not_firing() -> None:
         assert counts["firing"] >= 1 and counts["silent"] >= 1, (name, counts)
 
 
+# The alerts on per-VDN series: each fires per source and names it (docs/operations.md).
+PER_SOURCE_ALERTS = {
+    "ObsSyncDataStale",
+    "ObsSyncVdnsFailing",
+    "ObsSyncAuthErrors",
+    "ObsSyncDeletionsGuarded",
+}
+
+
+def test_the_sync_alerts_fire_per_source_and_name_it() -> None:
+    rules = {rule["alert"]: rule for rule in load_alert_rules()}
+    for name in PER_SOURCE_ALERTS:
+        annotations = rules[name]["annotations"]
+        assert "{{ $labels.source }}" in annotations["summary"], name
+        assert "{{ $labels.source }}" in annotations["description"], name
+        assert " by " not in rules[name]["expr"] or "source" in rules[name]["expr"], name
+    # The unit tests show each of them firing with its source label.
+    document = yaml.safe_load(ALERT_TESTS.read_text("utf-8"))
+    labelled = {
+        case["alertname"]
+        for test in document["tests"]
+        for case in test.get("alert_rule_test", [])
+        for alert in case.get("exp_alerts") or []
+        if "source" in alert["exp_labels"]
+    }
+    assert labelled == PER_SOURCE_ALERTS
+
+
 def test_missing_promtool_fails_in_ci_and_skips_elsewhere(tmp_path: Path) -> None:
     """CI must not pass by skipping: without promtool on PATH the test fails when CI=true."""
     import os

@@ -47,7 +47,7 @@ def test_0005_on_a_populated_0003_database_round_trips(db_engine: Engine) -> Non
     before = run(db_engine, RECORDS)
     runs = run(db_engine, "SELECT id, status, finished_at FROM {s}.sync_run ORDER BY id")
 
-    assert migrate.upgrade(db_engine, S) == ("0003", "0005")
+    assert migrate.upgrade(db_engine, S, "0005") == ("0003", "0005")
     assert run(db_engine, RECORDS) == before  # what BI read is unchanged
     assert run(db_engine, "SELECT id, status, finished_at FROM {s}.sync_run ORDER BY id") == runs
     assert run(db_engine, "SELECT heartbeat_at FROM {s}.sync_run ORDER BY id") == [(None,), (None,)]
@@ -83,4 +83,4 @@ def test_0005_on_a_populated_0003_database_round_trips(db_engine: Engine) -> Non
         "AND table_name = 'sync_run' AND column_name = 'heartbeat_at'",
     )
     assert columns == []
-    assert migrate.upgrade(db_engine, S) == ("0003", "0005")
+    assert migrate.upgrade(db_engine, S, "0005") == ("0003", "0005")

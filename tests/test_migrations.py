@@ -23,7 +23,15 @@ from tests.fixtures_db import write_config
 SCHEMA = "obs_sync_mig"
 TABLES_0001 = {"result_code", "result_code_history", "sync_run", "sync_run_vdn"}
 TABLES_0002 = TABLES_0001 | {"vdn"}  # 0002 adds the VDN registry
-TABLES = TABLES_0002 | {"vdn_state"}  # 0003 adds each VDN's snapshot marker
+TABLES_0005 = TABLES_0002 | {"vdn_state"}  # 0003 adds each VDN's snapshot marker
+TABLES_0006 = TABLES_0005 | {"source", "locale_switch"}  # 0006: the sources, their locales
+LISTS = ("display_result", "display_result_obs_code", "business_result")
+TABLES = TABLES_0006 | {  # 0007: the other code lists, their state and run records
+    *LISTS,
+    *(f"{t}_history" for t in LISTS),
+    "code_list_state",
+    "sync_run_code_list",
+}
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -179,12 +187,20 @@ def test_db_commands(
     assert f"schema {SCHEMA}: downgrade from {migrate.head_revision()} drops every" in result.output
     assert "sync_run (1 rows)" in result.output and "add --yes" in result.output
     assert tables(db_engine) == TABLES | {"alembic_version"}
-    # One step back (the default) at a time: 0005's column, 0003's table goes, then 0002's
-    # objects; 0001's tables and rows stay.
+    # One step back (the default) at a time: 0007's tables, 0006's tables and columns,
+    # 0005's column, 0003's table goes, then 0002's objects; 0001's tables and rows stay.
+    result = runner.invoke(main, ["--config", path, "db", "downgrade"])
+    assert result.exit_code == 2 and "reverts migration(s) 0007 to 0006" in result.output
+    result = runner.invoke(main, ["--config", path, "db", "downgrade", "--yes"])
+    assert result.exit_code == 0 and tables(db_engine) == TABLES_0006 | {"alembic_version"}
+    result = runner.invoke(main, ["--config", path, "db", "downgrade"])
+    assert result.exit_code == 2 and "reverts migration(s) 0006 to 0005" in result.output
+    result = runner.invoke(main, ["--config", path, "db", "downgrade", "--yes"])
+    assert result.exit_code == 0 and tables(db_engine) == TABLES_0005 | {"alembic_version"}
     result = runner.invoke(main, ["--config", path, "db", "downgrade"])
     assert result.exit_code == 2 and "reverts migration(s) 0005 to 0003" in result.output
     result = runner.invoke(main, ["--config", path, "db", "downgrade", "--yes"])
-    assert result.exit_code == 0 and tables(db_engine) == TABLES | {"alembic_version"}
+    assert result.exit_code == 0 and tables(db_engine) == TABLES_0005 | {"alembic_version"}
     result = runner.invoke(main, ["--config", path, "db", "downgrade"])
     assert result.exit_code == 2 and "reverts migration(s) 0003 to 0002" in result.output
     result = runner.invoke(main, ["--config", path, "db", "downgrade", "--yes"])
@@ -232,24 +248,28 @@ def test_alembic_command_line_reads_obs_sync_config(
 @pytest.mark.parametrize(
     ("revision", "expected"),
     [
-        ("-1", (True, "0003", ("0005",))),
-        ("-2", (True, "0002", ("0005", "0003"))),
-        ("-3", (True, "0001", ("0005", "0003", "0002"))),
-        ("-4", (True, None, ("0005", "0003", "0002", "0001"))),
-        ("base", (True, None, ("0005", "0003", "0002", "0001"))),
-        ("0001", (True, "0001", ("0005", "0003", "0002"))),
-        ("0002", (True, "0002", ("0005", "0003"))),
-        ("0003", (True, "0003", ("0005",))),
-        ("0005", (True, "0005", ())),
-        ("-5", (False, None, ())),  # below base: left for Alembic to reject
+        ("-1", (True, "0006", ("0007",))),
+        ("-2", (True, "0005", ("0007", "0006"))),
+        ("-3", (True, "0003", ("0007", "0006", "0005"))),
+        ("-4", (True, "0002", ("0007", "0006", "0005", "0003"))),
+        ("-5", (True, "0001", ("0007", "0006", "0005", "0003", "0002"))),
+        ("-6", (True, None, ("0007", "0006", "0005", "0003", "0002", "0001"))),
+        ("base", (True, None, ("0007", "0006", "0005", "0003", "0002", "0001"))),
+        ("0001", (True, "0001", ("0007", "0006", "0005", "0003", "0002"))),
+        ("0002", (True, "0002", ("0007", "0006", "0005", "0003"))),
+        ("0003", (True, "0003", ("0007", "0006", "0005"))),
+        ("0005", (True, "0005", ("0007", "0006"))),
+        ("0006", (True, "0006", ("0007",))),
+        ("0007", (True, "0007", ())),
+        ("-7", (False, None, ())),  # below base: left for Alembic to reject
         ("head", (False, None, ())),
         ("nope", (False, None, ())),
     ],
 )
 def test_downgrade_target(revision: str, expected: tuple[object, ...]) -> None:
-    known = ("0001", "0002", "0003", "0005")
+    known = ("0001", "0002", "0003", "0005", "0006", "0007")
     assert migrate.known_revisions() == known, "extend these cases with each migration"
-    assert migrate.downgrade_target("0005", revision) == expected
+    assert migrate.downgrade_target("0007", revision) == expected
 
 
 def test_downgrade_asks_on_a_terminal(

@@ -19,6 +19,7 @@ from obs_sync.daemon.metrics import Metrics, MetricsServer
 from obs_sync.health import Health
 from obs_sync.logcontext import PendingRun, bind
 from obs_sync.observability import config_secrets, setup_logging
+from obs_sync.simulator import Simulator
 
 SECRET = "s3cr3t-Key/with+chars\"'"
 
@@ -164,6 +165,12 @@ class _Vdn:
     deleted: int = 0
     restored: int = 0
     total_count: int | None = None
+    skip_reason: str | None = None
+    source: str = "default"
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.source, self.vdn_id)
 
 
 @dataclass
@@ -172,6 +179,7 @@ class _Event:
     outcome: str
     status: int | None
     seconds: float
+    source: str = "default"
 
 
 def _get(url: str) -> tuple[int, bytes, str]:
@@ -217,14 +225,17 @@ def test_metrics_and_healthz_endpoint() -> None:
         assert status == 200 and ctype.startswith("text/plain")
         text = body.decode()
         assert 'obs_sync_runs_total{status="failed"} 1.0' in text
-        assert 'obs_sync_vdn_results_total{status="succeeded"} 1.0' in text
-        assert 'obs_sync_vdn_results_total{status="failed"} 1.0' in text
-        assert 'obs_sync_codes_changed_total{kind="inserted"} 3.0' in text
-        assert 'obs_sync_codes_changed_total{kind="updated"} 1.0' in text
+        assert 'obs_sync_vdn_results_total{source="default",status="succeeded"} 1.0' in text
+        assert 'obs_sync_vdn_results_total{source="default",status="failed"} 1.0' in text
+        assert 'obs_sync_codes_changed_total{kind="inserted",source="default"} 3.0' in text
+        assert 'obs_sync_codes_changed_total{kind="updated",source="default"} 1.0' in text
         last_success = samples(text, "obs_sync_vdn_last_success_timestamp_seconds")
-        assert last_success == {(("vdn", "1"),): now.timestamp()}
-        assert "obs_sync_vdns_failing 1.0" in text
-        assert 'obs_sync_http_request_duration_seconds_count{outcome="http_error"} 1.0' in text
+        assert last_success == {(("source", "default"), ("vdn", "1")): now.timestamp()}
+        assert 'obs_sync_vdns_failing{source="default"} 1.0' in text
+        assert (
+            'obs_sync_http_request_duration_seconds_count{outcome="http_error",source="default"} '
+            "1.0" in text
+        )
         assert "obs_sync_run_duration_seconds_count 1.0" in text
         assert samples(text, "obs_sync_last_run_finish_timestamp_seconds") == {(): now.timestamp()}
         assert "obs_sync_last_run_success_timestamp_seconds 0.0" in text
@@ -266,10 +277,12 @@ def test_other_methods_get_a_405_naming_get_not_an_html_501(method: str) -> None
 def test_counter_label_values_exist_from_the_start_at_zero() -> None:
     text = Metrics().render()[0].decode()
     for series in (
-        'obs_sync_codes_changed_total{kind="deleted"} 0.0',
-        'obs_sync_vdn_results_total{status="guarded"} 0.0',
+        'obs_sync_codes_changed_total{kind="deleted",source="default"} 0.0',
+        'obs_sync_vdn_results_total{source="default",status="guarded"} 0.0',
         'obs_sync_runs_total{status="error"} 0.0',
-        'obs_sync_http_request_duration_seconds_count{outcome="auth_error"} 0.0',
+        'obs_sync_http_request_duration_seconds_count{outcome="auth_error",source="default"} 0.0',
+        'obs_sync_vdns_failing{source="default"} 0.0',
+        'obs_sync_vdns_empty{source="default"} 0.0',
     ):
         assert series in text
 
@@ -323,19 +336,128 @@ def test_runs_that_reach_their_deadline_are_counted_once_each() -> None:
 
     assert deadline_runs() == 0
     # A run whose last two VDNs never started because the deadline had passed.
-    metrics.on_vdn(VdnResult(1, "succeeded", started_at=now, finished_at=now), now)
+    metrics.on_vdn(VdnResult("default", 1, "succeeded", started_at=now, finished_at=now), now)
     for vdn in (2, 3):
-        skipped = VdnResult(vdn, "skipped", started_at=now, finished_at=now, skip_reason="deadline")
+        skipped = VdnResult(
+            "default", vdn, "skipped", started_at=now, finished_at=now, skip_reason="deadline"
+        )
         metrics.on_vdn(skipped, now)
     metrics.on_run("succeeded", 50.0, now)
     assert deadline_runs() == 1
     # Skips for other reasons (another replica, shutdown) and later runs do not count.
     metrics.on_vdn(
-        VdnResult(1, "skipped", started_at=now, finished_at=now, skip_reason="locked"), now
+        VdnResult("default", 1, "skipped", started_at=now, finished_at=now, skip_reason="locked"),
+        now,
     )
     metrics.on_vdn(
-        VdnResult(2, "skipped", started_at=now, finished_at=now, skip_reason="stopped"), now
+        VdnResult("default", 2, "skipped", started_at=now, finished_at=now, skip_reason="stopped"),
+        now,
     )
     metrics.on_run("stopped", 1.0, now)
     metrics.on_run("succeeded", 1.0, now)
     assert deadline_runs() == 1
+
+
+def test_every_per_vdn_series_carries_its_source() -> None:
+    """Two sources with the same VDN id (two servers, or one in two languages): each has
+    its own series, and the counts of failing and empty VDNs are per source."""
+    metrics = Metrics(["north", "south"])
+    now = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    metrics.on_request(_Event(1, "ok", 200, 0.02, source="north"))
+    metrics.on_request(_Event(1, "auth_error", 401, 0.01, source="south"))
+    metrics.on_vdn(_Vdn(1, "succeeded", inserted=4, total_count=0, source="north"), now)
+    metrics.on_vdn(_Vdn(1, "failed", source="south"), now)
+    text = metrics.render()[0].decode()
+    assert samples(text, "obs_sync_vdn_last_success_timestamp_seconds") == {
+        (("source", "north"), ("vdn", "1")): now.timestamp()
+    }
+    assert samples(text, "obs_sync_vdns_failing") == {
+        (("source", "north"),): 0.0,
+        (("source", "south"),): 1.0,
+    }
+    assert samples(text, "obs_sync_vdns_empty") == {
+        (("source", "north"),): 1.0,
+        (("source", "south"),): 0.0,
+    }
+    inserted = samples(text, "obs_sync_codes_changed_total")
+    assert inserted[(("kind", "inserted"), ("source", "north"))] == 4
+    assert inserted[(("kind", "inserted"), ("source", "south"))] == 0
+    requests = samples(text, "obs_sync_http_request_duration_seconds_count")
+    assert requests[(("outcome", "auth_error"), ("source", "south"))] == 1
+    assert requests[(("outcome", "auth_error"), ("source", "north"))] == 0
+    results = samples(text, "obs_sync_vdn_results_total")
+    assert results[(("source", "south"), ("status", "failed"))] == 1
+    assert results[(("source", "north"), ("status", "failed"))] == 0
+    # Not per VDN: no source label.
+    assert samples(text, "obs_sync_healthy") == {} or (
+        set(samples(text, "obs_sync_healthy")) == {()}
+    )
+    # A run that could not start fails every (source, VDN) of the configuration.
+    metrics.mark_failing([("north", 1), ("north", 2), ("south", 1)])
+    failing = samples(metrics.render()[0].decode(), "obs_sync_vdns_failing")
+    assert failing == {(("source", "north"),): 2.0, (("source", "south"),): 1.0}
+
+
+def test_seeded_series_keep_their_source() -> None:
+    metrics = Metrics(["north"])
+    then = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    metrics.seed(
+        {("north", 5): then, ("gone", 5): then},  # a source no longer configured
+        [("gone", 5)],
+        empty=[("north", 5)],
+    )
+    text = metrics.render()[0].decode()
+    assert set(samples(text, "obs_sync_vdn_last_success_timestamp_seconds")) == {
+        (("source", "gone"), ("vdn", "5")),
+        (("source", "north"), ("vdn", "5")),
+    }
+    assert samples(text, "obs_sync_vdns_failing") == {
+        (("source", "gone"),): 1.0,
+        (("source", "north"),): 0.0,
+    }
+    assert samples(text, "obs_sync_vdns_empty")[(("source", "north"),)] == 1.0
+
+
+def test_healthz_per_source() -> None:
+    north = Health("unhealthy", "VDN 3 of source north failing for 55 min")
+    south = Health("ok", "")
+    verdict = Health(north.status, north.reason, (("north", north), ("south", south)))
+    server = MetricsServer("127.0.0.1", 0, metrics=Metrics(), health=lambda: verdict).start()
+    try:
+        base = f"http://127.0.0.1:{server.port}/healthz"
+        status, body, _ = _get(base)
+        assert status == 503
+        assert json.loads(body)["sources"] == {
+            "north": {"status": "unhealthy", "reason": north.reason},
+            "south": {"status": "ok", "reason": ""},
+        }
+        status, body, _ = _get(base + "?source=south")
+        assert status == 200 and json.loads(body) == {"status": "ok", "reason": ""}
+        status, body, _ = _get(base + "?source=north")
+        assert status == 503 and "failing for 55 min" in json.loads(body)["reason"]
+        status, body, _ = _get(base + "?source=west")
+        assert status == 404
+        assert json.loads(body)["error"] == "no source 'west' (sources: north, south)"
+    finally:
+        server.stop()
+
+
+def test_request_series_are_counted_under_the_clients_source(simulator: Simulator) -> None:
+    """Each source's client reports its requests under its own name (one server, two
+    languages here); a client of the isales: section, under default."""
+    from obs_sync.config import SourceConfig
+    from obs_sync.isales.client import ISalesClient
+    from tests.fixtures_sim import isales_config, source_config_dict
+
+    metrics = Metrics(["zh", "en"])
+    zh = SourceConfig.model_validate(source_config_dict(simulator, "zh"))
+    en = SourceConfig.model_validate(source_config_dict(simulator, "en", locale="en_US"))
+    for config in (zh, en, isales_config(simulator)):
+        with ISalesClient(config, on_request=metrics.on_request) as client:
+            client.fetch_snapshot(1)  # 120 codes, pages of 50: 3 requests
+    counts = samples(metrics.render()[0].decode(), "obs_sync_http_request_duration_seconds_count")
+    assert {labels: n for labels, n in counts.items() if ("outcome", "ok") in labels} == {
+        (("outcome", "ok"), ("source", "en")): 3.0,
+        (("outcome", "ok"), ("source", "zh")): 3.0,
+        (("outcome", "ok"), ("source", "default")): 3.0,
+    }

@@ -6,13 +6,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from obs_sync.long_codes import without_long_codes
 from obs_sync.results import (
     INT4_MAX,
     LOCKED_ERROR,
     RunResult,
     VdnPlan,
     run_status,
-    without_long_codes,
 )
 from obs_sync.snapshot import FetchStats, Snapshot
 
@@ -25,7 +25,7 @@ def plan(
     snapshot = Snapshot(
         7, codes or {"a": "x"}, complete=True, stats=FetchStats(pages=1, total_count=total)
     )
-    return VdnPlan(snapshot, T0, 0.5, max_lock_skips)
+    return VdnPlan("default", snapshot, T0, 0.5, max_lock_skips)
 
 
 def test_long_codes_are_dropped_and_make_the_snapshot_incomplete() -> None:

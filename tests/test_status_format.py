@@ -279,13 +279,14 @@ def test_json_is_a_stable_documented_document() -> None:
     }
     assert data["format_version"] == 1 and data["stale_after_minutes"] == 180
     assert data["summary"]["longest_failure"] == {
+        "source": "default",  # keys added with sources (format_version 1: keys may be added)
         "vdn_id": 17,
         "since": (NOW - timedelta(hours=30)).isoformat(),
         "streak": 30,
         "last_error": "VDN 17: HTTP 503",
     }
     assert data["summary"]["oldest_success"]["vdn_id"] == 44
-    assert data["filter"] == {"failing": False, "vdns": [1, 2]}
+    assert data["filter"] == {"failing": False, "vdns": [1, 2], "sources": None}
     empty = next(v for v in data["vdns"] if v["vdn_id"] == 100)
     assert empty["state"] == "empty" and empty["empty"] is True
     assert set(empty) >= {"vdn_id", "state", "last_status", "last_success", "streak", "last_error"}

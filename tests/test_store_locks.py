@@ -129,13 +129,15 @@ def test_a_held_lock_fails_the_vdn_after_max_lock_skips_runs(
             max_failing=timedelta(minutes=1),
             clock=lambda: at + timedelta(minutes=2),
         )
-        health.record_vdn(2, failed.status, failed.error, at)
+        health.record_vdn(failed.key, failed.status, failed.error, at)
         health.record_run_finished(at)
         verdict = health.check()
         assert verdict.status == "unhealthy" and "bi-reader" in verdict.reason
         metrics = Metrics()
         metrics.on_vdn(failed)
-        assert metrics.registry.get_sample_value("obs_sync_vdns_failing") == 1
+        assert (
+            metrics.registry.get_sample_value("obs_sync_vdns_failing", {"source": "default"}) == 1
+        )
         holder.rollback()
     released = sync(config)
     assert vdn(released, 2).status == "succeeded" and vdn(released, 2).inserted == 1

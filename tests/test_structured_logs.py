@@ -107,11 +107,13 @@ def test_the_empty_vdn_gauge_follows_the_latest_success() -> None:
     now = datetime.now(timezone.utc)
 
     def vdn(vdn_id: int, total: int | None, status: str = "succeeded") -> VdnResult:
-        return VdnResult(vdn_id, status, now, now, total_count=total)  # type: ignore[arg-type]
+        return VdnResult("default", vdn_id, status, now, now, total_count=total)  # type: ignore[arg-type]
 
     def empty() -> float:
         text = metrics.render()[0].decode()
-        line = next(x for x in text.splitlines() if x.startswith("obs_sync_vdns_empty "))
+        line = next(
+            x for x in text.splitlines() if x.startswith('obs_sync_vdns_empty{source="default"} ')
+        )
         return float(line.split()[1])
 
     assert empty() == 0

@@ -243,11 +243,11 @@ def test_no_change_resync_writes_nothing_and_is_set_based(
     assert writes == []
     # Per VDN: one unlocked read, nothing else (its record is batched). Per run: schema
     # check (2), VDN registry, start (insert + liveness lock), abandon check, records,
-    # finish, unlock, retention prune.
+    # finish, unlock, retention prune; the sources' locales (one read).
     reads = [s for s in statements if s.lstrip().startswith("SELECT obs_code")]
     assert len(reads) == 5
     assert not any("FOR NO KEY UPDATE" in s for s in statements)
-    assert len(statements) <= 5 + 10, statements
+    assert len(statements) <= 5 + 11, statements
     assert sum("DELETE FROM" in s and "sync_run_vdn" in s for s in statements) == 1
 
 

@@ -88,7 +88,7 @@ def test_verify_runs_in_a_read_only_transaction(synced: Engine) -> None:
 
             connection.exec_driver_sql(
                 sql.format(s=S, **_FILTERS),
-                {"vdns": None, "keep_days": 90, "run_cls": 1, "heartbeat": 5},
+                {"vdns": None, "sources": None, "keep_days": 90, "run_cls": 1, "heartbeat": 5},
             ).all()
         assert connection.exec_driver_sql("SHOW transaction_read_only").scalar() == "on"
 

@@ -10,6 +10,7 @@ database authentication, ...).
 from __future__ import annotations
 
 import errno
+import functools
 import socket
 import urllib.error
 import urllib.request
@@ -18,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from obs_sync.config import Config
+from obs_sync.code_lists import DISPLAY_RESULTS, OBS_RESULT_CODES
+from obs_sync.config import Config, SourceConfig
 from obs_sync.daemon.schedule import ScheduleError, make_trigger
 from obs_sync.db.embedded import EmbeddedError
 from obs_sync.db.engine import make_engine
@@ -29,6 +31,7 @@ from obs_sync.db.server import server_version
 from obs_sync.db.url import describe_database
 from obs_sync.errors import one_line
 from obs_sync.isales.client import ISalesClient
+from obs_sync.isales.code_list_parse import LIST_FIELDS, Notes, list_page
 from obs_sync.isales.diagnosis import setup_fix
 from obs_sync.isales.errors import (
     AUTH_ADVICE,
@@ -38,6 +41,8 @@ from obs_sync.isales.errors import (
     TransportError,
     VendorError,
 )
+from obs_sync.isales.events import Counters
+from obs_sync.isales.vendor import BUSINESS_RESULTS_PATH, DISPLAY_RESULTS_PATH
 from obs_sync.observability import redactor_for
 from obs_sync.text import escape_controls, plural
 
@@ -50,9 +55,11 @@ class CheckResult:
     fix: str | None = None
 
 
+def _vdns_shown(vdns: list[int]) -> str:
+    return f"{vdns[0]}..{vdns[-1]}" if len(vdns) > 1 else str(vdns[0])
+
+
 def check_config(config: Config, path: Path | None) -> CheckResult:
-    vdns = config.isales.vdn_list
-    shown = f"{vdns[0]}..{vdns[-1]}" if len(vdns) > 1 else str(vdns[0])
     where = f"{path}: " if path else ""
 
     try:
@@ -66,11 +73,25 @@ def check_config(config: Config, path: Path | None) -> CheckResult:
             "or schedule.interval_minutes instead",
         )
     database = "embedded PostgreSQL" if config.database.embedded else "at database.url"
+    if config.legacy:
+        vdns = config.sources[0].vdn_list
+        what = (
+            f"{plural(len(vdns), 'VDN')} ({_vdns_shown(vdns)}), iSales {config.sources[0].base_url}"
+        )
+    else:
+        what = (
+            f"{plural(len(config.sources), 'source')} ("
+            + "; ".join(
+                f"{source.name}: {plural(len(source.vdn_list), 'VDN')} "
+                f"({_vdns_shown(source.vdn_list)}) at {source.base_url}, {source.effective_locale}"
+                for source in config.sources
+            )
+            + ")"
+        )
     return CheckResult(
         "config",
         True,
-        f"{where}{plural(len(vdns), 'VDN')} ({shown}), iSales {config.isales.base_url}, "
-        f"database {database}, schema {config.database.schema_}",
+        f"{where}{what}, database {database}, schema {config.database.schema_}",
     )
 
 
@@ -176,12 +197,15 @@ def _isales_fix(error: BaseException, base_url: str) -> str:
     return "see docs/operations.md (errors) for this message"
 
 
-def check_isales(config: Config) -> CheckResult:
-
-    vdn = config.isales.vdn_list[0]
+def check_isales(config: Config, source: SourceConfig | None = None) -> CheckResult:
+    """One signed request for the source's first VDN (default: the only source); the
+    verdict is named ``isales`` with one source (as before sources), ``isales:NAME`` else."""
+    source = source or config.sources[0]
+    name = "isales" if len(config.sources) == 1 else f"isales:{source.name}"
+    vdn = source.vdn_list[0]
     # One quick attempt: check should answer in seconds, not after the sync's full backoff.
-    quick = config.isales.model_copy(
-        update={"max_retries": min(config.isales.max_retries, 1), "backoff_max_seconds": 1.0}
+    quick = source.model_copy(
+        update={"max_retries": min(source.max_retries, 1), "backoff_max_seconds": 1.0}
     )
     try:
         with ISalesClient(quick) as client:
@@ -190,16 +214,53 @@ def check_isales(config: Config) -> CheckResult:
         detail = redactor_for(config)(one_line(error))  # the server's text may echo a secret
         if isinstance(error, AuthenticationError):
             detail = detail.replace(f"; {AUTH_ADVICE}", "")  # said once, as the fix
-        return CheckResult("isales", False, detail, _isales_fix(error, config.isales.base_url))
+        fix = _isales_fix(error, source.base_url)
+        if not config.legacy:  # the keys the fixes name are this source's
+            index = config.sources.index(source)
+            fix = fix.replace("isales.", f"sources[{index}].")
+        return CheckResult(name, False, detail, fix)
     # (the server's text, shown: its control characters escaped)
     sample = (
         f", e.g. {escape_controls(page.codes[0][0])} = {page.codes[0][1]!r}" if page.codes else ""
     )
     return CheckResult(
-        "isales",
+        name,
         True,
         f"signed request for VDN {vdn} accepted: totalCount {page.total_count}{sample}",
     )
+
+
+def code_list_checks(config: Config) -> list[Callable[[], CheckResult]]:
+    """One signed request per other code list a source syncs (display_results: the list
+    page; business_results: its page), for the source's first VDN."""
+    return [
+        functools.partial(_check_list, config, source, name)
+        for source in config.sources
+        for name in source.code_lists
+        if name != OBS_RESULT_CODES
+    ]
+
+
+def _check_list(config: Config, source: SourceConfig, name: str) -> CheckResult:
+    vdn = source.vdn_list[0]
+    label = name if len(config.sources) == 1 else f"{name}:{source.name}"  # as isales:NAME
+    path = (DISPLAY_RESULTS_PATH if name == DISPLAY_RESULTS else BUSINESS_RESULTS_PATH).format(
+        vdn_id=vdn
+    )
+    quick = source.model_copy(update={"max_retries": min(source.max_retries, 1)})
+    try:
+        with ISalesClient(quick) as client:
+            total, _ = client.fetch_json(
+                vdn,
+                f"{client.wire.base_url}{path}?pageSize=1&pageNum=1",
+                f"{name} page 1",
+                lambda body: list_page(vdn, f"{name} page 1", body, Notes(), LIST_FIELDS),
+                Counters(),
+            )
+    except Exception as error:
+        detail = redactor_for(config)(one_line(error))
+        return CheckResult(label, False, detail, _isales_fix(error, source.base_url))
+    return CheckResult(label, True, f"signed request for VDN {vdn} accepted: totalCount {total}")
 
 
 def check_metrics(config: Config) -> CheckResult:
@@ -253,7 +314,8 @@ def run_checks(
     checks: list[Callable[[], CheckResult]] = [
         lambda: check_config(config, path),
         lambda: check_database(config),
-        lambda: check_isales(config),
+        *(lambda source=source: check_isales(config, source) for source in config.sources),
+        *code_list_checks(config),  # display and business results, when configured
         lambda: check_metrics(config),
     ]
     for check in checks:

@@ -1,11 +1,13 @@
 """``obs-sync demo``: the whole flow on one machine, with no configuration.
 
 Starts the bundled simulator (in this process) and the embedded PostgreSQL, runs a real
-signed sync, changes codes upstream (a new code, a changed description, a removed code),
-syncs again, then shows what changed (from ``result_code_history``) and runs the BI
-"description at call time" query. Everything lives in its own schema, ``obs_sync_demo``,
-reset at each demo run. It never uses a configured database (``database.url``,
-``$OBS_SYNC_DATABASE_URL``): a demo must not create or drop anything in a real one.
+signed sync of two sources, one server asked in two languages (``default`` in en_US,
+``zh`` in zh_CN), changes codes upstream (a new code, a changed description, a removed
+code), syncs again, then shows what changed (from ``result_code_history``) and runs the BI
+"description at call time" query, each call labelled in English and Chinese. Everything
+lives in its own schema, ``obs_sync_demo``, reset at each demo run. It never uses a
+configured database (``database.url``, ``$OBS_SYNC_DATABASE_URL``): a demo must not create
+or drop anything in a real one.
 """
 
 from __future__ import annotations
@@ -59,18 +61,56 @@ NEW_CODE = (101, "00699", "The customer asked to be called back later.")
 CHANGED_CODE = (102, "00603", "No answer after 30 seconds of ringing.")
 REMOVED_CODE = (103, "00622")
 
+# The same server asked in two languages: two sources (their names are in the demo's BI
+# query, obs_sync.store.demo.CALL_TIME_QUERY). "default" keeps the English data above.
+SOURCES = (("default", "en_US"), ("zh", "zh_CN"))
+# The zh_CN descriptions of the codes above (the simulator serves each in both locales).
+CHINESE = {
+    "The switch is busy.": "交换机忙",
+    "No resource available on the ACD.": "ACD无可用资源",
+    "The called party does not answer the call.": "被叫无应答",
+    "The call is rejected.": "呼叫被拒绝",
+    "The ACD times out.": "ACD超时",
+    "The customer declined the offer.": "客户拒绝营销",
+    "Transferred to an agent.": "转人工成功",
+    "Voicemail reached.": "语音信箱",
+    "The number does not exist.": "号码不存在",
+    "The phone is switched off.": "用户关机",
+    "Fax tone detected.": "传真音",
+    NEW_CODE[2]: "客户要求稍后回电",
+    CHANGED_CODE[2]: "振铃30秒后无应答",
+}
+
+
+def bilingual(desc: str) -> dict[str, str]:
+    """A description as the simulator serves it: English for en_US, Chinese for zh_CN."""
+    return {"en_US": desc, "zh_CN": CHINESE[desc]}
+
+
+def demo_data() -> SimulatorData:
+    return SimulatorData(
+        {
+            vdn: {code: bilingual(desc) for code, desc in codes.items()}
+            for vdn, codes in DEMO_CODES.items()
+        }
+    )
+
 
 def demo_config(base_url: str, database_url: str) -> Config:
     return parse_config(
         {
-            "isales": {
-                "base_url": base_url,
-                "access_key": DEMO_ACCESS_KEY,
-                "secret_key": DEMO_SECRET_KEY,
-                "vdn_ids": sorted(DEMO_CODES),
-                "locale": "en_US",
-                "max_retries": 1,
-            },
+            "sources": [
+                {
+                    "name": name,
+                    "base_url": base_url,
+                    "access_key": DEMO_ACCESS_KEY,
+                    "secret_key": DEMO_SECRET_KEY,
+                    "vdn_ids": sorted(DEMO_CODES),
+                    "locale": locale,
+                    "max_retries": 1,
+                }
+                for name, locale in SOURCES
+            ],
             "database": {"url": database_url, "schema": DEMO_SCHEMA},
             "logging": {"level": "WARNING"},
         },
@@ -80,7 +120,8 @@ def demo_config(base_url: str, database_url: str) -> Config:
 
 def _summary(result: RunResult) -> list[str]:
     lines = []
-    for vdn in sorted(result.vdns, key=lambda v: v.vdn_id):
+    width = max(len(name) for name, _ in SOURCES)
+    for vdn in sorted(result.vdns, key=lambda v: (v.source, v.vdn_id)):
         counts = [
             f"{label} {n}"
             for label, n in (
@@ -95,7 +136,7 @@ def _summary(result: RunResult) -> list[str]:
         detail = ", ".join(counts) or "no codes"
         error = f"  ({vdn.error})" if vdn.error else ""
         lines.append(
-            f"     VDN {vdn.vdn_id}  {vdn.status:<9}  {detail}  "
+            f"     {vdn.source:<{width}}  VDN {vdn.vdn_id}  {vdn.status:<9}  {detail}  "
             f"[{vdn.pages} page(s), {vdn.requests} signed request(s)]{error}"
         )
     return lines
@@ -111,15 +152,19 @@ def _report(step: str, run: RunResult, echo: Callable[[str], None]) -> None:
 def _changes(connection: Connection, run: RunResult) -> list[str]:
     """What ``run`` changed, read back from result_code / result_code_history."""
     lines = []
-    for vdn_id, code, new_desc, old_desc in demo_sql.versions_opened(
+    width = max(len(name) for name, _ in SOURCES)
+    for source, vdn_id, code, new_desc, old_desc in demo_sql.versions_opened(
         connection, DEMO_SCHEMA, run.run_id
     ):
+        where = f"     {source:<{width}}  VDN {vdn_id}  {code}"
         if old_desc is None:
-            lines.append(f"     VDN {vdn_id}  {code}  new          {new_desc!r}")
+            lines.append(f"{where}  new          {new_desc!r}")
         else:
-            lines.append(f"     VDN {vdn_id}  {code}  description  {old_desc!r} -> {new_desc!r}")
-    for vdn_id, code, desc in demo_sql.deleted_since(connection, DEMO_SCHEMA, run.started_at):
-        lines.append(f"     VDN {vdn_id}  {code}  removed      (was {desc!r})")
+            lines.append(f"{where}  description  {old_desc!r} -> {new_desc!r}")
+    for source, vdn_id, code, desc in demo_sql.deleted_since(
+        connection, DEMO_SCHEMA, run.started_at
+    ):
+        lines.append(f"     {source:<{width}}  VDN {vdn_id}  {code}  removed      (was {desc!r})")
     return lines
 
 
@@ -141,7 +186,7 @@ def _bi_query(connection: Connection, before: datetime, after: datetime) -> list
     query, rows = demo_sql.call_time_rows(connection, DEMO_SCHEMA, calls)
     lines = [f"     {line}" for line in query.splitlines()]
     lines.append("")
-    header = ["call_id", "vdn_id", "obs_code", "called_at", "obs_code_desc"]
+    header = ["call_id", "vdn_id", "obs_code", "called_at", "desc_zh", "desc_en"]
     cells = [[_cell(value) for value in row] for row in rows]
     lines += [f"     {line}" for line in table_lines(header, cells, rule=True)]
     return lines
@@ -150,13 +195,16 @@ def _bi_query(connection: Connection, before: datetime, after: datetime) -> list
 def run_demo(echo: Callable[[str], None] = print) -> int:
     started = time.monotonic()
     echo("obs-sync demo: bundled iSales simulator -> PostgreSQL, two real signed syncs\n")
-    data = SimulatorData({vdn: dict(codes) for vdn, codes in DEMO_CODES.items()})
+    data = demo_data()
     with Simulator(data, access_key=DEMO_ACCESS_KEY, secret_key=DEMO_SECRET_KEY) as sim:
         total = sum(len(c) for c in DEMO_CODES.values())
         echo(
             f"1. Simulator   {sim.url}  ({len(DEMO_CODES)} VDNs: "
-            f"{', '.join(map(str, DEMO_CODES))}; {total} codes; verifies every C2 signature)"
+            f"{', '.join(map(str, DEMO_CODES))}; {total} codes in English and Chinese; "
+            "verifies every C2 signature)"
         )
+        sources = ", ".join(f"{name} ({locale})" for name, locale in SOURCES)
+        echo(f"   Sources     {sources}: the same server and VDNs, one locale each")
         echo("   Starting the embedded PostgreSQL (the first time takes a few seconds)...")
         url = embedded_url()
         config = demo_config(sim.url, url)
@@ -172,15 +220,18 @@ def run_demo(echo: Callable[[str], None] = print) -> int:
                 return 1
 
             vdn, code, desc = NEW_CODE
-            data.set_code(vdn, code, desc)
+            data.set_code(vdn, code, bilingual(desc))
             vdn_c, code_c, desc_c = CHANGED_CODE
             old_desc = DEMO_CODES[vdn_c][code_c]
-            data.set_code(vdn_c, code_c, desc_c)
+            data.set_code(vdn_c, code_c, bilingual(desc_c))
             vdn_r, code_r = REMOVED_CODE
             data.remove_code(vdn_r, code_r)
             echo("4. Upstream changes on the simulator:")
-            echo(f"     VDN {vdn}: new code {code} {desc!r}")
-            echo(f"     VDN {vdn_c}: code {code_c} {old_desc!r} -> {desc_c!r}")
+            echo(f"     VDN {vdn}: new code {code} {desc!r} ({CHINESE[desc]})")
+            echo(
+                f"     VDN {vdn_c}: code {code_c} {old_desc!r} -> {desc_c!r} "
+                f"({CHINESE[old_desc]} -> {CHINESE[desc_c]})"
+            )
             echo(f"     VDN {vdn_r}: code {code_r} removed")
 
             between = datetime.now().astimezone()
@@ -192,7 +243,10 @@ def run_demo(echo: Callable[[str], None] = print) -> int:
                 echo(f"6. What run {second.run_id} changed (from result_code_history):")
                 for line in _changes(connection, second) or ["     (nothing)"]:
                     echo(line)
-                echo("7. BI query from docs/bi.md: each call's description at call time")
+                echo(
+                    "7. BI query from docs/bi.md: each call's description at call time, "
+                    "in English and Chinese"
+                )
                 for line in _bi_query(connection, between, after):
                     echo(line)
                 count = demo_sql.history_rows(connection, DEMO_SCHEMA)
@@ -202,7 +256,8 @@ def run_demo(echo: Callable[[str], None] = print) -> int:
         f"\n{count} history rows in {DEMO_SCHEMA}. Explore them yourself:\n"
         f"  psql '{display_url(url)}' -c '{demo_sql.explore_query(DEMO_SCHEMA)}'\n"
         f"Next: copy config.example.yaml to config.yaml, point isales.base_url at your "
-        f"server, then run `obs-sync check` and `obs-sync run`. "
+        f"server (or list several under sources:), then run `obs-sync check` and "
+        f"`obs-sync run`. "
         f"(demo took {time.monotonic() - started:.1f} s)"
     )
     return 0 if second.exit_code == 0 else 1

@@ -1,5 +1,6 @@
 """``obs-sync simulator``: serve the bundled iSales simulator with credentials from the
-environment (the demo pair when unset) and generated or given data."""
+environment (the demo pair when unset), more keys from a file, and generated or given
+data."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import os
 import click
 
 from obs_sync.errors import ObsSyncError, UsageError
-from obs_sync.simulator import DEMO_ACCESS_KEY, DEMO_SECRET_KEY, SimulatorData, SimulatorDataError
+from obs_sync.simulator import (
+    DEMO_ACCESS_KEY,
+    DEMO_SECRET_KEY,
+    AccessKey,
+    SimulatorData,
+    SimulatorDataError,
+    load_keys,
+)
 from obs_sync.simulator.run import serve
 
 
@@ -20,6 +28,7 @@ def run_simulator(
     codes: int,
     seed: int,
     data_path: str | None,
+    keys_path: str | None,
     tls_cert: str | None,
     tls_key: str | None,
     latency_ms: float,
@@ -47,11 +56,18 @@ def run_simulator(
         )
     except SimulatorDataError as error:
         raise UsageError(f"--data: {error}") from error
+    keys: list[AccessKey] = []
+    if keys_path:
+        try:
+            keys = load_keys(keys_path)
+        except SimulatorDataError as error:
+            raise UsageError(f"--keys: {error}") from error
     try:
         serve(
             data,
             access_key=access_key,
             secret_key=secret_key,
+            keys=keys,
             host=host,
             port=port,
             tls=(tls_cert, tls_key) if tls_cert and tls_key else None,

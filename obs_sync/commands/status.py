@@ -16,9 +16,12 @@ from typing import Any
 
 import click
 
+from obs_sync.commands.selection import chosen_sources, vdns_key
+from obs_sync.commands.status_lists import lists_table, read_lists, with_lists
 from obs_sync.commands.table import table_lines
 from obs_sync.config import Config, MetricsConfig
 from obs_sync.errors import EXIT_OK, UsageError
+from obs_sync.results import DEFAULT_SOURCE, VdnKey, label
 from obs_sync.store.status_query import Status, VdnRow
 from obs_sync.text import duration, escape_controls, json_text, plural
 
@@ -44,12 +47,12 @@ def vdn_state(vdn: VdnRow, now: datetime, stale_after: timedelta) -> str:
 _FAR = datetime.max.replace(tzinfo=timezone.utc)
 
 
-def _order(vdn: VdnRow, state: str) -> tuple[int, datetime, int]:
+def _order(vdn: VdnRow, state: str) -> tuple[int, datetime, int, str]:
     # Within a state: the longest failing, the stalest first; else by VDN id.
     when = vdn.failing_since if state == "failing" else vdn.last_success
     if state not in ("failing", "stale"):
         when = None
-    return STATES.index(state), when or _FAR, vdn.vdn_id
+    return STATES.index(state), when or _FAR, vdn.vdn_id, vdn.source
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class StatusView:
 
     status: Status
     stale_after: timedelta
-    states: dict[int, str]
+    states: dict[VdnKey, str]
     listed: list[VdnRow]
     by_state: dict[str, int]
     oldest_success: VdnRow | None
@@ -66,6 +69,9 @@ class StatusView:
     database: str = ""
     failing_only: bool = False
     selected: list[int] | None = field(default=None)
+    # A SOURCE column (table) when a source other than default is shown.
+    sources: bool = False
+    selected_sources: list[str] | None = None
 
 
 def make_view(
@@ -75,17 +81,18 @@ def make_view(
     failing_only: bool = False,
     selected: Sequence[int] | None = None,
     database: str = "",
+    selected_sources: Sequence[str] | None = None,
 ) -> StatusView:
     """The summary over ``status.vdns``; the listing sorted, only failing ones if asked."""
-    states = {v.vdn_id: vdn_state(v, status.now, stale_after) for v in status.vdns}
+    states = {(v.source, v.vdn_id): vdn_state(v, status.now, stale_after) for v in status.vdns}
     by_state = dict.fromkeys(STATES, 0)
     for state in states.values():
         by_state[state] += 1
     succeeded = [v for v in status.vdns if v.last_success is not None]
     failing = [v for v in status.vdns if v.streak and v.failing_since is not None]
-    listed = sorted(status.vdns, key=lambda v: _order(v, states[v.vdn_id]))
+    listed = sorted(status.vdns, key=lambda v: _order(v, states[(v.source, v.vdn_id)]))
     if failing_only:
-        listed = [v for v in listed if states[v.vdn_id] == "failing"]
+        listed = [v for v in listed if states[(v.source, v.vdn_id)] == "failing"]
     return StatusView(
         status=status,
         stale_after=stale_after,
@@ -97,6 +104,8 @@ def make_view(
         database=database,
         failing_only=failing_only,
         selected=list(selected) if selected is not None else None,
+        sources=any(v.source != DEFAULT_SOURCE for v in status.vdns),
+        selected_sources=list(selected_sources) if selected_sources else None,
     )
 
 
@@ -162,13 +171,14 @@ def _summary_lines(view: StatusView, fixed: timezone, error_width: int) -> list[
     oldest = view.oldest_success
     if oldest is not None:
         lines.append(
-            f"  oldest success:  VDN {oldest.vdn_id}, {_when(oldest.last_success, fixed)} "
+            f"  oldest success:  {label(oldest.source, oldest.vdn_id)}, "
+            f"{_when(oldest.last_success, fixed)} "
             f"({_age(now, oldest.last_success)} ago)"
         )
     longest = view.longest_failure
     if longest is not None:
         lines.append(
-            f"  longest failure: VDN {longest.vdn_id}, failing since "
+            f"  longest failure: {label(longest.source, longest.vdn_id)}, failing since "
             f"{_when(longest.failing_since, fixed)} ({_age(now, longest.failing_since)}, "
             f"{plural(longest.streak, 'result')}): "
             f"{_short_error(longest.last_error or '', error_width)}"
@@ -240,9 +250,10 @@ def format_table(
     for vdn in view.listed:
         error = _short_error(vdn.last_error or "", error_width)
         vdn_rows.append(
-            [
+            ([vdn.source] if view.sources else [])
+            + [
                 str(vdn.vdn_id),
-                view.states[vdn.vdn_id].replace("_", " "),
+                view.states[(vdn.source, vdn.vdn_id)].replace("_", " "),
                 vdn.last_status or "never synced",
                 _when(vdn.last_success, fixed),
                 _age(status.now, vdn.last_success),
@@ -252,6 +263,8 @@ def format_table(
             ]
         )
     header = ["VDN", "STATE", "LAST RESULT", "LAST SUCCESS", "AGE", "STREAK", "FAILING SINCE"]
+    if view.sources:
+        header.insert(0, "SOURCE")
     if vdn_rows:
         lines += ["  " + line for line in table_lines([*header, "LAST ERROR"], vdn_rows)]
     else:
@@ -272,7 +285,7 @@ def format_json(status: Status | StatusView, *, database: str = "") -> str:
         return {k: _jsonable(v) for k, v in asdict(item).items()}
 
     def vdn(item: VdnRow) -> dict[str, Any]:
-        state = view.states[item.vdn_id]
+        state = view.states[(item.source, item.vdn_id)]
         return {**row(item), "state": state, "empty": item.last_total_count == 0}
 
     oldest, longest = view.oldest_success, view.longest_failure
@@ -283,16 +296,25 @@ def format_json(status: Status | StatusView, *, database: str = "") -> str:
             "database": database or view.database or None,
             "warnings": status.warnings,
             "stale_after_minutes": view.stale_after.total_seconds() / 60,
-            "filter": {"failing": view.failing_only, "vdns": view.selected},
+            "filter": {
+                "failing": view.failing_only,
+                "vdns": view.selected,
+                "sources": view.selected_sources,
+            },
             "summary": {
                 "vdns": len(status.vdns),
                 "by_state": view.by_state,
                 "oldest_success": None
                 if oldest is None
-                else {"vdn_id": oldest.vdn_id, "at": _jsonable(oldest.last_success)},
+                else {
+                    "source": oldest.source,
+                    "vdn_id": oldest.vdn_id,
+                    "at": _jsonable(oldest.last_success),
+                },
                 "longest_failure": None
                 if longest is None
                 else {
+                    "source": longest.source,
                     "vdn_id": longest.vdn_id,
                     "since": _jsonable(longest.failing_since),
                     "streak": longest.streak,
@@ -307,7 +329,12 @@ def format_json(status: Status | StatusView, *, database: str = "") -> str:
 
 
 def run_status_command(
-    config: Config, fmt: str, *, failing_only: bool = False, vdn_ids: Sequence[int] = ()
+    config: Config,
+    fmt: str,
+    *,
+    failing_only: bool = False,
+    vdn_ids: Sequence[int] = (),
+    sources: Sequence[str] = (),
 ) -> int:
     """``obs-sync status``: read, then print the table or the JSON document; the exit code."""
     # Heavy, and only this command path needs them.
@@ -315,11 +342,18 @@ def run_status_command(
     from obs_sync.db.url import describe_database
     from obs_sync.store.status_query import read_status
 
-    configured = set(config.isales.vdn_list)
+    chosen = chosen_sources(config, sources)
+    configured = {vdn for source in chosen for vdn in source.vdn_list}
     unknown = [v for v in vdn_ids if v not in configured]
     if unknown:
         shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
-        raise UsageError(f"--vdn {shown}: not in isales.vdn_ids (status shows configured VDNs)")
+        raise UsageError(f"--vdn {shown}: not in {vdns_key(config)} (status shows configured VDNs)")
+    keys = [
+        (source.name, vdn)
+        for source in chosen
+        for vdn in source.vdn_list
+        if not vdn_ids or vdn in set(vdn_ids)
+    ]
     schema = config.database.schema_
     engine = make_engine(config)
     url = engine.url.render_as_string(hide_password=False)
@@ -328,7 +362,7 @@ def run_status_command(
         status = read_status(
             engine,
             schema,
-            list(vdn_ids) or config.isales.vdn_list,
+            keys,
             heartbeat_seconds=config.sync.heartbeat_seconds,
         )
     finally:
@@ -340,6 +374,10 @@ def run_status_command(
         failing_only=failing_only,
         selected=list(vdn_ids) or None,
         database=database,
+        selected_sources=list(sources) or None,
     )
-    click.echo(format_json(view) if fmt == "json" else format_table(view))
+    lists = read_lists(config, vdn_ids, sources)  # display and business results
+    click.echo(with_lists(format_json(view), lists) if fmt == "json" else format_table(view))
+    if fmt != "json" and lists:
+        click.echo(lists_table(lists))
     return EXIT_OK

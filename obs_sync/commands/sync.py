@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from obs_sync.commands.selection import check_configured
 from obs_sync.commands.table import table_lines
 from obs_sync.db.embedded import require_installed
 from obs_sync.errors import UsageError
 from obs_sync.observability import setup_logging_for
 from obs_sync.progress_bar import ProgressBar
-from obs_sync.text import id_ranges, plural
+from obs_sync.results import DEFAULT_SOURCE
+from obs_sync.text import plural
 
 log = logging.getLogger("obs_sync.sync")
 
@@ -94,12 +96,17 @@ def _counts(vdn: VdnResult) -> list[str]:
 
 
 def format_summary(result: RunResult) -> str:
-    """The per-VDN table and a totals line."""
+    """The per-VDN table and a totals line (a SOURCE column once a source other than
+    default is in the run: with today's isales: section the table is as it was)."""
+    sources = any(vdn.source != DEFAULT_SOURCE for vdn in result.vdns)
     header = ["VDN", "STATUS", "NEW", "CHANGED", "DELETED", "RESTORED", "UNCHANGED", "PAGES"]
+    if sources:
+        header.insert(0, "SOURCE")
     rows: list[list[str]] = []
     for vdn in result.vdns:
         error = (vdn.error or "").replace("\n", " ")  # last column: shown whole
-        rows.append([str(vdn.vdn_id), vdn.status, *_counts(vdn), str(vdn.pages), error])
+        row = [str(vdn.vdn_id), vdn.status, *_counts(vdn), str(vdn.pages), error]
+        rows.append([vdn.source, *row] if sources else row)
     lines = table_lines([*header, "ERROR"], rows)
     statuses: dict[str, int] = {}
     for vdn in result.vdns:
@@ -119,15 +126,17 @@ def format_summary(result: RunResult) -> str:
 
 
 def run_sync_command(
-    config: Config, vdn_ids: Sequence[int], *, dry_run: bool, migrate: bool
+    config: Config,
+    vdn_ids: Sequence[int],
+    *,
+    dry_run: bool,
+    migrate: bool,
+    sources: Sequence[str] = (),
+    switch_locale: bool = False,
 ) -> int:
-    configured = set(config.isales.vdn_list)
-    unknown = [vdn for vdn in vdn_ids if vdn not in configured]
-    if unknown:
-        raise UsageError(
-            f"--vdn {id_ranges(unknown)}: not in isales.vdn_ids; add it to the "
-            "configuration to sync it (only configured VDNs are kept fresh)"
-        )
+    check_configured(config, sources, vdn_ids)
+    if switch_locale and dry_run:
+        raise UsageError("--switch-locale records the switch: it cannot be a --dry-run")
     setup_logging_for(config)
     # A one-shot command: at exit, skip the interpreter's last full garbage collections
     # over every object of every imported module (pydantic, psycopg, requests...), about
@@ -137,12 +146,12 @@ def run_sync_command(
 
     # After the checks above: a usage error answers before the client and its HTTP stack load.
     from obs_sync.engine.control import RunControl
-    from obs_sync.engine.run import run_sync
+    from obs_sync.engine.run import run_keys, run_sync
 
     if config.database.embedded:  # before fetching anything that could not be stored
         require_installed()
 
-    total = len(vdn_ids) if vdn_ids else len(configured)
+    total = len(run_keys(config, list(sources) or None, list(vdn_ids) or None))
     progress: ProgressBar | None = None
     if sys.stderr.isatty():
         # Log records are written around the bar, never into its line.
@@ -163,6 +172,8 @@ def run_sync_command(
             result = run_sync(
                 config,
                 vdn_ids=list(vdn_ids) or None,
+                sources=list(sources) or None,
+                switch_locale=switch_locale,
                 dry_run=dry_run,
                 migrate=migrate,
                 on_vdn=advance if progress is not None else None,

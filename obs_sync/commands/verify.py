@@ -5,19 +5,23 @@ written); the findings as text or JSON.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from obs_sync.commands.selection import chosen_sources
 from obs_sync.commands.table import table_lines
+from obs_sync.commands.verify_lists import compare_lists_upstream
 from obs_sync.db.engine import make_engine
 from obs_sync.diff import StoredCode, compute_changes
 from obs_sync.isales.client import ISalesClient
 from obs_sync.isales.errors import ISalesError
 from obs_sync.observability import redactor_for, setup_logging_for
+from obs_sync.results import DEFAULT_SOURCE, VdnKey
 from obs_sync.store.integrity import (
     Finding,
     UnknownVdnError,
@@ -46,9 +50,18 @@ __all__ = [
 ]
 
 
-def run_verify(config: Config, *, vdn_ids: Sequence[int] | None, upstream: bool, fmt: str) -> int:
+def run_verify(
+    config: Config,
+    *,
+    vdn_ids: Sequence[int] | None,
+    upstream: bool,
+    fmt: str,
+    sources: Sequence[str] = (),
+) -> int:
     """The command: print the findings; exit 0 (all holds) or 1 (findings listed). A
-    ``vdn_ids`` VDN neither configured nor stored raises UnknownVdnError (exit 2)."""
+    ``vdn_ids`` VDN neither configured nor stored raises UnknownVdnError (exit 2);
+    ``sources``: only these sources (an unknown one: exit 2)."""
+    chosen = chosen_sources(config, sources)
     setup_logging_for(config)  # the client's retries and warnings, in the configured format
     schema = config.database.schema_
     engine = make_engine(config)
@@ -59,12 +72,24 @@ def run_verify(config: Config, *, vdn_ids: Sequence[int] | None, upstream: bool,
             schema,
             keep_days=config.sync.keep_run_records_days,
             vdn_ids=vdn_ids,
-            configured=config.isales.vdn_list,
+            configured=sorted({vdn for source in chosen for vdn in source.vdn_list}),
             heartbeat_seconds=config.sync.heartbeat_seconds,
+            sources=[source.name for source in chosen] if sources else None,
         )
         if upstream:
-            report = compare_upstream(config, engine, vdn_ids or config.isales.vdn_list)
+            keys = [
+                (source.name, vdn)
+                for source in chosen
+                for vdn in source.vdn_list
+                if vdn_ids is None or vdn in vdn_ids
+            ]
+            if vdn_ids is not None and len(chosen) == 1:
+                keys = [(chosen[0].name, vdn) for vdn in vdn_ids]
+            report = compare_upstream(config, engine, keys)
             findings = sorted(findings + report.findings, key=Finding.sort_key)
+            # Display and business results, for the sources that sync them.
+            listed = compare_lists_upstream(config, engine, keys)
+            findings = sorted(findings + listed, key=Finding.sort_key)
     finally:
         engine.dispose()
     click.echo(
@@ -113,7 +138,7 @@ class UpstreamReport:
 def verify_upstream(
     config: Config,
     engine: Engine,
-    vdn_ids: Sequence[int],
+    vdn_ids: Sequence[int | VdnKey],
     *,
     fetch: Callable[[int], Any] | None = None,
 ) -> list[Finding]:
@@ -124,7 +149,7 @@ def verify_upstream(
 def compare_upstream(
     config: Config,
     engine: Engine,
-    vdn_ids: Sequence[int],
+    vdn_ids: Sequence[int | VdnKey],
     *,
     fetch: Callable[[int], Any] | None = None,
 ) -> UpstreamReport:
@@ -133,26 +158,36 @@ def compare_upstream(
     ``upstream-missing``: iSales has the code, the database has it not (or deleted);
     ``upstream-extra``: the database has a present code a complete fetch lacks;
     ``upstream-desc``: the descriptions differ; ``upstream-fetch``: the fetch failed or was
-    incomplete (nothing compared, or only what was fetched).
+    incomplete (nothing compared, or only what was fetched). ``vdn_ids``: (source, vdn_id)
+    keys, or ids of the only source; each source is asked with its own key.
     """
+    keys = [key if isinstance(key, tuple) else (config.sources[0].name, key) for key in vdn_ids]
     redact = redactor_for(config)
     findings: list[Finding] = []
     compared: list[int] = []
     incomplete: list[int] = []
     failed: list[int] = []
     codes_fetched = codes_stored = 0
-    with ISalesClient(config.isales) as client:
-        for vdn_id in vdn_ids:
+    used = [source for source in config.sources if any(k[0] == source.name for k in keys)]
+    with contextlib.ExitStack() as closing:
+        clients = {s.name: closing.enter_context(ISalesClient(s)) for s in used}
+        for source, vdn_id in keys:
+            client = clients[source]
             try:
                 snapshot = (fetch or client.fetch_snapshot)(vdn_id)
             except ISalesError as error:
                 findings.append(
-                    Finding(vdn_id, None, "upstream-fetch", redact(f"fetch failed: {error}"))
+                    Finding(
+                        vdn_id, None, "upstream-fetch", redact(f"fetch failed: {error}"), source
+                    )
                 )
                 failed.append(vdn_id)
                 continue
-            stored = present_codes(engine, config.database.schema_, vdn_id)
-            findings += compare_snapshot(vdn_id, stored, snapshot.codes, snapshot.complete)
+            stored = present_codes(engine, config.database.schema_, vdn_id, source)
+            findings += [
+                replace(finding, source=source)
+                for finding in compare_snapshot(vdn_id, stored, snapshot.codes, snapshot.complete)
+            ]
             codes_fetched += len(snapshot.codes)
             codes_stored += len(stored)
             (compared if snapshot.complete else incomplete).append(vdn_id)
@@ -164,11 +199,12 @@ def compare_upstream(
                         "upstream-fetch",
                         f"incomplete fetch ({snapshot.incomplete_reason}): codes missing "
                         "upstream not compared",
+                        source,
                     )
                 )
     return UpstreamReport(
-        base_url=config.isales.base_url,
-        vdns=tuple(vdn_ids),
+        base_url=", ".join(dict.fromkeys(source.base_url for source in used)),
+        vdns=tuple(key[1] for key in keys),
         compared=tuple(compared),
         incomplete=tuple(incomplete),
         failed=tuple(failed),
@@ -209,13 +245,16 @@ def format_text(
     head = [upstream.line()] if upstream is not None else []
     if not findings:
         return "\n".join([*head, f"obs-sync verify: every check holds (schema {schema})"])
+    sources = any(f.source != DEFAULT_SOURCE for f in findings)
     rows = [
         # VDN 0: a finding about the runs, not one VDN (dead-run).
-        (str(f.vdn_id or "-"), f.obs_code if f.obs_code is not None else "-", f.check, f.detail)
+        ((f.source,) if sources else ())
+        + (str(f.vdn_id or "-"), f.obs_code if f.obs_code is not None else "-", f.check, f.detail)
         for f in findings
     ]
-    lines = head + table_lines(("VDN", "CODE", "CHECK", "DETAIL"), rows, strip=False)
-    vdns = len({f.vdn_id for f in findings if f.vdn_id})
+    header = ("VDN", "CODE", "CHECK", "DETAIL")
+    lines = head + table_lines(("SOURCE", *header) if sources else header, rows, strip=False)
+    vdns = len({(f.source, f.vdn_id) for f in findings if f.vdn_id})
     lines.append(
         f"obs-sync verify: {len(findings)} finding(s) in {vdns} VDN(s) (schema {schema}); "
         "docs/operations.md#obs-sync-verify says what to do about each"

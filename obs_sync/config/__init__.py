@@ -33,6 +33,7 @@ from obs_sync.config.model import (
     SyncConfig,
 )
 from obs_sync.config.shape import MAX_CONFIG_DEPTH, MAX_CONFIG_VALUES
+from obs_sync.config.sources import Server, SourceConfig, servers
 
 __all__ = [
     "CONFIG_ENV",
@@ -56,11 +57,14 @@ __all__ = [
     "LoggingConfig",
     "MetricsConfig",
     "ScheduleConfig",
+    "Server",
     "SigningConfig",
+    "SourceConfig",
     "SyncConfig",
     "format_validation_error",
     "load_config",
     "parse_config",
     "parse_vdn_ids",
     "resolve_config_path",
+    "servers",
 ]

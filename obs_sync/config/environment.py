@@ -47,6 +47,8 @@ def expand_env(
 ) -> Any:
     if isinstance(value, str):
         _check_references(value, env, path)
+        # A source's keys are what the isales section's are (sources[2].secret_key).
+        key = re.sub(r"^sources\[\d+\]", "isales", path)
 
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
@@ -56,10 +58,10 @@ def expand_env(
                 return default
             if path == "database.url" and path in optional:
                 return ""  # unset: fine for a command that never opens the database
-            if path in optional:
+            if key in optional:
                 return UNSET_CREDENTIAL
             # A default in the file is fine for a port, not for a secret (or a URL with one).
-            secret = path in ("isales.secret_key", "database.url")
+            secret = key in ("isales.secret_key", "database.url")
             hint = (
                 "export it, e.g. from a systemd EnvironmentFile=; keep the value out of the file"
                 if secret

@@ -16,6 +16,13 @@ from pydantic import (
     model_validator,
 )
 
+from obs_sync.code_lists import (
+    CODE_LISTS,
+    DEFAULT_CODE_LISTS,
+    OBS_RESULT_CODES,
+    CodeListName,
+    parse_code_lists,
+)
 from obs_sync.config.section import CONTROL, Section
 from obs_sync.headers import SENT_HEADERS, unsent_headers
 
@@ -103,6 +110,25 @@ class ISalesConfig(Section):
     backoff_max_seconds: float = Field(30, ge=0, le=3600)
     # Safety cap on pages per VDN, so a misbehaving server cannot loop us forever.
     max_pages: int = Field(2000, ge=1, le=100_000)
+    # Which code lists to sync (obs_sync/code_lists.py): OBS result codes (today's), the
+    # tenant's display results with their OBS codes, business results with sub-statuses.
+    code_lists: tuple[CodeListName, ...] = DEFAULT_CODE_LISTS
+
+    @field_validator("code_lists", mode="before")
+    @classmethod
+    def _code_lists(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"list code lists, e.g. [{', '.join(CODE_LISTS)}]")
+        lists = parse_code_lists([str(v) for v in value])
+        if OBS_RESULT_CODES not in lists:
+            # The VDN's record (sync_run_vdn) and the run's status follow its OBS codes.
+            raise ValueError(
+                f"include {OBS_RESULT_CODES}: the other lists are synced beside it, e.g. "
+                f"[{', '.join(CODE_LISTS)}]"
+            )
+        return lists
 
     @field_validator("max_requests_per_second")
     @classmethod

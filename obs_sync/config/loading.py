@@ -38,7 +38,9 @@ def parse_config(
     ``database.url`` is then not an error (it stays empty).
     """
     if not isinstance(data, dict):
-        raise ConfigError("the configuration must be a YAML mapping with an 'isales' section")
+        raise ConfigError(
+            "the configuration must be a YAML mapping with a 'sources' list or an 'isales' section"
+        )
     check_shape(data)
     optional = (frozenset() if credentials else CREDENTIALS) | (
         frozenset() if database else {"database.url"}

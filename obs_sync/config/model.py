@@ -11,8 +11,10 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from obs_sync.config.database import DatabaseConfig
+from obs_sync.config.errors import ConfigError
 from obs_sync.config.isales import ISalesConfig
 from obs_sync.config.section import Section
+from obs_sync.config.sources import SourceConfig, check_sources, from_isales
 
 MIN_INTERVAL_MINUTES = 0.01  # 0.6 s: shorter than the scheduler and one run can keep up with
 
@@ -86,7 +88,9 @@ class LoggingConfig(Section):
 
 
 class Config(Section):
-    isales: ISalesConfig
+    # One of the two: today's single server and key (the source "default"), or the list.
+    isales_section: ISalesConfig | None = Field(None, alias="isales")
+    sources: tuple[SourceConfig, ...] = ()
     # Always validated (see _database_section): its url has no default to fall back to.
     database: DatabaseConfig
     schedule: ScheduleConfig = ScheduleConfig()
@@ -99,5 +103,68 @@ class Config(Section):
     def _database_section(cls, data: Any) -> Any:
         # A missing section must still report database.url as unset, naming both choices.
         if isinstance(data, dict) and "database" not in data:
-            return {**data, "database": {}}
+            data = {**data, "database": {}}
+        if isinstance(data, dict):
+            if "isales" in data and "sources" in data:
+                raise ValueError(
+                    "@sources: both isales: and sources: are set: keep one (isales: is the "
+                    "one source named default; move it into sources: as a list item with "
+                    "name: default to add others)"
+                )
+            if "isales" not in data and "sources" not in data:
+                raise ValueError(
+                    "@sources: is required: a sources: list (name, base_url, access_key, "
+                    "secret_key, vdn_ids per source), or one isales: section (see "
+                    "config.example.yaml)"
+                )
+            if "isales" in data and data["isales"] is None:
+                raise ValueError(
+                    "@isales: is empty: give its keys (base_url, access_key, secret_key, "
+                    "vdn_ids; see config.example.yaml)"
+                )
+            if "sources" in data and data["sources"] in (None, [], ()):
+                raise ValueError(
+                    "@sources: lists no source: add at least one (name, base_url, "
+                    "access_key, secret_key, vdn_ids), or use one isales: section"
+                )
         return data
+
+    @model_validator(mode="after")
+    def _sources(self) -> Config:
+        if self.isales_section is not None:
+            object.__setattr__(self, "sources", (from_isales(self.isales_section),))
+        else:
+            try:
+                check_sources(self.sources)
+            except ValueError as error:
+                raise ValueError(str(error).replace("@[", "@sources[", 1)) from None
+        return self
+
+    @property
+    def legacy(self) -> bool:
+        """True when written with the single ``isales:`` section (the source default)."""
+        return self.isales_section is not None
+
+    @property
+    def isales(self) -> SourceConfig:
+        """The only source; a ConfigError when there are several (code that has to know
+        the sources uses :attr:`sources`)."""
+        if len(self.sources) != 1:
+            raise ConfigError(
+                f"{len(self.sources)} sources are configured: this needs one (internal: "
+                "use config.sources)"
+            )
+        return self.sources[0]
+
+    def source(self, name: str) -> SourceConfig:
+        """The source named ``name``; a ConfigError naming the configured ones otherwise."""
+        for source in self.sources:
+            if source.name == name:
+                return source
+        names = ", ".join(s.name for s in self.sources)
+        raise ConfigError(f"--source: no source named {name!r} is configured (sources: {names})")
+
+    @property
+    def vdn_keys(self) -> list[tuple[str, int]]:
+        """Every configured (source, vdn_id), in configured source order, VDNs sorted."""
+        return [(s.name, vdn) for s in self.sources for vdn in s.vdn_list]

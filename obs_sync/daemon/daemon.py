@@ -30,7 +30,7 @@ from obs_sync.daemon.job import Job, StartError, SyncJob
 from obs_sync.daemon.metrics import Metrics, MetricsServer
 from obs_sync.daemon.schedule import Timing, make_trigger
 from obs_sync.errors import EXIT_FAILED, EXIT_OK, one_line
-from obs_sync.health import Failure, HealthTracker
+from obs_sync.health import Failure, HealthTracker, vdn_name
 from obs_sync.logcontext import PendingRun, bind
 from obs_sync.text import minutes, plural
 
@@ -58,7 +58,8 @@ class Daemon:
         self.clock = clock
         self.trigger = make_trigger(config.schedule)
         self.timing = Timing(config.schedule, self.trigger)
-        self.vdn_ids = config.isales.vdn_list
+        self.vdn_keys = config.vdn_keys  # (source, vdn_id) of every configured VDN
+        self.source_names = [source.name for source in config.sources]
         self.stop_event = threading.Event()  # passed to run_sync: start no new VDN
         self.shutdown_requested = threading.Event()
         self._idle = threading.Condition()
@@ -70,6 +71,7 @@ class Daemon:
             due=self.timing.due,
             max_failing=timedelta(minutes=config.metrics.max_failing_minutes),
             clock=clock,
+            sources=self.source_names,
         )
         self.metrics: Metrics | None = None
         self.server: MetricsServer | None = None
@@ -112,7 +114,7 @@ class Daemon:
 
         def on_vdn(result: Any) -> None:
             at = getattr(result, "finished_at", None) or self.clock()
-            self.health.record_vdn(result.vdn_id, result.status, result.error, at)
+            self.health.record_vdn(result.key, result.status, result.error, at)
             if metrics is not None:
                 metrics.on_vdn(result, at)
 
@@ -131,14 +133,17 @@ class Daemon:
             log.error(
                 "run failed before syncing: %s", message, exc_info=log.isEnabledFor(logging.DEBUG)
             )
-            self.health.record_run_error(self.vdn_ids, message, finished)
+            self.health.record_run_error(self.vdn_keys, message, finished)
             if metrics is not None:
-                metrics.mark_failing(self.vdn_ids)
+                metrics.mark_failing(self.vdn_keys)
                 metrics.on_run("error", time.monotonic() - started, finished)
             return
         finished = self.clock()
         self.health.record_run_finished(finished)
         if metrics is not None:
+            # Display and business results (a RunResult's; stand-in jobs may have none).
+            for listed in getattr(result, "code_lists", ()):
+                metrics.on_code_list(listed)
             metrics.on_run(result.status, time.monotonic() - started, finished)
         # The run's result line (with its fields) is logged by the run itself (engine/report.py).
 
@@ -164,7 +169,7 @@ class Daemon:
         signal.signal(signal.SIGINT, self._on_signal)
 
     def start_metrics(self) -> None:
-        self.metrics = Metrics()
+        self.metrics = Metrics(self.source_names)
         host, port = self.config.metrics.host, self.config.metrics.port
         if port == 0:
             log.info("metrics endpoint disabled (metrics.port: 0)")
@@ -227,7 +232,7 @@ class Daemon:
         # Logged before the scheduler starts: the first run may begin at once.
         log.info(
             "daemon started: %s %s%s",
-            plural(len(self.vdn_ids), "VDN"),
+            plural(len(self.vdn_keys), "VDN"),
             what,
             ", first run now" if schedule.run_at_start else "",
         )
@@ -282,16 +287,20 @@ class Daemon:
                 )
             return
         failing = {
-            row.vdn_id: Failure(since=row.failing_since, count=row.streak, error=row.last_error)
+            (row.source, row.vdn_id): Failure(
+                since=row.failing_since, count=row.streak, error=row.last_error
+            )
             for row in rows
             if row.streak and row.failing_since is not None
         }
         self.health.seed_failing(failing)
         if self.metrics is not None:
-            last_success = {row.vdn_id: row.last_success for row in rows if row.last_success}
+            last_success = {
+                (row.source, row.vdn_id): row.last_success for row in rows if row.last_success
+            }
             # Empty: the VDN's latest result succeeded with totalCount 0.
             empty = [
-                row.vdn_id
+                (row.source, row.vdn_id)
                 for row in rows
                 if row.last_status == "succeeded" and row.last_total_count == 0
             ]
@@ -305,11 +314,11 @@ class Daemon:
                 last_run_success = None
             self.metrics.seed(last_success, failing, empty=empty, last_run_success=last_run_success)
         if failing:
-            first = min(failing, key=lambda vdn: failing[vdn].since)
+            first = min(failing, key=lambda key: failing[key].since)
             log.warning(
-                "%s already failing before this start, VDN %d since %s",
+                "%s already failing before this start, %s since %s",
                 plural(len(failing), "VDN"),
-                first,
+                vdn_name(first),
                 failing[first].since.isoformat(timespec="seconds"),
             )
         self.seeded = True  # last: health and metrics hold the records once this is set

@@ -113,7 +113,7 @@ class SyncJob:
             status = read_status(
                 self.engine,
                 self.config.database.schema_,
-                self.config.isales.vdn_list,
+                self.config.vdn_keys,
                 limit=1,
                 heartbeat_seconds=self.config.sync.heartbeat_seconds,
             )

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -29,9 +29,10 @@ from prometheus_client import (
 )
 
 from obs_sync import __version__
+from obs_sync.code_list_diff import ListResult
 from obs_sync.health import Health
 from obs_sync.isales.events import OUTCOMES, RequestEvent
-from obs_sync.results import FAILING, VDN_STATUSES, VdnResult
+from obs_sync.results import DEFAULT_SOURCE, FAILING, VDN_STATUSES, VdnKey, VdnResult
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,16 @@ def build_labels() -> dict[str, str]:
     }
 
 
-class Metrics:
-    """The daemon's Prometheus metrics (names and labels listed in docs/operations.md)."""
+CODE_CHANGE_KINDS = ("inserted", "updated", "deleted", "restored")
 
-    def __init__(self) -> None:
+
+class Metrics:
+    """The daemon's Prometheus metrics (names and labels listed in docs/operations.md).
+
+    Every per-VDN series carries a ``source`` label (the configured source's name;
+    ``default`` for a configuration with the single ``isales:`` section)."""
+
+    def __init__(self, sources: Iterable[str] = (DEFAULT_SOURCE,)) -> None:
         # ``_created`` series (one per counter/histogram child) double the exposition and
         # nothing here uses them. The switch is process-wide: the daemon's only metrics
         # are these.
@@ -64,37 +71,40 @@ class Metrics:
         self.runs = Counter("obs_sync_runs", "Sync runs by final status.", ["status"], registry=r)
         self.vdn_results = Counter(
             "obs_sync_vdn_results",
-            "Per-VDN sync results by status (succeeded, failed, incomplete, skipped, guarded).",
-            ["status"],
+            "Per-VDN sync results by source and status (succeeded, failed, incomplete, "
+            "skipped, guarded).",
+            ["source", "status"],
             registry=r,
         )
         self.vdn_last_success = Gauge(
             "obs_sync_vdn_last_success_timestamp_seconds",
-            "Unix time of each VDN's last successful sync (one series per VDN).",
-            ["vdn"],
+            "Unix time of each VDN's last successful sync (one series per source and VDN).",
+            ["source", "vdn"],
             registry=r,
         )
         self.vdns_failing = Gauge(
             "obs_sync_vdns_failing",
-            "VDNs whose latest result was failed, incomplete or guarded.",
+            "VDNs whose latest result was failed, incomplete or guarded, per source.",
+            ["source"],
             registry=r,
         )
         self.vdns_empty = Gauge(
             "obs_sync_vdns_empty",
             "Configured VDNs whose latest successful sync found no code at all (totalCount "
-            "0): usually a wrong id in isales.vdn_ids.",
+            "0), per source: usually a wrong id in the source's vdn_ids.",
+            ["source"],
             registry=r,
         )
         self.codes_changed = Counter(
             "obs_sync_codes_changed",
-            "Result codes written, by kind (inserted, updated, deleted, restored).",
-            ["kind"],
+            "Result codes written, by source and kind (inserted, updated, deleted, restored).",
+            ["source", "kind"],
             registry=r,
         )
         self.request_seconds = Histogram(
             "obs_sync_http_request_duration_seconds",
-            "iSales HTTP requests by outcome; _count is the number of requests.",
-            ["outcome"],
+            "iSales HTTP requests by source and outcome; _count is the number of requests.",
+            ["source", "outcome"],
             buckets=REQUEST_BUCKETS,
             registry=r,
         )
@@ -120,6 +130,19 @@ class Metrics:
             "(recorded as skipped).",
             registry=r,
         )
+        self.code_list_results = Counter(
+            "obs_sync_code_list_results",
+            "Results of the other code lists (code_list: display_results, business_results) "
+            "per VDN, by source and status.",
+            ["source", "code_list", "status"],
+            registry=r,
+        )
+        self.code_lists_failing = Gauge(
+            "obs_sync_code_lists_failing",
+            "VDNs whose latest result for a code list was failed, incomplete or guarded.",
+            ["source", "code_list"],
+            registry=r,
+        )
         self.healthy = Gauge(
             "obs_sync_healthy",
             "1 while /healthz answers 200, else 0 (absent when the endpoint is off).",
@@ -129,35 +152,56 @@ class Metrics:
         # alerts also see the first occurrence (a series born at 1 has no increase).
         for status in ("succeeded", "failed", "stopped", "error", "abandoned"):
             self.runs.labels(status)
-        for status in VDN_STATUSES:
-            self.vdn_results.labels(status)
-        for kind in ("inserted", "updated", "deleted", "restored"):
-            self.codes_changed.labels(kind)
-        for outcome in sorted(OUTCOMES):
-            self.request_seconds.labels(outcome)
-        self._failing: set[int] = set()
-        self._empty: set[int] = set()
+        self._failing: set[VdnKey] = set()
+        self._lists_failing: set[tuple[str, str, int]] = set()  # (source, code_list, vdn)
+        self._empty: set[VdnKey] = set()
+        self._sources: set[str] = set()
         self._deadline_hit = False  # in the run in flight, a VDN was skipped at the deadline
         self._lock = threading.Lock()
+        for source in sources:
+            self._add_source(source)
+
+    def _add_source(self, source: str) -> None:
+        """Every series of a source exists from the start (counters at 0, gauges at 0)."""
+        if source in self._sources:
+            return
+        self._sources.add(source)
+        for status in VDN_STATUSES:
+            self.vdn_results.labels(source, status)
+        for kind in CODE_CHANGE_KINDS:
+            self.codes_changed.labels(source, kind)
+        for outcome in sorted(OUTCOMES):
+            self.request_seconds.labels(source, outcome)
+        self.vdns_failing.labels(source).set(0)
+        self.vdns_empty.labels(source).set(0)
+
+    def _set_counts(self) -> None:
+        """The per-source gauges of failing and empty VDNs (under the lock)."""
+        for source in self._sources:
+            self.vdns_failing.labels(source).set(sum(s == source for s, _ in self._failing))
+            self.vdns_empty.labels(source).set(sum(s == source for s, _ in self._empty))
 
     def seed(
         self,
-        last_success: Mapping[int, datetime],
-        failing: Iterable[int],
+        last_success: Mapping[VdnKey, datetime],
+        failing: Iterable[VdnKey],
         *,
-        empty: Iterable[int] = (),
+        empty: Iterable[VdnKey] = (),
         last_run_success: datetime | None = None,
     ) -> None:
         """State recorded before this process started (from the run records), so the
-        series do not vanish from dashboards and alerts at every restart: per VDN, its
-        last success, failing and empty VDNs, and the last run in which all succeeded."""
+        series do not vanish from dashboards and alerts at every restart: per (source,
+        VDN), its last success, failing and empty VDNs, and the last run in which all
+        succeeded."""
         with self._lock:
-            for vdn_id, when in last_success.items():
-                self.vdn_last_success.labels(str(vdn_id)).set(when.timestamp())
+            for (source, vdn_id), when in last_success.items():
+                self._add_source(source)
+                self.vdn_last_success.labels(source, str(vdn_id)).set(when.timestamp())
             self._failing.update(failing)
-            self.vdns_failing.set(len(self._failing))
             self._empty.update(empty)
-            self.vdns_empty.set(len(self._empty))
+            for source, _ in (*self._failing, *self._empty):
+                self._add_source(source)
+            self._set_counts()
             if last_run_success is not None:
                 self.last_run_success.set(last_run_success.timestamp())
 
@@ -166,29 +210,45 @@ class Metrics:
         self.runs.labels("abandoned").inc(count)
 
     def on_request(self, event: RequestEvent) -> None:
-        self.request_seconds.labels(event.outcome).observe(max(event.seconds, 0.0))
+        with self._lock:
+            self._add_source(event.source)
+        self.request_seconds.labels(event.source, event.outcome).observe(max(event.seconds, 0.0))
 
     def on_vdn(self, result: VdnResult, finished_at: datetime | None = None) -> None:
-        self.vdn_results.labels(result.status).inc()
-        for kind in ("inserted", "updated", "deleted", "restored"):
+        source, key = result.source, result.key
+        with self._lock:
+            self._add_source(source)
+        self.vdn_results.labels(source, result.status).inc()
+        for kind in CODE_CHANGE_KINDS:
             count = int(getattr(result, kind) or 0)
             if count:
-                self.codes_changed.labels(kind).inc(count)
+                self.codes_changed.labels(source, kind).inc(count)
         with self._lock:
             if result.status == "succeeded":
                 when = finished_at or datetime.now(timezone.utc)
-                self.vdn_last_success.labels(str(result.vdn_id)).set(when.timestamp())
-                self._failing.discard(result.vdn_id)
+                self.vdn_last_success.labels(source, str(result.vdn_id)).set(when.timestamp())
+                self._failing.discard(key)
                 if result.total_count == 0:
-                    self._empty.add(result.vdn_id)
+                    self._empty.add(key)
                 else:
-                    self._empty.discard(result.vdn_id)
-                self.vdns_empty.set(len(self._empty))
+                    self._empty.discard(key)
             elif result.status in FAILING:
-                self._failing.add(result.vdn_id)
+                self._failing.add(key)
             elif result.skip_reason == "deadline":
                 self._deadline_hit = True
-            self.vdns_failing.set(len(self._failing))
+            self._set_counts()
+
+    def on_code_list(self, result: ListResult) -> None:
+        """One list of one VDN (engine/code_lists.py): its result, and whether it fails."""
+        source, name = result.source, result.code_list
+        self.code_list_results.labels(source, name, result.status).inc()
+        with self._lock:
+            if result.status == "succeeded":
+                self._lists_failing.discard((source, name, result.vdn_id))
+            elif result.status in FAILING:
+                self._lists_failing.add((source, name, result.vdn_id))
+            failing = sum(1 for s, n, _ in self._lists_failing if (s, n) == (source, name))
+            self.code_lists_failing.labels(source, name).set(failing)
 
     def on_run(self, status: str, seconds: float, finished_at: datetime) -> None:
         self.runs.labels(status).inc()
@@ -201,10 +261,13 @@ class Metrics:
                 self.deadline_runs.inc()
             self._deadline_hit = False
 
-    def mark_failing(self, vdn_ids: Iterable[int]) -> None:
+    def mark_failing(self, keys: Iterable[VdnKey]) -> None:
+        """Every (source, vdn_id) of a run that could not start."""
         with self._lock:
-            self._failing.update(vdn_ids)
-            self.vdns_failing.set(len(self._failing))
+            self._failing.update(keys)
+            for source, _ in self._failing:
+                self._add_source(source)
+            self._set_counts()
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
@@ -215,7 +278,8 @@ class Metrics:
 
 
 class MetricsServer:
-    """Serves ``GET /metrics`` and ``GET /healthz`` from daemon threads."""
+    """Serves ``GET /metrics`` and ``GET /healthz`` (``?source=NAME``: that source's
+    verdict alone) from daemon threads."""
 
     def __init__(
         self,
@@ -234,12 +298,22 @@ class MetricsServer:
             server_version = "obs-sync"
 
             def do_GET(self) -> None:
-                path = urlsplit(self.path).path
+                parts = urlsplit(self.path)
+                path = parts.path
                 if path == "/metrics":
                     body, content_type = server.metrics.render()
                     self._send(200, body, content_type)
                 elif path in ("/healthz", "/health"):
                     verdict = server.health()
+                    wanted = parse_qs(parts.query).get("source")
+                    if wanted:
+                        one = verdict.source(wanted[0])
+                        if one is None:
+                            known = ", ".join(name for name, _ in verdict.sources)
+                            error = {"error": f"no source {wanted[0]!r} (sources: {known})"}
+                            self._send(404, json.dumps(error).encode(), "application/json")
+                            return
+                        verdict = one
                     self._send(verdict.http_status, verdict.to_json(), "application/json")
                 else:
                     self._send(404, b'{"error": "try /metrics or /healthz"}', "application/json")

@@ -1,5 +1,6 @@
 """The database side of a run, made ready in a thread of its own while the first fetches run:
-connect, check (or apply) migrations, register the VDNs, open the run record."""
+connect, check (or apply) migrations, register the VDNs, open the run record, check each
+source's locale (obs_sync/store/sources.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from obs_sync import __version__, logcontext
 from obs_sync.engine.heartbeat import Heartbeat
 from obs_sync.engine.sizing import connections_per_run
+from obs_sync.locales import Refusal, RunSource, SourceState
+from obs_sync.results import VdnKey
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -41,13 +44,19 @@ class Prepared:
         migrate: bool,
         trigger: str,
         log_run: logcontext.PendingRun,
-        vdns: Sequence[int] = (),
+        keys: Sequence[VdnKey] = (),
         full: bool = True,
+        sources: Sequence[RunSource] = (),
+        switch_locale: Collection[str] = (),
     ) -> None:
         self.config = config
         # The VDN registry's configured flags (obs_sync/store/registry.py): a full run sets them
-        # all, a --vdn run only its own.
-        self.register = (list(vdns), full)
+        # all, a --vdn or --source run only its own.
+        self.register = (list(keys), full)
+        self.sources = list(sources)
+        self.switch_locale = frozenset(switch_locale)
+        # Known once ready: sources refused for their locale, VDNs to relabel.
+        self.source_state = SourceState()
         # The run's log lines wait for its id, known once start_run has inserted the row.
         self.log_run = log_run
         if dry_run:
@@ -78,6 +87,7 @@ class Prepared:
             from obs_sync.db import url as db_url
             from obs_sync.db.pool import EnginePool, OwnPool
             from obs_sync.store.registry import register_vdns
+            from obs_sync.store.sources import inspect_sources, prepare_sources
             from obs_sync.store.store import Store
 
             if self.engine is not None:
@@ -101,6 +111,12 @@ class Prepared:
                         f"schema {schema} has no obs-sync tables yet: compared against an "
                         "empty store"
                     )
+                elif store.sources_exist():
+                    # What the run would refuse for its locale, read only.
+                    with self.pool.connection() as connection:
+                        self.source_state = inspect_sources(
+                            connection, schema, self.sources, self.switch_locale
+                        )
             else:
                 # Tables this run created are empty: the store skips its no-change pre-reads.
                 store.created = self._migrate(schema)
@@ -114,9 +130,24 @@ class Prepared:
                     pid=os.getpid(),
                     version=__version__,
                     heartbeat_seconds=interval,
+                    sources=[source.name for source in self.sources],
                 )
                 self.heartbeat = Heartbeat(store, self.handle, interval).start()
                 self.log_run.resolve(self.handle.run_id)
+                with self.pool.connection() as connection:
+                    self.source_state = prepare_sources(
+                        connection, schema, self.handle.run_id, self.sources, self.switch_locale
+                    )
+                for name, old, new in self.source_state.switched:
+                    log.warning(
+                        "source %s: locale switched from %s to %s (recorded once; its "
+                        "translated descriptions are relabelled, not changes)",
+                        name,
+                        old or "(unknown)",
+                        new,
+                    )
+                for refusal in self.source_state.refused.values():
+                    log.error("source %s: %s", refusal.source, refusal.error)
             self.store = store
         except BaseException as error:
             self.error = error
@@ -153,6 +184,10 @@ class Prepared:
         if self.store is None or self.error is not None:
             raise Aborted
         return self.store
+
+    def refused(self) -> Mapping[str, Refusal]:
+        """Sources refused for their locale (empty until the database side is ready)."""
+        return self.source_state.refused if self.ready.is_set() else {}
 
     def store_if_ready(self) -> Store | None:
         """The store, if the database side is ready now (never waits for it)."""

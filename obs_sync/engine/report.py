@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from obs_sync.observability import FIELDS
-from obs_sync.results import RunResult, VdnResult
+from obs_sync.results import DEFAULT_SOURCE, RunResult, VdnResult
 from obs_sync.text import plural
 
 log = logging.getLogger("obs_sync.sync")  # the name the run's log lines have always carried
@@ -20,20 +20,26 @@ def log_result(result: VdnResult, dry_run: bool) -> None:
     # The result as fields too: JSON logs carry them as keys (observability.FIELDS).
     extra = {FIELDS: result.fields()}
     if result.empty:
+        where = (
+            "isales.vdn_ids"
+            if result.source == DEFAULT_SOURCE
+            else f"the vdn_ids of source {result.source}"
+        )
         log.warning(
-            "VDN %d is empty: the server reports totalCount 0 for it; a configured VDN "
-            "without codes is usually a wrong id in isales.vdn_ids (%s %s)",
-            result.vdn_id,
+            "%s is empty: the server reports totalCount 0 for it; a configured VDN "
+            "without codes is usually a wrong id in %s (%s %s)",
+            result.label,
+            where,
             verb,
             counts,
             extra=extra,
         )
     elif result.status == "succeeded":
-        log.debug("VDN %d succeeded: %s %s", result.vdn_id, verb, counts, extra=extra)
+        log.debug("%s succeeded: %s %s", result.label, verb, counts, extra=extra)
     elif result.status == "guarded":
         log.error(
-            "VDN %d GUARDED: %d deletions withheld; %s %s. %s",
-            result.vdn_id,
+            "%s GUARDED: %d deletions withheld; %s %s. %s",
+            result.label,
             result.withheld,
             verb,
             counts,
@@ -42,12 +48,12 @@ def log_result(result: VdnResult, dry_run: bool) -> None:
         )
     elif result.status == "incomplete":
         log.warning(
-            "VDN %d incomplete (%s %s): %s", result.vdn_id, verb, counts, result.error, extra=extra
+            "%s incomplete (%s %s): %s", result.label, verb, counts, result.error, extra=extra
         )
     elif result.status == "failed":
-        log.warning("VDN %d failed: %s", result.vdn_id, result.error, extra=extra)
+        log.warning("%s failed: %s", result.label, result.error, extra=extra)
     else:
-        log.info("VDN %d skipped: %s", result.vdn_id, result.error, extra=extra)
+        log.info("%s skipped: %s", result.label, result.error, extra=extra)
 
 
 def log_run(result: RunResult) -> None:

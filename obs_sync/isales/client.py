@@ -18,6 +18,7 @@ import random
 import time
 from collections.abc import Callable
 from types import TracebackType
+from typing import Any, TypeVar, cast
 
 import requests
 import tenacity
@@ -37,7 +38,7 @@ from obs_sync.isales.errors import (
     TransportError,
     VendorError,
 )
-from obs_sync.isales.events import RequestEvent
+from obs_sync.isales.events import Counters, RequestEvent
 from obs_sync.isales.page import (
     NestingTooDeep,
     Page,
@@ -52,12 +53,14 @@ from obs_sync.isales.paging import Pager
 from obs_sync.isales.vendor import MAX_PAGE_SIZE, PATH_TEMPLATE
 from obs_sync.isales.wire import BodyTooLarge, UndecodableBody, Wire
 from obs_sync.ratelimit import RateLimiter
+from obs_sync.results import DEFAULT_SOURCE
 from obs_sync.signing import C2Auth
 from obs_sync.snapshot import FetchStats, Snapshot
 
 log = logging.getLogger(__package__)  # "obs_sync.isales", as logs have always said
 
 CONTENT_TYPE = "application/json; charset=UTF-8"
+T = TypeVar("T")  # what a fetch_json parse returns
 
 
 class _Failed(Exception):
@@ -83,16 +86,6 @@ def _retryable(error: BaseException) -> bool:
     return isinstance(error, _Failed) and error.retryable
 
 
-class _Counters:
-    """Mutable per-fetch request counters (one fetch runs in one thread)."""
-
-    __slots__ = ("requests", "retries")
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.retries = 0
-
-
 class ISalesClient:
     """Fetches VDN snapshots; safe to share between up to ``max_concurrency`` threads."""
 
@@ -102,9 +95,14 @@ class ISalesClient:
         *,
         on_request: Callable[[RequestEvent], None] | None = None,
         adapter: BaseAdapter | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
-        """``adapter``: the requests transport (default: a pooled ``HTTPAdapter``)."""
+        """``adapter``: the requests transport (default: a pooled ``HTTPAdapter``).
+        ``limiter``: shared by the clients of the sources on one server (their rate limit
+        holds per server); default: this client's own, at ``max_requests_per_second``."""
         self.config = config
+        # The source's name for its request events (a plain isales section: default).
+        self.source: str = getattr(config, "name", DEFAULT_SOURCE)
         self._on_request = on_request
         self._timeout = config.timeout_seconds
         self._page_size = config.page_size
@@ -134,7 +132,7 @@ class ISalesClient:
             pool_size=max(config.max_concurrency, 1) + 1,
             adapter=adapter,
         )
-        self._limiter = RateLimiter(config.max_requests_per_second)
+        self._limiter = limiter or RateLimiter(config.max_requests_per_second)
         self._closed = False
         self._cancel = Cancellation()
 
@@ -181,14 +179,14 @@ class ISalesClient:
             raise ValueError(f"page_num {page_num} must be >= 1")
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size {page_size} is outside 1..{MAX_PAGE_SIZE}")
-        return self._fetch_page(vdn_id, page_num, page_size, _Counters())
+        return self._fetch_page(vdn_id, page_num, page_size, Counters())
 
     def fetch_snapshot(self, vdn_id: int) -> Snapshot:
         """Every page of one VDN, verified; ``complete`` says whether deletions are safe."""
         if not VDN_MIN <= vdn_id <= VDN_MAX:
             raise ValueError(f"vdn_id {vdn_id} is outside {VDN_MIN}..{VDN_MAX}")
         started = time.perf_counter()
-        counters = _Counters()
+        counters = Counters()
         pager = Pager(
             lambda page_num, page_size: self._fetch_page(vdn_id, page_num, page_size, counters),
             vdn_id,
@@ -226,12 +224,18 @@ class ISalesClient:
         path = PATH_TEMPLATE.format(vdn_id=vdn_id)
         return f"{self.wire.base_url}{path}?pageSize={page_size}&pageNum={page_num}"
 
-    def _fetch_page(self, vdn_id: int, page_num: int, page_size: int, counters: _Counters) -> Page:
+    def _fetch_page(self, vdn_id: int, page_num: int, page_size: int, counters: Counters) -> Page:
         url = self._url(vdn_id, page_num, page_size)
+        parse = lambda body: parse_page(vdn_id, page_num, page_size, body)  # noqa: E731
+        return self.fetch_json(vdn_id, url, f"page {page_num}", parse, counters)
+
+    def fetch_json(
+        self, vdn_id: int, url: str, what: str, parse: Callable[[Any], T], counters: Counters
+    ) -> T:
+        """A GET with retries; ``parse`` validates the JSON, ``what`` names it ("page 2")."""
         before = counters.requests
         try:
-            page: Page = self._retrying(self._attempt, vdn_id, page_num, page_size, url, counters)
-            return page
+            return cast(T, self._retrying(self._attempt, vdn_id, what, url, parse, counters))
         except _Failed as last:
             attempts = counters.requests - before
             tried = f"failed after {attempts} attempt{'s' * (attempts != 1)}"
@@ -255,13 +259,14 @@ class ISalesClient:
         if self._on_request is None:
             return
         try:
-            self._on_request(RequestEvent(vdn_id, outcome, status, time.perf_counter() - started))
+            elapsed = time.perf_counter() - started
+            self._on_request(RequestEvent(vdn_id, outcome, status, elapsed, source=self.source))
         except Exception:  # a broken metrics hook must not break fetching
             log.exception("on_request hook failed")
 
     def _attempt(
-        self, vdn_id: int, page_num: int, page_size: int, url: str, counters: _Counters
-    ) -> Page:
+        self, vdn_id: int, what: str, url: str, parse: Callable[[Any], T], counters: Counters
+    ) -> T:
         if self._closed:
             raise ISalesError("the iSales client is closed")
         self._cancel.check()
@@ -274,7 +279,7 @@ class ISalesClient:
             self._emit(vdn_id, "vendor_error", None, started)
             inflated = " decompressed" if error.coding else ""
             raise DataError(
-                f"page {page_num}: the{inflated} response body is larger than "
+                f"{what}: the{inflated} response body is larger than "
                 f"isales.max_response_bytes ({error.limit} bytes); raise that setting if the "
                 f"server's pages really are this large (GET {url})",
                 vdn_id=vdn_id,
@@ -302,8 +307,7 @@ class ISalesClient:
             except NestingTooDeep as error:
                 self._emit(vdn_id, "vendor_error", status, started)
                 raise DataError(
-                    f"page {page_num}: the response body's JSON nests too deeply to be read "
-                    f"(GET {url})",
+                    f"{what}: the response body's JSON nests too deeply to be read (GET {url})",
                     vdn_id=vdn_id,
                 ) from error
             except ValueError as error:
@@ -313,12 +317,12 @@ class ISalesClient:
                     f"HTTP {status} body is not JSON ({kind}): {snippet(content)}", "non_json"
                 ) from error
             try:
-                page = parse_page(vdn_id, page_num, page_size, body)
+                parsed = parse(body)
             except ISalesError:
                 self._emit(vdn_id, "vendor_error", status, started)
                 raise
             self._emit(vdn_id, "ok", status, started)
-            return page
+            return parsed
 
         detail = error_detail(content, content_type)
         if status == 401:
@@ -378,11 +382,11 @@ class ISalesClient:
     def _before_sleep(self, state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         delay = state.next_action.sleep if state.next_action else 0.0
-        vdn_id, page_num = state.args[0], state.args[1]
+        vdn_id, what = state.args[0], state.args[1]
         log.warning(
-            "VDN %s page %s: %s; retry %d of %d in %.2fs",
+            "VDN %s %s: %s; retry %d of %d in %.2fs",
             vdn_id,
-            page_num,
+            what,
             error,
             state.attempt_number,
             self.config.max_retries,

@@ -26,6 +26,8 @@ log = logging.getLogger(__package__)  # "obs_sync.isales", as logs have always s
 
 # fetch_page(page_num, page_size) -> the validated page (raising ISalesError when it cannot)
 FetchPage = Callable[[int, int], Page]
+# merge(vdn_id, items so far, page): adds a page's (key, value) items (default: OBS codes)
+Merge = Callable[[int, dict[str, str], Page], None]
 
 
 @dataclass
@@ -56,8 +58,17 @@ class Pager:
     """Pages one VDN through ``fetch_page``; ``pages`` and ``restarts`` count as it goes
     (read them after an error too: a failed fetch still reports what it cost)."""
 
-    def __init__(self, fetch_page: FetchPage, vdn_id: int, *, page_size: int, max_pages: int):
+    def __init__(
+        self,
+        fetch_page: FetchPage,
+        vdn_id: int,
+        *,
+        page_size: int,
+        max_pages: int,
+        merge: Merge = merge,
+    ):
         self._fetch_page = fetch_page
+        self._merge = merge
         self.vdn_id = vdn_id
         self._page_size = page_size
         self._max_pages = max_pages
@@ -114,7 +125,7 @@ class Pager:
                     return walk
             if walk.probing:
                 new = sum(1 for code, _ in page.codes if code not in walk.codes)
-                merge(self.vdn_id, walk.codes, page)
+                self._merge(self.vdn_id, walk.codes, page)
                 if new:  # (a server repeating its last page past the end adds nothing)
                     walk.beyond = (page_num, new)
                 return walk
@@ -122,7 +133,7 @@ class Pager:
                 if walk.rows < walk.total:
                     walk.empty_page = page_num
                 return walk
-            merge(self.vdn_id, walk.codes, page)
+            self._merge(self.vdn_id, walk.codes, page)
             walk.rows += len(page.codes)
             if walk.rows >= walk.total:
                 # A full last page that completes the count: ask for the next one too, or

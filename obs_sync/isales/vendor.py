@@ -39,3 +39,10 @@ LIKELY_CAUSES: dict[str, tuple[str, str]] = {
         "isales.vdn_ids if it is not there",
     ),
 }
+
+# The other code lists a call record carries (spec: isales-code-lists.md); same server,
+# signing, envelope and failure codes. ``def_id`` is numeric text.
+CAMPAIGNS_PREFIX = "/rest/isales/v1/openapi/campaigns/{vdn_id}"
+DISPLAY_RESULTS_PATH = CAMPAIGNS_PREFIX + "/queryOBSResults"
+DISPLAY_RESULT_DETAIL_PATH = CAMPAIGNS_PREFIX + "/{def_id}/queryObsResultDetail"
+BUSINESS_RESULTS_PATH = CAMPAIGNS_PREFIX + "/queryBusinessResults"

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 from typing import Any, Protocol
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from obs_sync.simulator.data import SimulatorData, SimulatorDataError, check_vdn
 from obs_sync.simulator.faults import Fault, FaultError, FaultSet
+from obs_sync.simulator.keys import AccessKey, KeyRing, parse_vdn_grant
 from obs_sync.simulator.stats import SimulatorStats
 
 
@@ -20,6 +21,7 @@ class Simulator(Protocol):
     data: SimulatorData
     faults: FaultSet
     stats: SimulatorStats
+    keys: KeyRing
     latency_seconds: float
     max_clock_skew_seconds: float | None
     required_signed_headers: frozenset[str]
@@ -67,7 +69,13 @@ def _route(sim: Simulator, method: str, path: str, query: dict[str, str], body: 
     resource = parts[0] if parts else "health"
     rest = parts[1:]
     if resource == "health" and not rest and method == "GET":
-        return 200, {"status": "ok", "url": sim.url, "vdns": len(sim.data.vdn_ids())}
+        return 200, {
+            "status": "ok",
+            "url": sim.url,
+            "vdns": len(sim.data.vdn_ids()),
+            "keys": len(sim.keys),
+            "locales": sim.data.locales(),
+        }
     if resource == "stats" and not rest:
         if method == "GET":
             return 200, sim.stats.as_dict(recent=_number(query, "recent", 50))
@@ -78,6 +86,8 @@ def _route(sim: Simulator, method: str, path: str, query: dict[str, str], body: 
         return _faults(sim, method, rest, body)
     if resource == "data":
         return _data(sim, method, rest, query, body)
+    if resource == "keys":
+        return _keys(sim, method, rest, body)
     if resource == "settings" and not rest:
         if method == "PATCH":
             _settings(sim, _json(body))
@@ -147,6 +157,34 @@ def _data(
     else:
         raise ControlError(405, f"unsupported: {method} /_sim/data/{vdn}")
     return 200, {"vdn_id": vdn, "version": sim.data.version(vdn), "count": sim.data.total(vdn)}
+
+
+def _keys(sim: Simulator, method: str, rest: list[str], body: bytes) -> Response:
+    if not rest and method == "GET":
+        return 200, {"keys": [key.describe() for key in sim.keys]}
+    if len(rest) != 1:
+        raise ControlError(404, "use /_sim/keys or /_sim/keys/{access key}")
+    access_key = unquote(rest[0])
+    if method == "PUT":
+        raw = _json(body)
+        if (
+            not isinstance(raw, dict)
+            or "secret_key" not in raw
+            or set(raw)
+            - {
+                "secret_key",
+                "vdn_ids",
+            }
+        ):
+            raise ControlError(400, 'PUT {"secret_key": "...", "vdn_ids": [1, "3-5"] or null}')
+        key = AccessKey(access_key, raw["secret_key"], parse_vdn_grant(raw.get("vdn_ids")))
+        sim.keys.add(key)
+        return 200, key.describe()
+    if method == "DELETE":
+        if sim.keys.remove(access_key):
+            return 200, {"removed": access_key}
+        raise ControlError(404, f"no access key {access_key!r}")
+    raise ControlError(405, f"unsupported: {method} /_sim/keys/{rest[0]}")
 
 
 def _settings(sim: Simulator, raw: Any) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import json.encoder
 import random
+import re
 import threading
 import zlib
 from collections import OrderedDict
@@ -87,14 +88,17 @@ def server_order_key(vdn_id: int, code: str) -> int:
     return zlib.crc32(f"{vdn_id}:{code}".encode())
 
 
+_LOCALE = re.compile(r"([A-Za-z]{2,3})(?:[_-]([A-Za-z]{2}))?")
+
+
 def normalize_locale(value: str | None) -> str:
-    """``en_US``/``en-us``/... -> ``en_US``; anything unknown -> the default ``zh_CN``."""
-    if value:
-        wanted = value.strip().replace("-", "_").lower()
-        for locale in LOCALES:
-            if locale.lower() == wanted:
-                return locale
-    return DEFAULT_LOCALE
+    """``en_US``/``en-us``/... -> ``en_US`` (language lower, country upper); absent or not
+    shaped like a locale -> the default ``zh_CN``."""
+    match = _LOCALE.fullmatch(value.strip()) if value else None
+    if match is None:
+        return DEFAULT_LOCALE
+    language, country = match.group(1).lower(), match.group(2)
+    return f"{language}_{country.upper()}" if country else language
 
 
 def pick(desc: Description, locale: str) -> str:
@@ -137,7 +141,13 @@ def _check_desc(vdn_id: int, code: str, desc: Any, where: str = "") -> Descripti
         and desc
         and all(isinstance(k, str) and isinstance(v, str) for k, v in desc.items())
     ):
-        return {normalize_locale(k) if k in LOCALES else k: v for k, v in desc.items()}
+        bad = [k for k in desc if _LOCALE.fullmatch(k.strip()) is None]
+        if not bad:
+            return {normalize_locale(k): v for k, v in desc.items()}
+        raise SimulatorDataError(
+            f"{where}VDN {vdn_id}: code {code!r}: {bad[0]!r} is not a locale "
+            "(write it like zh_CN or en_US)"
+        )
     raise SimulatorDataError(
         f"{where}VDN {vdn_id}: code {code!r}: description must be a string or a mapping "
         f"like {{zh_CN: ..., en_US: ...}}, not {type(desc).__name__}"
@@ -156,9 +166,11 @@ class SimulatorData:
         self._versions: dict[int, int] = {}
         self._version = 0
         self._cache: OrderedDict[tuple[int, str], PageSource] = OrderedDict()
+        # Locales some description is written in: a request in any other gets zh_CN text.
+        self._locales: set[str] = set(LOCALES)
         for vdn_id, vdn_codes in (codes or {}).items():
             vdn = check_vdn(vdn_id)
-            self._explicit[vdn] = _check_codes(vdn, vdn_codes)
+            self._explicit[vdn] = self._noted(_check_codes(vdn, vdn_codes))
 
     # -- construction -----------------------------------------------------------------
 
@@ -199,7 +211,7 @@ class SimulatorData:
         data = cls()
         for key, vdn_codes in raw.items():
             vdn = check_vdn(key, where)
-            data._explicit[vdn] = _check_codes(vdn, vdn_codes or {}, where)
+            data._explicit[vdn] = data._noted(_check_codes(vdn, vdn_codes or {}, where))
         return data
 
     def _generate_vdn(self, vdn_id: int) -> dict[str, Description]:
@@ -227,10 +239,21 @@ class SimulatorData:
         with self._lock:
             return sorted(self._generated | self._explicit.keys())
 
-    def page_source(self, vdn_id: int, locale: str = DEFAULT_LOCALE) -> PageSource:
-        locale = normalize_locale(locale)
-        key = (vdn_id, locale)
+    def served_locale(self, locale: str | None) -> str:
+        """The locale whose text a request's ``locale`` header gets: the normalized header
+        when some description is written in it (zh_CN and en_US always), else zh_CN."""
+        wanted = normalize_locale(locale)
+        return wanted if wanted in self._locales else DEFAULT_LOCALE
+
+    def locales(self) -> list[str]:
+        """The locales descriptions are served in (besides the zh_CN fallback)."""
         with self._lock:
+            return sorted(self._locales)
+
+    def page_source(self, vdn_id: int, locale: str | None = DEFAULT_LOCALE) -> PageSource:
+        with self._lock:
+            locale = self.served_locale(locale)
+            key = (vdn_id, locale)
             source = self._cache.get(key)
             if source is not None:
                 self._cache.move_to_end(key)
@@ -250,7 +273,7 @@ class SimulatorData:
                 self._cache.popitem(last=False)
             return source
 
-    def codes(self, vdn_id: int, locale: str = DEFAULT_LOCALE) -> dict[str, str]:
+    def codes(self, vdn_id: int, locale: str | None = DEFAULT_LOCALE) -> dict[str, str]:
         """The VDN's codes as the server currently returns them (server order)."""
         return dict(self.page_source(vdn_id, locale).items)
 
@@ -271,8 +294,14 @@ class SimulatorData:
     def _changed(self, vdn_id: int) -> None:
         self._version += 1
         self._versions[vdn_id] = self._version
-        for locale in LOCALES:
+        for locale in self._locales:
             self._cache.pop((vdn_id, locale), None)
+
+    def _noted(self, codes: dict[str, Description]) -> dict[str, Description]:
+        for desc in codes.values():
+            if not isinstance(desc, str):
+                self._locales.update(desc)
+        return codes
 
     def _materialized(self, vdn_id: int) -> dict[str, Description]:
         if vdn_id not in self._explicit:
@@ -284,7 +313,7 @@ class SimulatorData:
         vdn = check_vdn(vdn_id)
         checked = _check_codes(vdn, codes)
         with self._lock:
-            self._explicit[vdn] = checked
+            self._explicit[vdn] = self._noted(checked)
             self._changed(vdn)
 
     def set_code(self, vdn_id: int, code: str, desc: Description) -> None:
@@ -292,7 +321,7 @@ class SimulatorData:
         vdn = check_vdn(vdn_id)
         checked = _check_codes(vdn, {code: desc})
         with self._lock:
-            self._materialized(vdn).update(checked)
+            self._materialized(vdn).update(self._noted(checked))
             self._changed(vdn)
 
     def remove_code(self, vdn_id: int, code: str) -> bool:
@@ -317,5 +346,5 @@ class SimulatorData:
             codes = self._materialized(vdn)
             for code in remove:
                 codes.pop(code, None)
-            codes.update(checked)
+            codes.update(self._noted(checked))
             self._changed(vdn)

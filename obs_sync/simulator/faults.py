@@ -2,7 +2,8 @@
 
 Each request to the iSales URL that passed authentication and parameter validation takes
 at most ONE fault: the earliest-added active fault that matches it (kind applicable,
-``vdn_id``/``page_num`` filters). Taking it uses one of its ``times`` (None = forever).
+``vdn_id``/``page_num``/``access_key``/``locale`` filters). Taking it uses one of its
+``times`` (None = forever).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, get_args
+
+from obs_sync.simulator.data import normalize_locale
 
 FaultKind = Literal[
     "http_status",  # HTTP `status` (500/503/429...), Retry-After when `retry_after` is set;
@@ -41,6 +44,8 @@ class Fault:
     times: int | None = 1
     vdn_id: int | None = None
     page_num: int | None = None
+    access_key: str | None = None  # only requests signed with this access key
+    locale: str | None = None  # only requests served in this locale (zh_CN, en_US, ...)
     status: int = 503
     retry_after: float | None = None
     delay_seconds: float = 2.0
@@ -59,6 +64,10 @@ class Fault:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise FaultError(f"{name} {value!r} must be a positive integer or null")
+        for name in ("access_key", "locale"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise FaultError(f"{name} {value!r} must be a non-empty string or null")
         if not isinstance(self.status, int) or not 100 <= self.status <= 599:
             raise FaultError(f"status {self.status!r} must be an HTTP status 100..599")
         if self.retry_after is not None and self.retry_after < 0:
@@ -87,8 +96,18 @@ class Fault:
         except TypeError as error:
             raise FaultError(str(error)) from error
 
-    def matches(self, vdn_id: int, page_num: int) -> bool:
+    def matches(
+        self,
+        vdn_id: int,
+        page_num: int,
+        access_key: str | None = None,
+        locale: str | None = None,
+    ) -> bool:
         if self.vdn_id is not None and self.vdn_id != vdn_id:
+            return False
+        if self.access_key is not None and self.access_key != access_key:
+            return False
+        if self.locale is not None and normalize_locale(self.locale) != locale:
             return False
         if self.page_num is not None:
             return self.page_num == page_num
@@ -135,7 +154,13 @@ class FaultSet:
             return len(self._active)
 
     def take(
-        self, vdn_id: int, page_num: int, applicable: Callable[[Fault], bool] | None = None
+        self,
+        vdn_id: int,
+        page_num: int,
+        applicable: Callable[[Fault], bool] | None = None,
+        *,
+        access_key: str | None = None,
+        locale: str | None = None,
     ) -> Fault | None:
         """The fault for this request, if any, using up one of its ``times``."""
         if not self._active:  # fast path, no lock: a list's truthiness is atomic
@@ -143,7 +168,7 @@ class FaultSet:
         with self._lock:
             for active in self._active:
                 fault = active.fault
-                if not fault.matches(vdn_id, page_num):
+                if not fault.matches(vdn_id, page_num, access_key, locale):
                     continue
                 if applicable is not None and not applicable(fault):
                     continue

@@ -15,7 +15,7 @@ from obs_sync.isales.vendor import MAX_PAGE_SIZE, SUCCESS
 from obs_sync.simulator.data import PageSource, code_fragment
 from obs_sync.simulator.faults import Fault
 
-API_PATH = re.compile(r"^/rest/isales/v1/openapi/campaigns/([^/]*)/queryOBSResultCode$")
+API_PATH = re.compile(r"^/rest/isales/v1/openapi/campaigns/(?P<vdn>[^/]*)/queryOBSResultCode$")
 JSON_TYPE = "application/json;charset=UTF-8"
 SUCCESS_DESC = "query queryOBSResultCode Success!"
 INT32_MAX = 2**31 - 1
@@ -46,9 +46,13 @@ def int_param(name: str, text: str | None, low: int, high: int) -> int:
     return value
 
 
-def parse_params(vdn_segment: str, raw_query: str) -> tuple[int, int, int]:
-    """(vdnId, pageSize, pageNum) or :class:`ParamError` with the vendor's code."""
-    vdn_id = int_param("vdnId", unquote(vdn_segment), 1, 9999)
+def parse_vdn(vdn_segment: str) -> int:
+    """The path's vdnId or :class:`ParamError` with the vendor's code."""
+    return int_param("vdnId", unquote(vdn_segment), 1, 9999)
+
+
+def parse_page_params(raw_query: str) -> tuple[int, int]:
+    """(pageSize, pageNum) or :class:`ParamError` with the vendor's code."""
     params: dict[str, str] = {}
     for name, value in parse_qsl(raw_query, keep_blank_values=True):
         if name in params:
@@ -59,7 +63,7 @@ def parse_params(vdn_segment: str, raw_query: str) -> tuple[int, int, int]:
         raise ParamError("02000011", f"unknown parameter(s): {', '.join(unknown)}")
     page_size = int_param("pageSize", params.get("pageSize"), 1, MAX_PAGE_SIZE)
     page_num = int_param("pageNum", params.get("pageNum"), 1, INT32_MAX)
-    return vdn_id, page_size, page_num
+    return page_size, page_num
 
 
 def failure_body(code: str, desc: str) -> bytes:

@@ -11,6 +11,7 @@ from types import FrameType
 from typing import TextIO
 
 from obs_sync.simulator.data import SimulatorData
+from obs_sync.simulator.keys import AccessKey
 from obs_sync.simulator.server import Simulator
 
 
@@ -19,6 +20,7 @@ def serve(
     *,
     access_key: str,
     secret_key: str,
+    keys: Iterable[AccessKey] = (),
     host: str,
     port: int,
     tls: tuple[str, str] | None,
@@ -41,6 +43,7 @@ def serve(
         data,
         access_key=access_key,
         secret_key=secret_key,
+        keys=keys,
         host=host,
         port=port,
         tls=tls,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import socket
 import socketserver
 import ssl
@@ -18,33 +19,29 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from obs_sync.isales.vendor import FAILURE_CODES, SUCCESS
 from obs_sync.signing import host_header
 from obs_sync.simulator.auth import verify
+from obs_sync.simulator.code_lists import ROUTE as CODE_LIST_ROUTE
+from obs_sync.simulator.code_lists import CodeLists, code_lists
 from obs_sync.simulator.control import handle as handle_control
-from obs_sync.simulator.data import (
-    DEFAULT_LOCALE,
-    SimulatorData,
-    normalize_locale,
-)
-from obs_sync.simulator.faults import PAGE_KINDS, Fault, FaultSet
+from obs_sync.simulator.data import DEFAULT_LOCALE, SimulatorData
+from obs_sync.simulator.endpoint import ApiRequest, Endpoint, Outcome, Reply
+from obs_sync.simulator.faults import FaultSet
+from obs_sync.simulator.keys import AccessKey, KeyRing
 from obs_sync.simulator.protocol import (
     API_PATH,
     JSON_TYPE,
-    NON_JSON_BODY,
     ParamError,
     failure_body,
     is_json_content_type,
-    modify_page,
-    parse_params,
-    success_body,
+    parse_vdn,
 )
+from obs_sync.simulator.result_codes import result_codes
 from obs_sync.simulator.stats import DROPPED, RequestRecord, SimulatorStats
 
 logger = logging.getLogger("obs_sync.simulator")
@@ -54,17 +51,6 @@ DEMO_SECRET_KEY = "demo-secret-key"
 DEFAULT_SIGNED_HEADERS = ("content-type", "host")
 DEFAULT_MAX_SKEW_SECONDS = 900.0
 MAX_BODY = 10 * 1024 * 1024
-
-
-@dataclass
-class _Outcome:
-    status: int = 200
-    vdn_id: int | None = None
-    page_num: int | None = None
-    page_size: int | None = None
-    result_code: str | None = None
-    fault: str | None = None
-    codes: int = 0
 
 
 class _Server(ThreadingHTTPServer):
@@ -188,20 +174,25 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = handle_control(self.server.simulator, self.command, path, query, body)
             self._send_json(status, payload)
             return
-        match = API_PATH.match(path)
-        if match is None:
-            self._send_json(404, {"error": f"no such resource: {path}"})
-            return
-        self._serve_api(match.group(1), path, query, body)
+        for pattern, endpoint in ENDPOINTS:
+            match = pattern.match(path)
+            if match is not None:
+                self._serve_api(endpoint, match, path, query, body)
+                return
+        self._send_json(404, {"error": f"no such resource: {path}"})
 
     # -- the iSales API ---------------------------------------------------------------
 
-    def _serve_api(self, vdn_segment: str, path: str, query: str, body: bytes) -> None:
+    def _serve_api(
+        self, endpoint: Endpoint, match: re.Match[str], path: str, query: str, body: bytes
+    ) -> None:
         sim = self.server.simulator
         sim.stats.begin()
-        self._outcome: _Outcome | None = _Outcome()
+        self._outcome: Outcome | None = Outcome()
         try:
-            self._api(sim, self._outcome, vdn_segment, path, query, body)
+            request = self._checked(sim, self._outcome, match, path, query, body)
+            if request is not None:
+                self._answer(endpoint(request))
         finally:
             self._record()
 
@@ -222,23 +213,44 @@ class _Handler(BaseHTTPRequestHandler):
                 locale=self._h.get("locale"),
                 host=self._h.get("host"),
                 fault=outcome.fault,
+                access_key=outcome.access_key,
             ),
             outcome.codes,
         )
 
-    def _api(
-        self, sim: Simulator, out: _Outcome, vdn_segment: str, path: str, query: str, body: bytes
-    ) -> None:
+    def _answer(self, reply: Reply) -> None:
+        out = self._outcome
+        if out is not None:
+            out.status = DROPPED if reply.drop else reply.status
+        if reply.drop:
+            self.close_connection = True
+            self._record()
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self._send(reply.status, reply.body, reply.content_type, reply.headers)
+
+    def _checked(
+        self,
+        sim: Simulator,
+        out: Outcome,
+        match: re.Match[str],
+        path: str,
+        query: str,
+        body: bytes,
+    ) -> ApiRequest | None:
+        """The checks every iSales endpoint shares, in order (docs/simulator.md): the
+        request for the endpoint, or None when one of them already answered."""
         if self.command != "GET":
             out.status = 405
             self._send(405, b'{"error":"use GET"}', headers=[("Allow", "GET")])
-            return
+            return None
         reason = verify(
             method=self.command,
             raw_path=path,
             raw_query=query,
             header=self._h.get,
-            credentials=sim._credentials,
+            credentials=sim.keys.secrets,
             required_headers=sim.required_signed_headers,
             max_skew_seconds=sim.max_clock_skew_seconds,
             now=time.time(),
@@ -247,79 +259,45 @@ class _Handler(BaseHTTPRequestHandler):
         if reason is not None:
             out.status = 401
             self._send_json(401, {"error": "Unauthorized", "reason": reason})
-            return
+            return None
+        # verify() accepted it, so the header is auth-v2/{AK}/...
+        access_key = out.access_key = self._h["authorization"].strip().split("/")[1]
         if not is_json_content_type(self._h.get("content-type")):
             out.status = 415
             self._send_json(
                 415,
                 {"error": "Content-Type must be application/json; charset=UTF-8"},
             )
-            return
+            return None
         try:
-            vdn_id, page_size, page_num = parse_params(vdn_segment, query)
+            vdn_id = parse_vdn(match.group("vdn"))
         except ParamError as error:
             out.result_code = error.code
             self._send(200, failure_body(error.code, error.detail))
-            return
-        out.vdn_id, out.page_size, out.page_num = vdn_id, page_size, page_num
-
-        source = sim.data.page_source(vdn_id, normalize_locale(self._h.get("locale")))
-        start = (page_num - 1) * page_size
-        fragments = source.fragments[start : start + page_size]
-        fault = sim.faults.take(
-            vdn_id, page_num, lambda f: bool(fragments) or f.kind not in PAGE_KINDS
+            return None
+        out.vdn_id = vdn_id
+        key = sim.keys.get(access_key)
+        if key is None or not key.grants(vdn_id):
+            # The vendor documents no answer for a key without access to a VDN: like a key
+            # without permission for the API, HTTP 403 (docs/simulator.md).
+            out.status = 403
+            self._send_json(
+                403,
+                {
+                    "error": "Forbidden",
+                    "reason": f"access key {access_key!r} is not granted VDN {vdn_id}",
+                },
+            )
+            return None
+        return ApiRequest(
+            sim=sim,
+            out=out,
+            match=match,
+            query=query,
+            vdn_id=vdn_id,
+            access_key=access_key,
+            locale=sim.data.served_locale(self._h.get("locale")),
         )
-        if sim.latency_seconds > 0:
-            sim._sleep(sim.latency_seconds)
-        if fault is not None:
-            out.fault = fault.kind
-            if self._apply_terminal_fault(sim, fault, out):
-                return
-        total = source.total
-        items = list(fragments)
-        if fault is not None:
-            total, items = modify_page(fault, source, start, page_size, total, items)
-        out.result_code = SUCCESS
-        out.codes = len(items)
-        self._send(200, success_body(items, total))
-
-    def _apply_terminal_fault(self, sim: Simulator, fault: Fault, out: _Outcome) -> bool:
-        """Apply ``fault``; True when it produced the whole response."""
-        if fault.kind == "slow":
-            sim._sleep(fault.delay_seconds)
-            return False
-        if fault.kind == "drop_connection":
-            out.status = DROPPED
-            self.close_connection = True
-            self._record()
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-            return True
-        if fault.kind == "http_status":
-            out.status = fault.status
-            headers: list[tuple[str, str]] = []
-            if fault.retry_after is not None:
-                value = fault.retry_after
-                text = str(int(value)) if value == int(value) else str(value)
-                headers.append(("Retry-After", text))
-            if fault.vendor_body:  # a vendor failure code under an HTTP error status
-                desc = fault.desc if fault.desc is not None else FAILURE_CODES.get(fault.code)
-                out.result_code = fault.code
-                payload = failure_body(fault.code, desc or "")
-            else:
-                reason = self.responses.get(fault.status, ("Error",))[0]
-                payload = json.dumps({"error": reason, "injected": True}).encode()
-            self._send(fault.status, payload, headers=headers)
-            return True
-        if fault.kind == "non_json":
-            self._send(200, NON_JSON_BODY, content_type="text/html;charset=UTF-8")
-            return True
-        if fault.kind == "result_code":
-            desc = fault.desc if fault.desc is not None else FAILURE_CODES.get(fault.code, "")
-            out.result_code = fault.code
-            self._send(200, failure_body(fault.code, desc))
-            return True
-        return False
 
 
 class Simulator:
@@ -343,11 +321,15 @@ class Simulator:
         signed_headers: Iterable[str] | None = None,
         max_clock_skew_seconds: float | None = DEFAULT_MAX_SKEW_SECONDS,
         credentials: Mapping[str, str] | None = None,
+        vdn_ids: Iterable[int] | None = None,
+        keys: Iterable[AccessKey] = (),
         log_requests: bool = False,
     ) -> None:
         self.data = data if data is not None else SimulatorData.generate()
         self.access_key = access_key
-        self._credentials: dict[str, str] = {access_key: secret_key, **(credentials or {})}
+        primary = AccessKey(access_key, secret_key, None if vdn_ids is None else frozenset(vdn_ids))
+        extra = [AccessKey(ak, sk) for ak, sk in (credentials or {}).items()]
+        self.keys = KeyRing([primary, *extra, *keys])
         self.host = host
         self._requested_port = port
         self.tls = tls
@@ -357,6 +339,7 @@ class Simulator:
         self.max_clock_skew_seconds = max_clock_skew_seconds
         self.log_requests = log_requests
         self.faults = FaultSet()
+        self.code_lists = CodeLists(self.data)  # display and business results
         self.stats = SimulatorStats()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -454,8 +437,17 @@ class Simulator:
             else:
                 self._connections.discard(connection)
 
-    def _sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, cut short when the simulator stops."""
         self._stopping.wait(seconds)
 
 
-__all__ = ["DEFAULT_LOCALE", "Simulator"]
+# The iSales endpoints, tried in order: a pattern on the raw path whose group "vdn" is the
+# vdnId segment, and the function answering it after the shared checks (_Handler._checked).
+# A new endpoint is a function in its own module (obs_sync.simulator.endpoint) + a line here.
+ENDPOINTS: tuple[tuple[re.Pattern[str], Endpoint], ...] = (
+    (API_PATH, result_codes),
+    (CODE_LIST_ROUTE, code_lists),  # display and business results
+)
+
+__all__ = ["DEFAULT_LOCALE", "ENDPOINTS", "Simulator"]

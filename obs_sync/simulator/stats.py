@@ -24,6 +24,7 @@ class RequestRecord:
     locale: str | None  # the `locale` header as received
     host: str | None  # the Host header as received
     fault: str | None
+    access_key: str | None = None  # the signing key, once its signature was verified
 
 
 class SimulatorStats:
@@ -46,6 +47,8 @@ class SimulatorStats:
             self.by_result_code: Counter[str] = Counter()
             self.faults: Counter[str] = Counter()
             self.auth_failures = 0
+            self.forbidden = 0  # 403: a verified key asked for a VDN it is not granted
+            self.by_access_key: Counter[str] = Counter()
             self.param_errors = 0
             self.codes_served = 0
             self.in_flight = 0
@@ -75,6 +78,10 @@ class SimulatorStats:
                     self.param_errors += record.fault is None
             if record.status == 401:
                 self.auth_failures += 1
+            if record.status == 403:
+                self.forbidden += 1
+            if record.access_key is not None:
+                self.by_access_key[record.access_key] += 1
             if record.fault is not None:
                 self.faults[record.fault] += 1
             self.codes_served += codes
@@ -90,6 +97,8 @@ class SimulatorStats:
                 "by_result_code": dict(self.by_result_code),
                 "faults": dict(self.faults),
                 "auth_failures": self.auth_failures,
+                "forbidden": self.forbidden,
+                "by_access_key": dict(self.by_access_key),
                 "param_errors": self.param_errors,
                 "codes_served": self.codes_served,
                 "in_flight": self.in_flight,

@@ -15,7 +15,7 @@ import psycopg
 
 from obs_sync.diff import Changes
 from obs_sync.errors import ObsSyncError
-from obs_sync.results import VdnResult
+from obs_sync.results import DEFAULT_SOURCE, VdnResult
 from obs_sync.store.sql import RECORD_COLUMNS, Statements
 
 
@@ -27,17 +27,25 @@ def write_changes(
     connection: psycopg.Connection[Any],
     sql: Statements,
     run_id: int,
-    vdn: int,
+    key: tuple[str, int],
     changes: Changes,
     ts: datetime,
+    *,
+    relabel: bool = False,
 ) -> None:
-    """The set-based statements for one VDN's changes; row counts are verified."""
+    """The set-based statements for one VDN's changes; row counts are verified.
+
+    ``relabel``: the changed descriptions are the source's switch of language: their new
+    versions are marked ``relabelled`` (restored codes are not: they came back)."""
+    source, vdn = key
 
     def run(statement: str, expected: int, **params: Any) -> None:
-        count = connection.execute(statement, {"vdn": vdn, "ts": ts, **params}).rowcount
+        values = {"source": source, "vdn": vdn, "ts": ts, "relabelled": False, **params}
+        count = connection.execute(statement, values).rowcount
         if count != expected:
+            where = f"VDN {vdn}" if source == DEFAULT_SOURCE else f"VDN {vdn} of {source}"
             raise StoreError(
-                f"stored data inconsistent for VDN {vdn}: a statement changed {count} rows, "
+                f"stored data inconsistent for {where}: a statement changed {count} rows, "
                 f"expected {expected}; nothing applied for this VDN"
             )
 
@@ -54,15 +62,19 @@ def write_changes(
             descs=[d for _, d in changes.inserts],
             run=run_id,
         )
-    rewritten = [(c, new) for c, _, new in changes.updates] + list(changes.restores)
-    if rewritten:
-        run(
-            sql.update_codes,
-            len(rewritten),
-            codes=[c for c, _ in rewritten],
-            descs=[d for _, d in rewritten],
-            run=run_id,
-        )
+    updated = [(c, new) for c, _, new in changes.updates]
+    restored = list(changes.restores)
+    groups = [(updated, True), (restored, False)] if relabel else [(updated + restored, False)]
+    for rewritten, relabelled in groups:
+        if rewritten:
+            run(
+                sql.update_codes,
+                len(rewritten),
+                codes=[c for c, _ in rewritten],
+                descs=[d for _, d in rewritten],
+                run=run_id,
+                relabelled=relabelled,
+            )
 
 
 def insert_applied(
@@ -73,11 +85,12 @@ def insert_applied(
     ts: datetime,
     *,
     wrote: bool,
+    locale: str,
 ) -> VdnResult:
     """The record of a VDN applied under its lock, with its times read back: both from the
     database clock, around the change instant ``ts``. When it ``wrote``, the instant its
     fetch began is kept in ``vdn_state`` (no older snapshot is applied over it)."""
-    params: dict[str, Any] = {"run": run_id, "ts": ts, "wrote": wrote}
+    params: dict[str, Any] = {"run": run_id, "ts": ts, "wrote": wrote, "locale": locale}
     for name, _ in RECORD_COLUMNS:
         params[name] = getattr(result, "vdn_id" if name == "vdn" else name)
     row = connection.execute(sql.record_applied, params).fetchone()

@@ -1,6 +1,6 @@
 """The demo's SQL (``obs-sync demo``): its schema reset, what a run changed read back from
-the history, and the docs/bi.md "description at call time" query over a call-records
-table made for the demo."""
+the history, and the docs/bi.md "description at call time" query in two languages (two
+sources on one server) over a call-records table made for the demo."""
 
 from __future__ import annotations
 
@@ -13,18 +13,21 @@ from sqlalchemy import text
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
-# docs/bi.md, "description at call time", with the replacements that page gives for the
-# demo's database (a test checks they stay the same), over the demo's call-records table:
-# the columns and index of that page's example table.
+# docs/bi.md, "description at call time in two languages": the demo's sources "default"
+# (en_US) and "zh" (zh_CN) are one server asked in two locales. With the replacements that
+# page gives for the demo's database (a test checks they stay the same), over the demo's
+# call-records table: the columns and index of that page's example table.
 CALLS_TABLE = "demo_call_record"
 CALL_TIME_QUERY = """\
-SELECT c.call_id, c.vdn_id, c.obs_code, c.called_at, h.obs_code_desc
+SELECT c.call_id, c.vdn_id, c.obs_code, c.called_at,
+       zh.obs_code_desc AS desc_zh, en.obs_code_desc AS desc_en
 FROM {schema}.{calls} AS c
-LEFT JOIN {schema}.result_code_history AS h
-       ON h.vdn_id = c.vdn_id
-      AND h.obs_code = c.obs_code
-      AND h.valid_from <= c.called_at
-      AND c.called_at < coalesce(h.valid_to, 'infinity')
+LEFT JOIN {schema}.result_code_history AS zh
+       ON zh.source = 'zh' AND zh.vdn_id = c.vdn_id AND zh.obs_code = c.obs_code
+      AND zh.valid_from <= c.called_at AND c.called_at < coalesce(zh.valid_to, 'infinity')
+LEFT JOIN {schema}.result_code_history AS en
+       ON en.source = 'default' AND en.vdn_id = c.vdn_id AND en.obs_code = c.obs_code
+      AND en.valid_from <= c.called_at AND c.called_at < coalesce(en.valid_to, 'infinity')
 ORDER BY c.call_id;
 """
 
@@ -40,20 +43,20 @@ def reset_schema(engine: Engine, schema: str) -> None:
 
 
 def versions_opened(connection: Connection, schema: str, run_id: int | None) -> list[Any]:
-    """(vdn_id, obs_code, new_desc, old_desc) of each version ``run_id`` opened; old_desc
-    is None for a new code."""
+    """(source, vdn_id, obs_code, new_desc, old_desc) of each version ``run_id`` opened;
+    old_desc is None for a new code."""
     return list(
         connection.execute(
             text(
                 f"""
-                SELECT h.vdn_id, h.obs_code, h.obs_code_desc AS new_desc,
+                SELECT h.source, h.vdn_id, h.obs_code, h.obs_code_desc AS new_desc,
                        prev.obs_code_desc AS old_desc
                 FROM {schema}.result_code_history AS h
                 LEFT JOIN {schema}.result_code_history AS prev
-                  ON prev.vdn_id = h.vdn_id AND prev.obs_code = h.obs_code
-                 AND prev.valid_to = h.valid_from
+                  ON prev.source = h.source AND prev.vdn_id = h.vdn_id
+                 AND prev.obs_code = h.obs_code AND prev.valid_to = h.valid_from
                 WHERE h.sync_run_id = :run
-                ORDER BY h.vdn_id, h.obs_code
+                ORDER BY h.source, h.vdn_id, h.obs_code
                 """
             ),
             {"run": run_id},
@@ -62,14 +65,15 @@ def versions_opened(connection: Connection, schema: str, run_id: int | None) -> 
 
 
 def deleted_since(connection: Connection, schema: str, since: datetime) -> list[Any]:
-    """(vdn_id, obs_code, obs_code_desc) of each code deleted at or after ``since``."""
+    """(source, vdn_id, obs_code, obs_code_desc) of each code deleted at or after
+    ``since``."""
     return list(
         connection.execute(
             text(
                 f"""
-                SELECT vdn_id, obs_code, obs_code_desc FROM {schema}.result_code
+                SELECT source, vdn_id, obs_code, obs_code_desc FROM {schema}.result_code
                 WHERE deleted_at IS NOT NULL AND deleted_at >= :since
-                ORDER BY vdn_id, obs_code
+                ORDER BY source, vdn_id, obs_code
                 """
             ),
             {"since": since},
@@ -82,7 +86,7 @@ def call_time_rows(
 ) -> tuple[str, list[tuple[Any, ...]]]:
     """Store ``calls`` (id, at, vdn, code) in the demo's call-records table, then run
     :data:`CALL_TIME_QUERY` over it: the query as run, and its rows (call_id, vdn_id,
-    obs_code, called_at, obs_code_desc)."""
+    obs_code, called_at, desc_zh, desc_en)."""
     table = f"{schema}.{CALLS_TABLE}"
     connection.execute(
         text(

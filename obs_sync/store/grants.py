@@ -12,9 +12,24 @@ from obs_sync.store.tables import TABLE_NAMES
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-BI_RELATIONS = (*TABLE_NAMES, "result_code_current", "result_code_change")
-"""Tables and views a reader may SELECT (the views come from migration 0002)."""
-BI_FUNCTIONS = ("result_code_desc_at(integer, text, timestamptz)",)
+_LISTS = ("display_result", "display_result_obs_code", "business_result")  # migration 0007
+BI_RELATIONS = (
+    *TABLE_NAMES,
+    "result_code_current",
+    "result_code_change",
+    *(f"{t}{suffix}" for t in _LISTS for suffix in ("", "_history", "_current", "_change")),
+    "code_list_state",
+    "sync_run_code_list",
+)
+"""Tables and views a reader may SELECT (the views come from migrations 0002 and 0007)."""
+BI_FUNCTIONS = (
+    "result_code_desc_at(integer, text, timestamptz)",
+    "result_code_desc_at(text, bigint, text, timestamptz)",  # migration 0006
+    "sole_source()",
+    "display_result_at(text, integer, text, timestamptz)",  # migration 0007
+    "display_result_of_obs_code_at(text, integer, text, timestamptz)",
+    "business_result_at(text, integer, text, text, timestamptz)",
+)
 
 
 class GrantError(ObsSyncError):

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from obs_sync.db.url import quote_identifier
 from obs_sync.errors import ObsSyncError, UsageError
+from obs_sync.results import DEFAULT_SOURCE
+from obs_sync.store.code_list_integrity import list_findings
 from obs_sync.store.locks import lock_class
 from obs_sync.store.sql import run_alive
 from obs_sync.text import id_ranges
@@ -38,9 +40,10 @@ class Finding:
     obs_code: str | None  # None: about the VDN (a run record, the registry)
     check: str
     detail: str
+    source: str = DEFAULT_SOURCE  # (the dead-run check: about the runs, default)
 
-    def sort_key(self) -> tuple[int, str, str, str]:
-        return (self.vdn_id, self.obs_code or "", self.check, self.detail)
+    def sort_key(self) -> tuple[str, int, str, str, str]:
+        return (self.source, self.vdn_id, self.obs_code or "", self.check, self.detail)
 
 
 class VerifyError(ObsSyncError):
@@ -51,50 +54,53 @@ class UnknownVdnError(UsageError):
     """``--vdn`` named a VDN obs-sync knows nothing of: neither configured nor stored."""
 
 
-# check name -> SQL returning (vdn_id, obs_code, detail). {s}: the schema; %(vdns)s: the
-# VDNs to check (NULL: all); %(keep_days)s: sync.keep_run_records_days (0: keep all).
+# check name -> SQL returning (source, vdn_id, obs_code, detail). {s}: the schema;
+# %(vdns)s, %(sources)s: the VDNs and sources to check (NULL: all); %(keep_days)s:
+# sync.keep_run_records_days (0: keep all).
 CHECKS: dict[str, str] = {
     # A present code has exactly one open version; a deleted one has none.
     "open-version": """
-        SELECT r.vdn_id, r.obs_code,
+        SELECT r.source, r.vdn_id, r.obs_code,
                CASE WHEN r.deleted_at IS NULL
                     THEN 'present code has ' || count(h.id) || ' open versions, expected 1'
                     ELSE 'deleted code has ' || count(h.id) || ' open versions, expected 0'
                END
         FROM {s}.result_code AS r
         LEFT JOIN {s}.result_code_history AS h
-               ON h.vdn_id = r.vdn_id AND h.obs_code = r.obs_code AND h.valid_to IS NULL
+               ON h.source = r.source AND h.vdn_id = r.vdn_id AND h.obs_code = r.obs_code
+              AND h.valid_to IS NULL
         WHERE {vdn_filter_r}
-        GROUP BY r.vdn_id, r.obs_code, r.deleted_at
+        GROUP BY r.source, r.vdn_id, r.obs_code, r.deleted_at
         HAVING count(h.id) <> CASE WHEN r.deleted_at IS NULL THEN 1 ELSE 0 END""",
     # Versions of one code never overlap.
     "overlap": """
-        SELECT a.vdn_id, a.obs_code,
+        SELECT a.source, a.vdn_id, a.obs_code,
                'versions ' || a.id || ' [' || a.valid_from || ', ' ||
                coalesce(a.valid_to::text, 'open') || ') and ' || b.id || ' [' ||
                b.valid_from || ', ' || coalesce(b.valid_to::text, 'open') || ') overlap'
         FROM {s}.result_code_history AS a
         JOIN {s}.result_code_history AS b
-          ON b.vdn_id = a.vdn_id AND b.obs_code = a.obs_code AND b.id > a.id
+          ON b.source = a.source AND b.vdn_id = a.vdn_id AND b.obs_code = a.obs_code
+         AND b.id > a.id
          AND b.valid_from < coalesce(a.valid_to, 'infinity')
          AND a.valid_from < coalesce(b.valid_to, 'infinity')
         WHERE {vdn_filter_a}""",
     # Consecutive versions: a change changes the description (no version repeats its
     # predecessor's description at the same instant).
     "redundant-version": """
-        SELECT vdn_id, obs_code,
+        SELECT source, vdn_id, obs_code,
                'version ' || id || ' starts where version ' || prev_id ||
                ' ends with the same description'
         FROM (SELECT h.*, lag(h.id) OVER w AS prev_id, lag(h.valid_to) OVER w AS prev_to,
                      lag(h.obs_code_desc) OVER w AS prev_desc
               FROM {s}.result_code_history AS h WHERE {vdn_filter_h}
-              WINDOW w AS (PARTITION BY h.vdn_id, h.obs_code ORDER BY h.valid_from)) AS x
+              WINDOW w AS (PARTITION BY h.source, h.vdn_id, h.obs_code ORDER BY h.valid_from)) AS x
         WHERE prev_to = valid_from AND prev_desc = obs_code_desc""",
     # result_code agrees with the versions: the open version is the current description
     # since updated_at; a deleted code's last version ends at deleted_at; the first
     # version starts at first_seen_at.
     "current-mismatch": """
-        SELECT r.vdn_id, r.obs_code, concat_ws('; ',
+        SELECT r.source, r.vdn_id, r.obs_code, concat_ws('; ',
             CASE WHEN r.deleted_at IS NULL AND o.id IS NOT NULL
                   AND o.obs_code_desc IS DISTINCT FROM r.obs_code_desc
                  THEN 'result_code.obs_code_desc differs from the open version ' || o.id END,
@@ -110,12 +116,14 @@ CHECKS: dict[str, str] = {
                       coalesce(f.first_from::text, 'never (no versions)') END)
         FROM {s}.result_code AS r
         LEFT JOIN {s}.result_code_history AS o
-               ON o.vdn_id = r.vdn_id AND o.obs_code = r.obs_code AND o.valid_to IS NULL
+               ON o.source = r.source AND o.vdn_id = r.vdn_id AND o.obs_code = r.obs_code
+              AND o.valid_to IS NULL
               AND r.deleted_at IS NULL
         LEFT JOIN LATERAL (
             SELECT min(h.valid_from) AS first_from, max(h.valid_to) AS last_to
             FROM {s}.result_code_history AS h
-            WHERE h.vdn_id = r.vdn_id AND h.obs_code = r.obs_code) AS f ON true
+            WHERE h.source = r.source AND h.vdn_id = r.vdn_id
+              AND h.obs_code = r.obs_code) AS f ON true
         WHERE {vdn_filter_r}
           AND ((r.deleted_at IS NULL AND o.id IS NOT NULL
                 AND (o.obs_code_desc IS DISTINCT FROM r.obs_code_desc
@@ -124,14 +132,14 @@ CHECKS: dict[str, str] = {
                OR f.first_from IS DISTINCT FROM r.first_seen_at)""",
     # Every version belongs to a code of result_code.
     "orphan-version": """
-        SELECT h.vdn_id, h.obs_code, 'version ' || h.id || ' has no result_code row'
+        SELECT h.source, h.vdn_id, h.obs_code, 'version ' || h.id || ' has no result_code row'
         FROM {s}.result_code_history AS h
         WHERE {vdn_filter_h} AND NOT EXISTS (
             SELECT FROM {s}.result_code AS r
-            WHERE r.vdn_id = h.vdn_id AND r.obs_code = h.obs_code)""",
+            WHERE r.source = h.source AND r.vdn_id = h.vdn_id AND r.obs_code = h.obs_code)""",
     # A version starts (and ends) within the run that opened (closed) it.
     "run-time": """
-        SELECT h.vdn_id, h.obs_code, concat_ws('; ',
+        SELECT h.source, h.vdn_id, h.obs_code, concat_ws('; ',
             CASE WHEN h.valid_from < o.started_at OR h.valid_from > coalesce(o.finished_at,
                       'infinity') THEN 'version ' || h.id || ' starts ' || h.valid_from ||
                  ', outside its run ' || o.id || ' [' || o.started_at || ', ' ||
@@ -152,14 +160,14 @@ CHECKS: dict[str, str] = {
     # a status that writes and the same counts as the changes in the history.
     "run-record": """
         WITH changes AS (
-            SELECT sync_run_id, vdn_id,
+            SELECT sync_run_id, source, vdn_id,
                    count(*) FILTER (WHERE kind = 'new') AS inserted,
                    count(*) FILTER (WHERE kind = 'changed') AS updated,
                    count(*) FILTER (WHERE kind = 'removed') AS deleted,
                    count(*) FILTER (WHERE kind = 'restored') AS restored
             FROM {s}.result_code_change AS ch WHERE {vdn_filter_ch}
-            GROUP BY sync_run_id, vdn_id)
-        SELECT coalesce(c.vdn_id, v.vdn_id), NULL::text,
+            GROUP BY sync_run_id, source, vdn_id)
+        SELECT coalesce(c.source, v.source), coalesce(c.vdn_id, v.vdn_id), NULL::text,
                CASE WHEN v.sync_run_id IS NULL
                     THEN 'run ' || c.sync_run_id || ' changed codes (' ||
                          c.inserted || ' new, ' || c.updated || ' changed, ' || c.deleted ||
@@ -176,7 +184,7 @@ CHECKS: dict[str, str] = {
                END
         FROM changes AS c
         FULL JOIN (SELECT * FROM {s}.sync_run_vdn AS rv WHERE {vdn_filter_rv}) AS v
-               ON v.sync_run_id = c.sync_run_id AND v.vdn_id = c.vdn_id
+               ON v.sync_run_id = c.sync_run_id AND v.source = c.source AND v.vdn_id = c.vdn_id
         LEFT JOIN {s}.sync_run AS r ON r.id = coalesce(c.sync_run_id, v.sync_run_id)
         WHERE (v.sync_run_id IS NULL
                AND (%(keep_days)s = 0
@@ -196,7 +204,8 @@ CHECKS: dict[str, str] = {
     # records holds its liveness lock (VDN 0: about the runs). heartbeat_at via to_jsonb:
     # absent before migration 0005.
     "dead-run": """
-        SELECT 0, NULL::text, 'run ' || r.id || ' (host ' || coalesce(r.hostname, '?') ||
+        SELECT NULL::text, 0, NULL::text,
+               'run ' || r.id || ' (host ' || coalesce(r.hostname, '?') ||
                ', pid ' || coalesce(r.pid::text, '?') || ') is recorded running but its ' ||
                'process is gone (no obs-sync session holds its liveness lock): it ended at ' ||
                'its last heartbeat ' || coalesce(to_jsonb(r) ->> 'heartbeat_at',
@@ -208,25 +217,29 @@ CHECKS: dict[str, str] = {
     # The registry knows every VDN with records or codes, and its last success agrees
     # with the run records (each VDN's newest succeeded record is never pruned).
     "registry": """
-        SELECT k.vdn_id, NULL::text,
+        SELECT k.source, k.vdn_id, NULL::text,
                CASE WHEN g.vdn_id IS NULL THEN 'VDN has codes or run records but no vdn row'
                     ELSE 'vdn.last_succeeded_at ' || coalesce(g.last_succeeded_at::text, 'NULL')
                          || ' but its newest succeeded run record finished ' ||
                          coalesce(k.succeeded::text, 'never') END
-        FROM (SELECT vdn_id, max(succeeded) AS succeeded FROM (
-                  SELECT vdn_id, max(finished_at) FILTER (WHERE status = 'succeeded')
+        FROM (SELECT source, vdn_id, max(succeeded) AS succeeded FROM (
+                  SELECT source, vdn_id, max(finished_at) FILTER (WHERE status = 'succeeded')
                          AS succeeded
-                  FROM {s}.sync_run_vdn GROUP BY vdn_id
-                  UNION ALL SELECT DISTINCT vdn_id, NULL::timestamptz FROM {s}.result_code
-              ) AS u GROUP BY vdn_id) AS k
-        LEFT JOIN {s}.vdn AS g ON g.vdn_id = k.vdn_id
+                  FROM {s}.sync_run_vdn GROUP BY source, vdn_id
+                  UNION ALL SELECT DISTINCT source, vdn_id, NULL::timestamptz
+                  FROM {s}.result_code
+              ) AS u GROUP BY source, vdn_id) AS k
+        LEFT JOIN {s}.vdn AS g ON g.source = k.source AND g.vdn_id = k.vdn_id
         WHERE {vdn_filter_k}
           AND (g.vdn_id IS NULL OR g.last_succeeded_at IS DISTINCT FROM k.succeeded)""",
 }
 
 
 def _vdn_filter(alias: str) -> str:
-    return f"(%(vdns)s::int4[] IS NULL OR {alias}.vdn_id = ANY(%(vdns)s::int4[]))"
+    return (
+        f"(%(vdns)s::int4[] IS NULL OR {alias}.vdn_id = ANY(%(vdns)s::int4[])) AND "
+        f"(%(sources)s::text[] IS NULL OR {alias}.source = ANY(%(sources)s::text[]))"
+    )
 
 
 _FILTERS = {f"vdn_filter_{alias}": _vdn_filter(alias) for alias in ("r", "a", "h", "ch", "rv", "k")}
@@ -241,11 +254,13 @@ def verify_database(
     vdn_ids: Sequence[int] | None = None,
     configured: Collection[int] = (),
     heartbeat_seconds: float = 5,
+    sources: Sequence[str] | None = None,
 ) -> list[Finding]:
     """Every finding of :data:`CHECKS` (sorted), read in one read-only snapshot.
 
     ``vdn_ids`` that are neither ``configured`` nor stored (no registry entry, codes or run
     records) raise :class:`UnknownVdnError`: "every check holds" would be said of nothing.
+    ``sources``: only these sources' VDNs (None: every source).
     """
     from sqlalchemy import create_engine  # heavy: only verify pays
 
@@ -259,7 +274,7 @@ def verify_database(
             if vdn_ids is not None:
                 _require_known(connection, schema, vdn_ids, configured)
             findings = sorted(
-                _run_checks(connection, schema, keep_days, vdn_ids, heartbeat_seconds),
+                _run_checks(connection, schema, keep_days, vdn_ids, heartbeat_seconds, sources),
                 key=Finding.sort_key,
             )
             connection.rollback()
@@ -306,7 +321,7 @@ def _require_known(
     if unknown:
         which = "VDN" if len(unknown) == 1 else "VDNs"
         raise UnknownVdnError(
-            f"--vdn {id_ranges(unknown)}: {which} neither in isales.vdn_ids nor stored in "
+            f"--vdn {id_ranges(unknown)}: {which} neither configured nor stored in "
             f"schema {schema}, so there is nothing to verify: check the id (`obs-sync status` "
             "lists the VDNs obs-sync knows)"
         )
@@ -318,20 +333,26 @@ def _run_checks(
     keep_days: float,
     vdn_ids: Sequence[int] | None,
     heartbeat_seconds: float,
+    sources: Sequence[str] | None = None,
 ) -> Iterable[Finding]:
     params: dict[str, Any] = {
         "vdns": list(vdn_ids) if vdn_ids is not None else None,
+        "sources": list(sources) if sources is not None else None,
         "keep_days": keep_days,
         "run_cls": lock_class(schema, "run"),
         "heartbeat": heartbeat_seconds,
     }
     for name, sql in CHECKS.items():
         statement = sql.format(s=quote_identifier(schema), **_FILTERS)
-        for vdn_id, code, detail in connection.exec_driver_sql(statement, params):
-            yield Finding(int(vdn_id), code, name, str(detail))
+        for source, vdn_id, code, detail in connection.exec_driver_sql(statement, params):
+            yield Finding(int(vdn_id), code, name, str(detail), source or DEFAULT_SOURCE)
+    for source, vdn_id, what, name, detail in list_findings(connection, schema, params):
+        yield Finding(vdn_id, what, name, detail, source)  # display and business results
 
 
-def present_codes(engine: Engine, schema: str, vdn_id: int) -> dict[str, str]:
+def present_codes(
+    engine: Engine, schema: str, vdn_id: int, source: str = DEFAULT_SOURCE
+) -> dict[str, str]:
     """One VDN's present codes (obs_code -> description), read in one read-only snapshot:
     what ``verify --upstream`` compares with a fresh fetch."""
     with engine.connect() as connection:
@@ -339,8 +360,8 @@ def present_codes(engine: Engine, schema: str, vdn_id: int) -> dict[str, str]:
         stored: dict[str, str] = dict(
             connection.exec_driver_sql(
                 f"SELECT obs_code, obs_code_desc FROM {quote_identifier(schema)}.result_code "
-                "WHERE vdn_id = %(vdn)s AND deleted_at IS NULL",
-                {"vdn": vdn_id},
+                "WHERE source = %(source)s AND vdn_id = %(vdn)s AND deleted_at IS NULL",
+                {"vdn": vdn_id, "source": source},
             ).all()
         )
         connection.rollback()

@@ -35,7 +35,7 @@ WHERE ctid IN (
         v.status <> 'succeeded'
         OR EXISTS (
             SELECT 1 FROM {s}.sync_run_vdn AS newer
-            WHERE newer.vdn_id = v.vdn_id
+            WHERE newer.source = v.source AND newer.vdn_id = v.vdn_id
               AND newer.status = 'succeeded'
               AND newer.finished_at > v.finished_at
         )

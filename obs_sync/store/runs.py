@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from obs_sync.db.pool import Lease, Pool
-from obs_sync.results import INT4_MAX, VDN_STATUSES, RunStatus, VdnResult
+from obs_sync.results import DEFAULT_SOURCE, INT4_MAX, VDN_STATUSES, RunStatus, VdnResult
 from obs_sync.store.changes import StoreError
 
 if TYPE_CHECKING:
@@ -74,6 +74,7 @@ class RunRecords:
         pid: int,
         version: str,
         heartbeat_seconds: float = 5,
+        sources: Sequence[str] = (DEFAULT_SOURCE,),
     ) -> RunHandle:
         """Insert the ``running`` row and hold its liveness lock until :meth:`finish_run`.
 
@@ -94,6 +95,7 @@ class RunRecords:
                         "hostname": hostname,
                         "pid": pid,
                         "version": version,
+                        "sources": list(sources),
                     },
                 ).fetchone()
                 assert row is not None

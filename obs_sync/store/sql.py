@@ -11,6 +11,7 @@ from obs_sync.db.url import quote_identifier
 
 # sync_run_vdn columns written per VDN (the parameter name "vdn" is VdnResult.vdn_id).
 RECORD_COLUMNS = (
+    ("source", "text"),
     ("vdn", "integer"),
     ("status", "text"),
     ("started_at", "timestamptz"),
@@ -24,6 +25,7 @@ RECORD_COLUMNS = (
     ("restored", "integer"),
     ("unchanged", "integer"),
     ("withheld", "integer"),
+    ("relabelled", "integer"),
     ("error", "text"),
     ("skip_reason", "text"),
 )
@@ -65,45 +67,50 @@ def statements(schema: str) -> Statements:
     # transaction ends; a row lock needs UPDATE on the table, which a reader made by
     # grant-reader lacks). False when the VDN has no row yet: claim inserts it.
     lock = sql(
-        "WITH l AS (SELECT vdn_id FROM {s}.vdn_state WHERE vdn_id = %(vdn)s::int4 "
+        "WITH l AS (SELECT vdn_id FROM {s}.vdn_state WHERE source = %(source)s::text "
+        "AND vdn_id = %(vdn)s::int4 "
         "FOR NO KEY UPDATE NOWAIT) SELECT EXISTS (SELECT FROM l), clock_timestamp()"
     )
     # A VDN's first write: its vdn_state row, inserted in the VDN's transaction (a
     # concurrent first writer waits on the key, at most database.lock_timeout_seconds);
     # no row back: another transaction inserted it first (lock it then).
     claim = sql(
-        "INSERT INTO {s}.vdn_state (vdn_id, snapshot_started_at) VALUES (%(vdn)s::int4, "
-        "%(started_at)s::timestamptz) ON CONFLICT (vdn_id) DO NOTHING RETURNING clock_timestamp()"
+        "INSERT INTO {s}.vdn_state (source, vdn_id, snapshot_started_at) VALUES ("
+        "%(source)s::text, %(vdn)s::int4, %(started_at)s::timestamptz) "
+        "ON CONFLICT (source, vdn_id) DO NOTHING RETURNING clock_timestamp()"
     )
     # The unlocked read; also the database clock, which keeps the store's estimate of it
     # fresh (one row of NULLs and the clock for a VDN without codes).
     read = sql(
         "SELECT obs_code, obs_code_desc, deleted_at IS NOT NULL, t.now "
         "FROM (SELECT clock_timestamp()) AS t(now) "
-        "LEFT JOIN {s}.result_code ON vdn_id = %(vdn)s::int4"
+        "LEFT JOIN {s}.result_code ON source = %(source)s::text AND vdn_id = %(vdn)s::int4"
     )
     # Under the lock: also the latest change instant, so the VDN's new instant is later,
     # and when the fetch of the snapshot that wrote the current state began.
     read_locked = sql(
         "SELECT obs_code, obs_code_desc, deleted_at IS NOT NULL, "
         "greatest(updated_at, deleted_at), "
-        "(SELECT snapshot_started_at FROM {s}.vdn_state WHERE vdn_id = %(vdn)s::int4) "
-        "FROM {s}.result_code WHERE vdn_id = %(vdn)s::int4"
+        "(SELECT snapshot_started_at FROM {s}.vdn_state WHERE source = %(source)s::text "
+        "AND vdn_id = %(vdn)s::int4) "
+        "FROM {s}.result_code WHERE source = %(source)s::text AND vdn_id = %(vdn)s::int4"
     )
     # The lock was not free: who holds it, and how many runs in a row found it held (lock
     # skips since the VDN's last result that was not one, or a superseded skip).
     lock_holder = sql(
         "SELECT h.pid, h.application_name, h.usename, h.state, (SELECT count(*) "
-        " FROM {s}.sync_run_vdn AS v WHERE v.vdn_id = %(vdn)s::int4 "
+        " FROM {s}.sync_run_vdn AS v "
+        " WHERE v.source = %(source)s::text AND v.vdn_id = %(vdn)s::int4 "
         " AND v.skip_reason = 'locked' AND v.finished_at > coalesce(("
         "  SELECT max(w.finished_at) FROM {s}.sync_run_vdn AS w "
-        "  WHERE w.vdn_id = %(vdn)s::int4 "
+        "  WHERE w.source = %(source)s::text AND w.vdn_id = %(vdn)s::int4 "
         "  AND (w.skip_reason IS NULL OR w.skip_reason = 'superseded')), '-infinity')) "
         "FROM (SELECT 1) AS one LEFT JOIN LATERAL ("
         " SELECT a.pid, a.application_name, a.usename, a.state "
         " FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid "
         " WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted "
-        " AND l.transactionid = (SELECT xmax FROM {s}.vdn_state WHERE vdn_id = %(vdn)s::int4) "
+        " AND l.transactionid = (SELECT xmax FROM {s}.vdn_state "
+        " WHERE source = %(source)s::text AND vdn_id = %(vdn)s::int4) "
         " LIMIT 1) AS h ON true"
     )
     # Arrays go in binary format (%b): psycopg dumps a text[] in text format with a
@@ -113,40 +120,42 @@ def statements(schema: str) -> Statements:
     # its own RETURNING rows. Versions are closed first (close_versions): at most
     # one open version per code is enforced at every row.
     insert_codes = sql(
-        "WITH new AS (INSERT INTO {s}.result_code (vdn_id, obs_code, obs_code_desc, "
-        "first_seen_at, updated_at) SELECT %(vdn)s::int4, c, d, %(ts)s, %(ts)s "
-        "FROM unnest(%(codes)b::text[], %(descs)b::text[]) AS u(c, d) "
+        "WITH new AS (INSERT INTO {s}.result_code (source, vdn_id, obs_code, obs_code_desc, "
+        "first_seen_at, updated_at) SELECT %(source)s::text, %(vdn)s::int4, c, d, %(ts)s, "
+        "%(ts)s FROM unnest(%(codes)b::text[], %(descs)b::text[]) AS u(c, d) "
         "RETURNING obs_code, obs_code_desc) "
-        "INSERT INTO {s}.result_code_history (vdn_id, obs_code, obs_code_desc, valid_from, "
-        "sync_run_id) SELECT %(vdn)s::int4, obs_code, obs_code_desc, %(ts)s, %(run)s::int8 "
-        "FROM new"
+        "INSERT INTO {s}.result_code_history (source, vdn_id, obs_code, obs_code_desc, "
+        "valid_from, sync_run_id) SELECT %(source)s::text, %(vdn)s::int4, obs_code, "
+        "obs_code_desc, %(ts)s, %(run)s::int8 FROM new"
     )
     # Changed and restored codes: new description, present again, new version instant.
     update_codes = sql(
         "WITH changed AS (UPDATE {s}.result_code AS r SET obs_code_desc = u.d, "
         "updated_at = %(ts)s, deleted_at = NULL "
         "FROM unnest(%(codes)b::text[], %(descs)b::text[]) AS u(c, d) "
-        "WHERE r.vdn_id = %(vdn)s::int4 AND r.obs_code = u.c "
+        "WHERE r.source = %(source)s::text AND r.vdn_id = %(vdn)s::int4 AND r.obs_code = u.c "
         "RETURNING r.obs_code, r.obs_code_desc) "
-        "INSERT INTO {s}.result_code_history (vdn_id, obs_code, obs_code_desc, valid_from, "
-        "sync_run_id) SELECT %(vdn)s::int4, obs_code, obs_code_desc, %(ts)s, %(run)s::int8 "
+        "INSERT INTO {s}.result_code_history (source, vdn_id, obs_code, obs_code_desc, "
+        "valid_from, sync_run_id, relabelled) SELECT %(source)s::text, %(vdn)s::int4, "
+        "obs_code, obs_code_desc, %(ts)s, %(run)s::int8, %(relabelled)s::boolean "
         "FROM changed"
     )
     delete_codes = sql(
         "UPDATE {s}.result_code SET deleted_at = %(ts)s "
-        "WHERE vdn_id = %(vdn)s::int4 AND obs_code = ANY(%(codes)b::text[]) "
-        "AND deleted_at IS NULL"
+        "WHERE source = %(source)s::text AND vdn_id = %(vdn)s::int4 "
+        "AND obs_code = ANY(%(codes)b::text[]) AND deleted_at IS NULL"
     )
     close_versions = sql(
         "UPDATE {s}.result_code_history SET valid_to = %(ts)s, "
-        "closed_by_sync_run_id = %(run)s::int8 WHERE vdn_id = %(vdn)s::int4 "
+        "closed_by_sync_run_id = %(run)s::int8 WHERE source = %(source)s::text "
+        "AND vdn_id = %(vdn)s::int4 "
         "AND obs_code = ANY(%(codes)b::text[]) AND valid_to IS NULL"
     )
     # sync_run_vdn rows, one or many per statement (parallel arrays, one per column).
     record = sql(
-        "INSERT INTO {s}.sync_run_vdn (sync_run_id, vdn_id, status, started_at, finished_at, "
-        "pages, requests, total_count, inserted, updated, deleted, restored, unchanged, "
-        "withheld, error, skip_reason) SELECT %(run)s::int8, * FROM unnest("
+        "INSERT INTO {s}.sync_run_vdn (sync_run_id, source, vdn_id, status, started_at, "
+        "finished_at, pages, requests, total_count, inserted, updated, deleted, restored, "
+        "unchanged, withheld, relabelled, error, skip_reason) SELECT %(run)s::int8, * FROM unnest("
         + ", ".join(f"%({name})b::{kind}[]" for name, kind in RECORD_COLUMNS)
         + ")"
     )
@@ -157,16 +166,22 @@ def statements(schema: str) -> Statements:
     values = ", ".join(
         {
             "vdn": "%(vdn)s::int4",
+            "source": "%(source)s::text",
             "started_at": "least(%(started_at)s::timestamptz, %(ts)s::timestamptz)",
             "finished_at": "greatest(clock_timestamp(), %(ts)s::timestamptz)",
         }.get(name, f"%({name})s::{kind}")
         for name, kind in RECORD_COLUMNS
     )
     record_applied = sql(
-        "WITH mark AS (INSERT INTO {s}.vdn_state AS s (vdn_id, snapshot_started_at) "
-        "SELECT %(vdn)s::int4, %(started_at)s::timestamptz WHERE %(wrote)s::boolean "
-        "ON CONFLICT (vdn_id) DO UPDATE SET snapshot_started_at = "
-        "greatest(s.snapshot_started_at, EXCLUDED.snapshot_started_at)) "
+        "WITH mark AS (INSERT INTO {s}.vdn_state AS s (source, vdn_id, snapshot_started_at) "
+        "SELECT %(source)s::text, %(vdn)s::int4, %(started_at)s::timestamptz "
+        "WHERE %(wrote)s::boolean "
+        "ON CONFLICT (source, vdn_id) DO UPDATE SET snapshot_started_at = "
+        "greatest(s.snapshot_started_at, EXCLUDED.snapshot_started_at)), "
+        # The language the VDN's descriptions are now in (docs/semantics.md, "Languages").
+        "language AS (UPDATE {s}.vdn SET locale = %(locale)s::text "
+        "WHERE source = %(source)s::text AND vdn_id = %(vdn)s::int4 "
+        "AND locale IS DISTINCT FROM %(locale)s::text) "
         "INSERT INTO {s}.sync_run_vdn (sync_run_id, "
         + ", ".join("vdn_id" if name == "vdn" else name for name in names)
         + ") VALUES (%(run)s::int8, "
@@ -181,9 +196,10 @@ def statements(schema: str) -> Statements:
     )
     start_run = sql(
         "INSERT INTO {s}.sync_run (id, started_at, heartbeat_at, status, trigger, hostname, "
-        "pid, obs_sync_version, dry_run) OVERRIDING SYSTEM VALUE VALUES (%(id)s::int8, "
-        "clock_timestamp(), clock_timestamp(), 'running', %(trigger)s, %(hostname)s, "
-        "%(pid)s::int4, %(version)s, false) RETURNING id, started_at"
+        "pid, obs_sync_version, dry_run, sources) OVERRIDING SYSTEM VALUE VALUES ("
+        "%(id)s::int8, clock_timestamp(), clock_timestamp(), 'running', %(trigger)s, "
+        "%(hostname)s, %(pid)s::int4, %(version)s, false, %(sources)s::text[]) "
+        "RETURNING id, started_at"
     )
     # A 'running' run whose liveness lock no writer holds belongs to a process that is
     # gone, or that lost its database connection: it ended at its last heartbeat.

@@ -25,7 +25,7 @@ from sqlalchemy.exc import ProgrammingError
 
 from obs_sync.db.migrate import known_revisions
 from obs_sync.errors import ObsSyncError, one_line
-from obs_sync.results import FAILING_SQL
+from obs_sync.results import DEFAULT_SOURCE, FAILING_SQL, VdnKey
 from obs_sync.store.locks import lock_class
 from obs_sync.store.sql import run_alive
 
@@ -63,6 +63,7 @@ class VdnRow:
     last_error: str | None
     # The server's totalCount at the last result when that succeeded (0: an empty VDN).
     last_total_count: int | None = None
+    source: str = DEFAULT_SOURCE  # the configured source the VDN belongs to
 
 
 @dataclass(frozen=True)
@@ -122,37 +123,37 @@ def _vdns_sql(schema: str) -> str:
                CASE WHEN last.status = 'succeeded' THEN last.finished_at ELSE ok.finished_at END,
                last.status, last.finished_at, coalesce(f.streak, 0), f.since,
                CASE WHEN last.status IN {failing} THEN coalesce(last.error, e.error) END,
-               CASE WHEN last.status = 'succeeded' THEN last.total_count END
-        FROM unnest(CAST(:vdns AS integer[])) AS c(vdn_id)
+               CASE WHEN last.status = 'succeeded' THEN last.total_count END, c.source
+        FROM unnest(CAST(:sources AS text[]), CAST(:vdns AS integer[])) AS c(source, vdn_id)
         LEFT JOIN LATERAL (
             SELECT v.status, v.finished_at, v.error, v.total_count
             FROM {schema}.sync_run_vdn AS v
-            WHERE v.vdn_id = c.vdn_id AND v.status <> 'skipped'
+            WHERE v.source = c.source AND v.vdn_id = c.vdn_id AND v.status <> 'skipped'
             ORDER BY v.finished_at DESC LIMIT 1
         ) AS last ON true
         LEFT JOIN LATERAL (
             SELECT v.finished_at FROM {schema}.sync_run_vdn AS v
             WHERE last.status IN {failing}
-              AND v.vdn_id = c.vdn_id AND v.status = 'succeeded'
+              AND v.source = c.source AND v.vdn_id = c.vdn_id AND v.status = 'succeeded'
             ORDER BY v.finished_at DESC LIMIT 1
         ) AS ok ON true
         LEFT JOIN LATERAL (
             SELECT count(*) AS streak, min(v.finished_at) AS since
             FROM {schema}.sync_run_vdn AS v
             WHERE last.status IN {failing}
-              AND v.vdn_id = c.vdn_id
+              AND v.source = c.source AND v.vdn_id = c.vdn_id
               AND v.finished_at > coalesce(ok.finished_at, '-infinity')
               AND v.status IN {failing}
         ) AS f ON true
         LEFT JOIN LATERAL (
             SELECT v.error FROM {schema}.sync_run_vdn AS v
             WHERE last.status IN {failing} AND last.error IS NULL
-              AND v.vdn_id = c.vdn_id
+              AND v.source = c.source AND v.vdn_id = c.vdn_id
               AND v.finished_at > coalesce(ok.finished_at, '-infinity')
               AND v.status IN {failing} AND v.error IS NOT NULL
             ORDER BY v.finished_at DESC LIMIT 1
         ) AS e ON true
-        ORDER BY c.vdn_id
+        ORDER BY c.source, c.vdn_id
     """
 
 
@@ -176,13 +177,16 @@ def _schema_warnings(schema: str, revision: str | None) -> list[str]:
 def read_status(
     engine: Engine,
     schema: str,
-    vdn_ids: Sequence[int],
+    vdn_ids: Sequence[VdnKey | int],
     *,
     limit: int = 10,
     heartbeat_seconds: float = 5,
 ) -> Status:
     """Recent runs (one whose process is gone shown ``abandoned``, ended at its last
-    heartbeat; ``heartbeat_seconds``: sync.heartbeat_seconds) and each VDN's freshness."""
+    heartbeat; ``heartbeat_seconds``: sync.heartbeat_seconds) and each VDN's freshness.
+
+    ``vdn_ids``: (source, vdn_id) keys, or plain ids (of the source default)."""
+    keys = [key if isinstance(key, tuple) else (DEFAULT_SOURCE, key) for key in vdn_ids]
     with engine.connect() as connection:
         quoted = connection.dialect.identifier_preparer.quote_identifier(schema)
         tables, versioned = connection.execute(
@@ -221,7 +225,10 @@ def read_status(
             ]
             vdns = [
                 VdnRow(*row)
-                for row in connection.execute(text(_vdns_sql(quoted)), {"vdns": list(vdn_ids)})
+                for row in connection.execute(
+                    text(_vdns_sql(quoted)),
+                    {"sources": [k[0] for k in keys], "vdns": [k[1] for k in keys]},
+                )
             ]
         except ProgrammingError as error:
             if warnings:  # a newer obs-sync changed what these queries read

@@ -45,7 +45,7 @@ import psycopg
 from obs_sync.db.pool import EnginePool, Lease, Pool
 from obs_sync.db.url import quote_identifier
 from obs_sync.diff import StoredCode, matches, no_changes, present
-from obs_sync.results import VdnPlan, VdnResult
+from obs_sync.results import VdnKey, VdnPlan, VdnResult
 from obs_sync.store.changes import StoreError, bounded, db_message, insert_applied, write_changes
 from obs_sync.store.locks import describe_holder, lock_class
 from obs_sync.store.retention import prune_run_records
@@ -129,16 +129,24 @@ class Store(RunRecords):
         )
         return bool(rows and rows[0][0])
 
-    def _read_rows(self, vdn_id: int) -> list[tuple[str, str, bool]]:
+    def sources_exist(self) -> bool:
+        """Whether the schema has the source registry (migration 0006)."""
+        rows = self._read(
+            "SELECT to_regclass(%(name)s) IS NOT NULL",
+            {"name": f"{quote_identifier(self.schema)}.source"},
+        )
+        return bool(rows and rows[0][0])
+
+    def _read_rows(self, key: VdnKey) -> list[tuple[str, str, bool]]:
         """The VDN's stored codes, unlocked; the database clock read with them is noted."""
-        rows = self._read(self.sql.read, {"vdn": vdn_id})
+        rows = self._read(self.sql.read, {"source": key[0], "vdn": key[1]})
         self._observe(rows[0][3])
         return [(code, desc, deleted) for code, desc, deleted, _ in rows if code is not None]
 
-    def read_codes(self, vdn_id: int) -> dict[str, StoredCode]:
+    def read_codes(self, key: VdnKey) -> dict[str, StoredCode]:
         """The VDN's stored codes (present and deleted), unlocked, in one round trip."""
         return {
-            code: StoredCode(code, desc, deleted) for code, desc, deleted in self._read_rows(vdn_id)
+            code: StoredCode(code, desc, deleted) for code, desc, deleted in self._read_rows(key)
         }
 
     def record_later(self, run_id: int, result: VdnResult) -> VdnResult:
@@ -207,8 +215,10 @@ class Store(RunRecords):
                 # On tables this run created, a VDN with codes certainly has something to
                 # write: straight to the locked path, whose read is authoritative anyway.
                 if not (self.created and codes):
-                    result, writes = self._judge_unlocked(plan, self._read_rows(plan.vdn_id))
+                    result, writes = self._judge_unlocked(plan, self._read_rows(plan.key))
                     if not writes:  # the usual re-sync: done, its record batched
+                        if plan.relabel:  # nothing differs in the new language either
+                            self._mark_locale(plan)
                         return self.record_later(run_id, result)
                 lease = self.pool.acquire()
                 try:
@@ -241,32 +251,44 @@ class Store(RunRecords):
                 raise
         raise AssertionError("unreachable")
 
+    def _mark_locale(self, plan: VdnPlan) -> None:
+        """The VDN's descriptions are in ``plan.locale`` now (a switch that changed none of
+        them): later changes are changes again, not relabels."""
+        with self.pool.connection() as connection:
+            connection.execute(
+                f"UPDATE {quote_identifier(self.schema)}.vdn SET locale = %(locale)s "
+                "WHERE source = %(source)s AND vdn_id = %(vdn)s",
+                {"locale": plan.locale, "source": plan.source, "vdn": plan.vdn_id},
+            )
+
     def _lock(self, connection: psycopg.Connection[Any], plan: VdnPlan) -> datetime:
         """Take the VDN's row lock in the open transaction; the database clock then."""
-        vdn = plan.vdn_id
-        got, now = self._try_lock(connection, vdn)
+        key = plan.key
+        got, now = self._try_lock(connection, key)
         if not got:  # the VDN's first write: its row, which locks it too
             claimed = connection.execute(
-                self.sql.claim, {"vdn": vdn, "started_at": plan.started_at}
+                self.sql.claim, {"source": key[0], "vdn": key[1], "started_at": plan.started_at}
             ).fetchone()
             if claimed is not None:
                 now = claimed[0]
             else:  # inserted by another transaction that has committed since
-                got, now = self._try_lock(connection, vdn)
+                got, now = self._try_lock(connection, key)
                 assert got
         self._observe(now)
         return now
 
-    def _try_lock(self, connection: psycopg.Connection[Any], vdn: int) -> tuple[bool, datetime]:
+    def _try_lock(self, connection: psycopg.Connection[Any], key: VdnKey) -> tuple[bool, datetime]:
         try:
-            row = connection.execute(self.sql.lock, {"vdn": vdn}).fetchone()
+            row = connection.execute(self.sql.lock, {"source": key[0], "vdn": key[1]}).fetchone()
         except psycopg.errors.LockNotAvailable:  # NOWAIT: held by another transaction
             raise _Locked from None
         assert row is not None
         return bool(row[0]), row[1]
 
     def _locked(self, connection: psycopg.Connection[Any], plan: VdnPlan) -> VdnResult:
-        holder = connection.execute(self.sql.lock_holder, {"vdn": plan.vdn_id}).fetchone()
+        holder = connection.execute(
+            self.sql.lock_holder, {"source": plan.source, "vdn": plan.vdn_id}
+        ).fetchone()
         assert holder is not None
         *who, skips = holder
         return plan.locked(self.now(), describe_holder(*who), int(skips) + 1)
@@ -277,7 +299,7 @@ class Store(RunRecords):
         problem = plan.unstorable()
         if problem is not None:
             return plan.failed(problem, self.now(), "data")
-        rows = self._read_rows(plan.vdn_id) if stored else []
+        rows = self._read_rows(plan.key) if stored else []
         return self._judge_unlocked(plan, rows)[0]
 
     def _judge_unlocked(
@@ -293,12 +315,13 @@ class Store(RunRecords):
         return plan.outcome(changes, present(stored), self.now()), not changes.is_empty
 
     def _apply(self, connection: psycopg.Connection[Any], run_id: int, plan: VdnPlan) -> VdnResult:
-        vdn = plan.vdn_id
         now = self._lock(connection, plan)
         stored: dict[str, StoredCode] = {}
         latest: datetime = now
         newer: datetime | None = None
-        rows = connection.execute(self.sql.read_locked, {"vdn": vdn}).fetchall()
+        rows = connection.execute(
+            self.sql.read_locked, {"source": plan.source, "vdn": plan.vdn_id}
+        ).fetchall()
         for code, desc, deleted, changed_at, snapshot_at in rows:
             stored[code] = StoredCode(code, desc, deleted)
             if changed_at >= latest:
@@ -309,9 +332,17 @@ class Store(RunRecords):
             # Its fetch began before that of the snapshot the stored state comes from.
             return plan.superseded(newer, self.now())
         if not changes.is_empty:
-            write_changes(connection, self.sql, run_id, vdn, changes, latest)
+            write_changes(
+                connection, self.sql, run_id, plan.key, changes, latest, relabel=plan.relabel
+            )
         result = plan.outcome(changes, present(stored), self.now())
         # In the VDN's transaction: its changes and its record commit together.
         return insert_applied(
-            connection, self.sql, run_id, result, latest, wrote=not changes.is_empty
+            connection,
+            self.sql,
+            run_id,
+            result,
+            latest,
+            wrote=not changes.is_empty,
+            locale=plan.locale,
         )

@@ -10,6 +10,7 @@ this module, so a one-shot ``obs-sync sync`` does not pay for SQLAlchemy.
 from __future__ import annotations
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Boolean,
     Column,
@@ -24,9 +25,11 @@ from sqlalchemy import (
 __all__ = [
     "BI_TABLES",
     "TABLE_NAMES",
+    "locale_switch",
     "metadata",
     "result_code",
     "result_code_history",
+    "source",
     "sync_run",
     "sync_run_vdn",
     "vdn",
@@ -57,6 +60,7 @@ sync_run = Table(
     ),
     Column("error", Text),
     Column("heartbeat_at", TZ),  # the run's process last known alive (0005)
+    Column("sources", ARRAY(Text)),  # the sources the run covered (0006)
 )
 
 sync_run_vdn = Table(
@@ -64,6 +68,7 @@ sync_run_vdn = Table(
     metadata,
     Column("sync_run_id", BigInteger, ForeignKey("sync_run.id"), primary_key=True),
     Column("vdn_id", Integer, primary_key=True),
+    Column("source", Text, primary_key=True),  # (0006) the key: sync_run_id, source, vdn_id
     Column("status", Text, nullable=False),
     Column("started_at", TZ, nullable=False),
     Column("finished_at", TZ, nullable=False),
@@ -77,6 +82,7 @@ sync_run_vdn = Table(
     Column("error", Text),
     # why the VDN was not applied (0003; auth_rejected and unreachable: 0005)
     Column("skip_reason", Text),
+    Column("relabelled", Integer, nullable=False),  # translations after a switch (0006)
 )
 
 # Per VDN: when the fetch began of the snapshot that wrote its current state (0003).
@@ -85,6 +91,7 @@ vdn_state = Table(
     metadata,
     Column("vdn_id", Integer, primary_key=True),
     Column("snapshot_started_at", TZ, nullable=False),
+    Column("source", Text, primary_key=True),  # (0006)
 )
 
 result_code = Table(
@@ -96,6 +103,7 @@ result_code = Table(
     Column("first_seen_at", TZ, nullable=False),
     Column("updated_at", TZ, nullable=False),
     Column("deleted_at", TZ),
+    Column("source", Text, primary_key=True),  # (0006) the key: source, vdn_id, obs_code
 )
 
 result_code_history = Table(
@@ -109,6 +117,8 @@ result_code_history = Table(
     Column("valid_to", TZ),
     Column("sync_run_id", BigInteger, ForeignKey("sync_run.id"), nullable=False),
     Column("closed_by_sync_run_id", BigInteger, ForeignKey("sync_run.id")),
+    Column("source", Text, nullable=False),  # (0006)
+    Column("relabelled", Boolean, nullable=False),  # opened by a switch of locale (0006)
 )
 
 # The VDN registry (migration 0002); its last_* columns are kept by a trigger.
@@ -123,7 +133,40 @@ vdn = Table(
     Column("last_error", Text),
     Column("last_sync_run_id", BigInteger),
     Column("last_succeeded_at", TZ),
+    Column("source", Text, primary_key=True),  # (0006) the key: source, vdn_id
+    Column("locale", Text),  # the language of its stored descriptions (0006)
 )
 
-BI_TABLES = (result_code, result_code_history, sync_run, sync_run_vdn, vdn, vdn_state)
+# The sources that have run, with the locale their data is in (0006).
+source = Table(
+    "source",
+    metadata,
+    Column("source", Text, primary_key=True),
+    Column("locale", Text),
+    Column("first_seen_at", TZ, nullable=False),
+    Column("locale_since", TZ),
+)
+
+# One row per switch of a source's locale (0006).
+locale_switch = Table(
+    "locale_switch",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("source", Text, ForeignKey("source.source"), nullable=False),
+    Column("from_locale", Text),
+    Column("to_locale", Text, nullable=False),
+    Column("switched_at", TZ, nullable=False),
+    Column("sync_run_id", BigInteger, ForeignKey("sync_run.id")),
+)
+
+BI_TABLES = (
+    result_code,
+    result_code_history,
+    sync_run,
+    sync_run_vdn,
+    vdn,
+    vdn_state,
+    source,
+    locale_switch,
+)
 TABLE_NAMES = tuple(sorted(table.name for table in BI_TABLES))
