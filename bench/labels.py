@@ -133,8 +133,17 @@ def generate_lists(seed: int = 19) -> dict[str, list[tuple[Any, ...]]]:
             for g, start, end, opened, closed in timeline(rng, vdn):
                 label = f"VDN {vdn} display {display_code(k)}: label v{g}"
                 display.append(
-                    (SOURCE, vdn, def_id(vdn, k), display_code(k), label, start, end, opened,
-                     closed)
+                    (
+                        SOURCE,
+                        vdn,
+                        def_id(vdn, k),
+                        display_code(k),
+                        label,
+                        start,
+                        end,
+                        opened,
+                        closed,
+                    )
                 )
         for k in range(CODES):
             group = k // PER_DISPLAY
@@ -147,8 +156,9 @@ def generate_lists(seed: int = 19) -> dict[str, list[tuple[Any, ...]]]:
                     )
                     group = (group + rng.randint(1, DISPLAY - 1)) % DISPLAY
                     start, opened = ts, r + 1
-            grouping.append((SOURCE, vdn, def_id(vdn, group), obs_code(k), start, None, opened,
-                             None))
+            grouping.append(
+                (SOURCE, vdn, def_id(vdn, group), obs_code(k), start, None, opened, None)
+            )
         for p in range(BUSINESS):
             for g, start, end, opened, closed in timeline(rng, vdn):
                 name = f"VDN {vdn} business {business_code(p)} v{g}"
@@ -159,8 +169,18 @@ def generate_lists(seed: int = 19) -> dict[str, list[tuple[Any, ...]]]:
                 for g, start, end, opened, closed in timeline(rng, vdn):
                     name = f"VDN {vdn} sub-status {sub_code(p, c)} v{g}"
                     business.append(
-                        (SOURCE, vdn, business_code(p), sub_code(p, c), name, 2, start, end,
-                         opened, closed)
+                        (
+                            SOURCE,
+                            vdn,
+                            business_code(p),
+                            sub_code(p, c),
+                            name,
+                            2,
+                            start,
+                            end,
+                            opened,
+                            closed,
+                        )
                     )
     return {"display": display, "grouping": grouping, "business": business}
 
@@ -289,3 +309,243 @@ def make_calls(connection: psycopg.Connection[Any], calls: int) -> None:
     for statement in CALLS_SQL.split(";\n"):
         if statement.strip():
             connection.execute(statement, params if "%(" in statement else None)
+
+
+# The queries. {scope} is a WHERE on the calls (all of them here).
+BASELINE = "baseline: recommended call-time join (OBS description only)"
+SHAPES: dict[str, str] = {
+    BASELINE: """
+SELECT c.call_id, c.called_at, h.obs_code_desc
+FROM bench_call AS c
+LEFT JOIN obs_sync.result_code_history AS h
+       ON h.source = c.source AND h.vdn_id = c.vdn_id AND h.obs_code = c.obs_code
+      AND h.valid_from <= c.called_at
+      AND c.called_at < coalesce(h.valid_to, 'infinity')""",
+    "set-based (docs/bi.md): 3 range joins + display LATERAL LIMIT 1": """
+SELECT c.call_id, c.called_at, h.obs_code_desc, d.display_result,
+       b.name AS business_result_name, s.name AS sub_status_name
+FROM label_call AS c
+LEFT JOIN obs_sync.result_code_history AS h
+       ON h.source = c.source AND h.vdn_id = c.vdn_id AND h.obs_code = c.obs_code
+      AND h.valid_from <= c.called_at AND c.called_at < coalesce(h.valid_to, 'infinity')
+LEFT JOIN LATERAL (
+    SELECT x.display_result FROM obs_sync.display_result_history AS x
+    WHERE x.source = c.source AND x.vdn_id = c.vdn_id AND x.result_code = c.result_code
+      AND x.valid_from <= c.called_at AND c.called_at < coalesce(x.valid_to, 'infinity')
+    ORDER BY x.def_id LIMIT 1) AS d ON true
+LEFT JOIN obs_sync.business_result_history AS b
+       ON b.source = c.source AND b.vdn_id = c.vdn_id AND b.parent_code = ''
+      AND b.code = c.busi_result
+      AND b.valid_from <= c.called_at AND c.called_at < coalesce(b.valid_to, 'infinity')
+LEFT JOIN obs_sync.business_result_history AS s
+       ON s.source = c.source AND s.vdn_id = c.vdn_id AND s.parent_code = c.busi_result
+      AND s.code = c.sub_status
+      AND s.valid_from <= c.called_at AND c.called_at < coalesce(s.valid_to, 'infinity')""",
+    "4 range joins (display may duplicate a call if two share a code)": """
+SELECT c.call_id, c.called_at, h.obs_code_desc, d.display_result,
+       b.name AS business_result_name, s.name AS sub_status_name
+FROM label_call AS c
+LEFT JOIN obs_sync.result_code_history AS h
+       ON h.source = c.source AND h.vdn_id = c.vdn_id AND h.obs_code = c.obs_code
+      AND h.valid_from <= c.called_at AND c.called_at < coalesce(h.valid_to, 'infinity')
+LEFT JOIN obs_sync.display_result_history AS d
+       ON d.source = c.source AND d.vdn_id = c.vdn_id AND d.result_code = c.result_code
+      AND d.valid_from <= c.called_at AND c.called_at < coalesce(d.valid_to, 'infinity')
+LEFT JOIN obs_sync.business_result_history AS b
+       ON b.source = c.source AND b.vdn_id = c.vdn_id AND b.parent_code = ''
+      AND b.code = c.busi_result
+      AND b.valid_from <= c.called_at AND c.called_at < coalesce(b.valid_to, 'infinity')
+LEFT JOIN obs_sync.business_result_history AS s
+       ON s.source = c.source AND s.vdn_id = c.vdn_id AND s.parent_code = c.busi_result
+      AND s.code = c.sub_status
+      AND s.valid_from <= c.called_at AND c.called_at < coalesce(s.valid_to, 'infinity')""",
+    "call_labels_at() (CROSS JOIN LATERAL, inlined)": """
+SELECT c.call_id, c.called_at, l.obs_code_desc, l.display_result,
+       l.business_result_name, l.sub_status_name
+FROM label_call AS c
+CROSS JOIN LATERAL obs_sync.call_labels_at(c.source, c.vdn_id, c.obs_code, c.result_code,
+                                           c.busi_result, c.sub_status, c.called_at) AS l""",
+}
+RECOMMENDED = "set-based (docs/bi.md): 3 range joins + display LATERAL LIMIT 1"
+
+# Independent labels: tstzrange containment, one correlated subquery per code (no shared
+# join logic). Reduced with each shape to a count and an order-independent checksum.
+INDEPENDENT = """
+SELECT k.call_id,
+  (SELECT x.obs_code_desc FROM obs_sync.result_code_history AS x
+   WHERE x.source = k.source AND x.vdn_id = k.vdn_id AND x.obs_code = k.obs_code
+     AND tstzrange(x.valid_from, x.valid_to) @> k.called_at) AS obs_code_desc,
+  (SELECT min(x.display_result) FROM obs_sync.display_result_history AS x
+   WHERE x.source = k.source AND x.vdn_id = k.vdn_id AND x.result_code = k.result_code
+     AND tstzrange(x.valid_from, x.valid_to) @> k.called_at) AS display_result,
+  (SELECT x.name FROM obs_sync.business_result_history AS x
+   WHERE x.source = k.source AND x.vdn_id = k.vdn_id AND x.parent_code = ''
+     AND x.code = k.busi_result AND tstzrange(x.valid_from, x.valid_to) @> k.called_at)
+     AS business_result_name,
+  (SELECT x.name FROM obs_sync.business_result_history AS x
+   WHERE x.source = k.source AND x.vdn_id = k.vdn_id AND x.parent_code = k.busi_result
+     AND x.code = k.sub_status AND tstzrange(x.valid_from, x.valid_to) @> k.called_at)
+     AS sub_status_name
+FROM label_call AS k"""
+CHECKSUM = """
+SELECT count(*), sum(hashtextextended(concat_ws('|', call_id, coalesce(obs_code_desc, '-'),
+    coalesce(display_result, '-'), coalesce(business_result_name, '-'),
+    coalesce(sub_status_name, '-')), 0)::numeric)
+FROM ({query}) AS q"""
+
+
+def execution_ms(connection: psycopg.Connection[Any], sql: str) -> tuple[float, int]:
+    row = connection.execute("EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) " + sql).fetchone()
+    assert row is not None
+    plan = row[0][0]
+    return float(plan["Execution Time"]), int(plan["Plan"]["Actual Rows"])
+
+
+def delivered_ms(connection: psycopg.Connection[Any], sql: str) -> float:
+    started = time.perf_counter()
+    with connection.cursor().copy(f"COPY ({sql}) TO STDOUT") as copy:
+        for _ in copy:
+            pass
+    return (time.perf_counter() - started) * 1000
+
+
+def measure(connection: psycopg.Connection[Any], repeat: int) -> dict[str, Any]:
+    server: dict[str, list[float]] = {name: [] for name in SHAPES}
+    delivered: dict[str, list[float]] = {name: [] for name in SHAPES}
+    rows: dict[str, int] = {}
+    for round_ in range(repeat + 1):  # round 0 warms the caches, not counted
+        for name, sql in SHAPES.items():
+            ms, rows[name] = execution_ms(connection, sql)
+            wall = delivered_ms(connection, sql)
+            log(f"round {round_} {name[:60]:60} server {ms:9.0f} ms delivered {wall:9.0f} ms")
+            if round_:
+                server[name].append(ms)
+                delivered[name].append(wall)
+    out: dict[str, Any] = {}
+    for name, sql in SHAPES.items():
+        plan = connection.execute("EXPLAIN " + sql).fetchall()
+        out[name] = {
+            "server_ms": statistics.median(server[name]),
+            "delivered_ms": statistics.median(delivered[name]),
+            "server_samples": server[name],
+            "delivered_samples": delivered[name],
+            "rows": rows[name],
+            "plan": "\n".join(r[0] for r in plan),
+        }
+    return out
+
+
+def markdown(results: dict[str, Any]) -> str:
+    base = results["timings"][BASELINE]
+    lines = [
+        f"Labelling scenario: {results['calls']:,} calls; versions {results['versions']}; "
+        f"PostgreSQL {results['server']}, default settings; median of {results['repeat']} "
+        f"interleaved runs; load average at start {results['load']}",
+        "",
+        "| shape | rows | delivered ms | / baseline | server ms | / baseline | labels |",
+        "|---|--:|--:|--:|--:|--:|---|",
+    ]
+    for name, t in results["timings"].items():
+        lines.append(
+            f"| {name} | {t['rows']:,} | {t['delivered_ms']:,.0f} | "
+            f"{t['delivered_ms'] / base['delivered_ms']:.2f} | {t['server_ms']:,.0f} | "
+            f"{t['server_ms'] / base['server_ms']:.2f} | {results['checks'].get(name, '-')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--calls", type=int, default=2_000_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("OBS_SYNC_BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
+    )
+    parser.add_argument("--keep-database", action="store_true")
+    parser.add_argument("--reuse", action="store_true", help="measure a kept database again")
+    parser.add_argument(
+        "--scratch",
+        action="store_true",
+        help="tables from bench/labels_scratch.sql instead of obs-sync's migrations "
+        "(no call_labels_at: that shape is left out)",
+    )
+    args = parser.parse_args(argv)
+
+    from sqlalchemy import create_engine
+
+    from obs_sync.db import migrate
+
+    if args.scratch:
+        SHAPES.pop("call_labels_at() (CROSS JOIN LATERAL, inlined)")
+    database = BenchDatabase(args.database_url, DATABASE)
+    database.claim()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    load_average = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    versions: dict[str, int] = {}
+    try:
+        url = database.url.replace("postgresql+psycopg://", "postgresql://")
+        if not args.reuse:
+            database.recreate()
+            if not args.scratch:
+                engine = create_engine(database.url)
+                try:
+                    migrate.upgrade(engine, SCHEMA)
+                finally:
+                    engine.dispose()
+        with psycopg.connect(url, autocommit=True) as connection:
+            if not args.reuse:
+                if args.scratch:
+                    connection.execute((ROOT / "bench" / "labels_scratch.sql").read_text())
+                log("generating the lists (Python) and loading them (COPY)")
+                versions = load(connection, args.scratch)
+                log(f"versions: {versions}; generating {args.calls:,} calls (SQL)")
+                make_calls(connection, args.calls)
+            row = connection.execute("SHOW server_version").fetchone()
+            server = str(row[0]) if row else "?"
+            count = connection.execute("SELECT count(*) FROM label_call").fetchone()
+            calls = int(count[0]) if count else 0
+            log("checking every shape's labels against the independent lookup")
+            expected = connection.execute(CHECKSUM.format(query=INDEPENDENT)).fetchone()
+            checks = {}
+            for name, sql in SHAPES.items():
+                if name == BASELINE:
+                    continue
+                got = connection.execute(CHECKSUM.format(query=sql)).fetchone()
+                checks[name] = "same" if got == expected else f"DIFFERENT {got} != {expected}"
+                log(f"{name}: {checks[name]}")
+            timings = measure(connection, args.repeat)
+    finally:
+        if not args.keep_database and not args.reuse:
+            database.drop()
+        database.close()
+        database.release()
+    results = {
+        "server": server,
+        "calls": calls,
+        "versions": versions,
+        "repeat": args.repeat,
+        "load": load_average,
+        "checks": checks,
+        "timings": timings,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"labels-{stamp}.json").write_text(json.dumps(results, indent=2), "utf-8")
+    table = markdown(results)
+    (RESULTS / f"labels-{stamp}.md").write_text(table, "utf-8")
+    print(table)
+    ratio = timings[RECOMMENDED]["delivered_ms"] / timings[BASELINE]["delivered_ms"]
+    wrong = [name for name, verdict in checks.items() if verdict != "same"]
+    if ratio > TARGET_RATIO:
+        log(f"MISSED: {RECOMMENDED} at {ratio:.2f}x the baseline (target {TARGET_RATIO}x)")
+    for name in wrong:
+        log(f"WRONG: {name} labels calls differently from the independent lookup")
+    return 1 if ratio > TARGET_RATIO or wrong else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
