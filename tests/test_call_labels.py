@@ -4,54 +4,29 @@ over loopback, real PostgreSQL), before and after upstream renames."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.engine import Engine
 
 from obs_sync.db import migrate
 from obs_sync.engine.run import run_sync
 from obs_sync.simulator import Simulator
+from obs_sync.store.grants import grant_reader
 from tests.fixtures_db import TEST_SCHEMA, make_config
+from tests.test_bi_sql import LABEL_BLOCKS, sql_blocks
 
 S = TEST_SCHEMA
 ALL = ["obs_result_codes", "display_results", "business_results"]
 
-# docs/bi.md "Each call with every description valid at call time" (kept equal: the docs
-# test runs the page's copy; this one checks it against the function row by row).
-SET_BASED = """
-SELECT c.call_id, h.obs_code_desc, d.display_result, b.name AS business_result_name,
-       s.name AS sub_status_name
-FROM call_record3 AS c
-LEFT JOIN {s}.result_code_history AS h
-       ON h.source = c.source AND h.vdn_id = c.vdn_id AND h.obs_code = c.obs_code
-      AND h.valid_from <= c.called_at AND c.called_at < coalesce(h.valid_to, 'infinity')
-LEFT JOIN LATERAL (
-    SELECT x.display_result FROM {s}.display_result_history AS x
-    WHERE x.source = c.source AND x.vdn_id = c.vdn_id AND x.result_code = c.result_code
-      AND x.valid_from <= c.called_at AND c.called_at < coalesce(x.valid_to, 'infinity')
-    ORDER BY x.def_id LIMIT 1) AS d ON true
-LEFT JOIN {s}.business_result_history AS b
-       ON b.source = c.source AND b.vdn_id = c.vdn_id AND b.parent_code = ''
-      AND b.code = c.busi_result
-      AND b.valid_from <= c.called_at AND c.called_at < coalesce(b.valid_to, 'infinity')
-LEFT JOIN {s}.business_result_history AS s
-       ON s.source = c.source AND s.vdn_id = c.vdn_id AND s.parent_code = c.busi_result
-      AND s.code = c.sub_status
-      AND s.valid_from <= c.called_at AND c.called_at < coalesce(s.valid_to, 'infinity')
-ORDER BY c.call_id"""
-
-FUNCTION = """
-SELECT c.call_id, l.obs_code_desc, l.display_result, l.business_result_name,
-       l.sub_status_name
-FROM call_record3 AS c
-CROSS JOIN LATERAL {s}.call_labels_at(c.source, c.vdn_id, c.obs_code, c.result_code,
-                                      c.busi_result, c.sub_status, c.called_at) AS l
-ORDER BY c.call_id"""
+# docs/bi.md's blocks, run as printed there (the schema is obs_sync = TEST_SCHEMA).
+BLOCKS = sql_blocks()
+TABLE, SET_BASED, FUNCTION = (BLOCKS[name] for name in LABEL_BLOCKS)
 
 
 @pytest.fixture
@@ -98,30 +73,61 @@ def current(engine: Engine, vdn: int) -> dict[str, Any]:
     return {"obs": obs, "display": display, "business": business}
 
 
-def make_calls(engine: Engine, calls: list[tuple[Any, ...]]) -> None:
-    q(engine, "DROP TABLE IF EXISTS call_record3")
-    q(
-        engine,
-        "CREATE TABLE call_record3 (call_id bigint PRIMARY KEY, source text NOT NULL, "
-        "vdn_id integer NOT NULL, obs_code text, result_code text, busi_result text, "
-        "sub_status text, called_at timestamptz NOT NULL)",
-    )
-    for row in calls:
-        q(
-            engine,
-            "INSERT INTO call_record3 VALUES (:i, :src, :v, :o, :r, :b, :s, :t)",
-            **dict(zip(("i", "src", "v", "o", "r", "b", "s", "t"), row, strict=True)),
-        )
+class Reader:
+    """One session of a read-only role made by grant-reader, with the docs' calls table."""
+
+    def __init__(self, engine: Engine, database_url: str) -> None:
+        self.role = f"obs_labels_reader_{uuid.uuid4().hex[:8]}"
+        with engine.begin() as connection:
+            connection.execute(text(f"CREATE ROLE {self.role} LOGIN PASSWORD 'reader-pw'"))
+        url = make_url(database_url).set(username=self.role, password="reader-pw")
+        self.engine, self.owner = create_engine(url), engine
+        self.session: Any = None
+
+    def calls(self, calls: list[tuple[Any, ...]]) -> None:
+        """After a sync made the schema: the grant, a session, the docs' table and rows."""
+        if self.session is None:
+            grant_reader(self.owner, S, self.role)
+            self.session = self.engine.connect()
+        with self.session.begin():
+            self.session.execute(text("DROP TABLE IF EXISTS call_record_codes"))
+            self.session.execute(text(TABLE))
+            self.session.execute(
+                text("INSERT INTO call_record_codes VALUES (:i, :src, :v, :o, :r, :b, :s, :t)"),
+                [
+                    dict(zip(("i", "src", "v", "o", "r", "b", "s", "t"), row, strict=True))
+                    for row in calls
+                ],
+            )
+
+    def q(self, sql: str) -> list[tuple[Any, ...]]:
+        with self.session.begin():
+            return [tuple(r) for r in self.session.execute(text(sql))]
+
+    def labels(self) -> list[tuple[Any, ...]]:
+        """Per call (call_id, 4 descriptions); both documented shapes give the same."""
+        by_function = [(r[0], *r[2:]) for r in self.q(FUNCTION)]
+        assert [(r[0], *r[2:]) for r in self.q(SET_BASED)] == by_function
+        return by_function
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+        self.engine.dispose()
+        with self.owner.begin() as connection:
+            connection.execute(text(f"DROP OWNED BY {self.role}"))
+            connection.execute(text(f"DROP ROLE {self.role}"))
 
 
-def labels(engine: Engine) -> list[tuple[Any, ...]]:
-    by_function = q(engine, FUNCTION)
-    assert q(engine, SET_BASED) == by_function  # the two shapes agree, call by call
-    return by_function
+@pytest.fixture
+def reader(engine: Engine, database_url: str) -> Iterator[Reader]:
+    made = Reader(engine, database_url)
+    yield made
+    made.close()
 
 
 def test_every_call_gets_every_description_valid_at_call_time(
-    simulator: Simulator, database_url: str, engine: Engine
+    simulator: Simulator, database_url: str, engine: Engine, reader: Reader
 ) -> None:
     before_first = now(engine)
     config = make_config(simulator, database_url, vdn_ids=[1, 2], code_lists=ALL)
@@ -156,8 +162,7 @@ def test_every_call_gets_every_description_valid_at_call_time(
     assert current(engine, 1)["obs"][obs_code] == "Renamed OBS"
 
     source = "default"
-    make_calls(
-        engine,
+    reader.calls(
         [
             # 1: between the two syncs: the old names
             (1, source, 1, obs_code, display_code, parent[1], child[1], first),
@@ -184,7 +189,7 @@ def test_every_call_gets_every_description_valid_at_call_time(
             (7, source, 2, None, None, None, None, later),
         ],
     )
-    rows = labels(engine)
+    rows = reader.labels()
     assert [r[0] for r in rows] == [1, 2, 3, 4, 5, 6, 7]  # one row per call, none dropped
     assert rows[0][1:] == (obs_desc, display_label, parent[2], child[2])
     assert rows[1][1:] == ("Renamed OBS", "Renamed display", "Renamed business", child[2])
@@ -196,38 +201,40 @@ def test_every_call_gets_every_description_valid_at_call_time(
 
 
 def test_a_fail_code_zero_is_labelled_only_when_mapped_explicitly(
-    simulator: Simulator, database_url: str, engine: Engine
+    simulator: Simulator, database_url: str, engine: Engine, reader: Reader
 ) -> None:
     simulator.data.set_code(1, "00000", "Call completed")
     config = make_config(simulator, database_url, vdn_ids=[1], code_lists=ALL)
     assert run_sync(config, engine=engine, trigger="test").exit_code == 0
     codes = current(engine, 1)["obs"]
     assert codes["00000"] == "Call completed"
-    make_calls(engine, [(1, "default", 1, "0", None, None, None, now(engine))])
-    assert q(engine, FUNCTION)[0][1] is None
+    reader.calls([(1, "default", 1, "0", None, None, None, now(engine))])
+    assert reader.q(FUNCTION)[0][2] is None
     mapped = FUNCTION.replace(
         "c.obs_code, c.result_code",
         "CASE WHEN c.obs_code = '0' THEN '00000' ELSE c.obs_code END, c.result_code",
     )
-    assert q(engine, mapped)[0][1] == codes["00000"]
+    assert reader.q(mapped)[0][2] == codes["00000"]
 
 
-def test_the_function_is_inlined(simulator: Simulator, database_url: str, engine: Engine) -> None:
+def test_the_function_is_inlined(
+    simulator: Simulator, database_url: str, engine: Engine, reader: Reader
+) -> None:
     config = make_config(simulator, database_url, vdn_ids=[1], code_lists=ALL)
     assert run_sync(config, engine=engine, trigger="test").exit_code == 0
-    make_calls(engine, [(1, "default", 1, "00603", "002", None, None, now(engine))])
-    plan = "\n".join(r[0] for r in q(engine, "EXPLAIN " + FUNCTION))
+    reader.calls([(1, "default", 1, "00603", "002", None, None, now(engine))])
+    plan = "\n".join(r[0] for r in reader.q("EXPLAIN " + FUNCTION))
     assert "Function Scan" not in plan and "call_labels_at" not in plan
     assert plan.count("Index") >= 4  # one index lookup per description
 
 
 def test_migration_0008_round_trips_on_a_populated_database(
-    simulator: Simulator, database_url: str, engine: Engine
+    simulator: Simulator, database_url: str, engine: Engine, reader: Reader
 ) -> None:
     config = make_config(simulator, database_url, vdn_ids=[1], code_lists=ALL)
     assert run_sync(config, engine=engine, trigger="test").exit_code == 0
-    make_calls(engine, [(1, "default", 1, "00603", "002", None, None, now(engine))])
-    before = q(engine, FUNCTION)
+    reader.calls([(1, "default", 1, "00603", "002", None, None, now(engine))])
+    before = reader.q(FUNCTION)
     assert migrate.downgrade(engine, S) == ("0008", "0007")
     assert q(
         engine,
@@ -235,4 +242,4 @@ def test_migration_0008_round_trips_on_a_populated_database(
         f=f"{S}.call_labels_at(text, integer, text, text, text, text, timestamptz)",
     ) == [(None,)]
     assert migrate.upgrade(engine, S) == ("0007", "0008")
-    assert q(engine, FUNCTION) == before
+    assert reader.q(FUNCTION) == before
