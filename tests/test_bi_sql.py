@@ -37,6 +37,15 @@ BI = Path(__file__).resolve().parent.parent / "docs" / "bi.md"
 BLOCK = re.compile(r"```sql\n(.*?)```", re.DOTALL)
 
 
+# docs/bi.md's blocks for calls carrying all three codes: the demo does not sync the display
+# and business result lists yet, so tests/test_call_labels.py runs them on simulator data.
+LABEL_BLOCKS = (
+    "a call-records table with all three codes",
+    "every description at call time",
+    "every description at call time through the function",
+)
+
+
 def sql_blocks() -> dict[str, str]:
     """{name from the leading `-- query: name` / `-- example: name` comment: SQL}."""
     blocks: dict[str, str] = {}
@@ -258,6 +267,8 @@ def test_every_query_runs_on_the_demos_database_as_documented(
     for name, block in sql_blocks().items():
         if name == "a call-records table":
             continue  # the demo made its table (the page says to skip this block)
+        if name in LABEL_BLOCKS:
+            continue  # no display or business results in the demo (see LABEL_BLOCKS)
         (tmp_path / "query.sql").write_text(block)
         ran = subprocess.run(
             ["bash", "-c", command],

@@ -342,8 +342,8 @@ def test_every_column_of_the_new_objects_is_commented(env: Env) -> None:
 def test_migration_0007_round_trips_on_a_populated_database(env: Env) -> None:
     env.display()
     codes_before = q(env.engine, "SELECT count(*) FROM {s}.sync_run")
-    assert migrate.downgrade(env.engine, S, "0006") == ("0007", "0006")
+    assert migrate.downgrade(env.engine, S, "0006") == (migrate.head_revision(), "0006")
     assert q(env.engine, "SELECT to_regclass('{s}.display_result')") == [(None,)]
     assert q(env.engine, "SELECT count(*) FROM {s}.sync_run") == codes_before
-    assert migrate.upgrade(env.engine, S) == ("0006", "0007")
+    assert migrate.upgrade(env.engine, S) == ("0006", migrate.head_revision())
     assert env.display().inserted == 140

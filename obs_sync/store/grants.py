@@ -29,6 +29,7 @@ BI_FUNCTIONS = (
     "display_result_at(text, integer, text, timestamptz)",  # migration 0007
     "display_result_of_obs_code_at(text, integer, text, timestamptz)",
     "business_result_at(text, integer, text, text, timestamptz)",
+    "call_labels_at(text, integer, text, text, text, text, timestamptz)",  # migration 0008
 )
 
 
