@@ -69,7 +69,13 @@ def scrape(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     with (
         own_database(pg_admin_url) as url,
         Simulator(data, access_key=ACCESS, secret_key=SECRET) as sim,
-        daemon(tmp, sim, url) as d,
+        # Every code list, so every documented series is there (the lists' start at 0).
+        daemon(
+            tmp,
+            sim,
+            url,
+            isales={"code_lists": ["obs_result_codes", "display_results", "business_results"]},
+        ) as d,
     ):
         wait_for(lambda: d.get("/metrics")[0] == 200, "the metrics endpoint")
         wait_for(lambda: d.metric("obs_sync_runs_total", status="succeeded") >= 1, "a run")

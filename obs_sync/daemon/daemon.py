@@ -169,7 +169,10 @@ class Daemon:
         signal.signal(signal.SIGINT, self._on_signal)
 
     def start_metrics(self) -> None:
-        self.metrics = Metrics(self.source_names)
+        self.metrics = Metrics(
+            self.source_names,
+            {source.name: source.code_lists for source in self.config.sources},
+        )
         host, port = self.config.metrics.host, self.config.metrics.port
         if port == 0:
             log.info("metrics endpoint disabled (metrics.port: 0)")

@@ -30,6 +30,7 @@ from prometheus_client import (
 
 from obs_sync import __version__
 from obs_sync.code_list_diff import ListResult
+from obs_sync.code_lists import OBS_RESULT_CODES
 from obs_sync.health import Health
 from obs_sync.isales.events import OUTCOMES, RequestEvent
 from obs_sync.results import DEFAULT_SOURCE, FAILING, VDN_STATUSES, VdnKey, VdnResult
@@ -58,7 +59,11 @@ class Metrics:
     Every per-VDN series carries a ``source`` label (the configured source's name;
     ``default`` for a configuration with the single ``isales:`` section)."""
 
-    def __init__(self, sources: Iterable[str] = (DEFAULT_SOURCE,)) -> None:
+    def __init__(
+        self,
+        sources: Iterable[str] = (DEFAULT_SOURCE,),
+        code_lists: Mapping[str, Iterable[str]] | None = None,
+    ) -> None:
         # ``_created`` series (one per counter/histogram child) double the exposition and
         # nothing here uses them. The switch is process-wide: the daemon's only metrics
         # are these.
@@ -160,6 +165,15 @@ class Metrics:
         self._lock = threading.Lock()
         for source in sources:
             self._add_source(source)
+        # The other code lists a source syncs (config: sources[].code_lists) exist from the
+        # start too; OBS result codes are the per-VDN series above.
+        for source, names in (code_lists or {}).items():
+            for name in names:
+                if name == OBS_RESULT_CODES:
+                    continue
+                for list_status in VDN_STATUSES:  # (sync_run_code_list: the same five)
+                    self.code_list_results.labels(source, name, list_status)
+                self.code_lists_failing.labels(source, name).set(0)
 
     def _add_source(self, source: str) -> None:
         """Every series of a source exists from the start (counters at 0, gauges at 0)."""
