@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from obs_sync import logcontext
@@ -55,7 +56,7 @@ from obs_sync.isales.errors import (
 )
 from obs_sync.isales.events import Counters
 from obs_sync.isales.page import Page
-from obs_sync.isales.paging import Pager
+from obs_sync.isales.paging import Paged, Pager
 from obs_sync.isales.vendor import (
     BUSINESS_RESULTS_PATH,
     DISPLAY_RESULT_DETAIL_PATH,
@@ -77,6 +78,48 @@ def _stats(pager: Pager, counters: Counters, started: float, total: int | None) 
     )
 
 
+def _list_pages(
+    client: ISalesClient,
+    vdn_id: int,
+    api: str,
+    path: str,
+    items: Callable[[str, list[Any]], list[tuple[str, str]]],
+    notes: Notes,
+    counters: Counters,
+    started: float,
+    conflicts: Conflicts,
+) -> tuple[Paged, Pager]:
+    """Every page of one list API through the shared pager (drift, restart, totalCount,
+    page limits); ``items`` turns a page's ``data`` into its (key, encoded entry) pairs. An
+    ISalesError carries the fetch's figures."""
+    url = client.wire.base_url + path.format(vdn_id=vdn_id)
+
+    def page(page_num: int, page_size: int) -> Page:
+        what = f"{api} page {page_num}"
+
+        def parse(body: Any) -> Page:
+            total, data = list_page(vdn_id, what, body, notes, LIST_FIELDS)
+            return Page(vdn_id, page_num, page_size, total, tuple(items(what, data)))
+
+        query = f"{url}?pageSize={page_size}&pageNum={page_num}"
+        return client.fetch_json(vdn_id, query, what, parse, counters)
+
+    config = client.config
+    pager = Pager(
+        page,
+        vdn_id,
+        page_size=config.page_size,
+        max_pages=config.max_pages,
+        merge=conflicts.merge,
+    )
+    with logcontext.bind(vdn=vdn_id):
+        try:
+            return pager.run(), pager
+        except ISalesError as error:
+            error.stats = _stats(pager, counters, started, None)
+            raise
+
+
 # ------------------------------------------------------------------------------ display
 
 
@@ -87,48 +130,33 @@ def fetch_display_results(
     itself cannot be read (a detail call that fails or finds its display result gone only
     makes the list incomplete; a rejected signature, a cancel or a malformed detail end
     the fetch)."""
-    config = client.config
     started = time.perf_counter()
     counters = Counters()
     notes = Notes()
     conflicts = Conflicts()
     entries: dict[str, DisplayEntry] = {}
 
-    def page(page_num: int, page_size: int) -> Page:
-        what = f"queryOBSResults page {page_num}"
-        path = client.wire.base_url + DISPLAY_RESULTS_PATH.format(vdn_id=vdn_id)
+    def items(what: str, data: list[Any]) -> list[tuple[str, str]]:
+        found = []
+        for index, item in enumerate(data):
+            entry = display_item(vdn_id, f"{what}: data[{index}]", item, notes)
+            encoded = encode([entry.def_id, entry.result_code, entry.display_result])
+            entries.setdefault(encoded, entry)
+            found.append((entry.def_id, encoded))
+        return found
 
-        def parse(body: Any) -> Page:
-            total, data = list_page(vdn_id, what, body, notes, LIST_FIELDS)
-            items = []
-            for index, item in enumerate(data):
-                entry = display_item(vdn_id, f"{what}: data[{index}]", item, notes)
-                encoded = encode([entry.def_id, entry.result_code, entry.display_result])
-                entries.setdefault(encoded, entry)
-                items.append((entry.def_id, encoded))
-            return Page(vdn_id, page_num, page_size, total, tuple(items))
-
-        return client.fetch_json(
-            vdn_id,
-            f"{path}?pageSize={page_size}&pageNum={page_num}",
-            what,
-            parse,
-            counters,
-        )
-
-    pager = Pager(
-        page,
+    paged, pager = _list_pages(
+        client,
         vdn_id,
-        page_size=config.page_size,
-        max_pages=config.max_pages,
-        merge=conflicts.merge,
+        "queryOBSResults",
+        DISPLAY_RESULTS_PATH,
+        items,
+        notes,
+        counters,
+        started,
+        conflicts,
     )
     with logcontext.bind(vdn=vdn_id):
-        try:
-            paged = pager.run()
-        except ISalesError as error:
-            error.stats = _stats(pager, counters, started, None)
-            raise
         listed = [entries[v] for v in paged.codes.values()]
         listed += [entries[v] for v in conflicts.extra]
         obs_codes: dict[str, tuple[str, ...]] = {}
@@ -236,51 +264,35 @@ def fetch_business_results(
     client: ISalesClient, vdn_id: int, *, source: str = "default"
 ) -> BusinessResultsSnapshot:
     """The paged list of top-level business results with their sub-statuses."""
-    config = client.config
     started = time.perf_counter()
     counters = Counters()
     notes = Notes()
     conflicts = Conflicts()
     found: dict[str, list[BusinessEntry]] = {}
 
-    def page(page_num: int, page_size: int) -> Page:
-        what = f"queryBusinessResults page {page_num}"
-        path = client.wire.base_url + BUSINESS_RESULTS_PATH.format(vdn_id=vdn_id)
+    def items(what: str, data: list[Any]) -> list[tuple[str, str]]:
+        keyed = []
+        for index, item in enumerate(data):
+            where = f"{what}: data[{index}]"
+            entries = business_item(vdn_id, where, item, notes)
+            # Keyed by code; an entry without one by where it was (each is its own).
+            key = entries[0].code if entries[0].code is not None else f"\x00{where}"
+            encoded = encode([[e.code, e.name, e.level, e.parent_code] for e in entries])
+            found.setdefault(encoded, entries)
+            keyed.append((key, encoded))
+        return keyed
 
-        def parse(body: Any) -> Page:
-            total, data = list_page(vdn_id, what, body, notes, LIST_FIELDS)
-            items = []
-            for index, item in enumerate(data):
-                where = f"{what}: data[{index}]"
-                entries = business_item(vdn_id, where, item, notes)
-                # Keyed by code; an entry without one by where it was (each is its own).
-                key = entries[0].code if entries[0].code is not None else f"\x00{where}"
-                encoded = encode([[e.code, e.name, e.level, e.parent_code] for e in entries])
-                found.setdefault(encoded, entries)
-                items.append((key, encoded))
-            return Page(vdn_id, page_num, page_size, total, tuple(items))
-
-        return client.fetch_json(
-            vdn_id,
-            f"{path}?pageSize={page_size}&pageNum={page_num}",
-            what,
-            parse,
-            counters,
-        )
-
-    pager = Pager(
-        page,
+    paged, pager = _list_pages(
+        client,
         vdn_id,
-        page_size=config.page_size,
-        max_pages=config.max_pages,
-        merge=conflicts.merge,
+        "queryBusinessResults",
+        BUSINESS_RESULTS_PATH,
+        items,
+        notes,
+        counters,
+        started,
+        conflicts,
     )
-    with logcontext.bind(vdn=vdn_id):
-        try:
-            paged = pager.run()
-        except ISalesError as error:
-            error.stats = _stats(pager, counters, started, None)
-            raise
     listed: list[BusinessEntry] = []
     for encoded in [*paged.codes.values(), *conflicts.extra]:
         listed += found[encoded]
