@@ -147,9 +147,11 @@ def test_a_dead_replicas_run_is_marked_abandoned_without_waiting_for_a_run(
         thread = threading.Thread(target=lambda: daemon.serve(install_signals=False), daemon=True)
         thread.start()
         try:
-            assert daemon.metrics is not None
-            registry = daemon.metrics.registry
             limit = time.monotonic() + 30
+            while daemon.metrics is None:  # serve() builds them on its own thread
+                assert time.monotonic() < limit, "the daemon never started its metrics"
+                time.sleep(0.02)
+            registry = daemon.metrics.registry
             while not registry.get_sample_value("obs_sync_runs_total", {"status": "abandoned"}):
                 assert time.monotonic() < limit, "the dead run was never marked"
                 time.sleep(0.05)
