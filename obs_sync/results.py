@@ -194,8 +194,7 @@ class VdnPlan:
 
     The store reads the stored codes and asks the plan what changes (:meth:`changes`) and
     what the VDN's result is (:meth:`outcome`, :meth:`failed`, :meth:`locked`): it writes
-    SQL, the decisions are made here.
-    """
+    SQL, the decisions are made here."""
 
     source: str  # the source the snapshot was fetched from
     snapshot: Snapshot
@@ -206,6 +205,7 @@ class VdnPlan:
     # another (the source switched language): its changed descriptions are not changes.
     locale: str = "zh_CN"
     relabel: bool = False
+    baseline: bool = False  # first_sync_as_baseline: the initial load valid since ever
 
     @property
     def vdn_id(self) -> int:

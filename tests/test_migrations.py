@@ -187,8 +187,13 @@ def test_db_commands(
     assert f"schema {SCHEMA}: downgrade from {migrate.head_revision()} drops every" in result.output
     assert "sync_run (1 rows)" in result.output and "add --yes" in result.output
     assert tables(db_engine) == TABLES | {"alembic_version"}
-    # One step back (the default) at a time: 0008's function, 0007's tables, 0006's tables
-    # and columns, 0005's column, 0003's table goes, then 0002's objects; 0001's stay.
+    # One step back (the default) at a time: 0009's columns, 0008's function, 0007's
+    # tables, 0006's tables and columns, 0005's column, 0003's table goes, then 0002's
+    # objects; 0001's stay.
+    result = runner.invoke(main, ["--config", path, "db", "downgrade"])
+    assert result.exit_code == 2 and "reverts migration(s) 0009 to 0008" in result.output
+    result = runner.invoke(main, ["--config", path, "db", "downgrade", "--yes"])
+    assert result.exit_code == 0 and tables(db_engine) == TABLES | {"alembic_version"}
     result = runner.invoke(main, ["--config", path, "db", "downgrade"])
     assert result.exit_code == 2 and "reverts migration(s) 0008 to 0007" in result.output
     result = runner.invoke(main, ["--config", path, "db", "downgrade", "--yes"])
@@ -252,30 +257,32 @@ def test_alembic_command_line_reads_obs_sync_config(
 @pytest.mark.parametrize(
     ("revision", "expected"),
     [
-        ("-1", (True, "0007", ("0008",))),
-        ("-2", (True, "0006", ("0008", "0007"))),
-        ("-3", (True, "0005", ("0008", "0007", "0006"))),
-        ("-4", (True, "0003", ("0008", "0007", "0006", "0005"))),
-        ("-5", (True, "0002", ("0008", "0007", "0006", "0005", "0003"))),
-        ("-6", (True, "0001", ("0008", "0007", "0006", "0005", "0003", "0002"))),
-        ("-7", (True, None, ("0008", "0007", "0006", "0005", "0003", "0002", "0001"))),
-        ("base", (True, None, ("0008", "0007", "0006", "0005", "0003", "0002", "0001"))),
-        ("0001", (True, "0001", ("0008", "0007", "0006", "0005", "0003", "0002"))),
-        ("0002", (True, "0002", ("0008", "0007", "0006", "0005", "0003"))),
-        ("0003", (True, "0003", ("0008", "0007", "0006", "0005"))),
-        ("0005", (True, "0005", ("0008", "0007", "0006"))),
-        ("0006", (True, "0006", ("0008", "0007"))),
-        ("0007", (True, "0007", ("0008",))),
-        ("0008", (True, "0008", ())),
-        ("-8", (False, None, ())),  # below base: left for Alembic to reject
+        ("-1", (True, "0008", ("0009",))),
+        ("-2", (True, "0007", ("0009", "0008"))),
+        ("-3", (True, "0006", ("0009", "0008", "0007"))),
+        ("-4", (True, "0005", ("0009", "0008", "0007", "0006"))),
+        ("-5", (True, "0003", ("0009", "0008", "0007", "0006", "0005"))),
+        ("-6", (True, "0002", ("0009", "0008", "0007", "0006", "0005", "0003"))),
+        ("-7", (True, "0001", ("0009", "0008", "0007", "0006", "0005", "0003", "0002"))),
+        ("-8", (True, None, ("0009", "0008", "0007", "0006", "0005", "0003", "0002", "0001"))),
+        ("base", (True, None, ("0009", "0008", "0007", "0006", "0005", "0003", "0002", "0001"))),
+        ("0001", (True, "0001", ("0009", "0008", "0007", "0006", "0005", "0003", "0002"))),
+        ("0002", (True, "0002", ("0009", "0008", "0007", "0006", "0005", "0003"))),
+        ("0003", (True, "0003", ("0009", "0008", "0007", "0006", "0005"))),
+        ("0005", (True, "0005", ("0009", "0008", "0007", "0006"))),
+        ("0006", (True, "0006", ("0009", "0008", "0007"))),
+        ("0007", (True, "0007", ("0009", "0008"))),
+        ("0008", (True, "0008", ("0009",))),
+        ("0009", (True, "0009", ())),
+        ("-9", (False, None, ())),  # below base: left for Alembic to reject
         ("head", (False, None, ())),
         ("nope", (False, None, ())),
     ],
 )
 def test_downgrade_target(revision: str, expected: tuple[object, ...]) -> None:
-    known = ("0001", "0002", "0003", "0005", "0006", "0007", "0008")
+    known = ("0001", "0002", "0003", "0005", "0006", "0007", "0008", "0009")
     assert migrate.known_revisions() == known, "extend these cases with each migration"
-    assert migrate.downgrade_target("0008", revision) == expected
+    assert migrate.downgrade_target("0009", revision) == expected
 
 
 def test_downgrade_asks_on_a_terminal(

@@ -113,6 +113,9 @@ class ISalesConfig(Section):
     # Which code lists to sync (obs_sync/code_lists.py): OBS result codes (today's), the
     # tenant's display results with their OBS codes, business results with sub-statuses.
     code_lists: tuple[CodeListName, ...] = DEFAULT_CODE_LISTS
+    # The first snapshot of each list of each VDN as valid since ever (-infinity), so calls
+    # made before the first sync are labelled too (docs/semantics.md, "The initial load").
+    first_sync_as_baseline: bool = False
 
     @field_validator("code_lists", mode="before")
     @classmethod

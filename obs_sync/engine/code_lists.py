@@ -64,6 +64,7 @@ class CodeLists:
             source.name: tuple(n for n in source.code_lists if n != OBS_RESULT_CODES)
             for source in config.sources
         }
+        self.baselines = {s.name: s.first_sync_as_baseline for s in config.sources}
         self.sync = config.sync
         self.redact = redact
         self.dry_run = dry_run
@@ -128,6 +129,7 @@ class CodeLists:
                         started_at=started_at,
                         max_code_bytes=self.sync.max_code_bytes,
                         max_delete_fraction=self.sync.max_delete_fraction,
+                        baseline=self.baselines.get(key[0], False),
                     )
             except Exception as error:  # the record itself could not be written
                 log.exception("cannot apply %s of VDN %s", fetched.code_list, key[1])

@@ -115,6 +115,7 @@ class Workers:
             for index, source in enumerate(config.sources)
         }
         self.locales = {source.name: source.effective_locale for source in config.sources}
+        self.baselines = {s.name: s.first_sync_as_baseline for s in config.sources}
         self.lists = CodeLists(config, self.redact, dry_run=dry_run)  # display, business
         # The configuration keys a source's messages name (isales.base_url of the client's
         # wording becomes sources[1].base_url for a sources: list).
@@ -329,6 +330,7 @@ class Workers:
             sync.max_lock_skips,
             locale=self.locales[source],
             relabel=fetched.key in self.prepared.source_state.relabel,
+            baseline=self.baselines[source],
         )
         if self.dry_run:  # the same decisions as apply_vdn's, from an unlocked read
             return store.dry_apply(plan, stored=self.prepared.has_tables)

@@ -32,15 +32,20 @@ def write_changes(
     ts: datetime,
     *,
     relabel: bool = False,
+    initial: bool = False,
+    baseline: bool = False,
 ) -> None:
     """The set-based statements for one VDN's changes; row counts are verified.
 
     ``relabel``: the changed descriptions are the source's switch of language: their new
-    versions are marked ``relabelled`` (restored codes are not: they came back)."""
+    versions are marked ``relabelled`` (restored codes are not: they came back).
+    ``initial``: the VDN's initial load is under way: new codes' versions are marked
+    ``initial``, and with ``baseline`` (first_sync_as_baseline) valid since ``-infinity``."""
     source, vdn = key
 
     def run(statement: str, expected: int, **params: Any) -> None:
         values = {"source": source, "vdn": vdn, "ts": ts, "relabelled": False, **params}
+        values.update(initial=initial, baseline=initial and baseline)
         count = connection.execute(statement, values).rowcount
         if count != expected:
             where = f"VDN {vdn}" if source == DEFAULT_SOURCE else f"VDN {vdn} of {source}"

@@ -54,7 +54,9 @@ def _checks(table: str, keys: tuple[str, ...], values: tuple[str, ...]) -> dict[
                    'the row differs from its open version ' || o.id
             FROM {{s}}.{table} AS r
             JOIN {{s}}.{table}_history AS o ON {on.format(a="r", b="o")} AND o.valid_to IS NULL
-            WHERE r.deleted_at IS NULL AND (o.valid_from <> r.updated_at OR {differs})""",
+            WHERE r.deleted_at IS NULL
+              AND (CASE WHEN o.valid_from = '-infinity' THEN r.first_seen_at
+                        ELSE o.valid_from END <> r.updated_at OR {differs})""",
     }
 
 

@@ -56,7 +56,12 @@ class TableWriter:
         vdn_id: int,
         run_id: int,
         ts: datetime,
+        *,
+        initial: bool = False,
+        baseline: bool = False,
     ) -> None:
+        """``initial``: the list's initial load is under way: new rows' versions are marked
+        ``initial``, and with ``baseline`` (first_sync_as_baseline) valid since ever."""
         self.c = connection
         self.s = s
         self.t = table
@@ -65,6 +70,8 @@ class TableWriter:
             "vdn": vdn_id,
             "run": run_id,
             "ts": ts,
+            "initial": initial,
+            "baseline": initial and baseline,
         }
 
     def _arrays(self, rows: Sequence[tuple[tuple[str, ...], tuple[object, ...]]]) -> str:
@@ -113,9 +120,16 @@ class TableWriter:
         u_values = "".join(f", u.{v}" for v in values)
         history = (
             f"INSERT INTO {s}.{t}_history (source, vdn_id, {keys}{value_list}, valid_from, "
-            f"sync_run_id) SELECT %(source)s, %(vdn)s, {', '.join(f'u.{k}' for k in self.t.keys)}"
-            f"{u_values}, %(ts)s, %(run)s FROM "
+            f"sync_run_id, initial) SELECT %(source)s, %(vdn)s, "
+            f"{', '.join(f'u.{k}' for k in self.t.keys)}{u_values}, {{start}}, %(run)s, "
+            "{initial} FROM "
         )
+        # Only new rows belong to the initial load; changed and restored ones are changes.
+        opened = history.format(
+            start="CASE WHEN %(baseline)s THEN '-infinity' ELSE %(ts)s::timestamptz END",
+            initial="%(initial)s",
+        )
+        reopened = history.format(start="%(ts)s", initial="false")
         if changes.inserts:
             source = self._arrays(list(changes.inserts))
             self._run(
@@ -125,7 +139,7 @@ class TableWriter:
                 f"FROM {source}",
                 len(changes.inserts),
             )
-            self._run(history + source, len(changes.inserts))
+            self._run(opened + source, len(changes.inserts))
         rewritten = [(k, new) for k, _, new in changes.updates] + list(changes.restores)
         if rewritten:
             source = self._arrays(rewritten)
@@ -135,7 +149,7 @@ class TableWriter:
                 f"FROM {source} WHERE {mine.format(a='r')} AND {self._match('r')}",
                 len(rewritten),
             )
-            self._run(history + source, len(rewritten))
+            self._run(reopened + source, len(rewritten))
 
     def _keys(self, rows: Sequence[tuple[tuple[str, ...], tuple[object, ...]]]) -> str:
         for index, name in enumerate(self.t.keys):

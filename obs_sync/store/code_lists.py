@@ -74,14 +74,21 @@ class CodeListStore:
         *,
         locked: bool = False,
         connection: psycopg.Connection[Any] | None = None,
-    ) -> tuple[Rows, datetime | None]:
-        """The list table's stored rows of a VDN, and its latest change instant."""
-        columns = ", ".join([*table.keys, *(c for c, _ in table.values)])
+        code_list: str = "",
+    ) -> tuple[Rows, datetime | None, bool]:
+        """The list table's stored rows of a VDN, its latest change instant, and (given
+        its ``code_list``) whether the list's initial load is under way (migration 0009)."""
+        columns = ", ".join(f"t.{c}" for c in [*table.keys, *(c for c, _ in table.values)])
+        # One row of NULLs when the VDN has none: the flag comes with the rows.
         sql = (
-            f"SELECT {columns}, deleted_at IS NOT NULL, greatest(updated_at, deleted_at) "
-            f"FROM {self.s}.{table.name} WHERE source = %(source)s AND vdn_id = %(vdn)s"
+            f"SELECT {columns}, t.deleted_at IS NOT NULL, greatest(t.updated_at, t.deleted_at), "
+            f"p.pending FROM (SELECT NOT EXISTS (SELECT FROM {self.s}.code_list_state AS c "
+            "WHERE c.source = %(source)s AND c.vdn_id = %(vdn)s AND c.code_list = %(list)s "
+            "AND to_jsonb(c) ->> 'baseline_done_at' IS NOT NULL)) AS p(pending) "
+            f"LEFT JOIN {self.s}.{table.name} AS t "
+            "ON t.source = %(source)s AND t.vdn_id = %(vdn)s"
         )
-        params = {"source": source, "vdn": vdn_id}
+        params = {"source": source, "vdn": vdn_id, "list": code_list}
         if connection is None:
             with self.pool.connection() as own:
                 fetched = own.execute(sql, params).fetchall()
@@ -91,10 +98,12 @@ class CodeListStore:
         latest: datetime | None = None
         n = len(table.keys)
         for row in fetched:
-            rows[tuple(row[:n])] = Stored(tuple(row[n : n + len(table.values)]), bool(row[-2]))
-            if latest is None or row[-1] > latest:
-                latest = row[-1]
-        return rows, latest
+            if row[0] is None:  # the VDN has no rows (keys are NOT NULL)
+                continue
+            rows[tuple(row[:n])] = Stored(tuple(row[n : n + len(table.values)]), bool(row[-3]))
+            if latest is None or row[-2] > latest:
+                latest = row[-2]
+        return rows, latest, bool(code_list) and bool(fetched[0][-1])
 
     def _plan(
         self,
@@ -129,10 +138,12 @@ class CodeListStore:
         started_at: datetime,
         max_code_bytes: int,
         max_delete_fraction: float,
+        baseline: bool = False,
     ) -> ListResult:
         """Apply one fetched list of one VDN and record it; never raises for data.
 
-        ``started_at``: when its fetch began, on the database clock."""
+        ``started_at``: when its fetch began, on the database clock; ``baseline``
+        (first_sync_as_baseline): the list's initial load is valid since ever."""
         code_list = _code_list(snapshot)
         tables = TABLES[code_list]
         base = ListResult(
@@ -151,12 +162,17 @@ class CodeListStore:
             "max_delete_fraction": max_delete_fraction,
         }
         try:
-            stored = [self.read(snapshot.source, snapshot.vdn_id, t)[0] for t in tables]
-            plan = self._plan(snapshot, stored, **limits)
-            if plan.status == "failed" or plan.is_empty:
+            reads = [
+                self.read(snapshot.source, snapshot.vdn_id, t, code_list=code_list) for t in tables
+            ]
+            plan = self._plan(snapshot, [rows for rows, _, _ in reads], **limits)
+            ends_load = reads[0][2] and snapshot.complete  # then the state row is written
+            if plan.status == "failed" or (plan.is_empty and not ends_load):
                 return self._record(run_id, _outcome(base, plan))
             with self.pool.connection() as connection, connection.transaction():
-                return self._apply_locked(connection, run_id, snapshot, base, tables, limits)
+                return self._apply_locked(
+                    connection, run_id, snapshot, base, tables, limits, baseline=baseline
+                )
         except _Locked:  # rolled back: nothing written
             held = replace(
                 base,
@@ -186,11 +202,14 @@ class CodeListStore:
         base: ListResult,
         tables: Sequence[Table],
         limits: Mapping[str, Any],
+        *,
+        baseline: bool,
     ) -> ListResult:
         key = {"source": snapshot.source, "vdn": snapshot.vdn_id, "list": base.code_list}
         try:
             row = connection.execute(
-                f"SELECT snapshot_started_at, clock_timestamp() FROM {self.s}.code_list_state "
+                "SELECT snapshot_started_at, clock_timestamp(), baseline_done_at IS NULL "
+                f"FROM {self.s}.code_list_state "
                 "WHERE source = %(source)s AND vdn_id = %(vdn)s AND code_list = %(list)s "
                 "FOR NO KEY UPDATE NOWAIT",
                 key,
@@ -208,18 +227,26 @@ class CodeListStore:
             if claimed is None:  # another writer claimed it first: it holds the lock
                 raise _Locked
             now: datetime = claimed[0]
+            pending = True
         else:
-            newer, now = row
+            newer, now, pending = row
         stored: list[Rows] = []
         latest = now
         for table in tables:
-            rows, changed = self.read(
+            rows, changed, _ = self.read(
                 snapshot.source, snapshot.vdn_id, table, connection=connection
             )
             stored.append(rows)
             if changed is not None and changed >= latest:
                 latest = changed + _MICROSECOND
         plan = self._plan(snapshot, stored, **limits)
+        if pending and snapshot.complete and plan.status != "failed":
+            # The list's initial load ends with this snapshot: later rows are changes.
+            connection.execute(
+                f"UPDATE {self.s}.code_list_state SET baseline_done_at = %(at)s "
+                "WHERE source = %(source)s AND vdn_id = %(vdn)s AND code_list = %(list)s",
+                {**key, "at": latest},
+            )
         if plan.is_empty or plan.status == "failed":
             return self._record(run_id, _outcome(base, plan), connection)
         if newer is not None and newer > base.started_at:
@@ -239,7 +266,15 @@ class CodeListStore:
         for table in tables:
             changes = plan.tables[table.name]
             TableWriter(
-                connection, self.s, table, snapshot.source, snapshot.vdn_id, run_id, latest
+                connection,
+                self.s,
+                table,
+                snapshot.source,
+                snapshot.vdn_id,
+                run_id,
+                latest,
+                initial=pending,
+                baseline=baseline,
             ).write(changes)
         connection.execute(
             f"UPDATE {self.s}.code_list_state SET snapshot_started_at = "

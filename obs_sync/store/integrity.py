@@ -98,20 +98,21 @@ CHECKS: dict[str, str] = {
         WHERE prev_to = valid_from AND prev_desc = obs_code_desc""",
     # result_code agrees with the versions: the open version is the current description
     # since updated_at; a deleted code's last version ends at deleted_at; the first
-    # version starts at first_seen_at.
+    # version starts at first_seen_at (or at -infinity: first_sync_as_baseline, when it
+    # was stored at first_seen_at).
     "current-mismatch": """
         SELECT r.source, r.vdn_id, r.obs_code, concat_ws('; ',
             CASE WHEN r.deleted_at IS NULL AND o.id IS NOT NULL
                   AND o.obs_code_desc IS DISTINCT FROM r.obs_code_desc
                  THEN 'result_code.obs_code_desc differs from the open version ' || o.id END,
             CASE WHEN r.deleted_at IS NULL AND o.id IS NOT NULL
-                  AND o.valid_from IS DISTINCT FROM r.updated_at
+                  AND {o_start} IS DISTINCT FROM r.updated_at
                  THEN 'updated_at ' || r.updated_at || ' but the open version starts ' ||
                       o.valid_from END,
             CASE WHEN r.deleted_at IS NOT NULL AND f.last_to IS DISTINCT FROM r.deleted_at
                  THEN 'deleted_at ' || r.deleted_at || ' but the last version ends ' ||
                       coalesce(f.last_to::text, 'never') END,
-            CASE WHEN f.first_from IS DISTINCT FROM r.first_seen_at
+            CASE WHEN {f_start} IS DISTINCT FROM r.first_seen_at
                  THEN 'first_seen_at ' || r.first_seen_at || ' but the first version starts ' ||
                       coalesce(f.first_from::text, 'never (no versions)') END)
         FROM {s}.result_code AS r
@@ -127,9 +128,9 @@ CHECKS: dict[str, str] = {
         WHERE {vdn_filter_r}
           AND ((r.deleted_at IS NULL AND o.id IS NOT NULL
                 AND (o.obs_code_desc IS DISTINCT FROM r.obs_code_desc
-                     OR o.valid_from IS DISTINCT FROM r.updated_at))
+                     OR {o_start} IS DISTINCT FROM r.updated_at))
                OR (r.deleted_at IS NOT NULL AND f.last_to IS DISTINCT FROM r.deleted_at)
-               OR f.first_from IS DISTINCT FROM r.first_seen_at)""",
+               OR {f_start} IS DISTINCT FROM r.first_seen_at)""",
     # Every version belongs to a code of result_code.
     "orphan-version": """
         SELECT h.source, h.vdn_id, h.obs_code, 'version ' || h.id || ' has no result_code row'
@@ -137,11 +138,11 @@ CHECKS: dict[str, str] = {
         WHERE {vdn_filter_h} AND NOT EXISTS (
             SELECT FROM {s}.result_code AS r
             WHERE r.source = h.source AND r.vdn_id = h.vdn_id AND r.obs_code = h.obs_code)""",
-    # A version starts (and ends) within the run that opened (closed) it.
+    # A version starts (and ends) within the run that opened (closed) it; one valid since
+    # ever (first_sync_as_baseline) ends there.
     "run-time": """
         SELECT h.source, h.vdn_id, h.obs_code, concat_ws('; ',
-            CASE WHEN h.valid_from < o.started_at OR h.valid_from > coalesce(o.finished_at,
-                      'infinity') THEN 'version ' || h.id || ' starts ' || h.valid_from ||
+            CASE WHEN {h_late} THEN 'version ' || h.id || ' starts ' || h.valid_from ||
                  ', outside its run ' || o.id || ' [' || o.started_at || ', ' ||
                  coalesce(o.finished_at::text, 'running') || ']' END,
             CASE WHEN h.valid_to < c.started_at OR h.valid_to > coalesce(c.finished_at,
@@ -152,7 +153,7 @@ CHECKS: dict[str, str] = {
         JOIN {s}.sync_run AS o ON o.id = h.sync_run_id
         LEFT JOIN {s}.sync_run AS c ON c.id = h.closed_by_sync_run_id
         WHERE {vdn_filter_h}
-          AND (h.valid_from < o.started_at OR h.valid_from > coalesce(o.finished_at, 'infinity')
+          AND ({h_late}
                OR h.valid_to < c.started_at
                OR h.valid_to > coalesce(c.finished_at, 'infinity'))""",
     # Each VDN's changes commit with its run record: a run that changed a VDN has its
@@ -243,6 +244,14 @@ def _vdn_filter(alias: str) -> str:
 
 
 _FILTERS = {f"vdn_filter_{alias}": _vdn_filter(alias) for alias in ("r", "a", "h", "ch", "rv", "k")}
+# A version valid since ever (first_sync_as_baseline, migration 0009) was stored when its
+# code was first seen: that instant stands in for its start where times are compared.
+_FILTERS.update(
+    o_start="CASE WHEN o.valid_from = '-infinity' THEN r.first_seen_at ELSE o.valid_from END",
+    f_start="CASE WHEN f.first_from = '-infinity' THEN r.first_seen_at ELSE f.first_from END",
+    h_late="h.valid_from <> '-infinity' AND (h.valid_from < o.started_at "
+    "OR h.valid_from > coalesce(o.finished_at, 'infinity'))",
+)
 _REQUIRED = ("result_code", "result_code_history", "sync_run", "sync_run_vdn", "vdn")
 
 

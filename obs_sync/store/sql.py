@@ -36,6 +36,7 @@ class Statements:
     """Every statement the store runs, for one schema."""
 
     lock: str
+    finish_baseline: str
     claim: str
     read: str
     read_locked: str
@@ -65,11 +66,18 @@ def statements(schema: str) -> Statements:
 
     # The VDN's lock: its vdn_state row, FOR NO KEY UPDATE NOWAIT (held until the VDN's
     # transaction ends; a row lock needs UPDATE on the table, which a reader made by
-    # grant-reader lacks). False when the VDN has no row yet: claim inserts it.
+    # grant-reader lacks). False when the VDN has no row yet: claim inserts it. Then the
+    # database clock, and whether the VDN's initial load is still under way (migration 0009).
     lock = sql(
-        "WITH l AS (SELECT vdn_id FROM {s}.vdn_state WHERE source = %(source)s::text "
+        "WITH l AS (SELECT baseline_done_at FROM {s}.vdn_state WHERE source = %(source)s::text "
         "AND vdn_id = %(vdn)s::int4 "
-        "FOR NO KEY UPDATE NOWAIT) SELECT EXISTS (SELECT FROM l), clock_timestamp()"
+        "FOR NO KEY UPDATE NOWAIT) SELECT EXISTS (SELECT FROM l), clock_timestamp(), "
+        "NOT EXISTS (SELECT FROM l WHERE baseline_done_at IS NOT NULL)"
+    )
+    # The VDN's first complete snapshot is applied: what it stores later are changes.
+    finish_baseline = sql(
+        "UPDATE {s}.vdn_state SET baseline_done_at = %(ts)s::timestamptz "
+        "WHERE source = %(source)s::text AND vdn_id = %(vdn)s::int4 AND baseline_done_at IS NULL"
     )
     # A VDN's first write: its vdn_state row, inserted in the VDN's transaction (a
     # concurrent first writer waits on the key, at most database.lock_timeout_seconds);
@@ -80,10 +88,13 @@ def statements(schema: str) -> Statements:
         "ON CONFLICT (source, vdn_id) DO NOTHING RETURNING clock_timestamp()"
     )
     # The unlocked read; also the database clock, which keeps the store's estimate of it
-    # fresh (one row of NULLs and the clock for a VDN without codes).
+    # fresh (one row of NULLs and the clock for a VDN without codes), and whether its
+    # initial load is under way (through to_jsonb: a dry run may read a schema before 0009).
     read = sql(
-        "SELECT obs_code, obs_code_desc, deleted_at IS NOT NULL, t.now "
-        "FROM (SELECT clock_timestamp()) AS t(now) "
+        "SELECT obs_code, obs_code_desc, deleted_at IS NOT NULL, t.now, t.pending "
+        "FROM (SELECT clock_timestamp(), NOT EXISTS (SELECT FROM {s}.vdn_state AS v "
+        "WHERE v.source = %(source)s::text AND v.vdn_id = %(vdn)s::int4 "
+        "AND to_jsonb(v) ->> 'baseline_done_at' IS NOT NULL)) AS t(now, pending) "
         "LEFT JOIN {s}.result_code ON source = %(source)s::text AND vdn_id = %(vdn)s::int4"
     )
     # Under the lock: also the latest change instant, so the VDN's new instant is later,
@@ -117,16 +128,19 @@ def statements(schema: str) -> Statements:
     # regular-expression escape per element, about 4x the client CPU (measured: 240 vs
     # 60 us for 2 x 120 strings).
     # Each statement that gives codes a description also opens their new version, from
-    # its own RETURNING rows. Versions are closed first (close_versions): at most
-    # one open version per code is enforced at every row.
+    # its own RETURNING rows. New codes of the initial load (%(initial)s) are marked so;
+    # with first_sync_as_baseline (%(baseline)s) their version is valid since ever.
+    # Versions are closed first (close_versions): at most one open version per code is
+    # enforced at every row.
     insert_codes = sql(
         "WITH new AS (INSERT INTO {s}.result_code (source, vdn_id, obs_code, obs_code_desc, "
         "first_seen_at, updated_at) SELECT %(source)s::text, %(vdn)s::int4, c, d, %(ts)s, "
         "%(ts)s FROM unnest(%(codes)b::text[], %(descs)b::text[]) AS u(c, d) "
         "RETURNING obs_code, obs_code_desc) "
         "INSERT INTO {s}.result_code_history (source, vdn_id, obs_code, obs_code_desc, "
-        "valid_from, sync_run_id) SELECT %(source)s::text, %(vdn)s::int4, obs_code, "
-        "obs_code_desc, %(ts)s, %(run)s::int8 FROM new"
+        "valid_from, sync_run_id, initial) SELECT %(source)s::text, %(vdn)s::int4, obs_code, "
+        "obs_code_desc, CASE WHEN %(baseline)s::boolean THEN '-infinity' "
+        "ELSE %(ts)s::timestamptz END, %(run)s::int8, %(initial)s::boolean FROM new"
     )
     # Changed and restored codes: new description, present again, new version instant.
     update_codes = sql(
@@ -251,6 +265,7 @@ def statements(schema: str) -> Statements:
     )
     return Statements(
         lock=lock,
+        finish_baseline=finish_baseline,
         claim=claim,
         read=read,
         read_locked=read_locked,

@@ -137,16 +137,18 @@ class Store(RunRecords):
         )
         return bool(rows and rows[0][0])
 
-    def _read_rows(self, key: VdnKey) -> list[tuple[str, str, bool]]:
-        """The VDN's stored codes, unlocked; the database clock read with them is noted."""
+    def _read_rows(self, key: VdnKey) -> tuple[list[tuple[str, str, bool]], bool]:
+        """The VDN's stored codes, unlocked, and whether its initial load is under way;
+        the database clock read with them is noted."""
         rows = self._read(self.sql.read, {"source": key[0], "vdn": key[1]})
         self._observe(rows[0][3])
-        return [(code, desc, deleted) for code, desc, deleted, _ in rows if code is not None]
+        codes = [(code, desc, deleted) for code, desc, deleted, _, _ in rows if code is not None]
+        return codes, bool(rows[0][4])
 
     def read_codes(self, key: VdnKey) -> dict[str, StoredCode]:
         """The VDN's stored codes (present and deleted), unlocked, in one round trip."""
         return {
-            code: StoredCode(code, desc, deleted) for code, desc, deleted in self._read_rows(key)
+            code: StoredCode(code, desc, deleted) for code, desc, deleted in self._read_rows(key)[0]
         }
 
     def record_later(self, run_id: int, result: VdnResult) -> VdnResult:
@@ -215,7 +217,7 @@ class Store(RunRecords):
                 # On tables this run created, a VDN with codes certainly has something to
                 # write: straight to the locked path, whose read is authoritative anyway.
                 if not (self.created and codes):
-                    result, writes = self._judge_unlocked(plan, self._read_rows(plan.key))
+                    result, writes = self._judge_unlocked(plan, *self._read_rows(plan.key))
                     if not writes:  # the usual re-sync: done, its record batched
                         if plan.relabel:  # nothing differs in the new language either
                             self._mark_locale(plan)
@@ -261,29 +263,32 @@ class Store(RunRecords):
                 {"locale": plan.locale, "source": plan.source, "vdn": plan.vdn_id},
             )
 
-    def _lock(self, connection: psycopg.Connection[Any], plan: VdnPlan) -> datetime:
-        """Take the VDN's row lock in the open transaction; the database clock then."""
+    def _lock(self, connection: psycopg.Connection[Any], plan: VdnPlan) -> tuple[datetime, bool]:
+        """Take the VDN's row lock in the open transaction; the database clock then, and
+        whether the VDN's initial load is under way."""
         key = plan.key
-        got, now = self._try_lock(connection, key)
+        got, now, pending = self._try_lock(connection, key)
         if not got:  # the VDN's first write: its row, which locks it too
             claimed = connection.execute(
                 self.sql.claim, {"source": key[0], "vdn": key[1], "started_at": plan.started_at}
             ).fetchone()
             if claimed is not None:
-                now = claimed[0]
+                now, pending = claimed[0], True
             else:  # inserted by another transaction that has committed since
-                got, now = self._try_lock(connection, key)
+                got, now, pending = self._try_lock(connection, key)
                 assert got
         self._observe(now)
-        return now
+        return now, pending
 
-    def _try_lock(self, connection: psycopg.Connection[Any], key: VdnKey) -> tuple[bool, datetime]:
+    def _try_lock(
+        self, connection: psycopg.Connection[Any], key: VdnKey
+    ) -> tuple[bool, datetime, bool]:
         try:
             row = connection.execute(self.sql.lock, {"source": key[0], "vdn": key[1]}).fetchone()
         except psycopg.errors.LockNotAvailable:  # NOWAIT: held by another transaction
             raise _Locked from None
         assert row is not None
-        return bool(row[0]), row[1]
+        return bool(row[0]), row[1], bool(row[2])
 
     def _locked(self, connection: psycopg.Connection[Any], plan: VdnPlan) -> VdnResult:
         holder = connection.execute(
@@ -299,23 +304,26 @@ class Store(RunRecords):
         problem = plan.unstorable()
         if problem is not None:
             return plan.failed(problem, self.now(), "data")
-        rows = self._read_rows(plan.key) if stored else []
-        return self._judge_unlocked(plan, rows)[0]
+        rows, pending = self._read_rows(plan.key) if stored else ([], True)
+        return self._judge_unlocked(plan, rows, pending)[0]
 
     def _judge_unlocked(
-        self, plan: VdnPlan, rows: Sequence[tuple[str, str, bool]]
+        self, plan: VdnPlan, rows: Sequence[tuple[str, str, bool]], pending: bool
     ) -> tuple[VdnResult, bool]:
         """The VDN's result judged from an unlocked read of its stored ``rows``, and whether
-        applying it writes anything (then :meth:`_apply` decides again, under the lock)."""
+        applying it writes anything (then :meth:`_apply` decides again, under the lock):
+        changes, or the end of its initial load (``pending`` and a complete snapshot)."""
         codes = plan.codes
+        ends_load = pending and plan.snapshot.complete
         if matches(rows, codes):  # the usual re-sync: no StoredCode objects, no diff
-            return plan.outcome(no_changes(len(codes)), len(rows), self.now()), False
+            return plan.outcome(no_changes(len(codes)), len(rows), self.now()), ends_load
         stored = {code: StoredCode(code, desc, deleted) for code, desc, deleted in rows}
         changes = plan.changes(stored)
-        return plan.outcome(changes, present(stored), self.now()), not changes.is_empty
+        result = plan.outcome(changes, present(stored), self.now())
+        return result, ends_load or not changes.is_empty
 
     def _apply(self, connection: psycopg.Connection[Any], run_id: int, plan: VdnPlan) -> VdnResult:
-        now = self._lock(connection, plan)
+        now, pending = self._lock(connection, plan)
         stored: dict[str, StoredCode] = {}
         latest: datetime = now
         newer: datetime | None = None
@@ -333,7 +341,19 @@ class Store(RunRecords):
             return plan.superseded(newer, self.now())
         if not changes.is_empty:
             write_changes(
-                connection, self.sql, run_id, plan.key, changes, latest, relabel=plan.relabel
+                connection,
+                self.sql,
+                run_id,
+                plan.key,
+                changes,
+                latest,
+                relabel=plan.relabel,
+                initial=pending,
+                baseline=plan.baseline,
+            )
+        if pending and plan.snapshot.complete:  # the initial load ends with this snapshot
+            connection.execute(
+                self.sql.finish_baseline, {"source": plan.source, "vdn": plan.vdn_id, "ts": latest}
             )
         result = plan.outcome(changes, present(stored), self.now())
         # In the VDN's transaction: its changes and its record commit together.

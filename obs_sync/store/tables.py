@@ -92,6 +92,7 @@ vdn_state = Table(
     Column("vdn_id", Integer, primary_key=True),
     Column("snapshot_started_at", TZ, nullable=False),
     Column("source", Text, primary_key=True),  # (0006)
+    Column("baseline_done_at", TZ),  # its first complete snapshot applied (0009)
 )
 
 result_code = Table(
@@ -119,6 +120,7 @@ result_code_history = Table(
     Column("closed_by_sync_run_id", BigInteger, ForeignKey("sync_run.id")),
     Column("source", Text, nullable=False),  # (0006)
     Column("relabelled", Boolean, nullable=False),  # opened by a switch of locale (0006)
+    Column("initial", Boolean, nullable=False),  # opened by the initial load (0009)
 )
 
 # The VDN registry (migration 0002); its last_* columns are kept by a trigger.
