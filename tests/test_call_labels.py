@@ -235,11 +235,11 @@ def test_migration_0008_round_trips_on_a_populated_database(
     assert run_sync(config, engine=engine, trigger="test").exit_code == 0
     reader.calls([(1, "default", 1, "00603", "002", None, None, now(engine))])
     before = reader.q(FUNCTION)
-    assert migrate.downgrade(engine, S) == ("0008", "0007")
+    assert migrate.downgrade(engine, S, "0007") == ("0009", "0007")
     assert q(
         engine,
         "SELECT to_regprocedure(:f)",
         f=f"{S}.call_labels_at(text, integer, text, text, text, text, timestamptz)",
     ) == [(None,)]
-    assert migrate.upgrade(engine, S) == ("0007", "0008")
+    assert migrate.upgrade(engine, S) == ("0007", "0009")
     assert reader.q(FUNCTION) == before
