@@ -26,6 +26,10 @@ from obs_sync.commands.demo import (
     DEMO_SCHEMA,
     NEW_CODE,
     REMOVED_CODE,
+    ZERO_CALL,
+    demo_calls,
+    demo_code_lists,
+    demo_data,
 )
 from obs_sync.engine.run import run_sync
 from obs_sync.simulator import Fault, Simulator, SimulatorData
@@ -37,8 +41,9 @@ BI = Path(__file__).resolve().parent.parent / "docs" / "bi.md"
 BLOCK = re.compile(r"```sql\n(.*?)```", re.DOTALL)
 
 
-# docs/bi.md's blocks for calls carrying all three codes: the demo does not sync the display
-# and business result lists yet, so tests/test_call_labels.py runs them on simulator data.
+# docs/bi.md's blocks for calls carrying all three codes: their table, the set-based query,
+# the function. They run on the demo's database below, and on the lists' lifecycle (renames,
+# unknown and NULL codes) in tests/test_call_labels.py.
 LABEL_BLOCKS = (
     "a call-records table with all three codes",
     "every description at call time",
@@ -70,6 +75,19 @@ def demo_command() -> str:
 def demo_replacements() -> str:
     """The command's replacing part (``sed ... query.sql``)."""
     return demo_command().split("|", 1)[0].replace("\\\n", " ").strip()
+
+
+def replaced(block: str, directory: Path) -> str:
+    """``block`` with the page's replacements for the demo's database, by its own sed."""
+    (directory / "query.sql").write_text(block)
+    return subprocess.run(
+        ["bash", "-c", demo_replacements()],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
 
 
 def test_docs_use_the_default_schema() -> None:
@@ -224,16 +242,8 @@ def test_the_demo_prints_the_documented_query_with_the_documented_replacements(
     tmp_path: Path,
 ) -> None:
     block = sql_blocks()["description at call time in two languages"]
-    (tmp_path / "query.sql").write_text("".join(block.splitlines(keepends=True)[1:]))
-    replaced = subprocess.run(
-        ["bash", "-c", demo_replacements()],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout
-    assert replaced == CALL_TIME_QUERY.format(schema=DEMO_SCHEMA, calls=CALLS_TABLE)
+    query = replaced("".join(block.splitlines(keepends=True)[1:]), tmp_path)
+    assert query == CALL_TIME_QUERY.format(schema=DEMO_SCHEMA, calls=CALLS_TABLE)
 
 
 @pytest.mark.slow
@@ -265,10 +275,8 @@ def test_every_query_runs_on_the_demos_database_as_documented(
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     out: dict[str, str] = {}
     for name, block in sql_blocks().items():
-        if name == "a call-records table":
-            continue  # the demo made its table (the page says to skip this block)
-        if name in LABEL_BLOCKS:
-            continue  # no display or business results in the demo (see LABEL_BLOCKS)
+        if name in ("a call-records table", LABEL_BLOCKS[0]):
+            continue  # the demo made its table (the page says to skip these blocks)
         (tmp_path / "query.sql").write_text(block)
         ran = subprocess.run(
             ["bash", "-c", command],
@@ -284,13 +292,13 @@ def test_every_query_runs_on_the_demos_database_as_documented(
         out[name] = ran.stdout
     ch_vdn, ch_code, ch_desc = CHANGED_CODE
     at_call_time = out["description at call time"]
-    assert "(4 rows)" in at_call_time  # the demo's four calls, none dropped
+    assert "(5 rows)" in at_call_time  # the demo's five calls, none dropped
     for description in (DEMO_CODES[ch_vdn][ch_code], ch_desc, NEW_CODE[2], "Fax tone detected."):
         assert description in at_call_time
     assert out["description at an instant"].count(ch_desc) == 1
     # The demo's two sources side by side, as its step 7 prints them.
     two = out["description at call time in two languages"]
-    assert "(4 rows)" in two
+    assert "(5 rows)" in two
     for description in (ch_desc, CHINESE[ch_desc], CHINESE[NEW_CODE[2]], "传真音"):
         assert description in two
     # The demo only removes 00622 (as the page says): removed, not back.
@@ -299,3 +307,106 @@ def test_every_query_runs_on_the_demos_database_as_documented(
     assert len(removal) == 1 and removal[0].rstrip().endswith("| f"), removal
     assert "restored" not in out["recent changes"]
     assert "(3 rows)" in out["freshness"]
+    for name in LABEL_BLOCKS[1:]:
+        assert "(5 rows)" in out[name]  # every call labelled, none dropped
+    url = printed[1].replace("postgresql://", "postgresql+psycopg://", 1)
+    labels_on_the_demos_data(url, tmp_path)
+
+
+def labels_on_the_demos_data(url: str, directory: Path) -> None:
+    """docs/bi.md's two labelling queries, with the page's replacements, on the demo's own
+    calls and lists: one row per call, none dropped, the labels the simulator served, and
+    failCode "0" as the page says (no OBS description; "00000"'s through its CASE)."""
+    blocks = sql_blocks()
+    set_based, function = (replaced(blocks[name], directory) for name in LABEL_BLOCKS[1:])
+    mapped = function.replace(
+        "c.obs_code, c.result_code",
+        "CASE WHEN c.obs_code = '0' THEN '00000' ELSE c.obs_code END, c.result_code",
+    )
+    assert mapped != function
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            stored = {
+                row[0]: tuple(row[1:])
+                for row in connection.execute(
+                    text(
+                        "SELECT call_id, source, vdn_id, obs_code, result_code, busi_result, "
+                        f"sub_status, called_at FROM {DEMO_SCHEMA}.{CALLS_TABLE}"
+                    )
+                )
+            }
+            second = connection.execute(
+                text(f"SELECT started_at, finished_at FROM {DEMO_SCHEMA}.sync_run WHERE id = 2")
+            ).one()
+            rows = {
+                name: [tuple(r) for r in connection.execute(text(sql))]
+                for name, sql in (("function", function), ("set", set_based), ("mapped", mapped))
+            }
+    finally:
+        engine.dispose()
+    # The calls the demo stored are the ones it plans from the simulator's lists; each made
+    # before the second sync (the upstream changes) or after it.
+    early, late = datetime(2000, 1, 1).astimezone(), datetime(2001, 1, 1).astimezone()
+    planned = demo_calls(demo_code_lists(demo_data()), early, late)
+    assert {
+        c["id"]: (
+            c["source"],
+            c["vdn"],
+            c["code"],
+            c["result_code"],
+            c["busi_result"],
+            c["sub_status"],
+        )
+        for c in planned
+    } == {i: r[:6] for i, r in stored.items()}
+    later = {c["id"]: c["at"] == late for c in planned}
+    for call_id, row in stored.items():
+        assert row[6] > second.finished_at if later[call_id] else row[6] < second.started_at
+    # Every call has a display code, a business result and a sub-status but one (a failCode
+    # its tenant did not group under a display result).
+    assert sum(r[3] is None for r in stored.values()) == 1
+    assert all(r[4] is not None and r[5] is not None for r in stored.values())
+
+    expected = expected_labels({i: (*r[1:6], later[i]) for i, r in stored.items()})
+    by_function = {row[0]: row[2:] for row in rows["function"]}
+    # One row per call, none dropped; both documented shapes give the same rows.
+    assert [row[0] for row in rows["function"]] == sorted(stored)
+    assert rows["set"] == rows["function"]
+    assert by_function == expected
+    assert all(label is not None for labels in expected.values() for label in labels[2:])
+    zero = next(i for i, r in stored.items() if r[1:3] == ZERO_CALL)
+    assert by_function[zero][0] is None and by_function[zero][1] is not None
+    remapped = {row[0]: row[2:] for row in rows["mapped"]}
+    assert remapped[zero] == (DEMO_CODES[ZERO_CALL[0]]["00000"], *by_function[zero][1:])
+    assert {i: v for i, v in remapped.items() if i != zero} == {
+        i: v for i, v in by_function.items() if i != zero
+    }
+
+
+def expected_labels(calls: dict[int, tuple[Any, ...]]) -> dict[int, tuple[Any, ...]]:
+    """Each demo call's four labels, looked up in the data the demo's simulator served
+    (source default, en_US), not in the database: ``calls`` is {call_id: (vdn_id, obs_code,
+    result_code, busi_result, sub_status, after_the_changes)}."""
+    lists = demo_code_lists(demo_data())
+    before = {vdn: dict(codes) for vdn, codes in DEMO_CODES.items()}
+    after = {vdn: dict(codes) for vdn, codes in DEMO_CODES.items()}
+    after[NEW_CODE[0]][NEW_CODE[1]] = NEW_CODE[2]
+    after[CHANGED_CODE[0]][CHANGED_CODE[1]] = CHANGED_CODE[2]
+    del after[REMOVED_CODE[0]][REMOVED_CODE[1]]
+    expected = {}
+    for call_id, (vdn, obs, display, busi, sub, later) in calls.items():
+        labels = [
+            d.label["en_US"]
+            for d in sorted(lists.display(vdn), key=lambda d: int(d.def_id))
+            if d.result_code == display
+        ]
+        parent = next((b for b in lists.business(vdn) if b.code == busi), None)
+        children = dict(parent.children) if parent else {}
+        expected[call_id] = (
+            (after if later else before)[vdn].get(obs),
+            labels[0] if labels else None,
+            parent.name["en_US"] if parent else None,
+            children[sub]["en_US"] if sub in children else None,
+        )
+    return expected

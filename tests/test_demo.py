@@ -46,6 +46,10 @@ def test_demo_runs_to_completion(tmp_path: Path, embedded_data_dir: Path) -> Non
     for source in ("default", "zh"):
         for vdn in (101, 102, 103):
             assert len(re.findall(rf"^ +{source} +VDN {vdn}  succeeded", syncs, re.M)) == 2
+            # ... and its other two code lists, in each sync.
+            for code_list in ("display_results", "business_results"):
+                found = re.findall(rf"^ +{source} +VDN {vdn}  {code_list}: +succeeded", syncs, re.M)
+                assert len(found) == 2, syncs
     # What changed, read back from result_code_history / result_code: in each language,
     # under its own source.
     changes = out.split("6. What run")[1].split("7. BI query")[0]
@@ -61,15 +65,21 @@ def test_demo_runs_to_completion(tmp_path: Path, embedded_data_dir: Path) -> Non
         assert expected in changes, changes
     # The BI query: the same code resolves to the description valid at each call's time,
     # in English (source default) and Chinese (source zh) side by side, one row per call.
-    query = out.split("7. BI query")[1]
-    rows = [line.split() for line in query.splitlines() if re.match(r" +\d+ +\d+ +\d{5} ", line)]
+    query = out.split("7. BI query")[1].split("8. Every code")[0]
+    rows = [line.split() for line in query.splitlines() if re.match(r" +\d+ +\d+ +\d+ ", line)]
     # call_id, vdn, code, date, time, the Chinese description, the English words.
     by_call = {row[0]: (" ".join(row[6:]), row[5]) for row in rows}
-    assert len(rows) == 4
+    assert len(rows) == 5
     assert by_call["1"] == ("The called party does not answer the call.", "被叫无应答")
     assert by_call["2"] == ("No answer after 30 seconds of ringing.", "振铃30秒后无应答")
     assert by_call["3"] == ("Fax tone detected.", "传真音")
     assert by_call["4"] == ("The customer asked to be called back later.", "客户要求稍后回电")
+    assert by_call["5"] == ("NULL", "NULL")  # failCode "0" is not "00000"
+    # Every code of each call labelled (tests/test_bi_sql.py checks the labels): one row
+    # per call, the query to run again printed at the end.
+    labels = out.split("8. Every code")[1].split("history rows in")[0]
+    assert len([line for line in labels.splitlines() if re.match(r" +\d+ +\d+ ", line)]) == 5
+    assert "call_labels_at(c.source, c.vdn_id, c.obs_code" in out.split("history rows in")[1]
     assert "demo-secret-key" not in out + result.stderr
 
     again = demo(tmp_path, data_dir)  # reuses the running server, resets the demo schema

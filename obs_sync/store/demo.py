@@ -1,6 +1,7 @@
 """The demo's SQL (``obs-sync demo``): its schema reset, what a run changed read back from
-the history, and the docs/bi.md "description at call time" query in two languages (two
-sources on one server) over a call-records table made for the demo."""
+the history, and two docs/bi.md queries over a call-records table made for the demo: the
+"description at call time" in two languages (two sources on one server), and every code of
+a call labelled (``call_labels_at``, migration 0008)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ if TYPE_CHECKING:
 # docs/bi.md, "description at call time in two languages": the demo's sources "default"
 # (en_US) and "zh" (zh_CN) are one server asked in two locales. With the replacements that
 # page gives for the demo's database (a test checks they stay the same), over the demo's
-# call-records table: the columns and index of that page's example table.
+# call-records table: the columns of that page's table carrying all three codes
+# (call_record_codes, a superset of call_record's), with both tables' indexes.
 CALLS_TABLE = "demo_call_record"
 CALL_TIME_QUERY = """\
 SELECT c.call_id, c.vdn_id, c.obs_code, c.called_at,
@@ -35,6 +37,19 @@ ORDER BY c.call_id;
 def explore_query(schema: str) -> str:
     """What the demo suggests running in psql afterwards."""
     return f"SELECT * FROM {schema}.result_code"
+
+
+def labels_query(schema: str) -> str:
+    """docs/bi.md "every description at call time through the function" on one line (for
+    psql -c), with the call's codes beside its labels: the demo prints its rows (step 8)
+    and suggests running it."""
+    return (
+        "SELECT c.call_id, c.vdn_id, c.obs_code, c.result_code, c.busi_result, c.sub_status, "
+        "l.obs_code_desc, l.display_result, l.business_result_name, l.sub_status_name "
+        f"FROM {schema}.{CALLS_TABLE} AS c CROSS JOIN LATERAL {schema}.call_labels_at("
+        "c.source, c.vdn_id, c.obs_code, c.result_code, c.busi_result, c.sub_status, "
+        "c.called_at) AS l ORDER BY c.call_id"
+    )
 
 
 def reset_schema(engine: Engine, schema: str) -> None:
@@ -81,17 +96,16 @@ def deleted_since(connection: Connection, schema: str, since: datetime) -> list[
     )
 
 
-def call_time_rows(
-    connection: Connection, schema: str, calls: Sequence[dict[str, Any]]
-) -> tuple[str, list[tuple[Any, ...]]]:
-    """Store ``calls`` (id, at, vdn, code) in the demo's call-records table, then run
-    :data:`CALL_TIME_QUERY` over it: the query as run, and its rows (call_id, vdn_id,
-    obs_code, called_at, desc_zh, desc_en)."""
+def store_calls(connection: Connection, schema: str, calls: Sequence[dict[str, Any]]) -> None:
+    """Store ``calls`` (id, source, vdn, code, result_code, busi_result, sub_status, at) in
+    the demo's call-records table."""
     table = f"{schema}.{CALLS_TABLE}"
     connection.execute(
         text(
-            f"CREATE TABLE {table} (call_id bigint PRIMARY KEY, vdn_id integer NOT NULL, "
-            "obs_code text NOT NULL, called_at timestamptz NOT NULL)"
+            f"CREATE TABLE {table} (call_id bigint PRIMARY KEY, "
+            "source text NOT NULL DEFAULT 'default', vdn_id integer NOT NULL, "
+            "obs_code text NOT NULL, result_code text, busi_result text, sub_status text, "
+            "called_at timestamptz NOT NULL)"
         )
     )
     connection.execute(
@@ -102,13 +116,31 @@ def call_time_rows(
     )
     connection.execute(
         text(
-            f"INSERT INTO {table} (call_id, vdn_id, obs_code, called_at) "
-            "VALUES (:id, :vdn, :code, :at)"
+            f"CREATE INDEX {CALLS_TABLE}_codes_idx ON {table} "
+            "(source, vdn_id, obs_code, called_at) "
+            "INCLUDE (call_id, result_code, busi_result, sub_status)"
+        )
+    )
+    connection.execute(
+        text(
+            f"INSERT INTO {table} (call_id, source, vdn_id, obs_code, result_code, "
+            "busi_result, sub_status, called_at) "
+            "VALUES (:id, :source, :vdn, :code, :result_code, :busi_result, :sub_status, :at)"
         ),
         list(calls),
     )
+
+
+def call_time_rows(connection: Connection, schema: str) -> tuple[str, list[tuple[Any, ...]]]:
+    """:data:`CALL_TIME_QUERY` over the stored calls: the query as run, and its rows
+    (call_id, vdn_id, obs_code, called_at, desc_zh, desc_en)."""
     query = CALL_TIME_QUERY.format(calls=CALLS_TABLE, schema=schema)
     return query, [tuple(row) for row in connection.execute(text(query)).all()]
+
+
+def label_rows(connection: Connection, schema: str) -> list[tuple[Any, ...]]:
+    """:func:`labels_query`'s rows: each stored call's codes and its four labels."""
+    return [tuple(row) for row in connection.execute(text(labels_query(schema))).all()]
 
 
 def history_rows(connection: Connection, schema: str) -> int:
