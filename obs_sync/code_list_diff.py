@@ -22,6 +22,7 @@ from obs_sync.code_lists import (
     BusinessResultsSnapshot,
     CodeListName,
     DisplayResultsSnapshot,
+    ListKey,
     business_rows,
     display_rows,
 )
@@ -249,6 +250,10 @@ class ListResult:
     skip_reason: str | None = None
     unexpected: tuple[str, ...] = ()
     error_kind: str | None = None  # data, database, or the iSales error's kind
+
+    @property
+    def key(self) -> ListKey:
+        return (self.source, self.vdn_id, self.code_list)
 
     @property
     def ok(self) -> bool:

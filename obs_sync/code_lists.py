@@ -37,6 +37,7 @@ __all__ = [
     "DisplayEntry",
     "DisplayResultsSnapshot",
     "DisplayRows",
+    "ListKey",
     "business_rows",
     "display_rows",
     "parse_code_lists",
@@ -48,6 +49,8 @@ DISPLAY_RESULTS: Final = "display_results"
 BUSINESS_RESULTS: Final = "business_results"
 CODE_LISTS: tuple[CodeListName, ...] = (OBS_RESULT_CODES, DISPLAY_RESULTS, BUSINESS_RESULTS)
 DEFAULT_CODE_LISTS: tuple[CodeListName, ...] = (OBS_RESULT_CODES,)
+# (source, vdn_id, code_list): one of a VDN's other code lists, as VdnKey is the VDN itself
+ListKey = tuple[str, int, str]
 
 
 # ------------------------------------------------------------------------------ fetched

@@ -4,20 +4,23 @@ Rules (documented in docs/operations.md):
 
 * ``ok`` while the last run finished before its staleness deadline (``due``: 2 x the
   interval after that finish, or for cron the second fire time after it; see
-  :mod:`obs_sync.scheduler`) and no VDN has been failing for longer than
-  ``metrics.max_failing_minutes``;
+  :mod:`obs_sync.scheduler`) and no VDN, nor any other code list of a VDN (display or
+  business results), has been failing for longer than ``metrics.max_failing_minutes``;
 * ``starting`` (still healthy) before the first run has finished, as long as the
   deadline computed from the daemon's start has not passed;
 * otherwise ``unhealthy`` with a short reason.
 
 The verdict is also given per source (``Health.sources``, ``/healthz?source=NAME``): a run
-covers every source, so an overdue run makes each of them unhealthy; a VDN failing too
-long makes its own source unhealthy (and the whole daemon, whose verdict is the worst).
+covers every source, so an overdue run makes each of them unhealthy; a VDN (or a list)
+failing too long makes its own source unhealthy (and the whole daemon, whose verdict is the
+worst).
 
 A VDN is *failing* from its first ``failed``, ``incomplete`` or ``guarded`` result until its
 next ``succeeded`` one; ``skipped`` (shutdown, run deadline, another replica holding the
-VDN's lock) neither starts nor ends a streak. A run that could not start at all (database
-down) counts as a failure of every configured VDN.
+VDN's lock) neither starts nor ends a streak. Each other code list of a VDN has its own
+streak by the same rule, from its own results (``sync_run_code_list``): the VDN's OBS codes
+succeeding does not end it. A run that could not start at all (database down) counts as a
+failure of every configured VDN (its lists are not counted again: the VDNs say it).
 """
 
 from __future__ import annotations
@@ -29,16 +32,37 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from obs_sync.code_lists import ListKey
 from obs_sync.results import DEFAULT_SOURCE, FAILING, VdnKey
 from obs_sync.text import duration, plural
 
 HealthStatus = Literal["ok", "starting", "unhealthy"]
+# What has a failure streak: a VDN (its OBS result codes) or one of its other code lists.
+Subject = VdnKey | ListKey
 
 
 def vdn_name(key: VdnKey) -> str:
     """``VDN 3``, or ``VDN 3 of source north`` for a source other than ``default``."""
     source, vdn_id = key
     return f"VDN {vdn_id}" if source == DEFAULT_SOURCE else f"VDN {vdn_id} of source {source}"
+
+
+def subject_name(key: Subject) -> str:
+    """:func:`vdn_name`, or for a list ``VDN 3 display_results`` (``... of source north``)."""
+    if len(key) == 2:
+        return vdn_name(key)
+    source, vdn_id, code_list = key
+    where = "" if source == DEFAULT_SOURCE else f" of source {source}"
+    return f"VDN {vdn_id} {code_list}{where}"
+
+
+def count_subjects(keys: Iterable[Subject], *, more: bool = False) -> str:
+    """``2 VDNs``, ``1 code list``, ``1 VDN and 2 code lists`` (``more``: ``1 more VDN``)."""
+    keys = list(keys)
+    lists = sum(1 for key in keys if len(key) == 3)
+    extra = "more " if more else ""
+    counts = [(len(keys) - lists, "VDN"), (lists, "code list")]
+    return " and ".join(plural(n, extra + what) for n, what in counts if n)
 
 
 @dataclass(frozen=True)
@@ -80,7 +104,8 @@ class Failure:
 class HealthState:
     started_at: datetime
     last_finished_at: datetime | None = None
-    failing: dict[VdnKey, Failure] = field(default_factory=dict)
+    # VDNs, (source, vdn_id), and code lists of VDNs, (source, vdn_id, code_list).
+    failing: dict[Subject, Failure] = field(default_factory=dict)
     # Runs found abandoned (their process is gone) since this daemon's last finished run.
     abandoned: str | None = None
 
@@ -98,7 +123,7 @@ def evaluate(
     sources: Sequence[str] = (),
 ) -> Health:
     """The verdict for ``state`` at ``now``, broken down by ``sources`` (the configured
-    ones; a source with failing VDNs that is not listed is added).
+    ones; a source with failing VDNs or lists that is not listed is added).
 
     ``due(t)`` is when a run is overdue if the last one finished (or the daemon started)
     at ``t``. Runs found abandoned are said in a healthy verdict's reason (the unhealthy
@@ -107,7 +132,7 @@ def evaluate(
     verdict = _with_abandoned(state, _evaluate(state, now, due=due, max_failing=max_failing))
     if not sources:
         return verdict
-    names = list(dict.fromkeys([*sources, *sorted({s for s, _ in state.failing})]))
+    names = list(dict.fromkeys([*sources, *sorted({key[0] for key in state.failing})]))
     per_source = tuple(
         (name, _with_abandoned(state, _evaluate(state, now, due, max_failing, name)))
         for name in names
@@ -151,19 +176,19 @@ def _evaluate(
     )
     if too_long:
         key, failure = min(too_long, key=lambda item: item[1].since)
-        more = len(too_long) - 1
-        others = f" (and {plural(more, 'more VDN')})" if more else ""
+        rest = [other for other, _ in too_long if other != key]
+        others = f" (and {count_subjects(rest, more=True)})" if rest else ""
         error = f": {failure.error}" if failure.error else ""
         return Health(
             "unhealthy",
-            f"{vdn_name(key)} failing for {_minutes(now - failure.since)}{others}{error}",
+            f"{subject_name(key)} failing for {_minutes(now - failure.since)}{others}{error}",
         )
     if state.last_finished_at is None:
         return Health("starting", "waiting for the first run to finish")
     if failing:
         return Health(
             "ok",
-            f"{plural(len(failing), 'VDN')} failing, for less than {_minutes(max_failing)}",
+            f"{count_subjects(failing)} failing, for less than {_minutes(max_failing)}",
         )
     return Health("ok", "")
 
@@ -190,6 +215,13 @@ class HealthTracker:
 
     def record_vdn(self, key: VdnKey, status: str, error: str | None, at: datetime) -> None:
         """One VDN's result; ``key`` is (source, vdn_id) (``VdnResult.key``)."""
+        self._record(key, status, error, at)
+
+    def record_code_list(self, key: ListKey, status: str, error: str | None, at: datetime) -> None:
+        """One list of one VDN; ``key`` is (source, vdn_id, code_list) (``ListResult.key``)."""
+        self._record(key, status, error, at)
+
+    def _record(self, key: Subject, status: str, error: str | None, at: datetime) -> None:
         with self._lock:
             if status == "succeeded":
                 self._state.failing.pop(key, None)
@@ -201,9 +233,9 @@ class HealthTracker:
                     current.count += 1
                     current.error = error or current.error
 
-    def seed_failing(self, failures: Mapping[VdnKey, Failure]) -> None:
+    def seed_failing(self, failures: Mapping[Subject, Failure]) -> None:
         """Streaks recorded before this process started (read from the run records), so a
-        restart, or a crash loop, does not hide a VDN that has been failing for days."""
+        restart, or a crash loop, does not hide a VDN (or a list) failing for days."""
         with self._lock:
             for key, failure in failures.items():
                 current = self._state.failing.get(key)
@@ -233,7 +265,7 @@ class HealthTracker:
                 f"run {ids} abandoned at {at:%Y-%m-%dT%H:%M:%S%z}: its process is gone"
             )
 
-    def failing(self) -> dict[VdnKey, Failure]:
+    def failing(self) -> dict[Subject, Failure]:
         with self._lock:
             return {
                 key: Failure(f.since, f.count, f.error) for key, f in self._state.failing.items()

@@ -9,7 +9,15 @@ import pytest
 
 from obs_sync.config import ScheduleConfig
 from obs_sync.daemon.schedule import ScheduleError, Timing, _crontab_days, make_trigger
-from obs_sync.health import Failure, HealthState, HealthTracker, evaluate, vdn_name
+from obs_sync.health import (
+    Failure,
+    HealthState,
+    HealthTracker,
+    count_subjects,
+    evaluate,
+    subject_name,
+    vdn_name,
+)
 
 T0 = datetime(2024, 5, 6, 9, 0, tzinfo=timezone.utc)  # a Monday
 HOUR = timedelta(hours=1)
@@ -169,6 +177,92 @@ def test_the_default_source_reads_as_before() -> None:
             "default": {"status": "starting", "reason": "waiting for the first run to finish"}
         },
     }
+
+
+# ------------------------------------------------------------------ the other code lists
+
+DISPLAY = ("default", 3, "display_results")
+
+
+def test_a_list_failing_too_long_is_unhealthy_like_a_vdn() -> None:
+    since = T0 + timedelta(minutes=10)
+    state = HealthState(
+        started_at=T0,
+        last_finished_at=T0 + timedelta(minutes=40),
+        failing={DISPLAY: Failure(since=since, count=2, error="HTTP 500; nothing deleted")},
+    )
+    status, reason = verdict(state, since + MAX_FAILING)
+    assert status == "ok" and "code list" in reason
+    status, reason = verdict(state, since + MAX_FAILING + timedelta(seconds=1))
+    assert status == "unhealthy"
+    assert reason.startswith(subject_name(DISPLAY)) and "HTTP 500" in reason
+
+
+def test_the_reason_names_the_list_and_its_source() -> None:
+    assert subject_name(DISPLAY) == "VDN 3 display_results"
+    assert (
+        subject_name(("north", 3, "business_results")) == "VDN 3 business_results of source north"
+    )
+    assert subject_name(("north", 3)) == vdn_name(("north", 3))
+    state = HealthState(
+        started_at=T0,
+        last_finished_at=T0 + HOUR,
+        failing={
+            ("north", 3, "business_results"): Failure(since=T0, count=1, error="bad data"),
+            ("north", 4): Failure(since=T0 + timedelta(minutes=5), count=1, error=None),
+            ("south", 1, "display_results"): Failure(since=T0 + HOUR, count=1, error=None),
+        },
+    )
+    health = evaluate(
+        state, T0 + HOUR, due=every_hour, max_failing=MAX_FAILING, sources=["north", "south"]
+    )
+    assert health.status == "unhealthy"
+    # The longest streak is named; the VDN failing too long besides is counted.
+    assert health.reason.startswith("VDN 3 business_results of source north failing for")
+    assert count_subjects([("north", 4)], more=True) in health.reason
+    north, south = health.source("north"), health.source("south")
+    assert north is not None and north.status == "unhealthy"
+    assert south is not None and south.status == "ok"  # its list fails, but not for long
+
+
+def test_a_lists_streak_is_its_own() -> None:
+    tracker = HealthTracker(
+        started_at=T0, due=every_hour, max_failing=MAX_FAILING, clock=lambda: T0 + HOUR
+    )
+    business = ("default", 3, "business_results")
+    tracker.record_code_list(DISPLAY, "incomplete", "HTTP 500", T0)
+    tracker.record_code_list(DISPLAY, "skipped", None, T0 + timedelta(minutes=10))  # neutral
+    tracker.record_code_list(DISPLAY, "guarded", None, T0 + timedelta(minutes=20))
+    tracker.record_code_list(business, "failed", "bad data", T0 + timedelta(minutes=20))
+    tracker.record_vdn(("default", 3), "succeeded", None, T0 + timedelta(minutes=20))
+    failing = tracker.failing()
+    # The VDN's OBS codes succeeding ends neither list's streak.
+    assert set(failing) == {DISPLAY, business}
+    assert (failing[DISPLAY].since, failing[DISPLAY].count) == (T0, 2)
+    assert failing[DISPLAY].error == "HTTP 500"
+    tracker.record_run_finished(T0 + timedelta(minutes=21))
+    assert tracker.check().status == "unhealthy"
+    tracker.record_code_list(DISPLAY, "succeeded", None, T0 + timedelta(minutes=30))
+    tracker.record_code_list(business, "succeeded", None, T0 + timedelta(minutes=30))
+    assert tracker.failing() == {}
+    assert tracker.check().status == "ok"
+
+
+def test_a_seeded_list_streak_keeps_its_earlier_start() -> None:
+    tracker = HealthTracker(
+        started_at=T0, due=every_hour, max_failing=MAX_FAILING, clock=lambda: T0 + HOUR
+    )
+    tracker.record_code_list(DISPLAY, "failed", "HTTP 500", T0 + timedelta(minutes=50))
+    tracker.seed_failing({DISPLAY: Failure(since=T0, count=5, error="HTTP 500")})
+    tracker.record_run_finished(T0 + timedelta(minutes=51))
+    assert tracker.failing()[DISPLAY].since == T0
+    assert tracker.check().status == "unhealthy"
+
+
+def test_counting_vdns_and_lists() -> None:
+    assert count_subjects([("default", 1), ("default", 2)]) == "2 VDNs"
+    assert count_subjects([DISPLAY]) == "1 code list"
+    assert count_subjects([("default", 1), DISPLAY], more=True) == "1 more VDN and 1 more code list"
 
 
 def test_health_json_body() -> None:

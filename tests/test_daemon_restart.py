@@ -34,7 +34,9 @@ def test_restart_keeps_failure_streaks_and_last_successes(
     thread.start()
     try:
         limit = time.monotonic() + 30
-        while not daemon.health.failing() and time.monotonic() < limit:
+        # seeded is set once health and metrics both hold the records (health is seeded
+        # first: waiting for its streak alone raced the metrics).
+        while not daemon.seeded and time.monotonic() < limit:
             time.sleep(0.02)
         # No run has happened in this process, yet the streak recorded earlier counts.
         failing = daemon.health.failing()

@@ -20,7 +20,7 @@ from obs_sync.cli import main
 from obs_sync.config import Config, parse_config
 from obs_sync.db import migrate
 from obs_sync.simulator import Fault, Simulator
-from obs_sync.store.status_query import RunRow, VdnRow, read_status
+from obs_sync.store.status_query import ListStreakRow, RunRow, VdnRow, read_status
 from tests.fixtures_sim import isales_config_dict
 
 run_sync = pytest.importorskip("obs_sync.engine.run").run_sync
@@ -402,29 +402,33 @@ def _reference(connection: psycopg.Connection[Any], schema: str, vdn_ids: list[i
                 *(sum(r[i] for r in mine) for i in (4, 5, 6, 7)),
             )
         )
-    vdn_rows = []
-    for vdn in vdn_ids:
-        history = sorted((r for r in records if r[1] == vdn), key=lambda r: r[3])
-        successes = [r[3] for r in history if r[2] == "succeeded"]
-        last_success = successes[-1] if successes else None
-        attempts = [r for r in history if r[2] != "skipped"]
-        last = attempts[-1] if attempts else None
-        streak = [
-            r for r in history if r[2] in FAILING and (last_success is None or r[3] > last_success)
-        ]
-        errors = [r[8] for r in streak if r[8] is not None]
-        vdn_rows.append(
-            VdnRow(
-                vdn,
-                last_success,
-                last[2] if last else None,
-                last[3] if last else None,
-                len(streak),
-                streak[0][3] if streak else None,
-                errors[-1] if errors else None,
-            )
-        )
+    vdn_rows = [
+        VdnRow(vdn, *_streak([(r[2], r[3], r[8]) for r in records if r[1] == vdn]))
+        for vdn in vdn_ids
+    ]
     return run_rows, vdn_rows
+
+
+def _streak(records: list[tuple[str, datetime, str | None]]) -> tuple[Any, ...]:
+    """From one VDN's (or list's) (status, finished_at, error) records: last success, last
+    status and attempt, streak length, its first failure and its latest error."""
+    history = sorted(records, key=lambda r: r[1])
+    successes = [r[1] for r in history if r[0] == "succeeded"]
+    last_success = successes[-1] if successes else None
+    attempts = [r for r in history if r[0] != "skipped"]
+    last = attempts[-1] if attempts else None
+    streak = [
+        r for r in history if r[0] in FAILING and (last_success is None or r[1] > last_success)
+    ]
+    errors = [r[2] for r in streak if r[2] is not None]
+    return (
+        last_success,
+        last[0] if last else None,
+        last[1] if last else None,
+        len(streak),
+        streak[0][1] if streak else None,
+        errors[-1] if errors else None,
+    )
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -449,6 +453,76 @@ def test_queries_match_a_reference_on_a_random_history(database_url: str, seed: 
     assert by_id[2].last_success is None and by_id[2].streak > 0
     assert by_id[3].last_status is None and by_id[3].streak == 0
     assert by_id[9] == VdnRow(9, None, None, None, 0, None, None)
+
+
+LISTS = ("business_results", "display_results")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_list_streaks_match_a_reference_on_a_random_history(
+    database_url: str, seed: int
+) -> None:
+    """The same query over sync_run_code_list, keyed by list too (the daemon's health reads
+    it at start): each list has its own streak, whatever the VDN's other list did."""
+    import random
+
+    rng = random.Random(seed)
+    engine = create_engine(database_url)
+    keys = [("default", vdn, name) for vdn in (1, 2, 3, 9) for name in LISTS]
+    try:
+        migrate.upgrade(engine, SCHEMA)
+        with psycopg.connect(_plain(database_url), autocommit=True) as connection:
+            _random_history(connection, SCHEMA, seed)
+            for run_id, started in connection.execute(
+                f"SELECT id, started_at FROM {SCHEMA}.sync_run ORDER BY id"
+            ).fetchall():
+                for vdn in (1, 2, 3):  # 9 is configured but never recorded
+                    for index, name in enumerate(LISTS):
+                        status = rng.choice(STATUSES)
+                        failed = status != "succeeded" and rng.random() < 0.75
+                        error = f"{name} {status}" if failed else None
+                        connection.execute(
+                            f"INSERT INTO {SCHEMA}.sync_run_code_list (sync_run_id, vdn_id, "
+                            "code_list, status, started_at, finished_at, error) "
+                            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                            (
+                                run_id,
+                                vdn,
+                                name,
+                                status,
+                                started,
+                                started + timedelta(seconds=vdn, milliseconds=index + 1),
+                                error,
+                            ),
+                        )
+            records = connection.execute(
+                f"SELECT vdn_id, code_list, status, finished_at, error "
+                f"FROM {SCHEMA}.sync_run_code_list"
+            ).fetchall()
+        got = read_status(engine, SCHEMA, [1, 2, 3, 9], code_lists=keys)
+        assert read_status(engine, SCHEMA, [1]).code_lists == []  # none asked for
+    finally:
+        engine.dispose()
+    want = [
+        ListStreakRow(
+            vdn,
+            *_streak([(r[2], r[3], r[4]) for r in records if (r[0], r[1]) == (vdn, name)]),
+            code_list=name,
+        )
+        for _, vdn, name in keys
+    ]
+    assert got.code_lists == want
+
+
+def test_no_list_streaks_before_the_lists_have_run_records(database_url: str) -> None:
+    # A daemon may read the records before its first run applies migration 0007.
+    engine = create_engine(database_url)
+    try:
+        migrate.upgrade(engine, SCHEMA, "0006")
+        got = read_status(engine, SCHEMA, [1], code_lists=[("default", 1, "display_results")])
+    finally:
+        engine.dispose()
+    assert got.code_lists == [] and [v.vdn_id for v in got.vdns] == [1]
 
 
 def test_status_of_a_newer_schema_it_cannot_read(

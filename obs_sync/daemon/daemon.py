@@ -30,11 +30,13 @@ from obs_sync.daemon.job import Job, StartError, SyncJob
 from obs_sync.daemon.metrics import Metrics, MetricsServer
 from obs_sync.daemon.schedule import Timing, make_trigger
 from obs_sync.errors import EXIT_FAILED, EXIT_OK, one_line
-from obs_sync.health import Failure, HealthTracker, vdn_name
+from obs_sync.health import Failure, HealthTracker, Subject, count_subjects, subject_name
 from obs_sync.logcontext import PendingRun, bind
+from obs_sync.store.status_query import ListStreakRow
 from obs_sync.text import minutes, plural
 
 if TYPE_CHECKING:
+    from obs_sync.code_lists import ListKey
     from obs_sync.config import Config
     from obs_sync.store.status_query import VdnRow
 
@@ -139,11 +141,14 @@ class Daemon:
                 metrics.on_run("error", time.monotonic() - started, finished)
             return
         finished = self.clock()
+        # Display and business results (a RunResult's; stand-in jobs may have none).
+        for listed in getattr(result, "code_lists", ()):
+            at = listed.finished_at or finished
+            self.health.record_code_list(listed.key, listed.status, listed.error, at)
+            if metrics is not None:
+                metrics.on_code_list(listed)
         self.health.record_run_finished(finished)
         if metrics is not None:
-            # Display and business results (a RunResult's; stand-in jobs may have none).
-            for listed in getattr(result, "code_lists", ()):
-                metrics.on_code_list(listed)
             metrics.on_run(result.status, time.monotonic() - started, finished)
         # The run's result line (with its fields) is logged by the run itself (engine/report.py).
 
@@ -289,11 +294,16 @@ class Daemon:
                     one_line(error),
                 )
             return
-        failing = {
-            (row.source, row.vdn_id): Failure(
-                since=row.failing_since, count=row.streak, error=row.last_error
-            )
-            for row in rows
+        # A list's streak is read and seeded as a VDN's (ListStreakRow: a VdnRow per list).
+        lists = [row for row in rows if isinstance(row, ListStreakRow)]
+        rows = [row for row in rows if not isinstance(row, ListStreakRow)]
+        keyed: list[tuple[Subject, VdnRow]] = [
+            *(((row.source, row.vdn_id), row) for row in rows),
+            *(((row.source, row.vdn_id, row.code_list), row) for row in lists),
+        ]
+        failing: dict[Subject, Failure] = {
+            key: Failure(since=row.failing_since, count=row.streak, error=row.last_error)
+            for key, row in keyed
             if row.streak and row.failing_since is not None
         }
         self.health.seed_failing(failing)
@@ -315,13 +325,21 @@ class Daemon:
             except Exception as error:
                 log.warning("cannot read the last successful run: %s", one_line(error))
                 last_run_success = None
-            self.metrics.seed(last_success, failing, empty=empty, last_run_success=last_run_success)
+            vdns_failing = [k for k in failing if len(k) == 2]
+            lists_failing: list[ListKey] = [k for k in failing if len(k) == 3]
+            self.metrics.seed(
+                last_success,
+                vdns_failing,
+                empty=empty,
+                last_run_success=last_run_success,
+                lists_failing=lists_failing,
+            )
         if failing:
             first = min(failing, key=lambda key: failing[key].since)
             log.warning(
                 "%s already failing before this start, %s since %s",
-                plural(len(failing), "VDN"),
-                vdn_name(first),
+                count_subjects(failing),
+                subject_name(first),
                 failing[first].since.isoformat(timespec="seconds"),
             )
         self.seeded = True  # last: health and metrics hold the records once this is set

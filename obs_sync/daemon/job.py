@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from obs_sync.code_lists import OBS_RESULT_CODES
 from obs_sync.db.embedded import EmbeddedError, require_installed, restart_if_stopped
 from obs_sync.db.engine import make_engine
 from obs_sync.db.migrate import MigrationError, needs_upgrade
@@ -25,10 +26,22 @@ from obs_sync.store.store import Store
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from obs_sync.code_lists import ListKey
     from obs_sync.config import Config
     from obs_sync.store.status_query import VdnRow
 
 log = logging.getLogger(__name__)
+
+
+def list_keys(config: Config) -> list[ListKey]:
+    """Every configured (source, vdn_id, code_list) besides the OBS result codes."""
+    return [
+        (source.name, vdn, name)
+        for source in config.sources
+        for vdn in source.vdn_list
+        for name in source.code_lists
+        if name != OBS_RESULT_CODES
+    ]
 
 
 class StartError(UsageError):
@@ -55,7 +68,8 @@ class Job(Protocol):
         ...
 
     def recorded(self) -> Sequence[VdnRow]:
-        """The run records' VDN rows (failure streaks, last successes) to seed health from."""
+        """The run records' VDN rows (failure streaks, last successes) to seed health from,
+        and a :class:`~obs_sync.store.status_query.ListStreakRow` per other code list."""
         ...
 
     def close(self) -> None:
@@ -105,8 +119,9 @@ class SyncJob:
             raise StartError(str(error)) from error
 
     def recorded(self) -> Sequence[VdnRow]:
-        """Each configured VDN's recorded freshness and failure streak (empty before the
-        first run ever), so health and metrics survive a restart."""
+        """Each configured VDN's recorded freshness and failure streak, then each of its
+        other configured code lists' (empty before the first run ever), so health and
+        metrics survive a restart."""
         if self.engine is None:  # prepare() failed: the database was down at start
             self.engine = self._make_engine()
         try:
@@ -116,10 +131,11 @@ class SyncJob:
                 self.config.vdn_keys,
                 limit=1,
                 heartbeat_seconds=self.config.sync.heartbeat_seconds,
+                code_lists=list_keys(self.config),
             )
         except StatusError:
             return []
-        return status.vdns
+        return [*status.vdns, *status.code_lists]
 
     def last_run_success(self) -> datetime | None:
         """When the last run in which every VDN succeeded finished (None: never)."""

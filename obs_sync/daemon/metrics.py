@@ -30,7 +30,7 @@ from prometheus_client import (
 
 from obs_sync import __version__
 from obs_sync.code_list_diff import ListResult
-from obs_sync.code_lists import OBS_RESULT_CODES
+from obs_sync.code_lists import OBS_RESULT_CODES, ListKey
 from obs_sync.health import Health
 from obs_sync.isales.events import OUTCOMES, RequestEvent
 from obs_sync.results import DEFAULT_SOURCE, FAILING, VDN_STATUSES, VdnKey, VdnResult
@@ -202,11 +202,12 @@ class Metrics:
         *,
         empty: Iterable[VdnKey] = (),
         last_run_success: datetime | None = None,
+        lists_failing: Iterable[ListKey] = (),
     ) -> None:
         """State recorded before this process started (from the run records), so the
         series do not vanish from dashboards and alerts at every restart: per (source,
-        VDN), its last success, failing and empty VDNs, and the last run in which all
-        succeeded."""
+        VDN), its last success, failing and empty VDNs, the last run in which all
+        succeeded, and the failing lists, (source, vdn_id, code_list)."""
         with self._lock:
             for (source, vdn_id), when in last_success.items():
                 self._add_source(source)
@@ -218,6 +219,9 @@ class Metrics:
             self._set_counts()
             if last_run_success is not None:
                 self.last_run_success.set(last_run_success.timestamp())
+            self._lists_failing.update((s, name, vdn) for s, vdn, name in lists_failing)
+            for source, name in {(s, name) for s, name, _ in self._lists_failing}:
+                self._set_list_count(source, name)
 
     def on_abandoned(self, count: int) -> None:
         """Runs found dead (their process gone) and marked abandoned by this daemon."""
@@ -261,8 +265,12 @@ class Metrics:
                 self._lists_failing.discard((source, name, result.vdn_id))
             elif result.status in FAILING:
                 self._lists_failing.add((source, name, result.vdn_id))
-            failing = sum(1 for s, n, _ in self._lists_failing if (s, n) == (source, name))
-            self.code_lists_failing.labels(source, name).set(failing)
+            self._set_list_count(source, name)
+
+    def _set_list_count(self, source: str, name: str) -> None:
+        """The gauge of one source's VDNs failing one list (under the lock)."""
+        failing = sum(1 for s, n, _ in self._lists_failing if (s, n) == (source, name))
+        self.code_lists_failing.labels(source, name).set(failing)
 
     def on_run(self, status: str, seconds: float, finished_at: datetime) -> None:
         self.runs.labels(status).inc()

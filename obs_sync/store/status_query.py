@@ -1,5 +1,7 @@
 """``obs-sync status``: recent runs and each VDN's freshness, read from the run records
 (printed by :mod:`obs_sync.commands.status`; the daemon reads it to seed health and metrics).
+The same per-VDN query, keyed by list too, reads each other code list's freshness and
+streak from ``sync_run_code_list`` (its index (source, vdn_id, code_list, finished_at)).
 
 Two read-only queries: the last runs with their per-status VDN counts, and per configured
 VDN its last success, its last result that was not ``skipped``, the current failure streak
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 
+from obs_sync.code_lists import ListKey
 from obs_sync.db.migrate import known_revisions
 from obs_sync.errors import ObsSyncError, one_line
 from obs_sync.results import DEFAULT_SOURCE, FAILING_SQL, VdnKey
@@ -67,12 +70,21 @@ class VdnRow:
 
 
 @dataclass(frozen=True)
+class ListStreakRow(VdnRow):
+    """One other code list of one VDN: the same values, from ``sync_run_code_list``."""
+
+    code_list: str = ""
+
+
+@dataclass(frozen=True)
 class Status:
     runs: list[RunRow]
     vdns: list[VdnRow]
     now: datetime
     # Said before the tables (and as "warnings" in JSON): e.g. a schema from a newer obs-sync.
     warnings: list[str] = field(default_factory=list)
+    # The code lists asked for (read_status(code_lists=...)); none before migration 0007.
+    code_lists: list[ListStreakRow] = field(default_factory=list)
 
 
 class StatusError(ObsSyncError):
@@ -109,57 +121,78 @@ def _runs_sql(schema: str) -> str:
     """
 
 
-# Every lateral reads the index (vdn_id, finished_at) from one end and stops early: "ORDER
-# BY finished_at DESC LIMIT 1" is a backward index scan (finished_at is NOT NULL, so no
-# NULLS LAST, which would sort the VDN's whole history). A healthy VDN's last result is its
-# last success, so the other laterals run only when that result failed (their WHERE starts
-# with a condition on the outer row, which PostgreSQL checks once, before any scan): the
-# last success, then the streak since it. The last result's own error is the latest one,
-# so the streak is searched for an error only when that result has none.
-def _vdns_sql(schema: str) -> str:
+# Every lateral reads the index (source, vdn_id[, code_list], finished_at) from one end and
+# stops early: "ORDER BY finished_at DESC LIMIT 1" is a backward index scan (finished_at is
+# NOT NULL, so no NULLS LAST, which would sort the VDN's whole history). A healthy VDN's last
+# result is its last success, so the other laterals run only when that result failed (their
+# WHERE starts with a condition on the outer row, which PostgreSQL checks once, before any
+# scan): the last success, then the streak since it. The last result's own error is the
+# latest one, so the streak is searched for an error only when that result has none.
+def _streaks_sql(schema: str, table: str, keys: dict[str, tuple[str, str]]) -> str:
+    """Per key (``keys``: column -> its SQL type and the parameter holding its array), from
+    ``table``: the columns of :class:`VdnRow` (``vdn_id`` first, ``source`` last), then the
+    key's other columns."""
     failing = FAILING_SQL
+    arrays = ", ".join(f"CAST(:{param} AS {kind}[])" for kind, param in keys.values())
+    columns = ", ".join(keys)
+    same = " AND ".join(f"v.{column} = c.{column}" for column in keys)
+    extra = "".join(f", c.{column}" for column in keys if column not in ("source", "vdn_id"))
+    order = ", ".join(f"c.{column}" for column in keys)
     return f"""
         SELECT c.vdn_id,
                CASE WHEN last.status = 'succeeded' THEN last.finished_at ELSE ok.finished_at END,
                last.status, last.finished_at, coalesce(f.streak, 0), f.since,
                CASE WHEN last.status IN {failing} THEN coalesce(last.error, e.error) END,
-               CASE WHEN last.status = 'succeeded' THEN last.total_count END, c.source
-        FROM unnest(CAST(:sources AS text[]), CAST(:vdns AS integer[])) AS c(source, vdn_id)
+               CASE WHEN last.status = 'succeeded' THEN last.total_count END, c.source{extra}
+        FROM unnest({arrays}) AS c({columns})
         LEFT JOIN LATERAL (
             SELECT v.status, v.finished_at, v.error, v.total_count
-            FROM {schema}.sync_run_vdn AS v
-            WHERE v.source = c.source AND v.vdn_id = c.vdn_id AND v.status <> 'skipped'
+            FROM {schema}.{table} AS v
+            WHERE {same} AND v.status <> 'skipped'
             ORDER BY v.finished_at DESC LIMIT 1
         ) AS last ON true
         LEFT JOIN LATERAL (
-            SELECT v.finished_at FROM {schema}.sync_run_vdn AS v
+            SELECT v.finished_at FROM {schema}.{table} AS v
             WHERE last.status IN {failing}
-              AND v.source = c.source AND v.vdn_id = c.vdn_id AND v.status = 'succeeded'
+              AND {same} AND v.status = 'succeeded'
             ORDER BY v.finished_at DESC LIMIT 1
         ) AS ok ON true
         LEFT JOIN LATERAL (
             SELECT count(*) AS streak, min(v.finished_at) AS since
-            FROM {schema}.sync_run_vdn AS v
+            FROM {schema}.{table} AS v
             WHERE last.status IN {failing}
-              AND v.source = c.source AND v.vdn_id = c.vdn_id
+              AND {same}
               AND v.finished_at > coalesce(ok.finished_at, '-infinity')
               AND v.status IN {failing}
         ) AS f ON true
         LEFT JOIN LATERAL (
-            SELECT v.error FROM {schema}.sync_run_vdn AS v
+            SELECT v.error FROM {schema}.{table} AS v
             WHERE last.status IN {failing} AND last.error IS NULL
-              AND v.source = c.source AND v.vdn_id = c.vdn_id
+              AND {same}
               AND v.finished_at > coalesce(ok.finished_at, '-infinity')
               AND v.status IN {failing} AND v.error IS NOT NULL
             ORDER BY v.finished_at DESC LIMIT 1
         ) AS e ON true
-        ORDER BY c.source, c.vdn_id
+        ORDER BY {order}
     """
+
+
+_VDN_KEYS = {"source": ("text", "sources"), "vdn_id": ("integer", "vdns")}
+_LIST_KEYS = {**_VDN_KEYS, "code_list": ("text", "code_lists")}
+
+
+def _vdns_sql(schema: str) -> str:
+    return _streaks_sql(schema, "sync_run_vdn", _VDN_KEYS)
+
+
+def _lists_sql(schema: str) -> str:
+    return _streaks_sql(schema, "sync_run_code_list", _LIST_KEYS)
 
 
 _TABLES_SQL = """
     SELECT to_regclass(:run) IS NOT NULL AND to_regclass(:vdn) IS NOT NULL,
-           coalesce(has_table_privilege(to_regclass(:version), 'SELECT'), false)
+           coalesce(has_table_privilege(to_regclass(:version), 'SELECT'), false),
+           to_regclass(:lists) IS NOT NULL
 """
 
 
@@ -181,20 +214,23 @@ def read_status(
     *,
     limit: int = 10,
     heartbeat_seconds: float = 5,
+    code_lists: Sequence[ListKey] = (),
 ) -> Status:
     """Recent runs (one whose process is gone shown ``abandoned``, ended at its last
     heartbeat; ``heartbeat_seconds``: sync.heartbeat_seconds) and each VDN's freshness.
 
-    ``vdn_ids``: (source, vdn_id) keys, or plain ids (of the source default)."""
+    ``vdn_ids``: (source, vdn_id) keys, or plain ids (of the source default);
+    ``code_lists``: (source, vdn_id, code_list) keys whose freshness to read too."""
     keys = [key if isinstance(key, tuple) else (DEFAULT_SOURCE, key) for key in vdn_ids]
     with engine.connect() as connection:
         quoted = connection.dialect.identifier_preparer.quote_identifier(schema)
-        tables, versioned = connection.execute(
+        tables, versioned, has_lists = connection.execute(
             text(_TABLES_SQL),
             {
                 "run": f"{quoted}.sync_run",
                 "vdn": f"{quoted}.sync_run_vdn",
                 "version": f"{quoted}.alembic_version",
+                "lists": f"{quoted}.sync_run_code_list",
             },
         ).one()
         if not tables:
@@ -230,6 +266,19 @@ def read_status(
                     {"sources": [k[0] for k in keys], "vdns": [k[1] for k in keys]},
                 )
             ]
+            lists: list[ListStreakRow] = []
+            if code_lists and has_lists:  # sync_run_code_list: since migration 0007
+                lists = [
+                    ListStreakRow(*row)
+                    for row in connection.execute(
+                        text(_lists_sql(quoted)),
+                        {
+                            "sources": [k[0] for k in code_lists],
+                            "vdns": [k[1] for k in code_lists],
+                            "code_lists": [k[2] for k in code_lists],
+                        },
+                    )
+                ]
         except ProgrammingError as error:
             if warnings:  # a newer obs-sync changed what these queries read
                 raise StatusError(
@@ -238,7 +287,7 @@ def read_status(
                 ) from error
             raise
         connection.rollback()
-    return Status(runs, vdns, datetime.now(timezone.utc), warnings)
+    return Status(runs, vdns, datetime.now(timezone.utc), warnings, lists)
 
 
 def read_last_run_success(engine: Engine, schema: str) -> datetime | None:
