@@ -27,6 +27,7 @@ EXPECTED_ALERTS = {
     "ObsSyncUnhealthy",
     "ObsSyncDataStale",
     "ObsSyncVdnsFailing",
+    "ObsSyncCodeListsFailing",
     "ObsSyncAuthErrors",
     "ObsSyncDeletionsGuarded",
     "ObsSyncRunOverDeadline",
@@ -104,6 +105,7 @@ def test_every_alert_is_tested_firing_and_not_firing() -> None:
 PER_SOURCE_ALERTS = {
     "ObsSyncDataStale",
     "ObsSyncVdnsFailing",
+    "ObsSyncCodeListsFailing",
     "ObsSyncAuthErrors",
     "ObsSyncDeletionsGuarded",
 }
