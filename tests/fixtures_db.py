@@ -135,6 +135,14 @@ def config_dict(
     return data
 
 
+def query(engine: Engine, sql: str, schema: str = TEST_SCHEMA) -> list[tuple[Any, ...]]:
+    """The rows of ``sql``, its ``{s}`` replaced by the (test) schema."""
+    from sqlalchemy import text
+
+    with engine.connect() as connection:
+        return [tuple(r) for r in connection.execute(text(sql.format(s=schema)))]
+
+
 def make_config(sim: Simulator, database_url: str, **kwargs: Any) -> Config:
     return parse_config(config_dict(sim, database_url, **kwargs), env={})
 

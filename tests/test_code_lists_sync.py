@@ -10,7 +10,6 @@ import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -22,6 +21,7 @@ from obs_sync.simulator import Fault, Simulator
 from obs_sync.simulator.code_lists import BusinessResult, CodeListFault
 from obs_sync.store.integrity import verify_database
 from tests.fixtures_db import TEST_SCHEMA, make_config, write_config
+from tests.fixtures_db import query as q
 
 S = TEST_SCHEMA
 ALL = ["obs_result_codes", "display_results", "business_results"]
@@ -32,11 +32,6 @@ def engine(database_url: str) -> Iterator[Engine]:
     made = create_engine(database_url)
     yield made
     made.dispose()
-
-
-def q(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
-    with engine.connect() as connection:
-        return [tuple(r) for r in connection.execute(text(sql.format(s=S)))]
 
 
 def test_a_run_syncs_every_configured_list_and_a_no_op_resync_writes_no_data_row(

@@ -18,6 +18,7 @@ from obs_sync.engine.run import run_sync
 from obs_sync.simulator import Simulator
 from obs_sync.simulator.code_lists import CodeListFault
 from tests.fixtures_db import config_dict
+from tests.polling import wait_for
 from tests.test_daemon_sources import free_port
 
 ALL = ["obs_result_codes", "display_results", "business_results"]
@@ -30,16 +31,6 @@ def healthz(port: int) -> tuple[int, dict[str, Any]]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
-
-
-def wait_for(check: Any, what: str, seconds: float = 30) -> Any:
-    limit = time.monotonic() + seconds
-    while time.monotonic() < limit:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def start(daemon: Daemon) -> threading.Thread:

@@ -7,10 +7,8 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 import urllib.error
 import urllib.request
-from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -19,6 +17,7 @@ from obs_sync.daemon.daemon import Daemon
 from obs_sync.simulator import Simulator
 from tests.fixtures_db import TEST_SCHEMA
 from tests.fixtures_sim import SECOND_KEY, source_config_dict
+from tests.polling import wait_for
 
 
 def free_port() -> int:
@@ -42,16 +41,6 @@ def series(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
             if sample.name == name:
                 found[tuple(sorted(sample.labels.items()))] = sample.value
     return found
-
-
-def wait_for(check: Any, what: str, seconds: float = 30) -> Any:
-    limit = time.monotonic() + seconds
-    while time.monotonic() < limit:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_server_down_makes_only_its_own_source_unhealthy(
